@@ -1,0 +1,1 @@
+//! api (placeholder while the skeleton is laid).

@@ -1,0 +1,2 @@
+//! The vr client binary.
+fn main() {}

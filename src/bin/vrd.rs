@@ -1,0 +1,2 @@
+//! The vrd daemon binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! cli (placeholder while the skeleton is laid).

@@ -1,0 +1,1 @@
+//! daemon (placeholder while the skeleton is laid).

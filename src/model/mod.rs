@@ -1,0 +1,1 @@
+//! model (placeholder while the skeleton is laid).

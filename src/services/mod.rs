@@ -1,0 +1,1 @@
+//! services (placeholder while the skeleton is laid).
