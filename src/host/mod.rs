@@ -1,1 +1,2 @@
-//! host (placeholder while the skeleton is laid).
+//! The host layer: everything that touches this machine's kernel on behalf of one container or
+//! artifact (cgroups, images and builds on disk, the container launcher). Uses `sys` and `model`.

@@ -1,1 +1,3 @@
-//! model (placeholder while the skeleton is laid).
+//! Plain, validated data shared by every layer: names, proc.yaml, limits. No I/O here.
+
+pub mod limits;
