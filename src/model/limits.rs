@@ -28,7 +28,9 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SizeError {
     /// The text was not a number with an optional unit.
-    #[error("'{0}' is not a size: write a whole number of bytes with an optional unit K, M, G or T (e.g. 256M)")]
+    #[error(
+        "'{0}' is not a size: write a whole number of bytes with an optional unit K, M, G or T (e.g. 256M)"
+    )]
     Malformed(String),
     /// The number does not fit in 64 bits.
     #[error("'{0}' is too large")]

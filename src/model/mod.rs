@@ -1,3 +1,5 @@
 //! Plain, validated data shared by every layer: names, proc.yaml, limits. No I/O here.
 
 pub mod limits;
+pub mod names;
+pub mod proc_data;
