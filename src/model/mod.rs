@@ -1,5 +1,8 @@
 //! Plain, validated data shared by every layer: names, proc.yaml, limits. No I/O here.
 
+pub mod exit;
 pub mod limits;
 pub mod names;
 pub mod proc_data;
+pub mod procfile;
+pub mod uptest;

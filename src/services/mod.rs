@@ -1,1 +1,3 @@
-//! services (placeholder while the skeleton is laid).
+//! Services: the daemon's capabilities, built on the host layer. Each is usable without RPC.
+
+pub mod runner;

@@ -1,1 +1,188 @@
-//! sys (placeholder while the skeleton is laid).
+//! The one home of `unsafe`: the few system calls nix does not wrap safely, each behind a safe,
+//! I/O-safe signature (fds in as `BorrowedFd`/`AsFd`, out as `OwnedFd`; no raw integers cross).
+//!
+//! Everything here is small on purpose; the callers (the container launcher, the image unpacker,
+//! the client's terminal handling) hold the logic.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::sys::memfd::{memfd_create, MFdFlags};
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::ForkResult;
+
+/// Forks the calling process.
+///
+/// Only for processes that are single-threaded at the time of the call (the `vrd init` launcher,
+/// which is a fresh exec of this binary): in a multi-threaded process the child could inherit held
+/// locks. The daemon never calls this.
+pub fn fork_single_threaded() -> nix::Result<ForkResult> {
+    // SAFETY: callers are single-threaded processes (documented above), so the child owns every
+    // lock and allocator state it inherits and may run arbitrary code until it execs or exits.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Ends the process at once, without running atexit handlers or flushing stdio buffers that the
+/// parent shares; for a forked child whose exec failed.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every fd from `first` upwards close-on-exec, so nothing the launcher holds leaks into
+/// the app (close_range(2), CLOSE_RANGE_CLOEXEC, Linux 5.11).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range only changes fd flags of this process; no memory is passed.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Restores default dispositions for every catchable signal and unblocks them all. Rust's runtime
+/// ignores SIGPIPE, and an ignored disposition survives exec: an app would never die of SIGPIPE.
+pub fn reset_signals() -> nix::Result<()> {
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL involves no handler code, so no async-signal-safety concerns.
+        unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// Unlocks a pty master opened from a devpts `ptmx` and opens its peer (the slave) directly by fd,
+/// with TIOCGPTPEER (Linux 4.13), so no `/dev/pts/N` path is looked up in a mount namespace that
+/// is about to change.
+pub fn open_pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one int through the pointer, which points at a live local.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+    // SAFETY: TIOCGPTPEER takes the open flags by value and returns a new fd or -1.
+    let fd = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Makes `tty` the controlling terminal of the calling session leader (TIOCSCTTY).
+pub fn set_controlling_tty(tty: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument by value (0: do not steal from another session).
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// Reads a terminal's window size; `None` when `fd` is not a terminal.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<WindowSize> {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which points at a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0).then_some(WindowSize { rows: ws.ws_row, cols: ws.ws_col })
+}
+
+/// Sets a terminal's window size (the kernel sends SIGWINCH to its foreground process group).
+pub fn set_window_size(fd: BorrowedFd<'_>, size: WindowSize) -> io::Result<()> {
+    let ws = libc::winsize { ws_row: size.rows, ws_col: size.cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which points at a live local.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens `path` as if `root` were `/`: `..` and absolute symlinks cannot leave `root`
+/// (openat2(2) with RESOLVE_IN_ROOT, Linux 5.6). For reading files inside images and builds.
+pub fn open_in_root(root: &Path, path: &Path) -> io::Result<File> {
+    let root_dir = File::open(root)?;
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let cpath = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain integers; all-zero is a valid value that we then fill in.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the path is a NUL-terminated string and `how` a live open_how whose size we pass;
+    // the kernel returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root_dir.as_raw_fd(),
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Copies this process's executable into a sealed memfd, so the processes vrd starts run from a
+/// copy that nothing can write: a container that makes the launcher re-run itself through
+/// `/proc/self/exe` cannot reach the host's vrd binary (the CVE-2019-5736 class; runc's fix).
+pub fn sealed_copy_of_self() -> io::Result<OwnedFd> {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let fd = memfd_create(c"vrd", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    let mut exe = File::open("/proc/self/exe")?;
+    let mut copy = File::from(fd);
+    io::copy(&mut exe, &mut copy)?;
+    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))?;
+    Ok(OwnedFd::from(copy))
+}
+
+/// Sends `fds` over a connected Unix socket with SCM_RIGHTS, with one byte of payload.
+pub fn send_fds(socket: &impl AsFd, fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let payload = [io::IoSlice::new(b"F")];
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    sendmsg::<()>(socket.as_fd().as_raw_fd(), &payload, &cmsg, MsgFlags::empty(), None)?;
+    Ok(())
+}
+
+/// Receives up to `max` fds sent with [`send_fds`]; they arrive close-on-exec.
+pub fn recv_fds(socket: &impl AsFd, max: usize) -> io::Result<Vec<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let msg = recvmsg::<()>(socket.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for fd in raw {
+                // SAFETY: SCM_RIGHTS installed these fds in our table for us alone.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if fds.len() > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("peer sent {} fds, expected at most {max}", fds.len())));
+    }
+    Ok(fds)
+}

@@ -1,0 +1,53 @@
+//! Connecting to vrd: the socket's location, a JSON-RPC client over it, and errors that say what to
+//! do (start vrd, join its group).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use jsonrpsee::core::client::{Client, ClientBuilder};
+use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
+
+use crate::config::{DEFAULT_SOCKET, SOCKET_ENV};
+
+/// `--socket`, else `$VR_SOCKET`, else the default.
+pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os(SOCKET_ENV).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// Calls such as `runner run` last as long as the app runs.
+const LONG_CALL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Connects to vrd.
+pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
+    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow!(
+            "vrd is not running at {}: start it (`systemctl start vrd`, or `vrd daemon --socket {}`), \
+             or point --socket or ${SOCKET_ENV} at the socket it listens on",
+            socket.display(),
+            socket.display()
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow!(
+            "permission denied on {}: join the group that owns it (see `ls -l {}`) or run as root",
+            socket.display(),
+            socket.display()
+        ),
+        _ => anyhow!("failed to connect to vrd at {}: {e}", socket.display()),
+    })?;
+    let url = Url::parse("ws://vrd.local/").map_err(|e| anyhow!("bad url: {e}"))?;
+    let (tx, rx) = WsTransportClientBuilder::default()
+        .max_request_size(64 << 20)
+        .max_response_size(64 << 20)
+        .build_with_stream(url, stream)
+        .await
+        .map_err(|e| anyhow!("failed to talk to vrd at {}: {e}", socket.display()))?;
+    Ok(ClientBuilder::default().request_timeout(LONG_CALL).build_with_tokio(tx, rx))
+}
+
+/// Turns a call error into a message for people: the daemon's message as it is.
+pub fn explain(e: jsonrpsee::core::ClientError) -> anyhow::Error {
+    match e {
+        jsonrpsee::core::ClientError::Call(obj) => anyhow!("{}", obj.message()),
+        other => anyhow!("the call to vrd failed: {other}"),
+    }
+}

@@ -1,0 +1,81 @@
+//! Serving the API on a Unix socket: jsonrpsee's tower service over each accepted connection, with
+//! the caller's SO_PEERCRED identity attached to every request.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use jsonrpsee::server::{serve_with_graceful_shutdown, stop_channel, ServerConfig};
+use jsonrpsee::Methods;
+use tokio::net::UnixListener;
+
+use super::rpc::RpcHandler;
+use super::{Daemon, DaemonError};
+use crate::api::VrdServer;
+
+/// Who is calling: the peer credentials of the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Process id, when the kernel knows it.
+    pub pid: Option<i32>,
+}
+
+/// Binds the API socket, replacing a stale one, with mode 0660 and the configured group.
+pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonError> {
+    let io = |what, source| DaemonError::Io { what, path: path.to_path_buf(), source };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| io("create the directory of", e))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io("bind", std::io::Error::new(std::io::ErrorKind::AddrInUse, "another vrd is listening there; stop it or use --socket")));
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|e| io("bind", e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| io("chmod", e))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|e| io("chown", e))?;
+    }
+    Ok(listener)
+}
+
+/// Serves until `shutdown` resolves; in-flight calls finish, procs are left running.
+pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output = ()>) {
+    let methods: Methods = RpcHandler { daemon }.into_rpc().into();
+    let (stop_handle, server_handle) = stop_channel();
+    let builder = jsonrpsee::server::Server::builder()
+        .set_config(ServerConfig::builder().max_connections(256).max_request_body_size(64 << 20).build())
+        .to_service_builder();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => { tracing::warn!(error = %e, "failed to accept a connection"); continue; }
+            },
+            _ = &mut shutdown => break,
+        };
+        let caller = match stream.peer_cred() {
+            Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
+            Err(e) => { tracing::warn!(error = %e, "failed to read the caller's credentials"); continue; }
+        };
+        let svc = builder.clone().build(methods.clone(), stop_handle.clone());
+        let svc = tower::ServiceBuilder::new()
+            .map_request(move |mut req: http::Request<_>| {
+                req.extensions_mut().insert(caller);
+                req
+            })
+            .service(svc);
+        let stopped = stop_handle.clone().shutdown();
+        tokio::spawn(async move {
+            if let Err(e) = serve_with_graceful_shutdown(stream, svc, stopped).await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(stop_handle);
+    server_handle.stopped().await;
+}

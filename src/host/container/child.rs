@@ -1,0 +1,178 @@
+//! The container side of a launch: runs in the launcher's forked child, which is pid 1 of a new pid
+//! namespace, and ends in execve of the app (or in `_exit` after reporting why it could not).
+//!
+//! Order matters and follows runc/youki: private mounts → overlay → pivot_root → kernel file
+//! systems and binds (all inside the new root) → hostname → terminal → ids → capabilities →
+//! no_new_privs → exec.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::{open, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, setgroups, setresgid, setresuid, setsid};
+use nix::unistd::{Gid, Uid};
+
+use super::mounts::{apply, standard_steps};
+use super::plan::{LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
+use crate::sys;
+
+/// The fds the child inherits from the launcher.
+pub struct ChildIo {
+    /// Readable once the launcher has put us in the cgroup.
+    pub go: OwnedFd,
+    /// Close-on-exec: an error message written here tells the launcher setup failed; EOF without
+    /// data means exec succeeded.
+    pub errors: OwnedFd,
+    /// The write ends of the stdout and stderr pipes (pipe mode).
+    pub output: Option<(OwnedFd, OwnedFd)>,
+    /// A socket to hand the pty master to the launcher (tty mode).
+    pub console: Option<OwnedFd>,
+}
+
+/// Sets the container up and execs the app; never returns.
+pub fn run(plan: &LaunchPlan, io: ChildIo) -> ! {
+    let message = match setup_and_exec(plan, &io) {
+        Ok(never) => match never {},
+        Err(message) => message,
+    };
+    let mut errors = File::from(io.errors);
+    let _ = errors.write_all(message.as_bytes());
+    sys::exit_now(SETUP_FAILED_CODE)
+}
+
+fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {
+    r.map_err(|e| format!("failed to {what}: {e}"))
+}
+
+fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infallible, String> {
+    // A container must not outlive its launcher: the launcher is what records how it ended.
+    step("set the parent-death signal", nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL))?;
+    let mut go = [0u8; 1];
+    let n = step("wait for the launcher", File::from(step("dup", io.go.try_clone())?).read(&mut go))?;
+    if n == 0 {
+        return Err("the launcher went away before the container started".into());
+    }
+    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP;
+    step("create namespaces", unshare(flags))?;
+    // systemd makes / shared; without this our mounts would propagate to the host.
+    step("make mounts private", mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>))?;
+    let sources = open_bind_sources(plan)?;
+    mount_overlay(plan)?;
+    pivot_into(&plan.rootfs.target)?;
+    let raw: Vec<i32> = sources.iter().map(|fd| fd.as_raw_fd()).collect();
+    let binds: Vec<(String, bool)> =
+        plan.volumes.iter().chain(&plan.host_files).map(|b| (b.inside.clone(), b.read_only)).collect();
+    for s in standard_steps(&binds) {
+        step("mount", apply(&s, &raw))?;
+    }
+    drop(sources);
+    step("set the hostname", nix::unistd::sethostname(&plan.hostname))?;
+    wire_stdio(plan, io)?;
+    become_user(plan)?;
+    exec(plan)
+}
+
+fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<OwnedFd>, String> {
+    plan.volumes
+        .iter()
+        .chain(&plan.host_files)
+        .map(|b| {
+            open(&b.outside, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(|e| format!("failed to open volume source {}: {e}", b.outside.display()))
+        })
+        .collect()
+}
+
+fn mount_overlay(plan: &LaunchPlan) -> Result<(), String> {
+    let o = &plan.rootfs;
+    let lowers: Vec<String> = o.lowers.iter().map(|p| p.display().to_string()).collect();
+    let data = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());
+    sys_mount::Mount::builder()
+        .fstype("overlay")
+        .data(&data)
+        .mount("overlay", &o.target)
+        .map(|_| ())
+        .map_err(|e| format!("failed to mount the overlay root on {}: {e}", o.target.display()))
+}
+
+/// pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root
+/// (runc's trick: no put_old directory needed inside the image).
+fn pivot_into(root: &Path) -> Result<(), String> {
+    step("enter the new root", chdir(root))?;
+    step("pivot_root", pivot_root(".", "."))?;
+    step("detach the old root", umount2(".", MntFlags::MNT_DETACH))?;
+    step("chdir to /", chdir("/"))
+}
+
+fn wire_stdio(plan: &LaunchPlan, io: &ChildIo) -> Result<(), String> {
+    step("start a session", setsid())?;
+    match &plan.stdio {
+        StdioPlan::Pipes { .. } => {
+            let (out, err) = io.output.as_ref().ok_or("pipe mode without pipes")?;
+            let null = step("open /dev/null", File::open("/dev/null"))?;
+            step("wire stdin", dup2_stdin(null.as_fd()))?;
+            step("wire stdout", dup2_stdout(out))?;
+            step("wire stderr", dup2_stderr(err))
+        }
+        StdioPlan::Tty => {
+            let console = io.console.as_ref().ok_or("tty mode without a console socket")?;
+            let master = step("open /dev/pts/ptmx", open("/dev/pts/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()))?;
+            let peer = step("open the pty", sys::open_pty_peer(master.as_fd()))?;
+            step("hand the pty to the launcher", sys::send_fds(console, &[master.as_fd()]))?;
+            drop(master);
+            step("take the pty as controlling terminal", sys::set_controlling_tty(peer.as_fd()))?;
+            step("wire stdin", dup2_stdin(&peer))?;
+            step("wire stdout", dup2_stdout(&peer))?;
+            step("wire stderr", dup2_stderr(&peer))
+        }
+    }
+}
+
+fn parse_caps(names: &[String]) -> Result<caps::CapsHashSet, String> {
+    names.iter().map(|n| n.parse::<caps::Capability>().map_err(|e| format!("unknown capability {n}: {e}"))).collect()
+}
+
+fn become_user(plan: &LaunchPlan) -> Result<(), String> {
+    use caps::CapSet;
+    let keep = parse_caps(&plan.capabilities)?;
+    for cap in step("read the bounding set", caps::read(None, CapSet::Bounding))? {
+        if !keep.contains(&cap) {
+            step("drop a capability from the bounding set", caps::drop(None, CapSet::Bounding, cap))?;
+        }
+    }
+    step("clear supplementary groups", setgroups(&[]))?;
+    let (uid, gid) = (Uid::from_raw(plan.user.uid), Gid::from_raw(plan.user.gid));
+    step("set the group id", setresgid(gid, gid, gid))?;
+    step("set the user id", setresuid(uid, uid, uid))?;
+    // A non-root uid has lost effective and permitted capabilities with setresuid; root keeps only
+    // the chosen set. Inheritable and ambient are emptied so nothing survives exec by that route.
+    let current = step("read capabilities", caps::read(None, CapSet::Permitted))?;
+    let kept: caps::CapsHashSet = current.intersection(&keep).copied().collect();
+    step("clear ambient capabilities", caps::clear(None, CapSet::Ambient))?;
+    step("clear inheritable capabilities", caps::clear(None, CapSet::Inheritable))?;
+    step("set effective capabilities", caps::set(None, CapSet::Effective, &kept))?;
+    step("set permitted capabilities", caps::set(None, CapSet::Permitted, &kept))?;
+    step("set no_new_privs", nix::sys::prctl::set_no_new_privs())
+}
+
+fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
+    if chdir(plan.cwd.as_str()).is_err() {
+        step("chdir to /", chdir("/"))?;
+    }
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    let argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let env = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
+    let program = argv.first().ok_or("the plan has no command")?;
+    step("reset signal handling", sys::reset_signals())?;
+    step("close inherited fds", sys::cloexec_from(3))?;
+    match nix::unistd::execve(program, &argv, &env) {
+        Err(e) => Err(format!("failed to execute {}: {e}", plan.argv[0])),
+        Ok(never) => match never {},
+    }
+}

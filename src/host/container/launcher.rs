@@ -1,0 +1,361 @@
+//! The launcher (`vrd init --plan FILE`): a fresh, single-threaded process that creates one
+//! container from a [`LaunchPlan`], stays beside it as its shim, and records how it ended.
+//!
+//! The daemon is multi-threaded and must never fork, so all namespace work starts here. The
+//! launcher makes the cgroup, enters a new pid namespace for its children, forks the container's
+//! pid 1 (which waits until it has been put in the cgroup, so every descendant is accounted for),
+//! then copies the container's output to the log and its own stdout/stderr, forwards signals, waits,
+//! reads the OOM counter, removes the cgroup and writes the [`ExitStatus`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{pipe2, ForkResult, Pid};
+
+use super::child::{self, ChildIo};
+use super::plan::{ExitStatus, LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
+use crate::host::cgroup::{CgroupRoot, ProcCgroup};
+use crate::sys;
+
+/// Signals the launcher passes on to the container's pid 1.
+const FORWARDED: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
+/// Entry point of `vrd init --plan FILE`; returns the process exit code.
+pub fn main(plan_path: &Path) -> i32 {
+    let plan: LaunchPlan = match fs::read(plan_path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("vrd init: failed to read the launch plan {}: {e}", plan_path.display());
+            return SETUP_FAILED_CODE;
+        }
+    };
+    let status = match launch(&plan) {
+        Ok(status) => status,
+        Err(message) => {
+            eprintln!("vr: {}: {message}", plan.name);
+            ExitStatus { code: SETUP_FAILED_CODE, signal: None, oom_killed: false, setup_failed: true, error: Some(message) }
+        }
+    };
+    if let Err(e) = write_status(&plan.status_path, &status) {
+        eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
+    }
+    status.code
+}
+
+fn write_status(path: &Path, status: &ExitStatus) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, serde_json::to_vec(status)?)?;
+    fs::rename(tmp, path)
+}
+
+fn check_sources(plan: &LaunchPlan) -> Result<(), String> {
+    for b in plan.volumes.iter().chain(&plan.host_files) {
+        if !b.outside.exists() {
+            return Err(format!(
+                "volume source {} does not exist on this host: create it, or fix `volumes` in proc.yaml",
+                b.outside.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The launcher's ends of the pipes and sockets it shares with the container.
+struct LauncherIo {
+    go: OwnedFd,
+    errors: OwnedFd,
+    output: Option<(OwnedFd, OwnedFd)>,
+    console: Option<OwnedFd>,
+}
+
+fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
+    let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("failed to create a pipe: {e}"));
+    let (go_r, go_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (mut ours, mut theirs) = (
+        LauncherIo { go: go_w, errors: err_r, output: None, console: None },
+        ChildIo { go: go_r, errors: err_w, output: None, console: None },
+    );
+    match plan.stdio {
+        StdioPlan::Pipes { .. } => {
+            let (out_r, out_w) = pipe()?;
+            let (e_r, e_w) = pipe()?;
+            ours.output = Some((out_r, e_r));
+            theirs.output = Some((out_w, e_w));
+        }
+        StdioPlan::Tty => {
+            let (a, b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| format!("failed to create a socket pair: {e}"))?;
+            ours.console = Some(a);
+            theirs.console = Some(b);
+        }
+    }
+    Ok((ours, theirs))
+}
+
+fn launch(plan: &LaunchPlan) -> Result<ExitStatus, String> {
+    check_sources(plan)?;
+    let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
+    let cgroup = ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits).map_err(|e| e.to_string())?;
+    let result = launch_in(plan, &cgroup);
+    if let Err(e) = cgroup.destroy() {
+        eprintln!("vrd init: {}: {e}", plan.name);
+    }
+    result
+}
+
+fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, String> {
+    let (ours, theirs) = make_io(plan)?;
+    let mut blocked = SigSet::empty();
+    FORWARDED.iter().for_each(|s| blocked.add(*s));
+    blocked.thread_block().map_err(|e| format!("failed to block signals: {e}"))?;
+    let signals = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC).map_err(|e| format!("failed to create a signalfd: {e}"))?;
+    // Only children enter the new pid namespace: the launcher stays on the host's side of it.
+    unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("failed to create a pid namespace: {e}"))?;
+    match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
+        ForkResult::Child => {
+            drop(ours);
+            drop(signals);
+            child::run(plan, theirs)
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            supervise(plan, cgroup, ours, &signals, child)
+        }
+    }
+}
+
+fn supervise(plan: &LaunchPlan, cgroup: &ProcCgroup, io: LauncherIo, signals: &SignalFd, child: Pid) -> Result<ExitStatus, String> {
+    let started = cgroup.add_pid(child.as_raw()).map_err(|e| e.to_string()).and_then(|_| {
+        File::from(io.go).write_all(b"g").map_err(|e| format!("failed to start the container: {e}"))
+    });
+    if let Err(e) = started {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        return Err(e);
+    }
+    let mut message = String::new();
+    let _ = File::from(io.errors).read_to_string(&mut message);
+    if !message.is_empty() {
+        let _ = waitpid(child, None);
+        return Err(message);
+    }
+    let mut fwd = Forwarder { signals, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
+    match (&plan.stdio, io.output, io.console) {
+        (StdioPlan::Pipes { log }, Some((out, err)), _) => pump_output(log.as_deref(), out, err, &mut fwd)?,
+        (StdioPlan::Tty, _, Some(console)) => proxy_terminal(&console, &mut fwd)?,
+        _ => return Err("launch plan and pipes disagree".into()),
+    }
+    let status = wait_for(child)?;
+    let oom_killed = cgroup.oom_kills().unwrap_or(0) > 0;
+    Ok(ExitStatus { oom_killed, ..status })
+}
+
+fn wait_for(child: Pid) -> Result<ExitStatus, String> {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus { code, signal: None, oom_killed: false, setup_failed: false, error: None }),
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Ok(ExitStatus { code: 128 + sig as i32, signal: Some(sig as i32), oom_killed: false, setup_failed: false, error: None })
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("failed to wait for the container: {e}")),
+        }
+    }
+}
+
+/// Passes signals on to the container's pid 1. A pid 1 without a handler ignores SIGTERM, so a
+/// terminating signal also starts the stop grace period, after which pid 1 (and with it the whole
+/// pid namespace) is SIGKILLed, as `docker stop` does.
+struct Forwarder<'a> {
+    signals: &'a SignalFd,
+    child: Pid,
+    grace: Duration,
+    deadline: Option<Instant>,
+}
+
+impl Forwarder<'_> {
+    fn on_signal(&mut self) {
+        let Ok(Some(info)) = self.signals.read_signal() else { return };
+        let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { return };
+        let _ = kill(self.child, sig);
+        let terminating = matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT);
+        if terminating && self.deadline.is_none() {
+            self.deadline = Some(Instant::now() + self.grace);
+        }
+    }
+
+    /// How long poll may sleep: until the grace period ends, or `idle`.
+    fn timeout(&self, idle: Option<Duration>) -> PollTimeout {
+        let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        match left.into_iter().chain(idle).min() {
+            None => PollTimeout::NONE,
+            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX),
+        }
+    }
+
+    fn enforce_deadline(&mut self) {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = kill(self.child, Signal::SIGKILL);
+            self.deadline = None;
+        }
+    }
+}
+
+/// Copies both output pipes until the container has closed them, forwarding signals meanwhile.
+fn pump_output(log: Option<&Path>, out: OwnedFd, err: OwnedFd, fwd: &mut Forwarder<'_>) -> Result<(), String> {
+    let mut log = match log {
+        Some(path) => Some(LogWriter::open(path)?),
+        None => None,
+    };
+    let mut streams = [Some(Stream::new(out, "out")), Some(Stream::new(err, "err"))];
+    let mut buf = vec![0u8; 64 * 1024];
+    while streams.iter().any(Option::is_some) {
+        let fds: Vec<BorrowedFd<'_>> = streams.iter().flatten().map(|s| s.fd.as_fd()).collect();
+        let mut polls: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+        polls.push(PollFd::new(fwd.signals.as_fd(), PollFlags::POLLIN));
+        let timeout = fwd.timeout(None);
+        match poll(&mut polls, timeout) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("failed to poll the container's output: {e}")),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = polls.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(polls);
+        if ready[ready.len() - 1] {
+            fwd.on_signal();
+        }
+        fwd.enforce_deadline();
+        let mut index = 0;
+        for slot in streams.iter_mut() {
+            let Some(stream) = slot else { continue };
+            let is_ready = ready[index];
+            index += 1;
+            if is_ready && !stream.copy_once(&mut buf, log.as_mut()) {
+                *slot = None;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One output pipe of the container.
+struct Stream {
+    fd: OwnedFd,
+    name: &'static str,
+    partial: Vec<u8>,
+}
+
+impl Stream {
+    fn new(fd: OwnedFd, name: &'static str) -> Stream {
+        Stream { fd, name, partial: Vec::new() }
+    }
+
+    /// Reads once; returns false at end of stream.
+    fn copy_once(&mut self, buf: &mut [u8], log: Option<&mut LogWriter>) -> bool {
+        let n = match nix::unistd::read(&self.fd, buf) {
+            Ok(0) | Err(_) => 0,
+            Ok(n) => n,
+        };
+        let chunk = &buf[..n];
+        // Our own stdout/stderr may be a user's terminal that went away: keep logging regardless.
+        let _ = if self.name == "out" { io::stdout().write_all(chunk) } else { io::stderr().write_all(chunk) };
+        if let Some(log) = log {
+            self.partial.extend_from_slice(chunk);
+            let end = if n == 0 { self.partial.len() } else { self.partial.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+            let complete: Vec<u8> = self.partial.drain(..end).collect();
+            log.write_lines(self.name, &complete);
+        }
+        n > 0
+    }
+}
+
+/// Appends timestamped lines to a proc's log: `<RFC 3339 UTC> <out|err> <line>`.
+struct LogWriter {
+    file: File,
+}
+
+impl LogWriter {
+    fn open(path: &Path) -> Result<LogWriter, String> {
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("failed to open the log {}: {e}", path.display()))?;
+        Ok(LogWriter { file })
+    }
+
+    fn write_lines(&mut self, stream: &str, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        let mut out = Vec::with_capacity(bytes.len() + 64);
+        for line in bytes.strip_suffix(b"\n").unwrap_or(bytes).split(|b| *b == b'\n') {
+            out.extend_from_slice(format!("{now} {stream} ").as_bytes());
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+        let _ = self.file.write_all(&out);
+    }
+}
+
+/// Proxies the user's terminal (our stdin/stdout) to the container's pty until the pty closes.
+fn proxy_terminal(console: &OwnedFd, fwd: &mut Forwarder<'_>) -> Result<(), String> {
+    let master = sys::recv_fds(console, 1).map_err(|e| format!("failed to receive the container's terminal: {e}"))?;
+    let master = master.into_iter().next().ok_or("the container sent no terminal")?;
+    let stdin = io::stdin();
+    let mut stdin_open = true;
+    let mut size = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        sync_window_size(stdin.as_fd(), master.as_fd(), &mut size);
+        let mut polls = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN), PollFd::new(fwd.signals.as_fd(), PollFlags::POLLIN)];
+        if stdin_open {
+            polls.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = fwd.timeout(Some(Duration::from_millis(250)));
+        match poll(&mut polls, timeout) {
+            Err(nix::errno::Errno::EINTR) | Ok(0) => continue,
+            Err(e) => return Err(format!("failed to poll the terminal: {e}")),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = polls.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(polls);
+        if ready[1] {
+            fwd.on_signal();
+        }
+        fwd.enforce_deadline();
+        if ready[0] {
+            match nix::unistd::read(&master, &mut buf) {
+                Ok(0) | Err(_) => return Ok(()), // EIO: every holder of the pty is gone.
+                Ok(n) => {
+                    let _ = io::stdout().write_all(&buf[..n]).and_then(|_| io::stdout().flush());
+                }
+            }
+        }
+        if ready.get(2) == Some(&true) {
+            match nix::unistd::read(stdin.as_fd(), &mut buf) {
+                Ok(0) | Err(_) => stdin_open = false, // The user's input closed; the shell keeps running.
+                Ok(n) => {
+                    let _ = nix::unistd::write(&master, &buf[..n]);
+                }
+            }
+        }
+    }
+}
+
+/// Copies the user's terminal size to the container's pty when it changed (polled: the user's
+/// SIGWINCH goes to the client, not to us).
+fn sync_window_size(user: BorrowedFd<'_>, pty: BorrowedFd<'_>, last: &mut Option<sys::WindowSize>) {
+    let current = sys::window_size(user);
+    if let Some(size) = current.filter(|_| current != *last) {
+        *last = current;
+        let _ = sys::set_window_size(pty, size);
+    }
+}

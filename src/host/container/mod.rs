@@ -1,0 +1,8 @@
+//! One container, straight from the kernel: the launch plan (data), the launcher that applies it
+//! (`vrd init`), and the pieces it needs (mounts, the image's users).
+
+pub mod child;
+pub mod launcher;
+pub mod mounts;
+pub mod passwd;
+pub mod plan;

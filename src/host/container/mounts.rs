@@ -1,0 +1,239 @@
+//! The container's mounts as data ([`MountStep`]) and the small applier that performs them.
+//!
+//! Every step runs after pivot_root, so every path (and every absolute symlink in the image)
+//! resolves inside the container root and nothing can land on the host. Host paths (volumes,
+//! /etc/resolv.conf) are opened as O_PATH fds before the pivot and bound from /proc/self/fd.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+
+/// One thing to mount or create inside the new root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountStep {
+    /// A fresh file system (proc, sysfs, tmpfs, devpts, mqueue) on a directory made if missing.
+    Fs {
+        /// Source label.
+        source: &'static str,
+        /// Mount point.
+        target: PathBuf,
+        /// File system type.
+        fstype: &'static str,
+        /// Mount flags.
+        flags: MsFlags,
+        /// File system options.
+        data: Option<&'static str>,
+    },
+    /// A device node (the launcher has CAP_MKNOD; the app will not).
+    Device {
+        /// Path.
+        path: PathBuf,
+        /// Major number.
+        major: u64,
+        /// Minor number.
+        minor: u64,
+    },
+    /// A symlink.
+    Symlink {
+        /// Where the link points.
+        to: &'static str,
+        /// The link itself.
+        link: PathBuf,
+    },
+    /// Bind the host path held open as fd number `fd` (see [`bind_source`]) onto `target`.
+    BindFd {
+        /// Index into the pre-opened sources.
+        source: usize,
+        /// Mount point (a file or a directory, made to match the source).
+        target: PathBuf,
+        /// Then remount read-only.
+        read_only: bool,
+    },
+    /// Hide a file (bind /dev/null over it) or a directory (a read-only empty tmpfs), if present.
+    Mask(PathBuf),
+    /// Remount a path read-only onto itself, if present.
+    ReadOnly(PathBuf),
+}
+
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+
+/// Kernel interfaces no app needs and some leak host secrets or allow host-wide actions.
+const MASKED: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/timer_list",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/timer_stats",
+    "/proc/acpi",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Made read-only: writes would change the whole host.
+const READ_ONLY: &[&str] = &["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"];
+
+/// The devices a container gets: (name, major, minor).
+const DEVICES: &[(&str, u64, u64)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+/// The standard steps: /proc, /sys, /dev and its nodes, then one bind per source, then masks.
+/// `binds` pairs each pre-opened source index with its inside path and mode.
+pub fn standard_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
+    let p = PathBuf::from;
+    let mut steps = vec![
+        MountStep::Fs { source: "proc", target: p("/proc"), fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: None },
+        MountStep::Fs {
+            source: "sysfs",
+            target: p("/sys"),
+            fstype: "sysfs",
+            flags: NOSUID_NODEV_NOEXEC.union(MsFlags::MS_RDONLY),
+            data: None,
+        },
+        MountStep::Fs {
+            source: "tmpfs",
+            target: p("/dev"),
+            fstype: "tmpfs",
+            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_STRICTATIME),
+            data: Some("mode=755,size=65536k"),
+        },
+    ];
+    for (name, major, minor) in DEVICES {
+        steps.push(MountStep::Device { path: p(&format!("/dev/{name}")), major: *major, minor: *minor });
+    }
+    steps.extend([
+        MountStep::Fs {
+            source: "devpts",
+            target: p("/dev/pts"),
+            fstype: "devpts",
+            flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+            data: Some("newinstance,ptmxmode=0666,mode=0620"),
+        },
+        MountStep::Fs {
+            source: "shm",
+            target: p("/dev/shm"),
+            fstype: "tmpfs",
+            flags: NOSUID_NODEV_NOEXEC,
+            data: Some("mode=1777,size=65536k"),
+        },
+        MountStep::Fs { source: "mqueue", target: p("/dev/mqueue"), fstype: "mqueue", flags: NOSUID_NODEV_NOEXEC, data: None },
+        MountStep::Symlink { to: "pts/ptmx", link: p("/dev/ptmx") },
+        MountStep::Symlink { to: "/proc/self/fd", link: p("/dev/fd") },
+        MountStep::Symlink { to: "/proc/self/fd/0", link: p("/dev/stdin") },
+        MountStep::Symlink { to: "/proc/self/fd/1", link: p("/dev/stdout") },
+        MountStep::Symlink { to: "/proc/self/fd/2", link: p("/dev/stderr") },
+    ]);
+    for (source, (inside, read_only)) in binds.iter().enumerate() {
+        steps.push(MountStep::BindFd { source, target: p(inside), read_only: *read_only });
+    }
+    steps.extend(MASKED.iter().map(|m| MountStep::Mask(p(m))));
+    steps.extend(READ_ONLY.iter().map(|m| MountStep::ReadOnly(p(m))));
+    steps
+}
+
+/// The path under which pre-opened source `fd` can be bound once /proc is mounted.
+pub fn bind_source(raw_fd: i32) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{raw_fd}"))
+}
+
+fn at(target: &Path, what: &str, err: impl std::fmt::Display) -> io::Error {
+    io::Error::other(format!("failed to {what} {}: {err}", target.display()))
+}
+
+fn ensure_dir(target: &Path) -> io::Result<()> {
+    fs::create_dir_all(target).map_err(|e| at(target, "create mount point", e))
+}
+
+fn ensure_file(target: &Path) -> io::Result<()> {
+    if let Some(parent) = target.parent() {
+        ensure_dir(parent)?;
+    }
+    if fs::symlink_metadata(target).is_err() {
+        fs::File::create(target).map_err(|e| at(target, "create mount point", e))?;
+    }
+    Ok(())
+}
+
+fn remount_read_only(target: &Path, extra: MsFlags) -> io::Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(|e| at(target, "remount read-only", e))
+}
+
+fn bind(source: &Path, target: &Path) -> io::Result<()> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+    mount(Some(source), target, None::<&str>, flags, None::<&str>).map_err(|e| at(target, "bind-mount onto", e))
+}
+
+/// Performs one step. `sources` holds the raw numbers of the pre-opened bind sources.
+pub fn apply(step: &MountStep, sources: &[i32]) -> io::Result<()> {
+    match step {
+        MountStep::Fs { source, target, fstype, flags, data } => {
+            ensure_dir(target)?;
+            mount(Some(*source), target, Some(*fstype), *flags, *data).map_err(|e| at(target, &format!("mount {fstype} on"), e))
+        }
+        MountStep::Device { path, major, minor } => {
+            let mode = Mode::from_bits_truncate(0o666);
+            mknod(path, SFlag::S_IFCHR, mode, makedev(*major, *minor)).map_err(|e| at(path, "create device", e))?;
+            // mknod honours the umask; the nodes must be usable by the app's user.
+            fs::set_permissions(path, fs::Permissions::from_mode(0o666)).map_err(|e| at(path, "chmod", e))
+        }
+        MountStep::Symlink { to, link } => symlink(to, link).map_err(|e| at(link, "create symlink", e)),
+        MountStep::BindFd { source, target, read_only } => {
+            let fd = sources.get(*source).copied().ok_or_else(|| at(target, "find the source of", "no such fd"))?;
+            let src = bind_source(fd);
+            if fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
+                ensure_dir(target)?;
+            } else {
+                ensure_file(target)?;
+            }
+            bind(&src, target)?;
+            if *read_only {
+                remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+            }
+            Ok(())
+        }
+        MountStep::Mask(target) => match fs::metadata(target) {
+            Err(_) => Ok(()),
+            Ok(m) if m.is_dir() => {
+                let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
+                mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some("size=0")).map_err(|e| at(target, "mask", e))
+            }
+            Ok(_) => bind(Path::new("/dev/null"), target),
+        },
+        MountStep::ReadOnly(target) => {
+            if fs::metadata(target).is_err() {
+                return Ok(());
+            }
+            bind(target, target)?;
+            remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_comes_first_and_masks_come_after_binds() {
+        let steps = standard_steps(&[("/data".into(), false), ("/conf".into(), true)]);
+        assert!(matches!(&steps[0], MountStep::Fs { fstype: "proc", .. }));
+        let bind_at = steps.iter().position(|s| matches!(s, MountStep::BindFd { .. })).unwrap();
+        let mask_at = steps.iter().position(|s| matches!(s, MountStep::Mask(_))).unwrap();
+        assert!(bind_at < mask_at, "a volume must not be able to unmask /proc/kcore");
+        assert!(steps.contains(&MountStep::BindFd { source: 1, target: "/conf".into(), read_only: true }));
+    }
+
+    #[test]
+    fn sys_is_read_only_and_proc_sys_too() {
+        let steps = standard_steps(&[]);
+        let sys = steps.iter().find(|s| matches!(s, MountStep::Fs { fstype: "sysfs", .. })).unwrap();
+        assert!(matches!(sys, MountStep::Fs { flags, .. } if flags.contains(MsFlags::MS_RDONLY)));
+        assert!(steps.contains(&MountStep::ReadOnly("/proc/sys".into())));
+        assert!(steps.contains(&MountStep::Mask("/proc/kcore".into())));
+    }
+}

@@ -1,0 +1,65 @@
+//! Where a runner keeps things under the data dir (VR's /apps, made per daemon):
+//!
+//! ```text
+//! images/<image_name>/<archive>        the downloaded OS image (shared)
+//! images/<image_name>/contents/        unpacked once, the read-only lower of every proc
+//! builds/<archive>                     a downloaded build (shared, never removed by teardown)
+//! builds/<archive>.layers/<uid>-<gid>/app/   unpacked once per run-as user, a read-only lower
+//! procs/<proc name>/                   proc.yaml, meta/ (proc.sh, env.sh, settings.yaml),
+//!                                      upper/, work/, rootfs/, log, launch.json, status.json
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use crate::host::container::passwd::UserIds;
+use crate::model::names::ProcName;
+
+/// The directories of one runner (one daemon).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The daemon's data dir.
+    pub data_dir: PathBuf,
+}
+
+impl Layout {
+    /// Where image `name` is kept.
+    pub fn image_dir(&self, name: &str) -> PathBuf {
+        self.data_dir.join("images").join(name)
+    }
+
+    /// The unpacked image.
+    pub fn image_contents(&self, name: &str) -> PathBuf {
+        self.image_dir(name).join("contents")
+    }
+
+    /// Where build archives are kept.
+    pub fn builds_dir(&self) -> PathBuf {
+        self.data_dir.join("builds")
+    }
+
+    /// The unpacked build for one run-as user; holds `app/`.
+    pub fn build_layer(&self, build: &str, user: UserIds) -> PathBuf {
+        self.builds_dir().join(format!("{build}.layers")).join(format!("{}-{}", user.uid, user.gid))
+    }
+
+    /// One proc's dir.
+    pub fn proc_dir(&self, name: &ProcName) -> PathBuf {
+        self.data_dir.join("procs").join(name.to_string())
+    }
+}
+
+/// The files of one proc dir.
+#[derive(Debug, Clone)]
+pub struct ProcDir(pub PathBuf);
+
+impl ProcDir {
+    /// A path in the proc dir.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    /// The proc dir itself.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}

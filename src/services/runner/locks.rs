@@ -1,0 +1,72 @@
+//! In-daemon locks: a proc name is busy while a setup, run or teardown of it is in progress (a second
+//! one fails at once, as VR's flock did), and an artifact is unpacked by one caller while the others
+//! wait for it.
+
+use std::collections::HashSet;
+use std::sync::{Condvar, Mutex, PoisonError};
+
+/// The runner's locks.
+#[derive(Debug, Default)]
+pub struct Locks {
+    busy: Mutex<HashSet<String>>,
+    artifacts: Mutex<HashSet<String>>,
+    artifact_freed: Condvar,
+}
+
+/// Held while a proc is busy; frees the name when dropped.
+pub struct BusyGuard<'a> {
+    locks: &'a Locks,
+    name: String,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.locks.busy.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.name);
+    }
+}
+
+/// Held while one artifact is fetched or unpacked.
+pub struct ArtifactGuard<'a> {
+    locks: &'a Locks,
+    key: String,
+}
+
+impl Drop for ArtifactGuard<'_> {
+    fn drop(&mut self) {
+        self.locks.artifacts.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.key);
+        self.locks.artifact_freed.notify_all();
+    }
+}
+
+impl Locks {
+    /// Marks `name` busy, or returns `None` if it already is.
+    pub fn try_busy(&self, name: &str) -> Option<BusyGuard<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        busy.insert(name.to_string()).then(|| BusyGuard { locks: self, name: name.to_string() })
+    }
+
+    /// Waits for and takes the lock of one artifact.
+    pub fn artifact(&self, key: &str) -> ArtifactGuard<'_> {
+        let mut held = self.artifacts.lock().unwrap_or_else(PoisonError::into_inner);
+        while held.contains(key) {
+            held = self.artifact_freed.wait(held).unwrap_or_else(PoisonError::into_inner);
+        }
+        held.insert(key.to_string());
+        ArtifactGuard { locks: self, key: key.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_proc_refuses_a_second_caller_until_released() {
+        let locks = Locks::default();
+        let first = locks.try_busy("a").unwrap();
+        assert!(locks.try_busy("a").is_none());
+        assert!(locks.try_busy("b").is_some());
+        drop(first);
+        assert!(locks.try_busy("a").is_some());
+    }
+}

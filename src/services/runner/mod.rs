@@ -1,0 +1,244 @@
+//! The runner: Velociraptor's `vrun` contract (setup, run, shell, uptest, teardown of one proc.yaml),
+//! done by the daemon with vr's own containers.
+
+pub mod layout;
+pub mod locks;
+pub mod scripts;
+pub mod setup;
+pub mod uptest;
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use layout::{Layout, ProcDir};
+use locks::Locks;
+
+use crate::host::container::passwd::PasswdError;
+use crate::host::container::plan::{Bind, CgroupPlan, ExitStatus, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES};
+use crate::model::proc_data::{ProcData, ProcSpec};
+
+/// What can go wrong in a runner call; every message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The proc.yaml (or something it names) is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another setup, run or teardown of the same proc is in progress.
+    #[error("{0} is locked by another process: a setup, run or teardown of it is in progress; wait for it to finish")]
+    Busy(String),
+    /// The proc has not been set up.
+    #[error("{0} is not set up: run `vr runner setup FILE` first")]
+    NotSetUp(String),
+    /// Fetching or unpacking an image or build failed.
+    #[error("{0}")]
+    Artifact(String),
+    /// The run-as user or group is not in the image.
+    #[error(transparent)]
+    User(PasswdError),
+    /// A file system operation failed.
+    #[error("{0}")]
+    Io(String),
+    /// The launcher could not be started or did not report.
+    #[error("{0}")]
+    Launch(String),
+}
+
+/// The terminal and output of a foreground `run` or `shell`: the caller's stdin, stdout, stderr.
+pub struct CallerStdio {
+    /// The caller's stdin.
+    pub stdin: OwnedFd,
+    /// The caller's stdout.
+    pub stdout: OwnedFd,
+    /// The caller's stderr.
+    pub stderr: OwnedFd,
+}
+
+/// The launcher pid of a container while it runs (0 before and after), shared with whoever may
+/// have to stop it: a caller that went away, or `runner.signal`.
+pub type LaunchWatch = std::sync::Arc<std::sync::atomic::AtomicU32>;
+
+/// Seconds between a stop signal and SIGKILL for foreground containers.
+pub const STOP_GRACE_SECS: u64 = 10;
+
+/// One daemon's runner.
+pub struct Runner {
+    /// Where things live.
+    pub layout: Layout,
+    /// The program started as the launcher and unpacker (a sealed copy of vrd).
+    pub exe: PathBuf,
+    /// The cgroup file system root.
+    pub cgroup_root: PathBuf,
+    /// The cgroup every container of this daemon is created under.
+    pub cgroup_parent: String,
+    /// Busy procs and artifact locks.
+    pub locks: Locks,
+}
+
+/// Parses and validates proc.yaml text; unknown keys come back as warnings.
+pub fn parse(yaml: &str) -> Result<(ProcSpec, Vec<String>), RunnerError> {
+    let data = ProcData::from_yaml(yaml).map_err(|e| RunnerError::Invalid(e.to_string()))?;
+    let spec = data.spec().map_err(|e| RunnerError::Invalid(e.to_string()))?;
+    let warnings = data.unknown_keys.iter().map(|k| format!("proc.yaml key '{k}' is not known to vr and was ignored")).collect();
+    Ok((spec, warnings))
+}
+
+/// How a container of a proc is launched.
+enum Mode {
+    Run,
+    Shell,
+    Uptest { results: PathBuf },
+}
+
+impl Runner {
+    fn busy(&self, spec: &ProcSpec) -> Result<locks::BusyGuard<'_>, RunnerError> {
+        self.locks.try_busy(&spec.name.to_string()).ok_or_else(|| RunnerError::Busy(spec.name.to_string()))
+    }
+
+    /// `setup`: caches, user, proc dir. Returns the proc dir.
+    pub fn setup(&self, spec: &ProcSpec, yaml: &str) -> Result<PathBuf, RunnerError> {
+        let _busy = self.busy(spec)?;
+        setup::setup(self, spec, yaml).map(|d| d.0)
+    }
+
+    /// `run`: the proc's container in the foreground; returns how it ended.
+    pub fn run(&self, spec: &ProcSpec, stdio: CallerStdio, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+        let _busy = self.busy(spec)?;
+        let dir = self.set_up_dir(spec)?;
+        let plan = self.plan(spec, &dir, dir.path(), Mode::Run)?;
+        self.launch(&plan, dir.path(), stdio, watch)
+    }
+
+    /// `shell`: an interactive shell in a sibling container with the proc's image, build and env.
+    pub fn shell(&self, spec: &ProcSpec, stdio: CallerStdio, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+        let dir = self.set_up_dir(spec)?;
+        let sibling = Sibling::new(&dir, "shell")?;
+        let plan = self.plan(spec, &dir, sibling.path(), Mode::Shell)?;
+        self.launch(&plan, sibling.path(), stdio, watch)
+    }
+
+    /// `teardown`: removes the proc dir; caches stay.
+    pub fn teardown(&self, spec: &ProcSpec) -> Result<(), RunnerError> {
+        let _busy = self.busy(spec)?;
+        let dir = self.layout.proc_dir(&spec.name);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RunnerError::Io(format!("failed to remove {}: {e}", dir.display()))),
+        }
+    }
+
+    fn set_up_dir(&self, spec: &ProcSpec) -> Result<ProcDir, RunnerError> {
+        let dir = ProcDir(self.layout.proc_dir(&spec.name));
+        if !dir.join("meta/proc.sh").exists() {
+            return Err(RunnerError::NotSetUp(spec.name.to_string()));
+        }
+        Ok(dir)
+    }
+
+    /// Computes the launch plan of one container of `spec` whose writable dirs live in `cdir`.
+    fn plan(&self, spec: &ProcSpec, dir: &ProcDir, cdir: &Path, mode: Mode) -> Result<LaunchPlan, RunnerError> {
+        let contents = self.layout.image_contents(&spec.image.name);
+        if !contents.exists() {
+            return Err(RunnerError::NotSetUp(spec.name.to_string()));
+        }
+        let user = setup::resolve_user(&contents, spec)?;
+        let mut lowers = vec![dir.join("meta")];
+        if let Some(build) = &spec.build {
+            lowers.push(self.layout.build_layer(&build.name, user));
+        }
+        lowers.push(contents);
+        let mut volumes: Vec<Bind> = spec
+            .volumes
+            .iter()
+            .map(|v| Bind { outside: PathBuf::from(&v.outside), inside: v.inside.clone(), read_only: v.read_only })
+            .collect();
+        let suffix = cdir.file_name().and_then(|n| n.to_str()).filter(|_| cdir != dir.path()).map(|n| format!(".{n}")).unwrap_or_default();
+        let (argv, stdio): (Vec<&str>, StdioPlan) = match &mode {
+            Mode::Run => (vec!["/bin/sh", "/proc.sh", "run"], StdioPlan::Pipes { log: Some(dir.join("log")) }),
+            Mode::Shell => (vec!["/bin/sh", "/proc.sh", "/bin/sh", "-l"], StdioPlan::Tty),
+            Mode::Uptest { results } => {
+                volumes.push(Bind { outside: results.clone(), inside: scripts::UPTEST_DIR.into(), read_only: false });
+                (vec!["/bin/sh", "/proc.sh", "/bin/sh", "/.vr-uptest/run.sh"], StdioPlan::Pipes { log: None })
+            }
+        };
+        Ok(LaunchPlan {
+            name: spec.name.to_string(),
+            hostname: spec.name.hostname(),
+            rootfs: Overlay { lowers, upper: cdir.join("upper"), work: cdir.join("work"), target: cdir.join("rootfs") },
+            volumes,
+            host_files: host_files(),
+            cgroup: CgroupPlan {
+                root: self.cgroup_root.clone(),
+                name: format!("{}/{}{suffix}", self.cgroup_parent, spec.name),
+                limits: spec.limits.clone(),
+            },
+            user,
+            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            argv: argv.into_iter().map(str::to_string).collect(),
+            env: Vec::new(),
+            cwd: "/app".into(),
+            stdio,
+            stop_grace_secs: STOP_GRACE_SECS,
+            status_path: cdir.join("status.json"),
+        })
+    }
+
+    /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
+    fn launch(&self, plan: &LaunchPlan, cdir: &Path, stdio: CallerStdio, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+        let plan_path = cdir.join("launch.json");
+        let json = serde_json::to_vec_pretty(plan).map_err(|e| RunnerError::Launch(format!("failed to encode the launch plan: {e}")))?;
+        fs::write(&plan_path, json).map_err(|e| RunnerError::Io(format!("failed to write {}: {e}", plan_path.display())))?;
+        let _ = fs::remove_file(&plan.status_path);
+        let mut child = Command::new(&self.exe)
+            .arg0("vrd")
+            .arg("init")
+            .arg("--plan")
+            .arg(&plan_path)
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr))
+            .env_clear()
+            .spawn()
+            .map_err(|e| RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display())))?;
+        watch.store(child.id(), std::sync::atomic::Ordering::SeqCst);
+        let code = child.wait();
+        watch.store(0, std::sync::atomic::Ordering::SeqCst);
+        let code = code.map_err(|e| RunnerError::Launch(format!("failed to wait for the launcher: {e}")))?;
+        let text = fs::read(&plan.status_path).map_err(|e| {
+            RunnerError::Launch(format!("the launcher ended ({code}) without recording how the container ended in {}: {e}", plan.status_path.display()))
+        })?;
+        serde_json::from_slice(&text).map_err(|e| RunnerError::Launch(format!("failed to read {}: {e}", plan.status_path.display())))
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+/// The host's resolver files, bound read-only as LXC did for VR (the container shares the host
+/// network, so it resolves names as the host does).
+fn host_files() -> Vec<Bind> {
+    ["/etc/resolv.conf", "/etc/hosts"]
+        .iter()
+        .filter(|p| Path::new(p).exists())
+        .map(|p| Bind { outside: PathBuf::from(p), inside: p.to_string(), read_only: true })
+        .collect()
+}
+
+/// A sibling container's private dirs under the proc dir, removed when dropped.
+pub struct Sibling(tempfile::TempDir);
+
+impl Sibling {
+    fn new(dir: &ProcDir, kind: &str) -> Result<Sibling, RunnerError> {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{kind}-"))
+            .tempdir_in(dir.path())
+            .map_err(|e| RunnerError::Io(format!("failed to create a {kind} dir in {}: {e}", dir.path().display())))?;
+        setup::make_container_dirs(tmp.path())?;
+        Ok(Sibling(tmp))
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}

@@ -1,0 +1,94 @@
+//! The files vr writes into a proc's root (VR §3.3–3.4): /proc.sh, /env.sh, /settings.yaml, and the
+//! uptest driver. Pure text generation, so the exact environment order is unit-tested.
+
+/// Quotes a value for a POSIX shell: single quotes, with `'` written as `'\''`. VR wrote values
+/// unescaped, so a `"` or `$` in config broke or changed them.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
+/// /env.sh: one `export NAME='value'` line per proc.yaml `env` entry, in file order.
+pub fn env_sh(env: &[(String, String)]) -> String {
+    let mut out = String::from("# Written by vr from proc.yaml `env`.\n");
+    for (name, value) in env {
+        out.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    out
+}
+
+/// The default search path, set first so buildpacks' .profile.d scripts can prepend to it.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// /proc.sh in VR's order: HOME and TMPDIR → .profile.d → env.sh → APP_SETTINGS_YAML → PORT (last,
+/// so nothing overrides it). `proc.sh run` execs the command (shell text, so `$VARS` expand, bb #26);
+/// `proc.sh PROGRAM ARGS...` execs that instead (shells and uptests get the same environment).
+pub fn proc_sh(command: &str, port: u16) -> String {
+    format!(
+        r#"#!/bin/sh
+# Written by vr. Sets the app's environment, then starts it.
+export PATH={path}
+export HOME=/app
+export TMPDIR=/tmp
+cd /app 2>/dev/null || cd /
+for f in /app/.profile.d/*; do
+  [ -f "$f" ] && . "$f"
+done
+. /env.sh
+export APP_SETTINGS_YAML=/settings.yaml
+export PORT={port}
+if [ "$1" = run ]; then
+  exec {command}
+fi
+exec "$@"
+"#,
+        path = DEFAULT_PATH,
+    )
+}
+
+/// Where the uptest driver and its results live inside the uptest container.
+pub const UPTEST_DIR: &str = "/.vr-uptest";
+
+/// The uptest driver (VR's uptester, in shell): runs each executable regular file of
+/// /app/uptests/<proc> in name order (the glob skips dotfiles) as `<test> <host> <port>`, keeping
+/// its combined output and exit code as `N.name`, `N.out`, `N.rc` in the results dir.
+pub fn uptest_sh(proc_type: &str, host: &str, port: u16) -> String {
+    format!(
+        r#"#!/bin/sh
+# Written by vr: runs the uptests of one proc.
+out={dir}
+n=0
+for t in /app/uptests/{proc}/*; do
+  [ -f "$t" ] && [ -x "$t" ] || continue
+  n=$((n + 1))
+  printf '%s' "${{t##*/}}" > "$out/$n.name"
+  "$t" {host} {port} > "$out/$n.out" 2>&1
+  echo $? > "$out/$n.rc"
+done
+"#,
+        dir = UPTEST_DIR,
+        proc = proc_type,
+        host = shell_quote(host),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_values_are_quoted_exactly() {
+        let env = vec![("A".to_string(), "it's \"$HOME\"".to_string())];
+        assert_eq!(env_sh(&env).lines().nth(1).unwrap(), r#"export A='it'\''s "$HOME"'"#);
+    }
+
+    #[test]
+    fn port_is_set_after_everything_that_could_override_it() {
+        let sh = proc_sh("busybox httpd -f -p $PORT", 5000);
+        let at = |needle: &str| sh.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
+        assert!(at("HOME=/app") < at(".profile.d"));
+        assert!(at(".profile.d") < at(". /env.sh"));
+        assert!(at(". /env.sh") < at("APP_SETTINGS_YAML"));
+        assert!(at("APP_SETTINGS_YAML") < at("PORT=5000"));
+        assert!(sh.contains("exec busybox httpd -f -p $PORT"));
+    }
+}

@@ -1,0 +1,66 @@
+//! `uptest`: runs the proc's uptests in a sibling container (same image, build, env and settings)
+//! and reports VR's JSON: `[{"Name": ..., "Output": ..., "Passed": ...}]`, `[]` when there are none.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+
+use super::layout::ProcDir;
+use super::scripts::uptest_sh;
+use super::{CallerStdio, LaunchWatch, Mode, Runner, RunnerError, Sibling};
+use crate::model::proc_data::ProcSpec;
+pub use crate::model::uptest::UptestResult;
+
+fn null_stdio() -> Result<CallerStdio, RunnerError> {
+    let open = || -> Result<OwnedFd, RunnerError> {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| RunnerError::Io(format!("failed to open /dev/null: {e}")))
+    };
+    Ok(CallerStdio { stdin: open()?, stdout: open()?, stderr: open()? })
+}
+
+fn read_results(dir: &std::path::Path) -> Vec<UptestResult> {
+    let mut results = Vec::new();
+    for n in 1.. {
+        let read = |ext: &str| fs::read(dir.join(format!("{n}.{ext}"))).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+        let Some(name) = read("name") else { break };
+        let output = read("out").unwrap_or_default();
+        // No exit code means the test was still running when the container ended.
+        let passed = read("rc").is_some_and(|rc| rc.trim() == "0");
+        results.push(UptestResult { name, output, passed });
+    }
+    results
+}
+
+impl Runner {
+    /// Runs the uptests of a set-up proc.
+    pub fn uptest(&self, spec: &ProcSpec) -> Result<Vec<UptestResult>, RunnerError> {
+        let dir = ProcDir(self.layout.proc_dir(&spec.name));
+        if !dir.join("meta/proc.sh").exists() {
+            return Err(RunnerError::NotSetUp(spec.name.to_string()));
+        }
+        let sibling = Sibling::new(&dir, "uptest")?;
+        let results = sibling.path().join("results");
+        fs::create_dir(&results).map_err(|e| RunnerError::Io(format!("failed to create {}: {e}", results.display())))?;
+        // The tests run as the proc's user; the dir's parent is root-only, so 0777 exposes nothing.
+        fs::set_permissions(&results, fs::Permissions::from_mode(0o777)).map_err(|e| RunnerError::Io(e.to_string()))?;
+        let script = results.join("run.sh");
+        fs::write(&script, uptest_sh(&spec.name.proc, &spec.host, spec.name.port)).map_err(|e| RunnerError::Io(e.to_string()))?;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(|e| RunnerError::Io(e.to_string()))?;
+        let plan = self.plan(spec, &dir, sibling.path(), Mode::Uptest { results: results.clone() })?;
+        let status = self.launch(&plan, sibling.path(), null_stdio()?, &LaunchWatch::default())?;
+        let mut found = read_results(&results);
+        if status.setup_failed || status.code != 0 {
+            found.push(UptestResult {
+                name: "uptester".into(),
+                output: format!("the uptest container ended with code {} (oom: {})", status.code, status.oom_killed),
+                passed: false,
+            });
+        }
+        Ok(found)
+    }
+}
