@@ -31,8 +31,8 @@ impl AttachSocket {
     pub fn serve(self) {
         std::thread::spawn(move || {
             if let Ok((stream, _)) = self.listener.accept() {
-                let fds = [std::io::stdin().as_fd(), std::io::stdout().as_fd(), std::io::stderr().as_fd()];
-                let _ = crate::sys::send_fds(&stream, &fds);
+                let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+                let _ = crate::sys::send_fds(&stream, &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]);
             }
             drop(self.dir);
         });

@@ -4,11 +4,11 @@
 //! Everything here is small on purpose; the callers (the container launcher, the image unpacker,
 //! the client's terminal handling) hold the logic.
 
-use std::ffi::CString;
+pub mod fs;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -115,30 +115,13 @@ pub fn set_window_size(fd: BorrowedFd<'_>, size: WindowSize) -> io::Result<()> {
 /// Opens `path` as if `root` were `/`: `..` and absolute symlinks cannot leave `root`
 /// (openat2(2) with RESOLVE_IN_ROOT, Linux 5.6). For reading files inside images and builds.
 pub fn open_in_root(root: &Path, path: &Path) -> io::Result<File> {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
     let root_dir = File::open(root)?;
     let rel = path.strip_prefix("/").unwrap_or(path);
-    let cpath = CString::new(rel.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: open_how is plain integers; all-zero is a valid value that we then fill in.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: the path is a NUL-terminated string and `how` a live open_how whose size we pass;
-    // the kernel returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root_dir.as_raw_fd(),
-            cpath.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(File::from(openat2(&root_dir, rel, how)?))
 }
 
 /// Copies this process's executable into a sealed memfd, so the processes vrd starts run from a

@@ -84,7 +84,7 @@ const DEVICES: &[(&str, u64, u64)] =
 /// The standard steps: /proc, /sys, /dev and its nodes, then one bind per source, then masks.
 /// `binds` pairs each pre-opened source index with its inside path and mode.
 pub fn standard_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
-    let p = PathBuf::from;
+    let p = |s: &str| PathBuf::from(s);
     let mut steps = vec![
         MountStep::Fs { source: "proc", target: p("/proc"), fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: None },
         MountStep::Fs {

@@ -1,0 +1,226 @@
+//! Fetching an image or build into a local cache directory, with Velociraptor's md5 rules.
+//!
+//! The file lands at `dest_dir/<basename of the url path>`. If it is already there and either no
+//! md5 was given or the md5 matches, it is not fetched again; a mismatch re-fetches. What is
+//! fetched is written to a temporary file in `dest_dir`, checked against the md5, synced and only
+//! then renamed into place, so a reader never sees a partial or unverified file.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+
+use super::ImageError;
+
+/// How long to wait for a TCP (and TLS) connection to the image server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the response headers once connected.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Copy buffer size.
+const BUFFER: usize = 256 * 1024;
+
+/// Where a url points.
+enum Source {
+    Http(String),
+    Local(PathBuf),
+}
+
+/// Fetches `url` (http://, https://, file:// or an absolute path) into `dest_dir` and returns the
+/// local path. `expected_md5` (32 hex digits, any case) is checked as described in the module
+/// docs; on a mismatch after fetching, the file is removed and the error names both md5s.
+pub fn fetch(
+    url: &str,
+    dest_dir: &Path,
+    expected_md5: Option<&str>,
+) -> Result<PathBuf, ImageError> {
+    let (source, name) = parse_url(url)?;
+    let expected = expected_md5
+        .map(|md5| normalize_md5(url, md5))
+        .transpose()?;
+    let dest = dest_dir.join(name);
+    if dest.is_file() {
+        match &expected {
+            None => return Ok(dest),
+            Some(expected) if md5_file(&dest)? == *expected => return Ok(dest),
+            Some(_) => tracing::info!(url, path = %dest.display(), "md5 changed; fetching again"),
+        }
+    }
+    fs::create_dir_all(dest_dir).map_err(|e| ImageError::io("create directory", dest_dir, e))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .suffix(".part")
+        .tempfile_in(dest_dir)
+        .map_err(|e| ImageError::io("create a temporary file in", dest_dir, e))?;
+    let actual = match source {
+        Source::Http(url) => copy_hashing(&mut open_http(&url)?, temp.as_file_mut(), |e| {
+            ImageError::Download {
+                url: url.clone(),
+                source: e,
+            }
+        })?,
+        Source::Local(path) => {
+            let mut file = File::open(&path).map_err(|e| ImageError::io("open", &path, e))?;
+            copy_hashing(&mut file, temp.as_file_mut(), |e| {
+                ImageError::io("read", &path, e)
+            })?
+        }
+    };
+    if let Some(expected) = expected {
+        if actual != expected {
+            // The temporary file is removed when dropped; a stale copy at `dest` is useless too.
+            drop(temp);
+            match fs::remove_file(&dest) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ImageError::io("remove", &dest, e)),
+            }
+            return Err(ImageError::Md5Mismatch {
+                url: url.to_string(),
+                expected,
+                actual,
+            });
+        }
+    }
+    let file = temp.as_file();
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .and_then(|()| file.sync_all())
+        .map_err(|e| ImageError::io("write", temp.path(), e))?;
+    temp.persist(&dest)
+        .map_err(|e| ImageError::io("rename a download to", &dest, e.error))?;
+    Ok(dest)
+}
+
+/// Returns the md5 of a file as 32 lowercase hex digits.
+pub fn md5_file(path: &Path) -> Result<String, ImageError> {
+    let mut file = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
+    copy_hashing(&mut file, &mut io::sink(), |e| {
+        ImageError::io("read", path, e)
+    })
+}
+
+/// Splits a url into its source and the file name it will have locally.
+fn parse_url(url: &str) -> Result<(Source, String), ImageError> {
+    let bad = |reason| ImageError::BadUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let (source, path) = if url.starts_with("http://") || url.starts_with("https://") {
+        let parsed = url::Url::parse(url).map_err(|_| bad("it is not a valid url"))?;
+        (Source::Http(url.to_string()), PathBuf::from(parsed.path()))
+    } else if url.starts_with("file://") {
+        let parsed = url::Url::parse(url).map_err(|_| bad("it is not a valid url"))?;
+        let path = parsed
+            .to_file_path()
+            .map_err(|()| bad("a file:// url must name an absolute local path"))?;
+        (Source::Local(path.clone()), path)
+    } else if url.starts_with('/') {
+        (Source::Local(PathBuf::from(url)), PathBuf::from(url))
+    } else {
+        return Err(bad("the scheme is not supported"));
+    };
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .ok_or_else(|| bad("its path does not end in a file name"))?;
+    Ok((source, name.to_string()))
+}
+
+/// Checks that an md5 is 32 hex digits and lowercases it.
+fn normalize_md5(url: &str, md5: &str) -> Result<String, ImageError> {
+    let md5 = md5.trim().to_ascii_lowercase();
+    if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(md5)
+    } else {
+        Err(ImageError::BadMd5 {
+            url: url.to_string(),
+            md5,
+        })
+    }
+}
+
+/// Starts an HTTP GET and returns the body; HTTP error statuses become `HttpStatus`.
+fn open_http(url: &str) -> Result<impl Read, ImageError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .build()
+        .into();
+    // Ask for the bytes as stored: a transparently gunzipped .tar.gz would fail its md5.
+    let request = agent.get(url).header("Accept-Encoding", "identity");
+    match request.call() {
+        Ok(response) => Ok(response.into_body().into_reader()),
+        Err(ureq::Error::StatusCode(status)) => Err(ImageError::HttpStatus {
+            url: url.to_string(),
+            status,
+        }),
+        Err(e) => Err(ImageError::Download {
+            url: url.to_string(),
+            source: io::Error::other(e),
+        }),
+    }
+}
+
+/// Copies `from` into `to`, returning the md5 of what passed. Read errors go through `read_error`.
+fn copy_hashing(
+    from: &mut dyn Read,
+    to: &mut dyn Write,
+    read_error: impl Fn(io::Error) -> ImageError,
+) -> Result<String, ImageError> {
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        hasher.update(&buf[..n]);
+        to.write_all(&buf[..n])
+            .map_err(|e| ImageError::io("write", "a temporary download file", e))?;
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_their_local_file() {
+        let name = |url| parse_url(url).map(|(_, name)| name);
+        assert_eq!(name("http://h/images/base.tar.gz").unwrap(), "base.tar.gz");
+        assert_eq!(
+            name("https://h/b/app-1-abc.tar.gz?x=1").unwrap(),
+            "app-1-abc.tar.gz"
+        );
+        assert_eq!(name("file:///srv/img.tar.xz").unwrap(), "img.tar.xz");
+        assert_eq!(name("/srv/img.tar").unwrap(), "img.tar");
+        for bad in [
+            "ftp://h/x.tar",
+            "relative/x.tar",
+            "http://h/",
+            "/srv/..",
+            "file://host/x",
+        ] {
+            assert!(
+                matches!(name(bad), Err(ImageError::BadUrl { .. })),
+                "{bad} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn md5s_are_checked_and_lowercased() {
+        let ok = normalize_md5("u", " D41D8CD98F00B204E9800998ECF8427E ").unwrap();
+        assert_eq!(ok, "d41d8cd98f00b204e9800998ecf8427e");
+        assert!(matches!(
+            normalize_md5("u", "xyz"),
+            Err(ImageError::BadMd5 { .. })
+        ));
+    }
+}

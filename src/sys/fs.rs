@@ -1,0 +1,56 @@
+//! Extended attributes on an open file (`fsetxattr(2)`, `fgetxattr(2)`), which nix 0.32 does not
+//! wrap. Working on a descriptor rather than a path means the caller decides how the path was
+//! resolved (e.g. with `openat2(RESOLVE_IN_ROOT)`).
+
+use std::ffi::CStr;
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::errno::Errno;
+
+/// Sets extended attribute `name` to `value` on the file behind `fd` (creating or replacing it).
+pub fn fsetxattr(fd: impl AsFd, name: &CStr, value: &[u8]) -> nix::Result<()> {
+    // SAFETY: `fd` is borrowed, so the descriptor stays open for the call; `name` is a valid
+    // NUL-terminated string and `value`'s pointer and length describe one live slice, which the
+    // kernel only reads.
+    let rc = unsafe {
+        libc::fsetxattr(
+            fd.as_fd().as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// Reads extended attribute `name` of the file behind `fd`.
+pub fn fgetxattr(fd: impl AsFd, name: &CStr) -> nix::Result<Vec<u8>> {
+    let fd = fd.as_fd();
+    loop {
+        // SAFETY: a null buffer with size 0 asks the kernel for the value's size only.
+        let size =
+            unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        let size = usize::try_from(Errno::result(size)?).unwrap_or(0);
+        let mut value = vec![0u8; size];
+        // SAFETY: `value` is a live, writable buffer of exactly `value.len()` bytes, and the
+        // descriptor is borrowed for the duration of the call.
+        let got = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        match Errno::result(got) {
+            Ok(got) => {
+                value.truncate(usize::try_from(got).unwrap_or(0));
+                return Ok(value);
+            }
+            // The value grew between the two calls; ask again.
+            Err(Errno::ERANGE) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
