@@ -24,6 +24,8 @@ mod v2;
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod privileged_tests;
 
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
