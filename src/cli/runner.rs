@@ -48,7 +48,10 @@ fn read_file(path: &Path, lock: bool) -> anyhow::Result<(ProcFile, Option<Flock<
     let mut yaml = String::new();
     file.read_to_string(&mut yaml).with_context(|| format!("failed to read {}", path.display()))?;
     let guard = if lock {
-        Some(Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| anyhow!("ERROR: {} is locked by another process.", path.display()))?)
+        Some(
+            Flock::lock(file, FlockArg::LockExclusiveNonblock)
+                .map_err(|_| anyhow!("ERROR: {} is locked by another process.", path.display()))?,
+        )
     } else {
         None
     };

@@ -17,8 +17,12 @@ pub struct AttachSocket {
 impl AttachSocket {
     /// Creates the socket.
     pub fn new() -> anyhow::Result<AttachSocket> {
-        let dir = tempfile::Builder::new().prefix("vr-attach-").tempdir().context("failed to create a temp dir for the attach socket")?;
-        let listener = UnixListener::bind(dir.path().join("attach.sock")).context("failed to create the attach socket")?;
+        let dir = tempfile::Builder::new()
+            .prefix("vr-attach-")
+            .tempdir()
+            .context("failed to create a temp dir for the attach socket")?;
+        let listener = UnixListener::bind(dir.path().join("attach.sock"))
+            .context("failed to create the attach socket")?;
         Ok(AttachSocket { dir, listener })
     }
 

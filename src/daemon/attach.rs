@@ -9,14 +9,20 @@ use crate::services::runner::CallerStdio;
 
 /// Connects to `socket`, verifies its owner, and returns the three fds it sends.
 pub fn receive_stdio(socket: &str, caller: Caller) -> Result<CallerStdio, String> {
-    let stream = UnixStream::connect(socket).map_err(|e| format!("failed to connect to the attach socket {socket}: {e}"))?;
+    let stream = UnixStream::connect(socket)
+        .map_err(|e| format!("failed to connect to the attach socket {socket}: {e}"))?;
     let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
         .map_err(|e| format!("failed to read the attach socket's credentials: {e}"))?;
     if caller.uid != 0 && peer.uid() != caller.uid {
-        return Err(format!("the attach socket {socket} belongs to uid {}, not to the caller (uid {})", peer.uid(), caller.uid));
+        return Err(format!(
+            "the attach socket {socket} belongs to uid {}, not to the caller (uid {})",
+            peer.uid(),
+            caller.uid
+        ));
     }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let fds = crate::sys::recv_fds(&stream, 3).map_err(|e| format!("failed to receive the terminal from {socket}: {e}"))?;
+    let fds = crate::sys::recv_fds(&stream, 3)
+        .map_err(|e| format!("failed to receive the terminal from {socket}: {e}"))?;
     let mut fds = fds.into_iter();
     match (fds.next(), fds.next(), fds.next()) {
         (Some(stdin), Some(stdout), Some(stderr)) => Ok(CallerStdio { stdin, stdout, stderr }),

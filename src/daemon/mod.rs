@@ -28,14 +28,14 @@ pub struct Daemon {
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// A directory or the socket could not be prepared.
-    #[error("failed to {what} {path}: {source}")]
+    #[error("failed to {what} {path}: {cause}")]
     Io {
         /// What was being done.
         what: &'static str,
         /// The path.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -43,10 +43,17 @@ impl Daemon {
     /// Prepares the directories and services described by `config`.
     pub fn open(config: &DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
         for dir in [&config.data_dir, &config.run_dir] {
-            fs::create_dir_all(dir).map_err(|source| DaemonError::Io { what: "create", path: dir.clone(), source })?;
+            fs::create_dir_all(dir).map_err(|cause| DaemonError::Io {
+                what: "create",
+                path: dir.clone(),
+                cause,
+            })?;
         }
-        let sealed = crate::sys::sealed_copy_of_self()
-            .map_err(|source| DaemonError::Io { what: "copy", path: "/proc/self/exe".into(), source })?;
+        let sealed = crate::sys::sealed_copy_of_self().map_err(|cause| DaemonError::Io {
+            what: "copy",
+            path: "/proc/self/exe".into(),
+            cause,
+        })?;
         let exe = PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
         let runner = Runner {
             layout: Layout { data_dir: config.data_dir.clone() },

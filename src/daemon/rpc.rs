@@ -68,7 +68,10 @@ fn caller(ext: &Extensions) -> RpcResult<Caller> {
 }
 
 impl RpcHandler {
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Daemon) -> Result<T, RunnerError> + Send + 'static) -> RpcResult<T> {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Daemon) -> Result<T, RunnerError> + Send + 'static,
+    ) -> RpcResult<T> {
         let daemon = Arc::clone(&self.daemon);
         match tokio::task::spawn_blocking(move || f(&daemon)).await {
             Ok(result) => result.map_err(runner_error),
@@ -79,7 +82,13 @@ impl RpcHandler {
         }
     }
 
-    async fn attached(&self, ext: &Extensions, file: ProcFile, attach: Attach, shell: bool) -> RpcResult<ExitStatus> {
+    async fn attached(
+        &self,
+        ext: &Extensions,
+        file: ProcFile,
+        attach: Attach,
+        shell: bool,
+    ) -> RpcResult<ExitStatus> {
         let (spec, _) = parse(&file)?;
         let caller = caller(ext)?;
         let watch = LaunchWatch::default();
@@ -87,7 +96,11 @@ impl RpcHandler {
         let _stop = StopOnDrop(Arc::clone(&watch));
         let name = spec.name.to_string();
         if !shell {
-            self.daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).insert(name.clone(), Arc::clone(&watch));
+            self.daemon
+                .foreground
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone(), Arc::clone(&watch));
         }
         let result = self
             .blocking(move |d| {
@@ -135,7 +148,13 @@ impl VrdServer for RpcHandler {
             .ok()
             .filter(|s| *s != Signal::SIGKILL && *s != Signal::SIGSTOP)
             .ok_or_else(|| error(codes::INVALID, format!("'{signal}' can't be sent: use a catchable signal such as TERM, INT or HUP (vr sends KILL itself when the stop grace period ends)")))?;
-        let watch = self.daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).get(&spec.name.to_string()).cloned();
+        let watch = self
+            .daemon
+            .foreground
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&spec.name.to_string())
+            .cloned();
         Ok(watch.is_some_and(|w| signal_launcher(&w, sig)))
     }
 

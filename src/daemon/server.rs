@@ -26,12 +26,18 @@ pub struct Caller {
 
 /// Binds the API socket, replacing a stale one, with mode 0660 and the configured group.
 pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonError> {
-    let io = |what, source| DaemonError::Io { what, path: path.to_path_buf(), source };
+    let io = |what, cause| DaemonError::Io { what, path: path.to_path_buf(), cause };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| io("create the directory of", e))?;
     }
     if std::os::unix::net::UnixStream::connect(path).is_ok() {
-        return Err(io("bind", std::io::Error::new(std::io::ErrorKind::AddrInUse, "another vrd is listening there; stop it or use --socket")));
+        return Err(io(
+            "bind",
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another vrd is listening there; stop it or use --socket",
+            ),
+        ));
     }
     let _ = std::fs::remove_file(path);
     let listener = UnixListener::bind(path).map_err(|e| io("bind", e))?;
@@ -43,7 +49,11 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonError> 
 }
 
 /// Serves until `shutdown` resolves; in-flight calls finish, procs are left running.
-pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl std::future::Future<Output = ()>) {
+pub async fn serve(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
     let methods: Methods = RpcHandler { daemon }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     let builder = jsonrpsee::server::Server::builder()
@@ -60,7 +70,10 @@ pub async fn serve(listener: UnixListener, daemon: Arc<Daemon>, shutdown: impl s
         };
         let caller = match stream.peer_cred() {
             Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
-            Err(e) => { tracing::warn!(error = %e, "failed to read the caller's credentials"); continue; }
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to read the caller's credentials");
+                continue;
+            }
         };
         let svc = builder.clone().build(methods.clone(), stop_handle.clone());
         let svc = tower::ServiceBuilder::new()

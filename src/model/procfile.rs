@@ -44,7 +44,11 @@ pub fn command(text: &str, proc_type: &str) -> Result<String, ProcfileError> {
     let all = entries(text);
     all.iter().find(|(k, _)| k == proc_type).map(|(_, v)| v.clone()).ok_or_else(|| ProcfileError::NoEntry {
         wanted: proc_type.into(),
-        have: if all.is_empty() { "nothing".into() } else { all.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ") },
+        have: if all.is_empty() {
+            "nothing".into()
+        } else {
+            all.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+        },
     })
 }
 

@@ -13,13 +13,7 @@ pub fn fsetxattr(fd: impl AsFd, name: &CStr, value: &[u8]) -> nix::Result<()> {
     // NUL-terminated string and `value`'s pointer and length describe one live slice, which the
     // kernel only reads.
     let rc = unsafe {
-        libc::fsetxattr(
-            fd.as_fd().as_raw_fd(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
+        libc::fsetxattr(fd.as_fd().as_raw_fd(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0)
     };
     Errno::result(rc).map(drop)
 }
@@ -29,20 +23,13 @@ pub fn fgetxattr(fd: impl AsFd, name: &CStr) -> nix::Result<Vec<u8>> {
     let fd = fd.as_fd();
     loop {
         // SAFETY: a null buffer with size 0 asks the kernel for the value's size only.
-        let size =
-            unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0) };
+        let size = unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0) };
         let size = usize::try_from(Errno::result(size)?).unwrap_or(0);
         let mut value = vec![0u8; size];
         // SAFETY: `value` is a live, writable buffer of exactly `value.len()` bytes, and the
         // descriptor is borrowed for the duration of the call.
-        let got = unsafe {
-            libc::fgetxattr(
-                fd.as_raw_fd(),
-                name.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
+        let got =
+            unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
         match Errno::result(got) {
             Ok(got) => {
                 value.truncate(usize::try_from(got).unwrap_or(0));

@@ -133,7 +133,8 @@ pub fn sealed_copy_of_self() -> io::Result<OwnedFd> {
     let mut exe = File::open("/proc/self/exe")?;
     let mut copy = File::from(fd);
     io::copy(&mut exe, &mut copy)?;
-    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    let seals =
+        SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
     fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))?;
     Ok(OwnedFd::from(copy))
 }
@@ -154,7 +155,8 @@ pub fn recv_fds(socket: &impl AsFd, max: usize) -> io::Result<Vec<OwnedFd>> {
     let mut byte = [0u8; 1];
     let mut iov = [io::IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 8]);
-    let msg = recvmsg::<()>(socket.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let msg =
+        recvmsg::<()>(socket.as_fd().as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = cmsg {
@@ -165,7 +167,52 @@ pub fn recv_fds(socket: &impl AsFd, max: usize) -> io::Result<Vec<OwnedFd>> {
         }
     }
     if fds.len() > max {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("peer sent {} fds, expected at most {max}", fds.len())));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("peer sent {} fds, expected at most {max}", fds.len()),
+        ));
     }
     Ok(fds)
+}
+
+/// A detached copy of the mount tree at `path` (open_tree(2) with OPEN_TREE_CLONE|AT_RECURSIVE,
+/// Linux 5.2). The copy survives pivot_root and the detaching of the old root, so a host
+/// directory can be attached inside a container root after the pivot with [`attach_tree`].
+pub fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: the path is NUL-terminated and outlives the call; the kernel returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Attaches a tree made by [`clone_tree`] at `target` (move_mount(2), Linux 5.2).
+pub fn attach_tree(tree: BorrowedFd<'_>, target: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let ctarget = std::ffi::CString::new(target.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both strings are NUL-terminated and outlive the call; `tree` is a live borrowed fd.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            ctarget.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

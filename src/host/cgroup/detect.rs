@@ -28,10 +28,7 @@ impl CgroupVersion {
     /// Only `statfs(2)` is used, so this needs no privileges. A missing root is an error rather
     /// than a guess.
     pub fn detect(root: &Path) -> Result<CgroupVersion, CgroupError> {
-        let stat = statfs(root).map_err(|source| CgroupError::Detect {
-            path: root.to_path_buf(),
-            source,
-        })?;
+        let stat = statfs(root).map_err(|source| CgroupError::Detect { path: root.to_path_buf(), source })?;
         Ok(Self::from_fs_type(stat.filesystem_type()))
     }
 
@@ -55,29 +52,17 @@ mod tests {
 
     #[test]
     fn only_a_cgroup2_superblock_is_v2() {
-        assert_eq!(
-            CgroupVersion::from_fs_type(CGROUP2_SUPER_MAGIC),
-            CgroupVersion::V2
-        );
+        assert_eq!(CgroupVersion::from_fs_type(CGROUP2_SUPER_MAGIC), CgroupVersion::V2);
         // Hybrid and legacy hosts mount a tmpfs at the root.
         assert_eq!(CgroupVersion::from_fs_type(TMPFS_MAGIC), CgroupVersion::V1);
-        assert_eq!(
-            CgroupVersion::from_fs_type(CGROUP_SUPER_MAGIC),
-            CgroupVersion::V1
-        );
-        assert_eq!(
-            CgroupVersion::from_fs_type(EXT4_SUPER_MAGIC),
-            CgroupVersion::V1
-        );
+        assert_eq!(CgroupVersion::from_fs_type(CGROUP_SUPER_MAGIC), CgroupVersion::V1);
+        assert_eq!(CgroupVersion::from_fs_type(EXT4_SUPER_MAGIC), CgroupVersion::V1);
     }
 
     #[test]
     fn a_plain_directory_detects_as_v1() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            CgroupVersion::detect(dir.path()).unwrap(),
-            CgroupVersion::V1
-        );
+        assert_eq!(CgroupVersion::detect(dir.path()).unwrap(), CgroupVersion::V1);
     }
 
     #[test]

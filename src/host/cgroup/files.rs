@@ -63,13 +63,7 @@ pub(super) fn procs(dir: &Path) -> Result<Vec<i32>, CgroupError> {
     let text = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(CgroupError::Io {
-                action: "read",
-                path,
-                source,
-            })
-        }
+        Err(source) => return Err(CgroupError::Io { action: "read", path, source }),
     };
     let mut pids = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -94,13 +88,7 @@ pub(super) fn subtree(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
         let entries = match fs::read_dir(&current) {
             Ok(entries) => entries,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(source) => {
-                return Err(CgroupError::Io {
-                    action: "list",
-                    path: current,
-                    source,
-                })
-            }
+            Err(source) => return Err(CgroupError::Io { action: "list", path: current, source }),
         };
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
@@ -121,11 +109,7 @@ pub(super) fn child_names(dir: &Path) -> Result<Vec<String>, CgroupError> {
             .filter_map(|e| e.file_name().into_string().ok())
             .collect()),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(CgroupError::Io {
-            action: "list",
-            path: dir.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(CgroupError::Io { action: "list", path: dir.to_path_buf(), source }),
     }
 }
 
@@ -159,10 +143,7 @@ pub(super) fn rmdir_retrying(dir: &Path) -> Result<(), CgroupError> {
 }
 
 fn rmdir_error(dir: &Path, source: io::Error) -> CgroupError {
-    CgroupError::Remove {
-        path: dir.to_path_buf(),
-        source,
-    }
+    CgroupError::Remove { path: dir.to_path_buf(), source }
 }
 
 #[cfg(test)]
@@ -175,10 +156,7 @@ mod tests {
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
         assert_eq!(keyed_value(p, v1, "oom_kill").unwrap(), Some(3));
         // Kernels before 4.13 have no oom_kill line.
-        assert_eq!(
-            keyed_value(p, "oom_kill_disable 0\nunder_oom 0\n", "oom_kill").unwrap(),
-            None
-        );
+        assert_eq!(keyed_value(p, "oom_kill_disable 0\nunder_oom 0\n", "oom_kill").unwrap(), None);
         let v2 = "low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\noom_group_kill 0\n";
         assert_eq!(keyed_value(p, v2, "oom_kill").unwrap(), Some(2));
         let err = keyed_value(p, "oom_kill x\n", "oom_kill").unwrap_err();

@@ -10,14 +10,7 @@ use std::path::Path;
 
 use super::*;
 
-const V1_HIERARCHIES: [&str; 6] = [
-    "cpu,cpuacct",
-    "memory",
-    "pids",
-    "freezer",
-    "systemd",
-    "misc",
-];
+const V1_HIERARCHIES: [&str; 6] = ["cpu,cpuacct", "memory", "pids", "freezer", "systemd", "misc"];
 
 /// A hybrid-style v1 root: combined cpu,cpuacct with alias symlinks, a `unified` cgroup2 dir and
 /// a `misc` hierarchy cgroups-rs has no controller for.
@@ -35,11 +28,7 @@ fn v1_root(hierarchies: &[&str]) -> (tempfile::TempDir, CgroupRoot) {
 
 fn v2_root() -> (tempfile::TempDir, CgroupRoot) {
     let dir = tempfile::tempdir().unwrap();
-    fs::write(
-        dir.path().join("cgroup.controllers"),
-        "cpuset cpu io memory hugetlb pids\n",
-    )
-    .unwrap();
+    fs::write(dir.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids\n").unwrap();
     fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
     let root = CgroupRoot::with_version(dir.path(), CgroupVersion::V2);
     (dir, root)
@@ -58,28 +47,18 @@ fn fake_v1_kernel(root: &Path, name: &str, swap_accounting: bool) {
         &mem,
         &[
             ("memory.limit_in_bytes", "9223372036854771712\n"),
-            (
-                "memory.oom_control",
-                "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
-            ),
+            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n"),
             ("memory.usage_in_bytes", "0\n"),
             ("memory.max_usage_in_bytes", "0\n"),
         ],
     );
     if swap_accounting {
-        fake_kernel(
-            &mem,
-            &[("memory.memsw.limit_in_bytes", "9223372036854771712\n")],
-        );
+        fake_kernel(&mem, &[("memory.memsw.limit_in_bytes", "9223372036854771712\n")]);
     }
     let cpu = root.join("cpu,cpuacct").join(name);
     fake_kernel(
         &cpu,
-        &[
-            ("cpu.shares", "1024\n"),
-            ("cpu.cfs_quota_us", "-1\n"),
-            ("cpu.cfs_period_us", "100000\n"),
-        ],
+        &[("cpu.shares", "1024\n"), ("cpu.cfs_quota_us", "-1\n"), ("cpu.cfs_period_us", "100000\n")],
     );
     fake_kernel(&root.join("pids").join(name), &[("pids.max", "max\n")]);
 }
@@ -93,10 +72,7 @@ fn fake_v2_kernel(root: &Path, name: &str, swap_accounting: bool) {
             ("cpu.weight", "100\n"),
             ("cpu.max", "max 100000\n"),
             ("pids.max", "max\n"),
-            (
-                "memory.events",
-                "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
-            ),
+            ("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"),
         ],
     );
     if swap_accounting {
@@ -143,17 +119,11 @@ fn v2_create_delegates_controllers_and_writes_every_limit() {
     let pc = create_with_fake_kernel(&root, "vrd/web-1", &all_limits(), true).unwrap();
     assert_eq!(pc.paths(), [r.join("vrd/web-1")]);
     assert_eq!(read(r.join("cgroup.subtree_control")), "+cpu +memory +pids");
-    assert_eq!(
-        read(r.join("vrd/cgroup.subtree_control")),
-        "+cpu +memory +pids"
-    );
+    assert_eq!(read(r.join("vrd/cgroup.subtree_control")), "+cpu +memory +pids");
     let leaf = r.join("vrd/web-1");
     assert_eq!(read(leaf.join("memory.max")), (256u64 << 20).to_string());
     // v2 limits swap alone: memsw 512M - memory 256M.
-    assert_eq!(
-        read(leaf.join("memory.swap.max")),
-        (256u64 << 20).to_string()
-    );
+    assert_eq!(read(leaf.join("memory.swap.max")), (256u64 << 20).to_string());
     assert_eq!(read(leaf.join("cpu.weight")), "20");
     assert_eq!(read(leaf.join("cpu.max")), "50000 100000");
     assert_eq!(read(leaf.join("pids.max")), "64");
@@ -171,14 +141,8 @@ fn v1_create_makes_the_cgroup_in_every_hierarchy_and_writes_limits() {
     assert!(!r.join("unified/vrd").exists());
     assert_eq!(pc.paths().len(), 5);
     let mem = r.join("memory/vrd/web-1");
-    assert_eq!(
-        read(mem.join("memory.limit_in_bytes")),
-        (256u64 << 20).to_string()
-    );
-    assert_eq!(
-        read(mem.join("memory.memsw.limit_in_bytes")),
-        (512u64 << 20).to_string()
-    );
+    assert_eq!(read(mem.join("memory.limit_in_bytes")), (256u64 << 20).to_string());
+    assert_eq!(read(mem.join("memory.memsw.limit_in_bytes")), (512u64 << 20).to_string());
     let cpu = r.join("cpu,cpuacct/vrd/web-1");
     assert_eq!(read(cpu.join("cpu.shares")), "512");
     assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "50000");
@@ -194,10 +158,7 @@ fn memsw_without_swap_accounting_says_how_to_get_it() {
             CgroupVersion::V2 => v2_root(),
         };
         let err = create_with_fake_kernel(&root, "vrd/web-1", &all_limits(), false).unwrap_err();
-        assert!(
-            matches!(err, CgroupError::NoSwapAccounting { .. }),
-            "{version:?}: {err}"
-        );
+        assert!(matches!(err, CgroupError::NoSwapAccounting { .. }), "{version:?}: {err}");
         assert!(err.to_string().contains("swapaccount=1"), "{err}");
     }
 }
@@ -207,16 +168,9 @@ fn bad_names_and_limits_are_refused_before_anything_is_created() {
     let (dir, root) = v2_root();
     for name in ["", "/vrd/x", "vrd/../etc", "vrd//x", "vrd/./x", "vrd/x\n"] {
         let err = ProcCgroup::create(&root, name, &Limits::default()).unwrap_err();
-        assert!(
-            matches!(err, CgroupError::InvalidName { .. }),
-            "{name:?}: {err}"
-        );
+        assert!(matches!(err, CgroupError::InvalidName { .. }), "{name:?}: {err}");
     }
-    let bad = Limits {
-        memory: Some(512 << 20),
-        memsw: Some(1 << 20),
-        ..Limits::default()
-    };
+    let bad = Limits { memory: Some(512 << 20), memsw: Some(1 << 20), ..Limits::default() };
     let err = ProcCgroup::create(&root, "vrd/x", &bad).unwrap_err();
     assert!(matches!(err, CgroupError::InvalidLimits { .. }), "{err}");
     assert!(!dir.path().join("vrd").exists());
@@ -226,21 +180,9 @@ fn bad_names_and_limits_are_refused_before_anything_is_created() {
 fn a_failed_apply_removes_the_half_made_cgroup() {
     // No pids hierarchy, but a pids limit: the cgroup is made, the limit fails, the dirs go.
     let (dir, root) = v1_root(&["memory", "freezer"]);
-    let limits = Limits {
-        pids_max: Some(10),
-        ..Limits::default()
-    };
+    let limits = Limits { pids_max: Some(10), ..Limits::default() };
     let err = ProcCgroup::create(&root, "vrd/web-1", &limits).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CgroupError::ControllerMissing {
-                controller: "pids",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, CgroupError::ControllerMissing { controller: "pids", .. }), "{err}");
     assert!(!dir.path().join("memory/vrd/web-1").exists());
     assert!(!dir.path().join("freezer/vrd/web-1").exists());
 }
@@ -254,14 +196,8 @@ fn a_leftover_is_refused_by_create_untouched_and_readopted_by_load() {
         };
         let first = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap();
         let err = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap_err();
-        assert!(
-            matches!(err, CgroupError::AlreadyExists { .. }),
-            "{version:?}: {err}"
-        );
-        assert_eq!(
-            first.paths().len(),
-            if version == CgroupVersion::V1 { 5 } else { 1 }
-        );
+        assert!(matches!(err, CgroupError::AlreadyExists { .. }), "{version:?}: {err}");
+        assert_eq!(first.paths().len(), if version == CgroupVersion::V1 { 5 } else { 1 });
         let again = ProcCgroup::load(&root, "vrd/web-1").unwrap();
         assert_eq!(again.paths(), first.paths());
         let err = ProcCgroup::load(&root, "vrd/web-2").unwrap_err();
@@ -274,20 +210,11 @@ fn add_pid_writes_cgroup_procs_and_pids_reads_them_back() {
     let (dir, root) = v1_root(&V1_HIERARCHIES);
     let pc = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap();
     pc.add_pid(4242).unwrap();
-    assert_eq!(
-        read(dir.path().join("memory/vrd/web-1/cgroup.procs")),
-        "4242"
-    );
-    assert_eq!(
-        read(dir.path().join("systemd/vrd/web-1/cgroup.procs")),
-        "4242"
-    );
+    assert_eq!(read(dir.path().join("memory/vrd/web-1/cgroup.procs")), "4242");
+    assert_eq!(read(dir.path().join("systemd/vrd/web-1/cgroup.procs")), "4242");
     assert_eq!(pc.pids().unwrap(), [4242]);
     assert!(matches!(pc.add_pid(0), Err(CgroupError::InvalidPid { .. })));
-    assert!(matches!(
-        pc.add_pid(-1),
-        Err(CgroupError::InvalidPid { .. })
-    ));
+    assert!(matches!(pc.add_pid(-1), Err(CgroupError::InvalidPid { .. })));
 
     let (dir, root) = v2_root();
     let pc = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap();
@@ -305,10 +232,7 @@ fn oom_kills_and_memory_usage_read_each_versions_files() {
     fake_kernel(
         &mem,
         &[
-            (
-                "memory.oom_control",
-                "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
-            ),
+            ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
             ("memory.usage_in_bytes", "4096\n"),
             ("memory.max_usage_in_bytes", "8192\n"),
         ],
@@ -323,10 +247,7 @@ fn oom_kills_and_memory_usage_read_each_versions_files() {
     fake_kernel(
         &leaf,
         &[
-            (
-                "memory.events",
-                "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
-            ),
+            ("memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n"),
             ("memory.current", "100\n"),
         ],
     );
@@ -345,10 +266,7 @@ fn destroy_sweeps_every_hierarchy_and_is_idempotent() {
     fs::create_dir_all(dir.path().join("memory/vrd/web-1/inner")).unwrap();
     pc.destroy().unwrap();
     for h in V1_HIERARCHIES {
-        assert!(
-            !dir.path().join(h).join("vrd/web-1").exists(),
-            "left in {h}"
-        );
+        assert!(!dir.path().join(h).join("vrd/web-1").exists(), "left in {h}");
     }
     pc.destroy().unwrap();
 

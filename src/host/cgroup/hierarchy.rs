@@ -44,10 +44,7 @@ pub(super) struct InjectedHierarchy {
 impl InjectedHierarchy {
     /// A hierarchy for `root`, read as `version`.
     pub(super) fn new(root: &Path, version: CgroupVersion) -> Self {
-        InjectedHierarchy {
-            root: root.to_path_buf(),
-            version,
-        }
+        InjectedHierarchy { root: root.to_path_buf(), version }
     }
 
     /// A cgroups-rs handle for the cgroup `name` (relative to the root); nothing is created.
@@ -73,8 +70,7 @@ impl InjectedHierarchy {
     }
 
     fn v2_subsystems(&self) -> Vec<Subsystem> {
-        let controllers =
-            fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
+        let controllers = fs::read_to_string(self.root.join("cgroup.controllers")).unwrap_or_default();
         let point = || self.root.clone();
         let mut subs = Vec::new();
         for controller in controllers.split_whitespace() {
@@ -88,11 +84,7 @@ impl InjectedHierarchy {
         // Freezing is core v2 functionality (`cgroup.freeze`), not a controller; cgroups-rs models
         // it as one, and it doubles as the "always present" subsystem that `cgroup.procs` goes
         // through.
-        subs.push(Subsystem::Freezer(FreezerController::new(
-            point(),
-            point(),
-            true,
-        )));
+        subs.push(Subsystem::Freezer(FreezerController::new(point(), point(), true)));
         subs
     }
 }
@@ -114,10 +106,7 @@ impl Hierarchy for InjectedHierarchy {
     }
 
     fn parent_control_group(&self, path: &str) -> Cgroup {
-        let parent = Path::new(path)
-            .parent()
-            .and_then(Path::to_str)
-            .unwrap_or("");
+        let parent = Path::new(path).parent().and_then(Path::to_str).unwrap_or("");
         self.load(parent)
     }
 
@@ -185,15 +174,7 @@ mod tests {
     #[test]
     fn v1_hierarchies_come_from_directory_names_and_skip_aliases_and_unified() {
         let root = tempfile::tempdir().unwrap();
-        for dir in [
-            "cpu,cpuacct",
-            "memory",
-            "pids",
-            "freezer",
-            "systemd",
-            "unified",
-            "misc",
-        ] {
+        for dir in ["cpu,cpuacct", "memory", "pids", "freezer", "systemd", "unified", "misc"] {
             fs::create_dir(root.path().join(dir)).unwrap();
         }
         std::os::unix::fs::symlink("cpu,cpuacct", root.path().join("cpu")).unwrap();
@@ -201,31 +182,11 @@ mod tests {
 
         let dirs = v1_hierarchy_dirs(root.path());
         let dir_names: Vec<_> = dirs.iter().map(|d| d.file_name().unwrap()).collect();
-        assert_eq!(
-            dir_names,
-            [
-                "cpu,cpuacct",
-                "freezer",
-                "memory",
-                "misc",
-                "pids",
-                "systemd"
-            ]
-        );
+        assert_eq!(dir_names, ["cpu,cpuacct", "freezer", "memory", "misc", "pids", "systemd"]);
 
         let hier = InjectedHierarchy::new(root.path(), CgroupVersion::V1);
         let subs = hier.subsystems();
-        assert_eq!(
-            names(&subs),
-            [
-                "cpu",
-                "cpuacct",
-                "freezer",
-                "memory",
-                "pids",
-                "name=systemd"
-            ]
-        );
+        assert_eq!(names(&subs), ["cpu", "cpuacct", "freezer", "memory", "pids", "name=systemd"]);
         let cg = hier.load("vrd/web-1");
         let mem: &MemController = cg.controller_of().unwrap();
         assert_eq!(mem.path(), root.path().join("memory/vrd/web-1"));
@@ -236,16 +197,9 @@ mod tests {
     #[test]
     fn v2_subsystems_follow_the_injected_cgroup_controllers() {
         let root = tempfile::tempdir().unwrap();
-        fs::write(
-            root.path().join("cgroup.controllers"),
-            "cpuset cpu io memory pids\n",
-        )
-        .unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
         let hier = InjectedHierarchy::new(root.path(), CgroupVersion::V2);
-        assert_eq!(
-            names(&hier.subsystems()),
-            ["cpu", "memory", "pids", "freezer"]
-        );
+        assert_eq!(names(&hier.subsystems()), ["cpu", "memory", "pids", "freezer"]);
         let cg = hier.load("vrd/web-1");
         let pids: &PidController = cg.controller_of().unwrap();
         assert_eq!(pids.path(), root.path().join("vrd/web-1"));

@@ -47,20 +47,9 @@ pub(super) struct LimitPlan {
 
 impl LimitPlan {
     /// Validates `limits` and converts them for `version`; `name` only labels errors.
-    pub(super) fn new(
-        limits: &Limits,
-        version: CgroupVersion,
-        name: &str,
-    ) -> Result<Self, CgroupError> {
-        let invalid = |reason: String| CgroupError::InvalidLimits {
-            name: name.to_string(),
-            reason,
-        };
-        let memory = limits
-            .memory
-            .map(|m| to_i64(m, "memory"))
-            .transpose()
-            .map_err(invalid)?;
+    pub(super) fn new(limits: &Limits, version: CgroupVersion, name: &str) -> Result<Self, CgroupError> {
+        let invalid = |reason: String| CgroupError::InvalidLimits { name: name.to_string(), reason };
+        let memory = limits.memory.map(|m| to_i64(m, "memory")).transpose().map_err(invalid)?;
         let swap = match (limits.memsw, memory) {
             (None, _) => None,
             (Some(_), None) => {
@@ -96,23 +85,11 @@ impl LimitPlan {
             }
             Some(q) => Some(to_i64(q, "cpu quota").map_err(invalid)?),
         };
-        let pids_max = limits
-            .pids_max
-            .map(|p| to_i64(p, "pids_max"))
-            .transpose()
-            .map_err(invalid)?;
+        let pids_max = limits.pids_max.map(|p| to_i64(p, "pids_max")).transpose().map_err(invalid)?;
         if pids_max == Some(0) {
-            return Err(invalid(
-                "pids_max is 0, so nothing could run; use at least 1".to_string(),
-            ));
+            return Err(invalid("pids_max is 0, so nothing could run; use at least 1".to_string()));
         }
-        Ok(LimitPlan {
-            memory,
-            swap,
-            cpu_weight,
-            cpu_quota,
-            pids_max,
-        })
+        Ok(LimitPlan { memory, swap, cpu_weight, cpu_quota, pids_max })
     }
 
     /// Writes the plan through cgroups-rs. Memory goes before memsw, because v1 refuses a memsw
@@ -121,60 +98,41 @@ impl LimitPlan {
         if self.memory.is_some() || self.swap.is_some() {
             let mem: &MemController = controller(cg, name, "memory")?;
             if let Some(limit) = self.memory {
-                let file = if cg.v2() {
-                    "memory.max"
-                } else {
-                    "memory.limit_in_bytes"
-                };
-                mem.set_limit(limit)
-                    .map_err(|e| write_err(mem.path(), file, e))?;
+                let file = if cg.v2() { "memory.max" } else { "memory.limit_in_bytes" };
+                mem.set_limit(limit).map_err(|e| write_err(mem.path(), file, e))?;
             }
             if let Some(swap) = self.swap {
-                let file = if cg.v2() {
-                    "memory.swap.max"
-                } else {
-                    "memory.memsw.limit_in_bytes"
-                };
+                let file = if cg.v2() { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
                 // cgroups-rs would create the file on a fixture and fail obscurely on a kernel;
                 // a missing file means the kernel does not account swap.
                 if !mem.path().join(file).exists() {
-                    return Err(CgroupError::NoSwapAccounting {
-                        path: mem.path().join(file),
-                    });
+                    return Err(CgroupError::NoSwapAccounting { path: mem.path().join(file) });
                 }
-                mem.set_memswap_limit(swap)
-                    .map_err(|e| write_err(mem.path(), file, e))?;
+                mem.set_memswap_limit(swap).map_err(|e| write_err(mem.path(), file, e))?;
             }
         }
         if self.cpu_weight.is_some() || self.cpu_quota.is_some() {
             let cpu: &CpuController = controller(cg, name, "cpu")?;
             if let Some(weight) = self.cpu_weight {
                 let file = if cg.v2() { "cpu.weight" } else { "cpu.shares" };
-                cpu.set_shares(weight)
-                    .map_err(|e| write_err(cpu.path(), file, e))?;
+                cpu.set_shares(weight).map_err(|e| write_err(cpu.path(), file, e))?;
             }
             if let Some(quota) = self.cpu_quota {
-                let file = if cg.v2() {
-                    "cpu.max"
-                } else {
-                    "cpu.cfs_quota_us"
-                };
+                let file = if cg.v2() { "cpu.max" } else { "cpu.cfs_quota_us" };
                 cpu.set_cfs_quota_and_period(Some(quota), Some(CPU_PERIOD_US))
                     .map_err(|e| write_err(cpu.path(), file, e))?;
             }
         }
         if let Some(max) = self.pids_max {
             let pids: &PidController = controller(cg, name, "pids")?;
-            pids.set_pid_max(MaxValue::Value(max))
-                .map_err(|e| write_err(pids.path(), "pids.max", e))?;
+            pids.set_pid_max(MaxValue::Value(max)).map_err(|e| write_err(pids.path(), "pids.max", e))?;
         }
         Ok(())
     }
 }
 
 fn to_i64(value: u64, what: &str) -> Result<i64, String> {
-    i64::try_from(value)
-        .map_err(|_| format!("{what} {value} is too large; use at most {}", i64::MAX))
+    i64::try_from(value).map_err(|_| format!("{what} {value} is too large; use at most {}", i64::MAX))
 }
 
 fn controller<'a, T>(cg: &'a Cgroup, name: &str, which: &'static str) -> Result<&'a T, CgroupError>
@@ -183,18 +141,11 @@ where
     T: Controller + cgroups_rs::fs::ControllIdentifier,
 {
     cg.controller_of::<T>()
-        .ok_or_else(|| CgroupError::ControllerMissing {
-            controller: which,
-            name: name.to_string(),
-        })
+        .ok_or_else(|| CgroupError::ControllerMissing { controller: which, name: name.to_string() })
 }
 
 fn write_err(dir: &Path, file: &str, source: cgroups_rs::fs::error::Error) -> CgroupError {
-    CgroupError::Crate {
-        action: "write",
-        path: dir.join(file),
-        source,
-    }
+    CgroupError::Crate { action: "write", path: dir.join(file), source }
 }
 
 #[cfg(test)]
@@ -218,37 +169,17 @@ mod tests {
 
     #[test]
     fn memsw_becomes_swap_max_on_v2_and_stays_memsw_on_v1() {
-        let limits = Limits {
-            memory: Some(256 << 20),
-            memsw: Some(512 << 20),
-            ..Limits::default()
-        };
-        assert_eq!(
-            plan(limits.clone(), CgroupVersion::V1).unwrap().swap,
-            Some(512 << 20)
-        );
-        assert_eq!(
-            plan(limits, CgroupVersion::V2).unwrap().swap,
-            Some(256 << 20)
-        );
+        let limits = Limits { memory: Some(256 << 20), memsw: Some(512 << 20), ..Limits::default() };
+        assert_eq!(plan(limits.clone(), CgroupVersion::V1).unwrap().swap, Some(512 << 20));
+        assert_eq!(plan(limits, CgroupVersion::V2).unwrap().swap, Some(256 << 20));
     }
 
     #[test]
     fn memsw_below_memory_or_without_memory_is_refused_with_a_fix() {
-        let below = Limits {
-            memory: Some(512 << 20),
-            memsw: Some(256 << 20),
-            ..Limits::default()
-        };
+        let below = Limits { memory: Some(512 << 20), memsw: Some(256 << 20), ..Limits::default() };
         let err = plan(below, CgroupVersion::V1).unwrap_err().to_string();
-        assert!(
-            err.contains("vrd/t") && err.contains("at least the memory limit"),
-            "{err}"
-        );
-        let alone = Limits {
-            memsw: Some(256 << 20),
-            ..Limits::default()
-        };
+        assert!(err.contains("vrd/t") && err.contains("at least the memory limit"), "{err}");
+        let alone = Limits { memsw: Some(256 << 20), ..Limits::default() };
         let err = plan(alone, CgroupVersion::V2).unwrap_err().to_string();
         assert!(err.contains("set memory too"), "{err}");
     }
@@ -262,40 +193,19 @@ mod tests {
             ..Limits::default()
         };
         let v1 = plan(limits.clone(), CgroupVersion::V1).unwrap();
-        assert_eq!(
-            (v1.cpu_weight, v1.cpu_quota, v1.pids_max),
-            (Some(512), Some(50_000), Some(64))
-        );
+        assert_eq!((v1.cpu_weight, v1.cpu_quota, v1.pids_max), (Some(512), Some(50_000), Some(64)));
         let v2 = plan(limits, CgroupVersion::V2).unwrap();
         assert_eq!((v2.cpu_weight, v2.cpu_quota), (Some(20), Some(50_000)));
     }
 
     #[test]
     fn values_the_kernel_would_reject_are_refused_up_front() {
-        let tiny_quota = Limits {
-            cpu_quota_us: Some(10),
-            ..Limits::default()
-        };
-        assert!(plan(tiny_quota, CgroupVersion::V1)
-            .unwrap_err()
-            .to_string()
-            .contains("1000"));
-        let zero_pids = Limits {
-            pids_max: Some(0),
-            ..Limits::default()
-        };
+        let tiny_quota = Limits { cpu_quota_us: Some(10), ..Limits::default() };
+        assert!(plan(tiny_quota, CgroupVersion::V1).unwrap_err().to_string().contains("1000"));
+        let zero_pids = Limits { pids_max: Some(0), ..Limits::default() };
         assert!(plan(zero_pids, CgroupVersion::V1).is_err());
-        let huge = Limits {
-            memory: Some(u64::MAX),
-            ..Limits::default()
-        };
-        assert!(plan(huge, CgroupVersion::V1)
-            .unwrap_err()
-            .to_string()
-            .contains("too large"));
-        assert_eq!(
-            plan(Limits::default(), CgroupVersion::V2).unwrap(),
-            LimitPlan::default()
-        );
+        let huge = Limits { memory: Some(u64::MAX), ..Limits::default() };
+        assert!(plan(huge, CgroupVersion::V1).unwrap_err().to_string().contains("too large"));
+        assert_eq!(plan(Limits::default(), CgroupVersion::V2).unwrap(), LimitPlan::default());
     }
 }

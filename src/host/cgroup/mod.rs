@@ -72,10 +72,7 @@ impl CgroupRoot {
     /// A root at `path` read as `version`, without looking: for fixture trees in tests, or when the
     /// configuration pins the version.
     pub fn with_version(path: impl Into<PathBuf>, version: CgroupVersion) -> CgroupRoot {
-        CgroupRoot {
-            path: path.into(),
-            version,
-        }
+        CgroupRoot { path: path.into(), version }
     }
 
     /// Where the cgroup filesystem is mounted.
@@ -124,11 +121,7 @@ impl ProcCgroup {
     /// applies `limits`. The limits are validated before anything is created; if applying them
     /// fails (or creation stops halfway), the half-made cgroup is removed again. A leftover
     /// cgroup of the same name is an error, never reused.
-    pub fn create(
-        root: &CgroupRoot,
-        name: &str,
-        limits: &Limits,
-    ) -> Result<ProcCgroup, CgroupError> {
+    pub fn create(root: &CgroupRoot, name: &str, limits: &Limits) -> Result<ProcCgroup, CgroupError> {
         validate_name(name)?;
         let plan = LimitPlan::new(limits, root.version(), name)?;
         let pc = ProcCgroup::handle(root, name);
@@ -141,10 +134,9 @@ impl ProcCgroup {
             Ok(()) => Ok(pc),
             Err(error) => match pc.destroy() {
                 Ok(()) => Err(error),
-                Err(rollback) => Err(CgroupError::RollbackFailed {
-                    error: Box::new(error),
-                    rollback: Box::new(rollback),
-                }),
+                Err(rollback) => {
+                    Err(CgroupError::RollbackFailed { error: Box::new(error), rollback: Box::new(rollback) })
+                }
             },
         }
     }
@@ -155,10 +147,7 @@ impl ProcCgroup {
         validate_name(name)?;
         let pc = ProcCgroup::handle(root, name);
         if pc.paths().is_empty() {
-            return Err(CgroupError::NotFound {
-                name: name.to_string(),
-                root: root.path().to_path_buf(),
-            });
+            return Err(CgroupError::NotFound { name: name.to_string(), root: root.path().to_path_buf() });
         }
         Ok(pc)
     }
@@ -175,32 +164,21 @@ impl ProcCgroup {
 
     /// The cgroup's directory in every tree where it exists (one per v1 hierarchy, one on v2).
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.root
-            .tree_roots()
-            .into_iter()
-            .map(|t| t.join(&self.name))
-            .filter(|p| p.is_dir())
-            .collect()
+        self.root.tree_roots().into_iter().map(|t| t.join(&self.name)).filter(|p| p.is_dir()).collect()
     }
 
     /// Moves the whole process `pid` (all its threads) into the cgroup, via `cgroup.procs` in every
     /// hierarchy. Its later children start inside.
     pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
-        let tgid =
-            u64::try_from(pid)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| CgroupError::InvalidPid {
-                    pid,
-                    name: self.name.clone(),
-                })?;
-        self.cg
-            .add_task_by_tgid(CgroupPid::from(tgid))
-            .map_err(|source| CgroupError::AddPid {
-                pid,
-                name: self.name.clone(),
-                source,
-            })
+        let tgid = u64::try_from(pid)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| CgroupError::InvalidPid { pid, name: self.name.clone() })?;
+        self.cg.add_task_by_tgid(CgroupPid::from(tgid)).map_err(|source| CgroupError::AddPid {
+            pid,
+            name: self.name.clone(),
+            source,
+        })
     }
 
     /// The processes directly in this cgroup (the union over hierarchies), sorted. Processes the
@@ -241,21 +219,14 @@ impl ProcCgroup {
     /// Current and peak memory use.
     pub fn memory_usage(&self) -> Result<MemoryUsage, CgroupError> {
         let (current, peak) = match self.root.version() {
-            CgroupVersion::V1 => {
-                v1::memory_files(&self.cg).ok_or_else(|| CgroupError::ControllerMissing {
-                    controller: "memory",
-                    name: self.name.clone(),
-                })?
-            }
+            CgroupVersion::V1 => v1::memory_files(&self.cg).ok_or_else(|| {
+                CgroupError::ControllerMissing { controller: "memory", name: self.name.clone() }
+            })?,
             CgroupVersion::V2 => v2::memory_files(&self.root.path().join(&self.name)),
         };
         Ok(MemoryUsage {
             current: files::read_u64(&current)?,
-            peak: if peak.exists() {
-                Some(files::read_u64(&peak)?)
-            } else {
-                None
-            },
+            peak: if peak.exists() { Some(files::read_u64(&peak)?) } else { None },
         })
     }
 
@@ -269,13 +240,7 @@ impl ProcCgroup {
             match kill(Pid::from_raw(pid), sig) {
                 Ok(()) => signalled += 1,
                 Err(Errno::ESRCH) => {}
-                Err(source) => {
-                    return Err(CgroupError::Signal {
-                        pid,
-                        name: self.name.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(CgroupError::Signal { pid, name: self.name.clone(), source }),
             }
         }
         Ok(signalled)
@@ -300,11 +265,7 @@ impl ProcCgroup {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(CgroupError::KillTimeout {
-                    name: self.name.clone(),
-                    timeout,
-                    remaining,
-                });
+                return Err(CgroupError::KillTimeout { name: self.name.clone(), timeout, remaining });
             }
             self.signal_all(Signal::SIGKILL)?;
             sleep(KILL_POLL);
@@ -329,11 +290,7 @@ impl ProcCgroup {
     }
 
     fn handle(root: &CgroupRoot, name: &str) -> ProcCgroup {
-        ProcCgroup {
-            root: root.clone(),
-            name: name.to_string(),
-            cg: root.hierarchy().load(name),
-        }
+        ProcCgroup { root: root.clone(), name: name.to_string(), cg: root.hierarchy().load(name) }
     }
 
     /// Creates the directories, refusing a leftover. On v1 cgroups-rs creates the cgroup in every
@@ -344,24 +301,12 @@ impl ProcCgroup {
             CgroupVersion::V1 => {
                 let trees = self.root.tree_roots();
                 if trees.is_empty() {
-                    return Err(CgroupError::NoHierarchies {
-                        root: self.root.path().to_path_buf(),
-                    });
+                    return Err(CgroupError::NoHierarchies { root: self.root.path().to_path_buf() });
                 }
-                if let Some(path) = trees
-                    .iter()
-                    .map(|t| t.join(&self.name))
-                    .find(|p| p.exists())
-                {
-                    return Err(CgroupError::AlreadyExists {
-                        name: self.name.clone(),
-                        path,
-                    });
+                if let Some(path) = trees.iter().map(|t| t.join(&self.name)).find(|p| p.exists()) {
+                    return Err(CgroupError::AlreadyExists { name: self.name.clone(), path });
                 }
-                self.cg.create().map_err(|source| CgroupError::Create {
-                    name: self.name.clone(),
-                    source,
-                })
+                self.cg.create().map_err(|source| CgroupError::Create { name: self.name.clone(), source })
             }
             CgroupVersion::V2 => v2::create_dirs(self.root.path(), &self.name).map(|_| ()),
         }
@@ -412,10 +357,7 @@ fn validate_name(name: &str) -> Result<(), CgroupError> {
         Some("it is empty; use a relative path such as vrd/app-web-1")
     } else if name.starts_with('/') {
         Some("it is absolute; use a path relative to the cgroup root such as vrd/app-web-1")
-    } else if name
-        .split('/')
-        .any(|p| p.is_empty() || p == "." || p == "..")
-    {
+    } else if name.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
         Some("it has an empty, '.' or '..' component; use plain names separated by single '/'")
     } else if name.chars().any(|c| c.is_control()) {
         Some("it contains control characters; use printable names")
@@ -423,10 +365,7 @@ fn validate_name(name: &str) -> Result<(), CgroupError> {
         None
     };
     match reason {
-        Some(reason) => Err(CgroupError::InvalidName {
-            name: name.to_string(),
-            reason,
-        }),
+        Some(reason) => Err(CgroupError::InvalidName { name: name.to_string(), reason }),
         None => Ok(()),
     }
 }

@@ -39,10 +39,7 @@ struct Guard {
 
 impl Guard {
     fn new(root: &CgroupRoot, tag: &str) -> Guard {
-        Guard {
-            root: root.clone(),
-            base: format!("vrd-test-{}-{tag}", std::process::id()),
-        }
+        Guard { root: root.clone(), base: format!("vrd-test-{}-{tag}", std::process::id()) }
     }
 
     fn name(&self, leaf: &str) -> String {
@@ -91,11 +88,7 @@ fn pid_of(child: &Child) -> i32 {
 
 /// The content of `file` in whichever hierarchy of `pc` has it.
 fn read_back(pc: &ProcCgroup, file: &str) -> String {
-    let path = pc
-        .paths()
-        .into_iter()
-        .map(|p| p.join(file))
-        .find(|p| p.exists());
+    let path = pc.paths().into_iter().map(|p| p.join(file)).find(|p| p.exists());
     let path = path.unwrap_or_else(|| panic!("no {file} in {:?}", pc.paths()));
     fs::read_to_string(path).unwrap().trim().to_string()
 }
@@ -113,9 +106,7 @@ fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn root_limits_read_back_and_a_child_joins_then_dies_with_the_cgroup() {
-    let Some(root) =
-        root_or_skip("root_limits_read_back_and_a_child_joins_then_dies_with_the_cgroup")
-    else {
+    let Some(root) = root_or_skip("root_limits_read_back_and_a_child_joins_then_dies_with_the_cgroup") else {
         return;
     };
     let guard = Guard::new(&root, "limits");
@@ -127,15 +118,10 @@ fn root_limits_read_back_and_a_child_joins_then_dies_with_the_cgroup() {
         pids_max: Some(32),
     };
     let pc = match ProcCgroup::create(&root, &guard.name("web-1"), &limits) {
-        Err(CgroupError::NoSwapAccounting { .. }) => ProcCgroup::create(
-            &root,
-            &guard.name("web-1"),
-            &Limits {
-                memsw: None,
-                ..limits.clone()
-            },
-        )
-        .unwrap(),
+        Err(CgroupError::NoSwapAccounting { .. }) => {
+            ProcCgroup::create(&root, &guard.name("web-1"), &Limits { memsw: None, ..limits.clone() })
+                .unwrap()
+        }
         other => other.unwrap(),
     };
     match root.version() {
@@ -158,11 +144,7 @@ fn root_limits_read_back_and_a_child_joins_then_dies_with_the_cgroup() {
     assert!(pc.pids().unwrap().contains(&pid_of(&child)));
     for dir in pc.paths() {
         let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap();
-        assert!(
-            procs.lines().any(|l| l == child.id().to_string()),
-            "not in {}",
-            dir.display()
-        );
+        assert!(procs.lines().any(|l| l == child.id().to_string()), "not in {}", dir.display());
     }
 
     pc.kill_all_and_wait(Duration::from_secs(5)).unwrap();
@@ -182,19 +164,11 @@ fn root_memory_hog_is_oom_killed_and_counted() {
     let Some(root) = root_or_skip(test) else {
         return;
     };
-    if Command::new("python3")
-        .arg("-c")
-        .arg("pass")
-        .status()
-        .is_err()
-    {
+    if Command::new("python3").arg("-c").arg("pass").status().is_err() {
         return skip(test, "needs python3");
     }
     let guard = Guard::new(&root, "oom");
-    let limits = Limits {
-        memory: Some(32 << 20),
-        ..Limits::default()
-    };
+    let limits = Limits { memory: Some(32 << 20), ..Limits::default() };
     let pc = ProcCgroup::create(&root, &guard.name("hog"), &limits).unwrap();
     assert_eq!(pc.oom_kills().unwrap(), 0);
     // Writing every byte of 200 MiB, so the pages are really charged.
@@ -202,15 +176,8 @@ fn root_memory_hog_is_oom_killed_and_counted() {
     pc.add_pid(pid_of(&child)).unwrap();
     release(&mut child);
     let status = child.wait().unwrap();
-    assert_eq!(
-        status.signal(),
-        Some(9),
-        "the hog was not killed: {status:?}"
-    );
-    assert!(
-        pc.oom_kills().unwrap() >= 1,
-        "SIGKILL without an OOM kill counted"
-    );
+    assert_eq!(status.signal(), Some(9), "the hog was not killed: {status:?}");
+    assert!(pc.oom_kills().unwrap() >= 1, "SIGKILL without an OOM kill counted");
     let usage = pc.memory_usage().unwrap();
     assert!(usage.peak.is_none_or(|p| p <= 32 << 20), "{usage:?}");
     pc.destroy().unwrap();
@@ -224,10 +191,7 @@ fn root_pids_max_caps_a_fork_bomb_and_kill_all_empties_it() {
         return;
     };
     let guard = Guard::new(&root, "forks");
-    let limits = Limits {
-        pids_max: Some(20),
-        ..Limits::default()
-    };
+    let limits = Limits { pids_max: Some(20), ..Limits::default() };
     let pc = ProcCgroup::create(&root, &guard.name("bomb"), &limits).unwrap();
     let mut child = held_shell("for i in $(seq 100); do sleep 30 & done; wait");
     pc.add_pid(pid_of(&child)).unwrap();
@@ -238,11 +202,7 @@ fn root_pids_max_caps_a_fork_bomb_and_kill_all_empties_it() {
         most = most.max(pc.pids().unwrap().len());
         read_back(&pc, "pids.events").split_whitespace().nth(1) != Some("0")
     });
-    assert!(
-        hit,
-        "pids.max was never hit: {}",
-        read_back(&pc, "pids.events")
-    );
+    assert!(hit, "pids.max was never hit: {}", read_back(&pc, "pids.events"));
     assert!(most <= 20, "{most} pids under pids.max=20");
     assert!(pc.pids().unwrap().len() <= 20);
 
@@ -250,10 +210,7 @@ fn root_pids_max_caps_a_fork_bomb_and_kill_all_empties_it() {
     assert!(pc.pids().unwrap().is_empty());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
-    assert!(
-        stderr.contains("fork") || stderr.contains("resource temporarily unavailable"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("fork") || stderr.contains("resource temporarily unavailable"), "{stderr}");
     pc.destroy().unwrap();
     assert!(remove_empty_parent(&root, &guard.base).unwrap());
     guard.assert_gone();
@@ -265,19 +222,12 @@ fn root_kill_all_wins_against_a_fork_loop() {
         return;
     };
     let guard = Guard::new(&root, "forkloop");
-    let limits = Limits {
-        pids_max: Some(200),
-        ..Limits::default()
-    };
+    let limits = Limits { pids_max: Some(200), ..Limits::default() };
     let pc = ProcCgroup::create(&root, &guard.name("loop"), &limits).unwrap();
     let mut child = held_shell("while :; do sleep 30 & done");
     pc.add_pid(pid_of(&child)).unwrap();
     release(&mut child);
-    assert!(wait_until(Duration::from_secs(5), || pc
-        .pids()
-        .unwrap()
-        .len()
-        > 10));
+    assert!(wait_until(Duration::from_secs(5), || pc.pids().unwrap().len() > 10));
 
     pc.kill_all_and_wait(Duration::from_secs(5)).unwrap();
     assert!(pc.pids().unwrap().is_empty());
@@ -294,9 +244,7 @@ fn root_signal_all_reaches_every_member() {
     };
     let guard = Guard::new(&root, "signal");
     let pc = ProcCgroup::create(&root, &guard.name("pair"), &Limits::default()).unwrap();
-    let mut children: Vec<Child> = (0..2)
-        .map(|_| Command::new("sleep").arg("30").spawn().unwrap())
-        .collect();
+    let mut children: Vec<Child> = (0..2).map(|_| Command::new("sleep").arg("30").spawn().unwrap()).collect();
     for c in &children {
         pc.add_pid(pid_of(c)).unwrap();
     }
@@ -304,27 +252,20 @@ fn root_signal_all_reaches_every_member() {
     for c in &mut children {
         assert_eq!(c.wait().unwrap().signal(), Some(15));
     }
-    assert!(wait_until(Duration::from_secs(2), || pc
-        .pids()
-        .unwrap()
-        .is_empty()));
+    assert!(wait_until(Duration::from_secs(2), || pc.pids().unwrap().is_empty()));
     assert_eq!(pc.signal_all(Signal::SIGTERM).unwrap(), 0);
 }
 
 #[test]
 fn root_destroy_kills_and_removes_nested_cgroups_and_strays_are_listed() {
-    let Some(root) =
-        root_or_skip("root_destroy_kills_and_removes_nested_cgroups_and_strays_are_listed")
+    let Some(root) = root_or_skip("root_destroy_kills_and_removes_nested_cgroups_and_strays_are_listed")
     else {
         return;
     };
     let guard = Guard::new(&root, "nested");
     let a = ProcCgroup::create(&root, &guard.name("a"), &Limits::default()).unwrap();
     let b = ProcCgroup::create(&root, &guard.name("b"), &Limits::default()).unwrap();
-    assert_eq!(
-        stray_cgroups(&root, &guard.base).unwrap(),
-        [guard.name("a"), guard.name("b")]
-    );
+    assert_eq!(stray_cgroups(&root, &guard.base).unwrap(), [guard.name("a"), guard.name("b")]);
     assert!(!remove_empty_parent(&root, &guard.base).unwrap());
 
     // A cgroup the container made inside its own, with a process in it.
@@ -335,11 +276,7 @@ fn root_destroy_kills_and_removes_nested_cgroups_and_strays_are_listed() {
         // A v1 cpuset cgroup takes no tasks until it has cpus and mems.
         for file in ["cpuset.cpus", "cpuset.mems"] {
             if dir.join(file).exists() {
-                fs::write(
-                    inner.join(file),
-                    fs::read_to_string(dir.join(file)).unwrap(),
-                )
-                .unwrap();
+                fs::write(inner.join(file), fs::read_to_string(dir.join(file)).unwrap()).unwrap();
             }
         }
         fs::write(inner.join("cgroup.procs"), child.id().to_string()).unwrap();
@@ -348,15 +285,9 @@ fn root_destroy_kills_and_removes_nested_cgroups_and_strays_are_listed() {
     a.destroy().unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
     assert!(a.paths().is_empty());
-    assert!(matches!(
-        ProcCgroup::load(&root, a.name()),
-        Err(CgroupError::NotFound { .. })
-    ));
+    assert!(matches!(ProcCgroup::load(&root, a.name()), Err(CgroupError::NotFound { .. })));
 
-    assert_eq!(
-        stray_cgroups(&root, &guard.base).unwrap(),
-        [guard.name("b")]
-    );
+    assert_eq!(stray_cgroups(&root, &guard.base).unwrap(), [guard.name("b")]);
     b.destroy().unwrap();
     assert!(remove_empty_parent(&root, &guard.base).unwrap());
     guard.assert_gone();
@@ -383,11 +314,7 @@ fn root_v2_paths_work_on_the_hybrid_unified_mount() {
     let mut child = held_shell("while :; do sleep 30 & done");
     pc.add_pid(pid_of(&child)).unwrap();
     release(&mut child);
-    assert!(wait_until(Duration::from_secs(5), || pc
-        .pids()
-        .unwrap()
-        .len()
-        > 5));
+    assert!(wait_until(Duration::from_secs(5), || pc.pids().unwrap().len() > 5));
     pc.kill_all_and_wait(Duration::from_secs(5)).unwrap();
     assert_eq!(child.wait().unwrap().signal(), Some(9));
     pc.destroy().unwrap();

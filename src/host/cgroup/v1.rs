@@ -24,26 +24,19 @@ const POLL: Duration = Duration::from_millis(10);
 pub(super) fn oom_kills(cg: &Cgroup, name: &str) -> Result<u64, CgroupError> {
     let mem: &MemController = cg
         .controller_of()
-        .ok_or_else(|| CgroupError::ControllerMissing {
-            controller: "memory",
-            name: name.to_string(),
-        })?;
+        .ok_or_else(|| CgroupError::ControllerMissing { controller: "memory", name: name.to_string() })?;
     let path = mem.path().join("memory.oom_control");
     let text = files::read(&path)?;
     files::keyed_value(&path, &text, "oom_kill")?.ok_or_else(|| CgroupError::Parse {
         path,
-        reason: "no oom_kill line; the kernel is older than 4.13, which does not count OOM kills"
-            .to_string(),
+        reason: "no oom_kill line; the kernel is older than 4.13, which does not count OOM kills".to_string(),
     })
 }
 
 /// The memory hierarchy files for usage and peak on v1.
 pub(super) fn memory_files(cg: &Cgroup) -> Option<(PathBuf, PathBuf)> {
     let mem: &MemController = cg.controller_of()?;
-    Some((
-        mem.path().join("memory.usage_in_bytes"),
-        mem.path().join("memory.max_usage_in_bytes"),
-    ))
+    Some((mem.path().join("memory.usage_in_bytes"), mem.path().join("memory.max_usage_in_bytes")))
 }
 
 /// Freezes the cgroup (if a freezer hierarchy exists), SIGKILLs every task, and thaws so the
@@ -68,9 +61,5 @@ pub(super) fn freeze_and_kill(pc: &ProcCgroup, deadline: Instant) -> Result<(), 
 }
 
 fn freezer_err(dir: &Path, action: &'static str, source: CrateError) -> CgroupError {
-    CgroupError::Crate {
-        action,
-        path: dir.join("freezer.state"),
-        source,
-    }
+    CgroupError::Crate { action, path: dir.join("freezer.state"), source }
 }

@@ -30,10 +30,8 @@ const POLL: Duration = Duration::from_millis(10);
 pub(super) fn create_dirs(root: &Path, name: &str) -> Result<PathBuf, CgroupError> {
     let listed = root.join("cgroup.controllers");
     let available = files::read(&listed)?;
-    let wanted: Vec<&str> = WANTED_CONTROLLERS
-        .into_iter()
-        .filter(|c| available.split_whitespace().any(|a| a == *c))
-        .collect();
+    let wanted: Vec<&str> =
+        WANTED_CONTROLLERS.into_iter().filter(|c| available.split_whitespace().any(|a| a == *c)).collect();
     let parts: Vec<&str> = name.split('/').collect();
     let mut dir = root.to_path_buf();
     for (i, part) in parts.iter().enumerate() {
@@ -44,18 +42,9 @@ pub(super) fn create_dirs(root: &Path, name: &str) -> Result<PathBuf, CgroupErro
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists && !is_leaf => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(CgroupError::AlreadyExists {
-                    name: name.to_string(),
-                    path: dir,
-                })
+                return Err(CgroupError::AlreadyExists { name: name.to_string(), path: dir })
             }
-            Err(source) => {
-                return Err(CgroupError::Io {
-                    action: "create",
-                    path: dir,
-                    source,
-                })
-            }
+            Err(source) => return Err(CgroupError::Io { action: "create", path: dir, source }),
         }
     }
     Ok(dir)
@@ -68,13 +57,7 @@ fn enable_controllers(dir: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
     let enabled = match fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-        Err(source) => {
-            return Err(CgroupError::Io {
-                action: "read",
-                path,
-                source,
-            })
-        }
+        Err(source) => return Err(CgroupError::Io { action: "read", path, source }),
     };
     let missing: Vec<String> = wanted
         .iter()
@@ -91,10 +74,8 @@ fn enable_controllers(dir: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
 pub(super) fn oom_kills(dir: &Path) -> Result<u64, CgroupError> {
     let path = dir.join("memory.events");
     let text = files::read(&path)?;
-    files::keyed_value(&path, &text, "oom_kill")?.ok_or_else(|| CgroupError::Parse {
-        path,
-        reason: "no oom_kill line".to_string(),
-    })
+    files::keyed_value(&path, &text, "oom_kill")?
+        .ok_or_else(|| CgroupError::Parse { path, reason: "no oom_kill line".to_string() })
 }
 
 /// Kills every task in the cgroup and its descendants: `cgroup.kill` where the kernel has it,
@@ -110,11 +91,7 @@ pub(super) fn kill(pc: &ProcCgroup, deadline: Instant) -> Result<(), CgroupError
     }
     let freezer: Option<&FreezerController> = pc.cg.controller_of();
     let freezer = freezer.filter(|f| f.path().join("cgroup.freeze").exists());
-    let freeze_err = |action, source| CgroupError::Crate {
-        action,
-        path: dir.join("cgroup.freeze"),
-        source,
-    };
+    let freeze_err = |action, source| CgroupError::Crate { action, path: dir.join("cgroup.freeze"), source };
     if let Some(f) = freezer {
         f.freeze().map_err(|e| freeze_err("freeze", e))?;
         let until = deadline.min(Instant::now() + FREEZE_WAIT);
@@ -132,9 +109,7 @@ pub(super) fn kill(pc: &ProcCgroup, deadline: Instant) -> Result<(), CgroupError
 /// Whether `cgroup.events` reports the cgroup fully frozen.
 fn frozen(dir: &Path) -> bool {
     let path = dir.join("cgroup.events");
-    fs::read_to_string(&path)
-        .ok()
-        .and_then(|text| files::keyed_value(&path, &text, "frozen").ok().flatten())
+    fs::read_to_string(&path).ok().and_then(|text| files::keyed_value(&path, &text, "frozen").ok().flatten())
         == Some(1)
 }
 
@@ -151,11 +126,7 @@ mod tests {
     fn create_enables_controllers_top_down_and_refuses_a_leftover_leaf() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        fs::write(
-            r.join("cgroup.controllers"),
-            "cpuset cpu io memory hugetlb pids rdma\n",
-        )
-        .unwrap();
+        fs::write(r.join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma\n").unwrap();
         // A systemd-managed root already delegates memory and pids.
         fs::write(r.join("cgroup.subtree_control"), "memory pids\n").unwrap();
 
@@ -163,23 +134,14 @@ mod tests {
         assert_eq!(leaf, r.join("vrd/web-1"));
         // Only the missing controller is added at the root, all three in the parent, none in
         // the leaf (a leaf with processes may not hand controllers down).
-        assert_eq!(
-            fs::read_to_string(r.join("cgroup.subtree_control")).unwrap(),
-            "+cpu"
-        );
-        assert_eq!(
-            fs::read_to_string(r.join("vrd/cgroup.subtree_control")).unwrap(),
-            "+cpu +memory +pids"
-        );
+        assert_eq!(fs::read_to_string(r.join("cgroup.subtree_control")).unwrap(), "+cpu");
+        assert_eq!(fs::read_to_string(r.join("vrd/cgroup.subtree_control")).unwrap(), "+cpu +memory +pids");
         assert!(!leaf.join("cgroup.subtree_control").exists());
 
         // The shared parent may exist; the leaf may not.
         create_dirs(r, "vrd/web-2").unwrap();
         let err = create_dirs(r, "vrd/web-1").unwrap_err().to_string();
-        assert!(
-            err.contains("vrd/web-1") && err.contains("already exists"),
-            "{err}"
-        );
+        assert!(err.contains("vrd/web-1") && err.contains("already exists"), "{err}");
     }
 
     #[test]

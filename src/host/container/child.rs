@@ -8,17 +8,19 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::stat::Mode;
-use nix::unistd::{chdir, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, setgroups, setresgid, setresuid, setsid};
+use nix::unistd::{
+    chdir, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, setgroups, setresgid, setresuid, setsid,
+};
 use nix::unistd::{Gid, Uid};
 
-use super::mounts::{apply, standard_steps};
+use super::mounts::{apply, standard_steps, BindSource};
 use super::plan::{LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
 use crate::sys;
 
@@ -58,18 +60,23 @@ fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infal
     if n == 0 {
         return Err("the launcher went away before the container started".into());
     }
-    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP;
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWCGROUP;
     step("create namespaces", unshare(flags))?;
     // systemd makes / shared; without this our mounts would propagate to the host.
-    step("make mounts private", mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>))?;
+    step(
+        "make mounts private",
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>),
+    )?;
     let sources = open_bind_sources(plan)?;
     mount_overlay(plan)?;
     pivot_into(&plan.rootfs.target)?;
-    let raw: Vec<i32> = sources.iter().map(|fd| fd.as_raw_fd()).collect();
     let binds: Vec<(String, bool)> =
         plan.volumes.iter().chain(&plan.host_files).map(|b| (b.inside.clone(), b.read_only)).collect();
     for s in standard_steps(&binds) {
-        step("mount", apply(&s, &raw))?;
+        step("mount", apply(&s, &sources))?;
     }
     drop(sources);
     step("set the hostname", nix::unistd::sethostname(&plan.hostname))?;
@@ -78,21 +85,19 @@ fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infal
     exec(plan)
 }
 
-fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<OwnedFd>, String> {
+fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<BindSource>, String> {
     plan.volumes
         .iter()
         .chain(&plan.host_files)
-        .map(|b| {
-            open(&b.outside, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                .map_err(|e| format!("failed to open volume source {}: {e}", b.outside.display()))
-        })
+        .map(|b| BindSource::clone_host_path(&b.outside).map_err(|e| e.to_string()))
         .collect()
 }
 
 fn mount_overlay(plan: &LaunchPlan) -> Result<(), String> {
     let o = &plan.rootfs;
     let lowers: Vec<String> = o.lowers.iter().map(|p| p.display().to_string()).collect();
-    let data = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());
+    let data =
+        format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());
     sys_mount::Mount::builder()
         .fstype("overlay")
         .data(&data)
@@ -122,7 +127,10 @@ fn wire_stdio(plan: &LaunchPlan, io: &ChildIo) -> Result<(), String> {
         }
         StdioPlan::Tty => {
             let console = io.console.as_ref().ok_or("tty mode without a console socket")?;
-            let master = step("open /dev/pts/ptmx", open("/dev/pts/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()))?;
+            let master = step(
+                "open /dev/pts/ptmx",
+                open("/dev/pts/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty()),
+            )?;
             let peer = step("open the pty", sys::open_pty_peer(master.as_fd()))?;
             step("hand the pty to the launcher", sys::send_fds(console, &[master.as_fd()]))?;
             drop(master);
@@ -135,7 +143,10 @@ fn wire_stdio(plan: &LaunchPlan, io: &ChildIo) -> Result<(), String> {
 }
 
 fn parse_caps(names: &[String]) -> Result<caps::CapsHashSet, String> {
-    names.iter().map(|n| n.parse::<caps::Capability>().map_err(|e| format!("unknown capability {n}: {e}"))).collect()
+    names
+        .iter()
+        .map(|n| n.parse::<caps::Capability>().map_err(|e| format!("unknown capability {n}: {e}")))
+        .collect()
 }
 
 fn become_user(plan: &LaunchPlan) -> Result<(), String> {

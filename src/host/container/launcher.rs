@@ -27,11 +27,15 @@ use crate::host::cgroup::{CgroupRoot, ProcCgroup};
 use crate::sys;
 
 /// Signals the launcher passes on to the container's pid 1.
-const FORWARDED: &[Signal] = &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED: &[Signal] =
+    &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// Entry point of `vrd init --plan FILE`; returns the process exit code.
 pub fn main(plan_path: &Path) -> i32 {
-    let plan: LaunchPlan = match fs::read(plan_path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+    let plan: LaunchPlan = match fs::read(plan_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("vrd init: failed to read the launch plan {}: {e}", plan_path.display());
@@ -40,10 +44,14 @@ pub fn main(plan_path: &Path) -> i32 {
     };
     let status = match launch(&plan) {
         Ok(status) => status,
-        Err(message) => {
-            eprintln!("vr: {}: {message}", plan.name);
-            ExitStatus { code: SETUP_FAILED_CODE, signal: None, oom_killed: false, setup_failed: true, error: Some(message) }
-        }
+        // The caller reads the reason from the status file and shows it; no second copy here.
+        Err(message) => ExitStatus {
+            code: SETUP_FAILED_CODE,
+            signal: None,
+            oom_killed: false,
+            setup_failed: true,
+            error: Some(message),
+        },
     };
     if let Err(e) = write_status(&plan.status_path, &status) {
         eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
@@ -105,7 +113,8 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
 fn launch(plan: &LaunchPlan) -> Result<ExitStatus, String> {
     check_sources(plan)?;
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
-    let cgroup = ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits).map_err(|e| e.to_string())?;
+    let cgroup =
+        ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits).map_err(|e| e.to_string())?;
     let result = launch_in(plan, &cgroup);
     if let Err(e) = cgroup.destroy() {
         eprintln!("vrd init: {}: {e}", plan.name);
@@ -118,7 +127,8 @@ fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, Strin
     let mut blocked = SigSet::empty();
     FORWARDED.iter().for_each(|s| blocked.add(*s));
     blocked.thread_block().map_err(|e| format!("failed to block signals: {e}"))?;
-    let signals = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC).map_err(|e| format!("failed to create a signalfd: {e}"))?;
+    let signals = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("failed to create a signalfd: {e}"))?;
     // Only children enter the new pid namespace: the launcher stays on the host's side of it.
     unshare(CloneFlags::CLONE_NEWPID).map_err(|e| format!("failed to create a pid namespace: {e}"))?;
     match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
@@ -134,7 +144,13 @@ fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, Strin
     }
 }
 
-fn supervise(plan: &LaunchPlan, cgroup: &ProcCgroup, io: LauncherIo, signals: &SignalFd, child: Pid) -> Result<ExitStatus, String> {
+fn supervise(
+    plan: &LaunchPlan,
+    cgroup: &ProcCgroup,
+    io: LauncherIo,
+    signals: &SignalFd,
+    child: Pid,
+) -> Result<ExitStatus, String> {
     let started = cgroup.add_pid(child.as_raw()).map_err(|e| e.to_string()).and_then(|_| {
         File::from(io.go).write_all(b"g").map_err(|e| format!("failed to start the container: {e}"))
     });
@@ -149,7 +165,8 @@ fn supervise(plan: &LaunchPlan, cgroup: &ProcCgroup, io: LauncherIo, signals: &S
         let _ = waitpid(child, None);
         return Err(message);
     }
-    let mut fwd = Forwarder { signals, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
+    let mut fwd =
+        Forwarder { signals, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
     match (&plan.stdio, io.output, io.console) {
         (StdioPlan::Pipes { log }, Some((out, err)), _) => pump_output(log.as_deref(), out, err, &mut fwd)?,
         (StdioPlan::Tty, _, Some(console)) => proxy_terminal(&console, &mut fwd)?,
@@ -163,9 +180,23 @@ fn supervise(plan: &LaunchPlan, cgroup: &ProcCgroup, io: LauncherIo, signals: &S
 fn wait_for(child: Pid) -> Result<ExitStatus, String> {
     loop {
         match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(ExitStatus { code, signal: None, oom_killed: false, setup_failed: false, error: None }),
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Ok(ExitStatus {
+                    code,
+                    signal: None,
+                    oom_killed: false,
+                    setup_failed: false,
+                    error: None,
+                })
+            }
             Ok(WaitStatus::Signaled(_, sig, _)) => {
-                return Ok(ExitStatus { code: 128 + sig as i32, signal: Some(sig as i32), oom_killed: false, setup_failed: false, error: None })
+                return Ok(ExitStatus {
+                    code: 128 + sig as i32,
+                    signal: Some(sig as i32),
+                    oom_killed: false,
+                    setup_failed: false,
+                    error: None,
+                })
             }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("failed to wait for the container: {e}")),
@@ -199,7 +230,9 @@ impl Forwarder<'_> {
         let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match left.into_iter().chain(idle).min() {
             None => PollTimeout::NONE,
-            Some(d) => PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX),
+            Some(d) => {
+                PollTimeout::try_from(d.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+            }
         }
     }
 
@@ -212,7 +245,12 @@ impl Forwarder<'_> {
 }
 
 /// Copies both output pipes until the container has closed them, forwarding signals meanwhile.
-fn pump_output(log: Option<&Path>, out: OwnedFd, err: OwnedFd, fwd: &mut Forwarder<'_>) -> Result<(), String> {
+fn pump_output(
+    log: Option<&Path>,
+    out: OwnedFd,
+    err: OwnedFd,
+    fwd: &mut Forwarder<'_>,
+) -> Result<(), String> {
     let mut log = match log {
         Some(path) => Some(LogWriter::open(path)?),
         None => None,
@@ -268,10 +306,15 @@ impl Stream {
         };
         let chunk = &buf[..n];
         // Our own stdout/stderr may be a user's terminal that went away: keep logging regardless.
-        let _ = if self.name == "out" { io::stdout().write_all(chunk) } else { io::stderr().write_all(chunk) };
+        let _ =
+            if self.name == "out" { io::stdout().write_all(chunk) } else { io::stderr().write_all(chunk) };
         if let Some(log) = log {
             self.partial.extend_from_slice(chunk);
-            let end = if n == 0 { self.partial.len() } else { self.partial.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1) };
+            let end = if n == 0 {
+                self.partial.len()
+            } else {
+                self.partial.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1)
+            };
             let complete: Vec<u8> = self.partial.drain(..end).collect();
             log.write_lines(self.name, &complete);
         }
@@ -286,7 +329,11 @@ struct LogWriter {
 
 impl LogWriter {
     fn open(path: &Path) -> Result<LogWriter, String> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| format!("failed to open the log {}: {e}", path.display()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("failed to open the log {}: {e}", path.display()))?;
         Ok(LogWriter { file })
     }
 
@@ -307,7 +354,8 @@ impl LogWriter {
 
 /// Proxies the user's terminal (our stdin/stdout) to the container's pty until the pty closes.
 fn proxy_terminal(console: &OwnedFd, fwd: &mut Forwarder<'_>) -> Result<(), String> {
-    let master = sys::recv_fds(console, 1).map_err(|e| format!("failed to receive the container's terminal: {e}"))?;
+    let master =
+        sys::recv_fds(console, 1).map_err(|e| format!("failed to receive the container's terminal: {e}"))?;
     let master = master.into_iter().next().ok_or("the container sent no terminal")?;
     let stdin = io::stdin();
     let mut stdin_open = true;
@@ -315,7 +363,10 @@ fn proxy_terminal(console: &OwnedFd, fwd: &mut Forwarder<'_>) -> Result<(), Stri
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         sync_window_size(stdin.as_fd(), master.as_fd(), &mut size);
-        let mut polls = vec![PollFd::new(master.as_fd(), PollFlags::POLLIN), PollFd::new(fwd.signals.as_fd(), PollFlags::POLLIN)];
+        let mut polls = vec![
+            PollFd::new(master.as_fd(), PollFlags::POLLIN),
+            PollFd::new(fwd.signals.as_fd(), PollFlags::POLLIN),
+        ];
         if stdin_open {
             polls.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
         }

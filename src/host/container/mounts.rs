@@ -2,10 +2,12 @@
 //!
 //! Every step runs after pivot_root, so every path (and every absolute symlink in the image)
 //! resolves inside the container root and nothing can land on the host. Host paths (volumes,
-//! /etc/resolv.conf) are opened as O_PATH fds before the pivot and bound from /proc/self/fd.
+//! /etc/resolv.conf) are cloned as detached mount trees before the pivot ([`BindSource`]) and
+//! attached inside the new root afterwards.
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -44,7 +46,7 @@ pub enum MountStep {
         /// The link itself.
         link: PathBuf,
     },
-    /// Bind the host path held open as fd number `fd` (see [`bind_source`]) onto `target`.
+    /// Attach pre-cloned bind source number `source` (a [`BindSource`]) at `target`.
     BindFd {
         /// Index into the pre-opened sources.
         source: usize,
@@ -86,7 +88,13 @@ const DEVICES: &[(&str, u64, u64)] =
 pub fn standard_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
     let p = |s: &str| PathBuf::from(s);
     let mut steps = vec![
-        MountStep::Fs { source: "proc", target: p("/proc"), fstype: "proc", flags: NOSUID_NODEV_NOEXEC, data: None },
+        MountStep::Fs {
+            source: "proc",
+            target: p("/proc"),
+            fstype: "proc",
+            flags: NOSUID_NODEV_NOEXEC,
+            data: None,
+        },
         MountStep::Fs {
             source: "sysfs",
             target: p("/sys"),
@@ -120,7 +128,13 @@ pub fn standard_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
             flags: NOSUID_NODEV_NOEXEC,
             data: Some("mode=1777,size=65536k"),
         },
-        MountStep::Fs { source: "mqueue", target: p("/dev/mqueue"), fstype: "mqueue", flags: NOSUID_NODEV_NOEXEC, data: None },
+        MountStep::Fs {
+            source: "mqueue",
+            target: p("/dev/mqueue"),
+            fstype: "mqueue",
+            flags: NOSUID_NODEV_NOEXEC,
+            data: None,
+        },
         MountStep::Symlink { to: "pts/ptmx", link: p("/dev/ptmx") },
         MountStep::Symlink { to: "/proc/self/fd", link: p("/dev/fd") },
         MountStep::Symlink { to: "/proc/self/fd/0", link: p("/dev/stdin") },
@@ -135,9 +149,21 @@ pub fn standard_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
     steps
 }
 
-/// The path under which pre-opened source `fd` can be bound once /proc is mounted.
-pub fn bind_source(raw_fd: i32) -> PathBuf {
-    PathBuf::from(format!("/proc/self/fd/{raw_fd}"))
+/// A host path cloned as a detached mount tree before the pivot.
+pub struct BindSource {
+    /// The tree (from open_tree).
+    pub tree: OwnedFd,
+    /// Whether the source is a directory (else the mount point is made a file).
+    pub is_dir: bool,
+}
+
+impl BindSource {
+    /// Clones `path`; done before pivot_root, while host paths are still reachable.
+    pub fn clone_host_path(path: &Path) -> io::Result<BindSource> {
+        let is_dir = fs::metadata(path).map_err(|e| at(path, "read", e))?.is_dir();
+        let tree = crate::sys::clone_tree(path).map_err(|e| at(path, "clone the mount of", e))?;
+        Ok(BindSource { tree, is_dir })
+    }
 }
 
 fn at(target: &Path, what: &str, err: impl std::fmt::Display) -> io::Error {
@@ -160,37 +186,42 @@ fn ensure_file(target: &Path) -> io::Result<()> {
 
 fn remount_read_only(target: &Path, extra: MsFlags) -> io::Result<()> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra;
-    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(|e| at(target, "remount read-only", e))
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| at(target, "remount read-only", e))
 }
 
 fn bind(source: &Path, target: &Path) -> io::Result<()> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
-    mount(Some(source), target, None::<&str>, flags, None::<&str>).map_err(|e| at(target, "bind-mount onto", e))
+    mount(Some(source), target, None::<&str>, flags, None::<&str>)
+        .map_err(|e| at(target, "bind-mount onto", e))
 }
 
-/// Performs one step. `sources` holds the raw numbers of the pre-opened bind sources.
-pub fn apply(step: &MountStep, sources: &[i32]) -> io::Result<()> {
+/// Performs one step; `sources` are the pre-cloned bind sources.
+pub fn apply(step: &MountStep, sources: &[BindSource]) -> io::Result<()> {
     match step {
         MountStep::Fs { source, target, fstype, flags, data } => {
             ensure_dir(target)?;
-            mount(Some(*source), target, Some(*fstype), *flags, *data).map_err(|e| at(target, &format!("mount {fstype} on"), e))
+            mount(Some(*source), target, Some(*fstype), *flags, *data)
+                .map_err(|e| at(target, &format!("mount {fstype} on"), e))
         }
         MountStep::Device { path, major, minor } => {
             let mode = Mode::from_bits_truncate(0o666);
-            mknod(path, SFlag::S_IFCHR, mode, makedev(*major, *minor)).map_err(|e| at(path, "create device", e))?;
+            mknod(path, SFlag::S_IFCHR, mode, makedev(*major, *minor))
+                .map_err(|e| at(path, "create device", e))?;
             // mknod honours the umask; the nodes must be usable by the app's user.
             fs::set_permissions(path, fs::Permissions::from_mode(0o666)).map_err(|e| at(path, "chmod", e))
         }
         MountStep::Symlink { to, link } => symlink(to, link).map_err(|e| at(link, "create symlink", e)),
         MountStep::BindFd { source, target, read_only } => {
-            let fd = sources.get(*source).copied().ok_or_else(|| at(target, "find the source of", "no such fd"))?;
-            let src = bind_source(fd);
-            if fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
+            let src =
+                sources.get(*source).ok_or_else(|| at(target, "find the source of", "no such source"))?;
+            if src.is_dir {
                 ensure_dir(target)?;
             } else {
                 ensure_file(target)?;
             }
-            bind(&src, target)?;
+            crate::sys::attach_tree(src.tree.as_fd(), target)
+                .map_err(|e| at(target, "attach a volume at", e))?;
             if *read_only {
                 remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
             }
@@ -200,7 +231,8 @@ pub fn apply(step: &MountStep, sources: &[i32]) -> io::Result<()> {
             Err(_) => Ok(()),
             Ok(m) if m.is_dir() => {
                 let flags = MsFlags::MS_RDONLY | NOSUID_NODEV_NOEXEC;
-                mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some("size=0")).map_err(|e| at(target, "mask", e))
+                mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some("size=0"))
+                    .map_err(|e| at(target, "mask", e))
             }
             Ok(_) => bind(Path::new("/dev/null"), target),
         },

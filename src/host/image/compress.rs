@@ -90,12 +90,7 @@ impl Stream {
         let compression = sniff(&mut file, archive)?;
         let input = BufReader::with_capacity(INPUT_BUFFER, file);
         let decoder: Box<dyn Read + Send> = match compression {
-            Compression::None => {
-                return Ok(Stream {
-                    reader: Box::new(input),
-                    _thread: Joiner(None),
-                })
-            }
+            Compression::None => return Ok(Stream { reader: Box::new(input), _thread: Joiner(None) }),
             Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
             Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
             Compression::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
@@ -106,18 +101,9 @@ impl Stream {
             .name("vr-decompress".into())
             .spawn(move || pump(decoder, &full_tx, &free_rx))
             .map_err(|e| ImageError::io("start a decompressor thread for", archive, e))?;
-        let reader = ChunkReader {
-            full: full_rx,
-            free: free_tx,
-            current: Vec::new(),
-            len: 0,
-            pos: 0,
-            done: false,
-        };
-        Ok(Stream {
-            reader: Box::new(reader),
-            _thread: Joiner(Some(thread)),
-        })
+        let reader =
+            ChunkReader { full: full_rx, free: free_tx, current: Vec::new(), len: 0, pos: 0, done: false };
+        Ok(Stream { reader: Box::new(reader), _thread: Joiner(Some(thread)) })
     }
 
     /// The decompressed tar bytes.
@@ -139,8 +125,7 @@ fn sniff(file: &mut File, archive: &Path) -> Result<Compression, ImageError> {
             Err(e) => return Err(ImageError::io("read", archive, e)),
         }
     }
-    file.seek(SeekFrom::Start(0))
-        .map_err(|e| ImageError::io("seek in", archive, e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| ImageError::io("seek in", archive, e))?;
     detect(&magic[..got]).map_err(|compression| ImageError::UnsupportedCompression {
         archive: archive.to_path_buf(),
         compression,
@@ -239,10 +224,7 @@ mod tests {
     fn detects_formats_by_magic() {
         assert_eq!(detect(&[0x1f, 0x8b, 8, 0]), Ok(Compression::Gzip));
         assert_eq!(detect(b"BZh91AY&SY"), Ok(Compression::Bzip2));
-        assert_eq!(
-            detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4]),
-            Ok(Compression::Xz)
-        );
+        assert_eq!(detect(&[0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4]), Ok(Compression::Xz));
         assert_eq!(detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Err("zstd"));
         assert_eq!(detect(b"etc/passwd\0\0"), Ok(Compression::None));
         assert_eq!(detect(b""), Ok(Compression::None));

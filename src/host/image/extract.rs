@@ -75,27 +75,17 @@ fn dot(rel: &Path) -> &Path {
 impl Root {
     /// Wraps an open directory. `umask_zero` promises that the process umask is 0.
     pub(crate) fn new(fd: OwnedFd, implicit_owner: Option<(u32, u32)>, umask_zero: bool) -> Root {
-        Root {
-            fd,
-            implicit_owner,
-            umask_zero,
-        }
+        Root { fd, implicit_owner, umask_zero }
     }
 
     /// Opens directory `rel` (following symlinks, inside the root) as an `O_PATH` handle.
     fn open_dir(&self, rel: &Path) -> nix::Result<OwnedFd> {
-        openat2(
-            &self.fd,
-            dot(rel),
-            how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0),
-        )
+        openat2(&self.fd, dot(rel), how(OFlag::O_PATH | OFlag::O_DIRECTORY, 0))
     }
 
     /// Resolves the parent of `rel`, creating missing directories, and returns it with the name.
     fn parent<'p>(&self, rel: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
-        let name = rel
-            .file_name()
-            .ok_or_else(|| io::Error::other("an entry without a name"))?;
+        let name = rel.file_name().ok_or_else(|| io::Error::other("an entry without a name"))?;
         let parent = rel.parent().unwrap_or(Path::new(""));
         match self.open_dir(parent) {
             Ok(fd) => Ok((fd, name)),
@@ -117,8 +107,7 @@ impl Root {
                     match mkdirat(&current, name, Mode::from_bits_truncate(0o755)) {
                         Ok(()) => {
                             if let Some((uid, gid)) = self.implicit_owner {
-                                let (uid, gid) =
-                                    (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
+                                let (uid, gid) = (Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)));
                                 fchownat(&current, name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
                             }
                         }
@@ -145,14 +134,7 @@ impl Root {
             Err(e) => return Err(e.into()),
         }
         let (parent, name) = self.parent(rel)?;
-        let create = || {
-            openat(
-                &parent,
-                name,
-                flags | OFlag::O_CLOEXEC,
-                Mode::from_bits_truncate(mode),
-            )
-        };
+        let create = || openat(&parent, name, flags | OFlag::O_CLOEXEC, Mode::from_bits_truncate(mode));
         match create() {
             Err(Errno::EEXIST) => {
                 remove(&parent, name)?;
@@ -208,9 +190,8 @@ impl Root {
         if rel == target {
             return Ok(());
         }
-        let target_name = target
-            .file_name()
-            .ok_or_else(|| io::Error::other("a hardlink to the archive root"))?;
+        let target_name =
+            target.file_name().ok_or_else(|| io::Error::other("a hardlink to the archive root"))?;
         let target_parent = self.open_dir(target.parent().unwrap_or(Path::new("")))?;
         let (parent, name) = self.parent(rel)?;
         let link = || linkat(&target_parent, target_name, &parent, name, AtFlags::empty());
@@ -298,10 +279,7 @@ mod tests {
 
     #[test]
     fn sanitize_strips_roots_and_refuses_parents() {
-        assert_eq!(
-            sanitize(Path::new("/etc/passwd")),
-            Some(PathBuf::from("etc/passwd"))
-        );
+        assert_eq!(sanitize(Path::new("/etc/passwd")), Some(PathBuf::from("etc/passwd")));
         assert_eq!(sanitize(Path::new("./a/./b")), Some(PathBuf::from("a/b")));
         assert_eq!(sanitize(Path::new("./")), Some(PathBuf::new()));
         assert_eq!(sanitize(Path::new("../escape")), None);

@@ -31,15 +31,9 @@ enum Source {
 /// Fetches `url` (http://, https://, file:// or an absolute path) into `dest_dir` and returns the
 /// local path. `expected_md5` (32 hex digits, any case) is checked as described in the module
 /// docs; on a mismatch after fetching, the file is removed and the error names both md5s.
-pub fn fetch(
-    url: &str,
-    dest_dir: &Path,
-    expected_md5: Option<&str>,
-) -> Result<PathBuf, ImageError> {
+pub fn fetch(url: &str, dest_dir: &Path, expected_md5: Option<&str>) -> Result<PathBuf, ImageError> {
     let (source, name) = parse_url(url)?;
-    let expected = expected_md5
-        .map(|md5| normalize_md5(url, md5))
-        .transpose()?;
+    let expected = expected_md5.map(|md5| normalize_md5(url, md5)).transpose()?;
     let dest = dest_dir.join(name);
     if dest.is_file() {
         match &expected {
@@ -56,16 +50,11 @@ pub fn fetch(
         .map_err(|e| ImageError::io("create a temporary file in", dest_dir, e))?;
     let actual = match source {
         Source::Http(url) => copy_hashing(&mut open_http(&url)?, temp.as_file_mut(), |e| {
-            ImageError::Download {
-                url: url.clone(),
-                source: e,
-            }
+            ImageError::Download { url: url.clone(), source: e }
         })?,
         Source::Local(path) => {
             let mut file = File::open(&path).map_err(|e| ImageError::io("open", &path, e))?;
-            copy_hashing(&mut file, temp.as_file_mut(), |e| {
-                ImageError::io("read", &path, e)
-            })?
+            copy_hashing(&mut file, temp.as_file_mut(), |e| ImageError::io("read", &path, e))?
         }
     };
     if let Some(expected) = expected {
@@ -77,44 +66,33 @@ pub fn fetch(
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(ImageError::io("remove", &dest, e)),
             }
-            return Err(ImageError::Md5Mismatch {
-                url: url.to_string(),
-                expected,
-                actual,
-            });
+            return Err(ImageError::Md5Mismatch { url: url.to_string(), expected, actual });
         }
     }
     let file = temp.as_file();
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .and_then(|()| file.sync_all())
         .map_err(|e| ImageError::io("write", temp.path(), e))?;
-    temp.persist(&dest)
-        .map_err(|e| ImageError::io("rename a download to", &dest, e.error))?;
+    temp.persist(&dest).map_err(|e| ImageError::io("rename a download to", &dest, e.error))?;
     Ok(dest)
 }
 
 /// Returns the md5 of a file as 32 lowercase hex digits.
 pub fn md5_file(path: &Path) -> Result<String, ImageError> {
     let mut file = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
-    copy_hashing(&mut file, &mut io::sink(), |e| {
-        ImageError::io("read", path, e)
-    })
+    copy_hashing(&mut file, &mut io::sink(), |e| ImageError::io("read", path, e))
 }
 
 /// Splits a url into its source and the file name it will have locally.
 fn parse_url(url: &str) -> Result<(Source, String), ImageError> {
-    let bad = |reason| ImageError::BadUrl {
-        url: url.to_string(),
-        reason,
-    };
+    let bad = |reason| ImageError::BadUrl { url: url.to_string(), reason };
     let (source, path) = if url.starts_with("http://") || url.starts_with("https://") {
         let parsed = url::Url::parse(url).map_err(|_| bad("it is not a valid url"))?;
         (Source::Http(url.to_string()), PathBuf::from(parsed.path()))
     } else if url.starts_with("file://") {
         let parsed = url::Url::parse(url).map_err(|_| bad("it is not a valid url"))?;
-        let path = parsed
-            .to_file_path()
-            .map_err(|()| bad("a file:// url must name an absolute local path"))?;
+        let path =
+            parsed.to_file_path().map_err(|()| bad("a file:// url must name an absolute local path"))?;
         (Source::Local(path.clone()), path)
     } else if url.starts_with('/') {
         (Source::Local(PathBuf::from(url)), PathBuf::from(url))
@@ -135,10 +113,7 @@ fn normalize_md5(url: &str, md5: &str) -> Result<String, ImageError> {
     if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(md5)
     } else {
-        Err(ImageError::BadMd5 {
-            url: url.to_string(),
-            md5,
-        })
+        Err(ImageError::BadMd5 { url: url.to_string(), md5 })
     }
 }
 
@@ -153,14 +128,8 @@ fn open_http(url: &str) -> Result<impl Read, ImageError> {
     let request = agent.get(url).header("Accept-Encoding", "identity");
     match request.call() {
         Ok(response) => Ok(response.into_body().into_reader()),
-        Err(ureq::Error::StatusCode(status)) => Err(ImageError::HttpStatus {
-            url: url.to_string(),
-            status,
-        }),
-        Err(e) => Err(ImageError::Download {
-            url: url.to_string(),
-            source: io::Error::other(e),
-        }),
+        Err(ureq::Error::StatusCode(status)) => Err(ImageError::HttpStatus { url: url.to_string(), status }),
+        Err(e) => Err(ImageError::Download { url: url.to_string(), source: io::Error::other(e) }),
     }
 }
 
@@ -180,8 +149,7 @@ fn copy_hashing(
             Err(e) => return Err(read_error(e)),
         };
         hasher.update(&buf[..n]);
-        to.write_all(&buf[..n])
-            .map_err(|e| ImageError::io("write", "a temporary download file", e))?;
+        to.write_all(&buf[..n]).map_err(|e| ImageError::io("write", "a temporary download file", e))?;
     }
     Ok(format!("{:x}", hasher.finalize()))
 }
@@ -194,23 +162,11 @@ mod tests {
     fn urls_name_their_local_file() {
         let name = |url| parse_url(url).map(|(_, name)| name);
         assert_eq!(name("http://h/images/base.tar.gz").unwrap(), "base.tar.gz");
-        assert_eq!(
-            name("https://h/b/app-1-abc.tar.gz?x=1").unwrap(),
-            "app-1-abc.tar.gz"
-        );
+        assert_eq!(name("https://h/b/app-1-abc.tar.gz?x=1").unwrap(), "app-1-abc.tar.gz");
         assert_eq!(name("file:///srv/img.tar.xz").unwrap(), "img.tar.xz");
         assert_eq!(name("/srv/img.tar").unwrap(), "img.tar");
-        for bad in [
-            "ftp://h/x.tar",
-            "relative/x.tar",
-            "http://h/",
-            "/srv/..",
-            "file://host/x",
-        ] {
-            assert!(
-                matches!(name(bad), Err(ImageError::BadUrl { .. })),
-                "{bad} should be refused"
-            );
+        for bad in ["ftp://h/x.tar", "relative/x.tar", "http://h/", "/srv/..", "file://host/x"] {
+            assert!(matches!(name(bad), Err(ImageError::BadUrl { .. })), "{bad} should be refused");
         }
     }
 
@@ -218,9 +174,6 @@ mod tests {
     fn md5s_are_checked_and_lowercased() {
         let ok = normalize_md5("u", " D41D8CD98F00B204E9800998ECF8427E ").unwrap();
         assert_eq!(ok, "d41d8cd98f00b204e9800998ecf8427e");
-        assert!(matches!(
-            normalize_md5("u", "xyz"),
-            Err(ImageError::BadMd5 { .. })
-        ));
+        assert!(matches!(normalize_md5("u", "xyz"), Err(ImageError::BadMd5 { .. })));
     }
 }

@@ -30,10 +30,7 @@ pub fn unpack_with_helper(
         .args(helper_args(archive, dest, opts))
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| ImageError::HelperSpawn {
-            exe: vrd_exe.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| ImageError::HelperSpawn { exe: vrd_exe.to_path_buf(), source })?;
     if !output.status.success() {
         return Err(ImageError::Helper {
             archive: archive.to_path_buf(),
@@ -42,11 +39,7 @@ pub fn unpack_with_helper(
         });
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
+    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
     serde_json::from_str(line).map_err(|source| ImageError::HelperOutput {
         exe: vrd_exe.to_path_buf(),
         output: stdout.to_string(),
@@ -92,12 +85,8 @@ fn parse_args(args: &[String]) -> Result<HelperArgs, ImageError> {
         args.next();
     }
     let (mut archive, mut dest) = (None, None);
-    let mut opts = UnpackOptions {
-        untrusted: false,
-        owner: None,
-        max_bytes: u64::MAX,
-        max_entries: u64::MAX,
-    };
+    let mut opts =
+        UnpackOptions { untrusted: false, owner: None, max_bytes: u64::MAX, max_entries: u64::MAX };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) => (flag, Some(value)),
@@ -129,16 +118,11 @@ fn parse_args(args: &[String]) -> Result<HelperArgs, ImageError> {
 fn parse_owner(value: &str) -> Result<(u32, u32), ImageError> {
     let bad = || ImageError::Usage(format!("--owner '{value}' is not UID:GID (numbers)"));
     let (uid, gid) = value.split_once(':').ok_or_else(bad)?;
-    Ok((
-        uid.parse().map_err(|_| bad())?,
-        gid.parse().map_err(|_| bad())?,
-    ))
+    Ok((uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?))
 }
 
 fn parse_number(flag: &str, value: &str) -> Result<u64, ImageError> {
-    value
-        .parse()
-        .map_err(|_| ImageError::Usage(format!("{flag} '{value}' is not a whole number")))
+    value.parse().map_err(|_| ImageError::Usage(format!("{flag} '{value}' is not a whole number")))
 }
 
 /// The body of `vrd unpack`: `args` are the words after `vrd` (a leading `unpack` is skipped).
@@ -199,12 +183,7 @@ mod tests {
 
     #[test]
     fn arguments_round_trip() {
-        let opts = UnpackOptions {
-            untrusted: true,
-            owner: Some((1000, 100)),
-            max_bytes: 5,
-            max_entries: 7,
-        };
+        let opts = UnpackOptions { untrusted: true, owner: Some((1000, 100)), max_bytes: 5, max_entries: 7 };
         let args: Vec<String> = helper_args(Path::new("/a.tgz"), Path::new("/d"), &opts)
             .into_iter()
             .map(|a| a.into_string().unwrap())
@@ -212,14 +191,7 @@ mod tests {
         let mut with_word = strings(&["unpack"]);
         with_word.extend(args);
         let parsed = parse_args(&with_word).unwrap();
-        assert_eq!(
-            parsed,
-            HelperArgs {
-                archive: "/a.tgz".into(),
-                dest: "/d".into(),
-                opts
-            }
-        );
+        assert_eq!(parsed, HelperArgs { archive: "/a.tgz".into(), dest: "/d".into(), opts });
     }
 
     #[test]

@@ -50,9 +50,7 @@ pub enum ImageError {
         reason: &'static str,
     },
     /// The expected md5 is not 32 hex digits.
-    #[error(
-        "failed to use md5 '{md5}' for {url}: an md5 is 32 hex digits; fix image_md5/build_md5"
-    )]
+    #[error("failed to use md5 '{md5}' for {url}: an md5 is 32 hex digits; fix image_md5/build_md5")]
     BadMd5 {
         /// The url the md5 was given for.
         url: String,
@@ -170,7 +168,9 @@ pub enum ImageError {
         message: String,
     },
     /// The unpack helper succeeded but did not print its one-line JSON result.
-    #[error("failed to parse the unpack helper's result {output:?}; check that {exe} is the same vrd version")]
+    #[error(
+        "failed to parse the unpack helper's result {output:?}; check that {exe} is the same vrd version"
+    )]
     HelperOutput {
         /// The helper executable.
         exe: PathBuf,
@@ -188,10 +188,6 @@ pub enum ImageError {
 impl ImageError {
     /// Wraps an io error with the action and the path it concerned.
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        ImageError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        ImageError::Io { action, path: path.into(), source }
     }
 }

@@ -66,13 +66,7 @@ impl Tar {
     }
 
     /// Appends a header edited by `edit` (after the defaults, before the checksum).
-    fn with(
-        &mut self,
-        path: &str,
-        kind: EntryType,
-        data: &[u8],
-        edit: impl FnOnce(&mut Header),
-    ) -> &mut Tar {
+    fn with(&mut self, path: &str, kind: EntryType, data: &[u8], edit: impl FnOnce(&mut Header)) -> &mut Tar {
         let mut header = Header::new_gnu();
         header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
         header.set_entry_type(kind);
@@ -177,12 +171,7 @@ fn vias(test: &str) -> Vec<Via> {
 }
 
 fn opts() -> UnpackOptions {
-    UnpackOptions {
-        untrusted: false,
-        owner: None,
-        max_bytes: 1 << 30,
-        max_entries: 100_000,
-    }
+    UnpackOptions { untrusted: false, owner: None, max_bytes: 1 << 30, max_entries: 100_000 }
 }
 
 /// A temp dir holding an `outside` directory that must stay empty, the archives and the
@@ -223,10 +212,7 @@ impl Fixture {
         opts: &UnpackOptions,
     ) -> (PathBuf, Result<UnpackStats, ImageError>) {
         self.runs += 1;
-        let archive = self
-            .tmp
-            .path()
-            .join(format!("archive-{}.tar.gz", self.runs));
+        let archive = self.tmp.path().join(format!("archive-{}.tar.gz", self.runs));
         let dest = self.tmp.path().join(format!("dest-{}", self.runs));
         fs::write(&archive, bytes).unwrap();
         let result = match via {
@@ -259,20 +245,13 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
         for entry in fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let meta = fs::symlink_metadata(&path).unwrap();
             if meta.is_dir() {
                 out.insert(rel, "d".into());
                 walk(root, &path, out);
             } else if meta.file_type().is_symlink() {
-                out.insert(
-                    rel,
-                    format!("l:{}", fs::read_link(&path).unwrap().display()),
-                );
+                out.insert(rel, format!("l:{}", fs::read_link(&path).unwrap().display()));
             } else {
                 out.insert(rel, format!("f:{}", fs::read_to_string(&path).unwrap()));
             }
@@ -303,10 +282,7 @@ fn dotdot_entries_are_skipped() {
         let (dest, result) = fx.run(via, &gzip(&bytes), &opts());
         let stats = result.unwrap();
         assert_eq!(stats.skipped, 3, "{via:?}");
-        assert_eq!(
-            tree(&dest),
-            BTreeMap::from([("ok.txt".into(), "f:ok".into())])
-        );
+        assert_eq!(tree(&dest), BTreeMap::from([("ok.txt".into(), "f:ok".into())]));
     }
 }
 
@@ -314,10 +290,7 @@ fn dotdot_entries_are_skipped() {
 fn absolute_paths_land_inside() {
     let mut fx = Fixture::new();
     let outside = fx.outside().join("abs2.txt");
-    let bytes = Tar::new()
-        .file("/abs.txt", "a")
-        .file(outside.to_str().unwrap(), "b")
-        .bytes();
+    let bytes = Tar::new().file("/abs.txt", "a").file(outside.to_str().unwrap(), "b").bytes();
     for via in vias("absolute_paths_land_inside") {
         let (dest, result) = fx.run(via, &bytes, &opts());
         result.unwrap();
@@ -334,14 +307,8 @@ fn symlink_escapes_cannot_write_outside() {
     let abs = outside.to_str().unwrap().to_string();
     let climb = format!("../../../../../../../..{abs}");
     // Without the target inside the image the write-through fails; either way nothing escapes.
-    let dangling = Tar::new()
-        .symlink("link", &abs)
-        .file("link/through.txt", "x")
-        .bytes();
-    let relative = Tar::new()
-        .symlink("rel", &climb)
-        .file("rel/through.txt", "x")
-        .bytes();
+    let dangling = Tar::new().symlink("link", &abs).file("link/through.txt", "x").bytes();
+    let relative = Tar::new().symlink("rel", &climb).file("rel/through.txt", "x").bytes();
     // With the target present inside the image, the write goes there.
     let inside = Tar::new()
         .dir(&format!("{abs}/"))
@@ -352,23 +319,14 @@ fn symlink_escapes_cannot_write_outside() {
         .bytes();
     for via in vias("symlink_escapes_cannot_write_outside") {
         let (_, result) = fx.run(via, &dangling, &opts());
-        assert!(
-            result.is_err(),
-            "{via:?}: a dangling write-through should fail"
-        );
+        assert!(result.is_err(), "{via:?}: a dangling write-through should fail");
         let (_, result) = fx.run(via, &relative, &opts());
-        assert!(
-            result.is_err(),
-            "{via:?}: a dangling write-through should fail"
-        );
+        assert!(result.is_err(), "{via:?}: a dangling write-through should fail");
         let (dest, result) = fx.run(via, &inside, &opts());
         result.unwrap();
         let target = dest.join(outside.strip_prefix("/").unwrap());
         assert_eq!(fs::read_to_string(target.join("through.txt")).unwrap(), "x");
-        assert_eq!(
-            fs::read_to_string(target.join("through2.txt")).unwrap(),
-            "y"
-        );
+        assert_eq!(fs::read_to_string(target.join("through2.txt")).unwrap(), "y");
     }
 }
 
@@ -377,13 +335,8 @@ fn hardlinks_cannot_reach_host_files() {
     let mut fx = Fixture::new();
     let host_links = fs::metadata("/etc/passwd").unwrap().nlink();
     let absolute = Tar::new().hardlink("hl", "/etc/passwd").bytes();
-    let climbing = Tar::new()
-        .hardlink("hl", "../../../../../etc/passwd")
-        .bytes();
-    let via_symlink = Tar::new()
-        .symlink("etcl", "/etc")
-        .hardlink("hl", "etcl/passwd")
-        .bytes();
+    let climbing = Tar::new().hardlink("hl", "../../../../../etc/passwd").bytes();
+    let via_symlink = Tar::new().symlink("etcl", "/etc").hardlink("hl", "etcl/passwd").bytes();
     for via in vias("hardlinks_cannot_reach_host_files") {
         for bytes in [&absolute, &via_symlink] {
             let (dest, result) = fx.run(via, bytes, &opts());
@@ -400,11 +353,7 @@ fn hardlinks_cannot_reach_host_files() {
 
 #[test]
 fn hardlinks_inside_the_archive_work() {
-    let bytes = Tar::new()
-        .file("a", "data")
-        .hardlink("b", "a")
-        .hardlink("/c", "/a")
-        .bytes();
+    let bytes = Tar::new().file("a", "data").hardlink("b", "a").hardlink("/c", "/a").bytes();
     let mut fx = Fixture::new();
     for via in vias("hardlinks_inside_the_archive_work") {
         let (dest, result) = fx.run(via, &bytes, &opts());
@@ -436,10 +385,7 @@ fn device_nodes_and_fifos_are_skipped() {
         assert_eq!(result.unwrap().skipped, 3, "{via:?}");
         assert_eq!(
             tree(&dest),
-            BTreeMap::from([
-                ("dev".into(), "d".into()),
-                ("dev/readme".into(), "f:r".into())
-            ])
+            BTreeMap::from([("dev".into(), "d".into()), ("dev/readme".into(), "f:r".into())])
         );
     }
 }
@@ -454,10 +400,7 @@ fn untrusted_archives_lose_setuid_bits() {
         .bytes();
     let mut fx = Fixture::new();
     for via in vias("untrusted_archives_lose_setuid_bits") {
-        let untrusted = UnpackOptions {
-            untrusted: true,
-            ..opts()
-        };
+        let untrusted = UnpackOptions { untrusted: true, ..opts() };
         let (dest, result) = fx.run(via, &bytes, &untrusted);
         result.unwrap();
         for name in ["su", "wall", "sticky"] {
@@ -475,54 +418,27 @@ fn untrusted_archives_lose_setuid_bits() {
 #[test]
 fn decompression_bombs_hit_the_limits() {
     let big = vec![0u8; 64 << 20];
-    let bomb = gzip(
-        &Tar::new()
-            .raw("zeros", EntryType::Regular, "", 0o644, &big)
-            .bytes(),
-    );
-    assert!(
-        bomb.len() < 1 << 20,
-        "the bomb should be small: {}",
-        bomb.len()
-    );
+    let bomb = gzip(&Tar::new().raw("zeros", EntryType::Regular, "", 0o644, &big).bytes());
+    assert!(bomb.len() < 1 << 20, "the bomb should be small: {}", bomb.len());
     let mut many = Tar::new();
     for i in 0..50 {
         many.file(&format!("f{i}"), "x");
     }
     let many = many.bytes();
     let long_name = Tar::new()
-        .raw(
-            "././@LongLink",
-            EntryType::GNULongName,
-            "",
-            0o644,
-            &vec![b'a'; 8 << 20],
-        )
+        .raw("././@LongLink", EntryType::GNULongName, "", 0o644, &vec![b'a'; 8 << 20])
         .file("x", "x")
         .bytes();
     let mut fx = Fixture::new();
-    let limits = UnpackOptions {
-        max_bytes: 1 << 20,
-        max_entries: 10,
-        ..opts()
-    };
+    let limits = UnpackOptions { max_bytes: 1 << 20, max_entries: 10, ..opts() };
     for via in vias("decompression_bombs_hit_the_limits") {
         let (dest, result) = fx.run(via, &bomb, &limits);
         let err = result.unwrap_err().to_string();
-        assert!(
-            err.contains("max_bytes limit of 1048576") && err.contains("--max-bytes"),
-            "{err}"
-        );
-        assert!(
-            !dest.join("zeros").exists()
-                || fs::metadata(dest.join("zeros")).unwrap().len() <= 1 << 20
-        );
+        assert!(err.contains("max_bytes limit of 1048576") && err.contains("--max-bytes"), "{err}");
+        assert!(!dest.join("zeros").exists() || fs::metadata(dest.join("zeros")).unwrap().len() <= 1 << 20);
         let (_, result) = fx.run(via, &many, &limits);
         let err = result.unwrap_err().to_string();
-        assert!(
-            err.contains("max_entries limit of 10") && err.contains("--max-entries"),
-            "{err}"
-        );
+        assert!(err.contains("max_entries limit of 10") && err.contains("--max-entries"), "{err}");
         let (_, result) = fx.run(via, &gzip(&long_name), &opts());
         let err = result.unwrap_err().to_string();
         assert!(err.contains("long-name or pax header is larger"), "{err}");
@@ -549,37 +465,17 @@ fn absolute_symlinks_resolve_inside_the_image() {
     for via in vias("absolute_symlinks_resolve_inside_the_image") {
         let (dest, result) = fx.run(via, &xz(&bytes), &opts());
         result.unwrap();
-        assert_eq!(
-            fs::read_to_string(dest.join("usr/bin/sh")).unwrap(),
-            "#!fake"
-        );
-        assert_eq!(
-            fs::read_to_string(dest.join("usr/lib64/ld.so")).unwrap(),
-            "ld"
-        );
-        assert_eq!(
-            fs::read_to_string(dest.join("run").join(&pid_file)).unwrap(),
-            "1"
-        );
-        assert_eq!(
-            fs::read_link(dest.join("bin")).unwrap(),
-            Path::new("/usr/bin")
-        );
-        assert!(
-            !Path::new("/run").join(&pid_file).exists(),
-            "{via:?} wrote to the host /run"
-        );
+        assert_eq!(fs::read_to_string(dest.join("usr/bin/sh")).unwrap(), "#!fake");
+        assert_eq!(fs::read_to_string(dest.join("usr/lib64/ld.so")).unwrap(), "ld");
+        assert_eq!(fs::read_to_string(dest.join("run").join(&pid_file)).unwrap(), "1");
+        assert_eq!(fs::read_link(dest.join("bin")).unwrap(), Path::new("/usr/bin"));
+        assert!(!Path::new("/run").join(&pid_file).exists(), "{via:?} wrote to the host /run");
     }
 }
 
 #[test]
 fn all_compressions_unpack_alike() {
-    let bytes = Tar::new()
-        .dir("d/")
-        .file("d/f", "hello")
-        .symlink("d/l", "f")
-        .hardlink("d/h", "d/f")
-        .bytes();
+    let bytes = Tar::new().dir("d/").file("d/f", "hello").symlink("d/l", "f").hardlink("d/h", "d/f").bytes();
     let expected = BTreeMap::from([
         ("d".into(), "d".into()),
         ("d/f".into(), "f:hello".into()),
@@ -615,27 +511,20 @@ fn corrupt_archives_are_errors() {
     flipped[len - 6] ^= 0xff; // inside the CRC32 trailer
     let mut fx = Fixture::new();
     for via in vias("corrupt_archives_are_errors") {
-        for (name, packed) in [
-            ("truncated", truncated),
-            ("bad crc", &flipped[..]),
-            ("garbage", &[7u8; 2048][..]),
-        ] {
+        for (name, packed) in
+            [("truncated", truncated), ("bad crc", &flipped[..]), ("garbage", &[7u8; 2048][..])]
+        {
             let (_, result) = fx.run(via, packed, &opts());
             let err = result.unwrap_err().to_string();
-            assert!(
-                err.contains("failed to read archive"),
-                "{via:?} {name}: {err}"
-            );
+            assert!(err.contains("failed to read archive"), "{via:?} {name}: {err}");
         }
     }
 }
 
 #[test]
 fn symlinked_resolv_conf_becomes_an_empty_file() {
-    let bytes = Tar::new()
-        .dir("etc/")
-        .symlink("etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf")
-        .bytes();
+    let bytes =
+        Tar::new().dir("etc/").symlink("etc/resolv.conf", "../run/systemd/resolve/stub-resolv.conf").bytes();
     let mut fx = Fixture::new();
     for via in vias("symlinked_resolv_conf_becomes_an_empty_file") {
         let (dest, result) = fx.run(via, &bytes, &opts());
@@ -654,9 +543,7 @@ fn broken_numeric_fields_do_not_fail_the_archive() {
             h.as_old_mut().gid = [b' '; 8];
             h.as_old_mut().mtime = [0; 12];
         })
-        .with("no-mode", EntryType::Regular, b"y", |h| {
-            h.as_old_mut().mode = [0; 8]
-        })
+        .with("no-mode", EntryType::Regular, b"y", |h| h.as_old_mut().mode = [0; 8])
         .bytes();
     let mut fx = Fixture::new();
     for via in vias("broken_numeric_fields_do_not_fail_the_archive") {
@@ -707,19 +594,11 @@ fn directory_modes_and_times_are_applied_last() {
     for via in vias("directory_modes_and_times_are_applied_last") {
         let (dest, result) = fx.run(via, &bytes, &opts());
         result.unwrap();
-        assert_eq!(
-            mode(&dest),
-            0o755,
-            "{via:?}: the ./ entry sets the root's mode"
-        );
+        assert_eq!(mode(&dest), 0o755, "{via:?}: the ./ entry sets the root's mode");
         assert_eq!(mode(&dest.join("ro")), 0o555);
         assert_eq!(mode(&dest.join("ro/sub")), 0o500);
         for path in ["ro", "ro/f", "ro/sub", "ro/sub/g"] {
-            assert_eq!(
-                fs::metadata(dest.join(path)).unwrap().mtime(),
-                1_600_000_000,
-                "{path}"
-            );
+            assert_eq!(fs::metadata(dest.join(path)).unwrap().mtime(), 1_600_000_000, "{path}");
         }
         // Let the temp dir be cleaned up by a non-root run too.
         for path in ["ro/sub", "ro"] {
@@ -733,10 +612,7 @@ fn pax_xattrs_are_filtered() {
     let bytes = Tar::new()
         .pax(&[
             ("SCHILY.xattr.user.vr", b"kept"),
-            (
-                "SCHILY.xattr.security.selinux",
-                b"system_u:object_r:etc_t:s0",
-            ),
+            ("SCHILY.xattr.security.selinux", b"system_u:object_r:etc_t:s0"),
             ("SCHILY.xattr.trusted.vr", b"image only"),
             ("mtime", b"1500000000.5"),
         ])
@@ -751,21 +627,14 @@ fn pax_xattrs_are_filtered() {
         let (dest, result) = fx.run(via, &bytes, &opts());
         result.unwrap();
         let f = dest.join("f");
-        assert_eq!(
-            xattr(&f, "user.vr").as_deref(),
-            Some(&b"kept"[..]),
-            "{via:?}"
-        );
+        assert_eq!(xattr(&f, "user.vr").as_deref(), Some(&b"kept"[..]), "{via:?}");
         assert_eq!(xattr(&f, "security.selinux"), None, "{via:?}");
         if geteuid().is_root() {
             assert_eq!(xattr(&f, "trusted.vr").as_deref(), Some(&b"image only"[..]));
         }
         assert_eq!(fs::metadata(&f).unwrap().mtime(), 1_500_000_000);
         assert_eq!(fs::metadata(&f).unwrap().mtime_nsec(), 500_000_000);
-        let untrusted = UnpackOptions {
-            untrusted: true,
-            ..opts()
-        };
+        let untrusted = UnpackOptions { untrusted: true, ..opts() };
         let (dest, result) = fx.run(via, &bytes, &untrusted);
         result.unwrap();
         assert_eq!(xattr(&dest.join("f"), "trusted.vr"), None, "{via:?}");
@@ -814,24 +683,12 @@ fn builds_are_chowned_to_the_run_as_user() {
         .symlink("d/l", "f")
         .file("implicit/parent/g", "g")
         .bytes();
-    let owner = UnpackOptions {
-        untrusted: true,
-        owner: Some((4321, 8765)),
-        ..opts()
-    };
+    let owner = UnpackOptions { untrusted: true, owner: Some((4321, 8765)), ..opts() };
     let mut fx = Fixture::new();
     for via in vias("builds_are_chowned_to_the_run_as_user") {
         let (dest, result) = fx.run(via, &bytes, &owner);
         result.unwrap();
-        for path in [
-            "",
-            "d",
-            "d/f",
-            "d/l",
-            "implicit",
-            "implicit/parent",
-            "implicit/parent/g",
-        ] {
+        for path in ["", "d", "d/f", "d/l", "implicit", "implicit/parent", "implicit/parent/g"] {
             let meta = fs::symlink_metadata(dest.join(path)).unwrap();
             assert_eq!((meta.uid(), meta.gid()), (4321, 8765), "{via:?} '{path}'");
         }
@@ -847,20 +704,12 @@ fn helper_reports_usage_and_missing_archives() {
     }
     let fx = Fixture::new();
     let missing = fx.tmp.path().join("archive-missing");
-    let err = unpack_with_helper(
-        &fx.tmp.path().join("vrd"),
-        &missing,
-        &fx.tmp.path().join("dest-x"),
-        &opts(),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("failed to open") && err.contains("archive-missing"),
-        "{err}"
-    );
     let err =
-        unpack_with_helper(Path::new("/nonexistent/vrd"), &missing, &missing, &opts()).unwrap_err();
+        unpack_with_helper(&fx.tmp.path().join("vrd"), &missing, &fx.tmp.path().join("dest-x"), &opts())
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("failed to open") && err.contains("archive-missing"), "{err}");
+    let err = unpack_with_helper(Path::new("/nonexistent/vrd"), &missing, &missing, &opts()).unwrap_err();
     assert!(matches!(err, ImageError::HelperSpawn { .. }), "{err}");
 }
 
@@ -895,8 +744,7 @@ fn serve(files: HashMap<String, Vec<u8>>) -> (String, Arc<AtomicUsize>) {
                     r.extend_from_slice(body);
                     r
                 }
-                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_vec(),
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
             };
             let _ = stream.write_all(&response);
         }
@@ -922,12 +770,7 @@ fn fetch_copies_local_files_and_file_urls() {
     let cache2 = tmp.path().join("cache2");
     let got = fetch(&format!("file://{}", src.display()), &cache2, None).unwrap();
     assert_eq!(fs::read(got).unwrap(), b"image bytes");
-    let err = fetch(
-        tmp.path().join("missing.tar").to_str().unwrap(),
-        &cache,
-        None,
-    )
-    .unwrap_err();
+    let err = fetch(tmp.path().join("missing.tar").to_str().unwrap(), &cache, None).unwrap_err();
     assert!(err.to_string().contains("missing.tar"), "{err}");
 }
 
@@ -935,10 +778,7 @@ fn fetch_copies_local_files_and_file_urls() {
 fn fetch_follows_the_md5_rules_over_http() {
     let body = b"build tarball".to_vec();
     let md5 = md5_of(&body);
-    let (base, hits) = serve(HashMap::from([(
-        "/builds/app.tar.gz".to_string(),
-        body.clone(),
-    )]));
+    let (base, hits) = serve(HashMap::from([("/builds/app.tar.gz".to_string(), body.clone())]));
     let url = format!("{base}/builds/app.tar.gz");
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path();
@@ -968,23 +808,13 @@ fn fetch_follows_the_md5_rules_over_http() {
     let wrong = "0123456789abcdef0123456789abcdef";
     let err = fetch(&url, cache, Some(wrong)).unwrap_err().to_string();
     assert!(err.contains(wrong) && err.contains(&md5), "{err}");
-    assert_eq!(
-        fs::read_dir(cache).unwrap().count(),
-        0,
-        "the file and temp files are removed"
-    );
+    assert_eq!(fs::read_dir(cache).unwrap().count(), 0, "the file and temp files are removed");
 
     // HTTP errors name the url and the status.
     let missing = format!("{base}/builds/missing.tar.gz");
     let err = fetch(&missing, cache, None).unwrap_err();
-    assert!(
-        matches!(err, ImageError::HttpStatus { status: 404, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains(&missing) && err.to_string().contains("404"),
-        "{err}"
-    );
+    assert!(matches!(err, ImageError::HttpStatus { status: 404, .. }), "{err}");
+    assert!(err.to_string().contains(&missing) && err.to_string().contains("404"), "{err}");
     assert_eq!(fs::read_dir(cache).unwrap().count(), 0);
 }
 

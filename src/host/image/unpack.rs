@@ -64,11 +64,7 @@ pub struct UnpackStats {
 /// Safe for a multi-threaded daemon: it neither forks nor changes process-wide state (it starts
 /// one decompressor thread). Paths are confined to `dest` by `openat2(RESOLVE_IN_ROOT)`. On
 /// error, what was written stays inside `dest`; the caller deletes it.
-pub fn unpack_archive(
-    archive: &Path,
-    dest: &Path,
-    opts: &UnpackOptions,
-) -> Result<UnpackStats, ImageError> {
+pub fn unpack_archive(archive: &Path, dest: &Path, opts: &UnpackOptions) -> Result<UnpackStats, ImageError> {
     let mut stream = Stream::open(archive)?;
     fs::create_dir_all(dest).map_err(|e| ImageError::io("create directory", dest, e))?;
     let root = open_dir(dest)?;
@@ -96,12 +92,8 @@ pub fn unpack_in_chroot(
 }
 
 fn open_dir(dir: &Path) -> Result<OwnedFd, ImageError> {
-    open(
-        dir,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ImageError::io("open directory", dir, e.into()))
+    open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| ImageError::io("open directory", dir, e.into()))
 }
 
 /// Bytes a long-name or pax header (plus the unread rest of the previous entry) may take.
@@ -186,11 +178,7 @@ impl<'a> Unpacker<'a> {
     fn run(mut self, stream: &mut dyn Read) -> Result<UnpackStats, ImageError> {
         let budget = Rc::new(Cell::new(u64::MAX));
         let tripped = Rc::new(Cell::new(false));
-        let metered = Metered {
-            inner: stream,
-            budget: Rc::clone(&budget),
-            tripped: Rc::clone(&tripped),
-        };
+        let metered = Metered { inner: stream, budget: Rc::clone(&budget), tripped: Rc::clone(&tripped) };
         let mut tar = tar::Archive::new(metered);
         let mut entries = tar.entries().map_err(|e| self.archive_error(e))?;
         let mut previous_size = 0u64;
@@ -249,10 +237,7 @@ impl<'a> Unpacker<'a> {
     /// Writes one entry.
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ImageError> {
         let kind = entry.header().entry_type();
-        let archived = entry
-            .path()
-            .map_err(|e| self.archive_error(e))?
-            .into_owned();
+        let archived = entry.path().map_err(|e| self.archive_error(e))?.into_owned();
         let Some(rel) = sanitize(&archived) else {
             tracing::warn!(entry = %archived.display(), "skipped an entry that climbs out with ..");
             self.stats.skipped += 1;
@@ -281,10 +266,7 @@ impl<'a> Unpacker<'a> {
                 if !self.opts.untrusted && rel == Path::new("etc/resolv.conf") {
                     // Velociraptor replaced a symlinked resolv.conf with an empty file; the
                     // host's resolv.conf is bind-mounted over it at run time.
-                    let meta = Meta {
-                        mode: 0o644,
-                        ..meta
-                    };
+                    let meta = Meta { mode: 0o644, ..meta };
                     return self.file(&mut io::empty(), &rel, &meta, 0);
                 }
                 self.root
@@ -327,10 +309,8 @@ impl<'a> Unpacker<'a> {
         meta: &Meta,
         declared: u64,
     ) -> Result<(), ImageError> {
-        let mut file = self
-            .root
-            .create_file(rel, meta.mode)
-            .map_err(|e| self.entry_error("create file", rel, e))?;
+        let mut file =
+            self.root.create_file(rel, meta.mode).map_err(|e| self.entry_error("create file", rel, e))?;
         let mut written = 0u64;
         let mut allowed = declared;
         loop {
@@ -344,8 +324,7 @@ impl<'a> Unpacker<'a> {
                 self.reserve(written - allowed)?;
                 allowed = written;
             }
-            file.write_all(&self.buf[..filled])
-                .map_err(|e| self.entry_error("write file", rel, e))?;
+            file.write_all(&self.buf[..filled]).map_err(|e| self.entry_error("write file", rel, e))?;
             if filled < self.buf.len() {
                 break;
             }
@@ -367,11 +346,7 @@ impl<'a> Unpacker<'a> {
             (Ok(uid), Ok(gid)) => u32::try_from(uid).ok().zip(u32::try_from(gid).ok()),
             _ => None,
         };
-        let mut mtime = header
-            .mtime()
-            .ok()
-            .and_then(|s| i64::try_from(s).ok())
-            .map(|s| (s, 0));
+        let mut mtime = header.mtime().ok().and_then(|s| i64::try_from(s).ok()).map(|s| (s, 0));
         let owner = match self.ownership {
             Ownership::Fixed(uid, gid) => {
                 mode |= if dir { 0o550 } else { 0o660 };
@@ -398,12 +373,7 @@ impl<'a> Unpacker<'a> {
                 }
             }
         }
-        Meta {
-            mode,
-            owner,
-            mtime,
-            xattrs,
-        }
+        Meta { mode, owner, mtime, xattrs }
     }
 
     /// SELinux labels are never taken from an archive (the host relabels); tenants get only
@@ -415,9 +385,7 @@ impl<'a> Unpacker<'a> {
     /// Applies directory metadata, deepest first, and returns the stats.
     fn finish(mut self) -> Result<UnpackStats, ImageError> {
         if let Ownership::Fixed(uid, gid) = self.ownership {
-            self.root
-                .chown_root(uid, gid)
-                .map_err(|e| ImageError::io("chown", self.dest, e))?;
+            self.root.chown_root(uid, gid).map_err(|e| ImageError::io("chown", self.dest, e))?;
         }
         let mut dirs = std::mem::take(&mut self.dirs);
         // Stable sort: of two entries for one directory, the later one is applied last.
@@ -431,19 +399,11 @@ impl<'a> Unpacker<'a> {
     }
 
     fn archive_error(&self, source: io::Error) -> ImageError {
-        ImageError::Archive {
-            archive: self.archive.to_path_buf(),
-            source,
-        }
+        ImageError::Archive { archive: self.archive.to_path_buf(), source }
     }
 
     fn entry_error(&self, action: &'static str, rel: &Path, source: io::Error) -> ImageError {
-        ImageError::Entry {
-            archive: self.archive.to_path_buf(),
-            action,
-            path: self.dest.join(rel),
-            source,
-        }
+        ImageError::Entry { archive: self.archive.to_path_buf(), action, path: self.dest.join(rel), source }
     }
 }
 
@@ -469,11 +429,7 @@ fn parse_pax_time(text: &str) -> Option<(i64, i64)> {
     if !digits.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let nanos = if digits.is_empty() {
-        0
-    } else {
-        format!("{digits:0<9}").parse().ok()?
-    };
+    let nanos = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
     // Times before 1970 are rare enough to keep whole seconds only.
     Some((secs, if secs < 0 { 0 } else { nanos }))
 }
@@ -485,10 +441,7 @@ mod tests {
     #[test]
     fn pax_times_parse() {
         assert_eq!(parse_pax_time("1700000000"), Some((1_700_000_000, 0)));
-        assert_eq!(
-            parse_pax_time("1700000000.25"),
-            Some((1_700_000_000, 250_000_000))
-        );
+        assert_eq!(parse_pax_time("1700000000.25"), Some((1_700_000_000, 250_000_000)));
         assert_eq!(parse_pax_time("12.1234567891"), Some((12, 123_456_789)));
         assert_eq!(parse_pax_time("x"), None);
     }

@@ -16,7 +16,9 @@ use layout::{Layout, ProcDir};
 use locks::Locks;
 
 use crate::host::container::passwd::PasswdError;
-use crate::host::container::plan::{Bind, CgroupPlan, ExitStatus, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES};
+use crate::host::container::plan::{
+    Bind, CgroupPlan, ExitStatus, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES,
+};
 use crate::model::proc_data::{ProcData, ProcSpec};
 
 /// What can go wrong in a runner call; every message says what to do.
@@ -80,7 +82,11 @@ pub struct Runner {
 pub fn parse(yaml: &str) -> Result<(ProcSpec, Vec<String>), RunnerError> {
     let data = ProcData::from_yaml(yaml).map_err(|e| RunnerError::Invalid(e.to_string()))?;
     let spec = data.spec().map_err(|e| RunnerError::Invalid(e.to_string()))?;
-    let warnings = data.unknown_keys.iter().map(|k| format!("proc.yaml key '{k}' is not known to vr and was ignored")).collect();
+    let warnings = data
+        .unknown_keys
+        .iter()
+        .map(|k| format!("proc.yaml key '{k}' is not known to vr and was ignored"))
+        .collect();
     Ok((spec, warnings))
 }
 
@@ -103,7 +109,12 @@ impl Runner {
     }
 
     /// `run`: the proc's container in the foreground; returns how it ended.
-    pub fn run(&self, spec: &ProcSpec, stdio: CallerStdio, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+    pub fn run(
+        &self,
+        spec: &ProcSpec,
+        stdio: CallerStdio,
+        watch: &LaunchWatch,
+    ) -> Result<ExitStatus, RunnerError> {
         let _busy = self.busy(spec)?;
         let dir = self.set_up_dir(spec)?;
         let plan = self.plan(spec, &dir, dir.path(), Mode::Run)?;
@@ -111,7 +122,12 @@ impl Runner {
     }
 
     /// `shell`: an interactive shell in a sibling container with the proc's image, build and env.
-    pub fn shell(&self, spec: &ProcSpec, stdio: CallerStdio, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+    pub fn shell(
+        &self,
+        spec: &ProcSpec,
+        stdio: CallerStdio,
+        watch: &LaunchWatch,
+    ) -> Result<ExitStatus, RunnerError> {
         let dir = self.set_up_dir(spec)?;
         let sibling = Sibling::new(&dir, "shell")?;
         let plan = self.plan(spec, &dir, sibling.path(), Mode::Shell)?;
@@ -138,7 +154,13 @@ impl Runner {
     }
 
     /// Computes the launch plan of one container of `spec` whose writable dirs live in `cdir`.
-    fn plan(&self, spec: &ProcSpec, dir: &ProcDir, cdir: &Path, mode: Mode) -> Result<LaunchPlan, RunnerError> {
+    fn plan(
+        &self,
+        spec: &ProcSpec,
+        dir: &ProcDir,
+        cdir: &Path,
+        mode: Mode,
+    ) -> Result<LaunchPlan, RunnerError> {
         let contents = self.layout.image_contents(&spec.image.name);
         if !contents.exists() {
             return Err(RunnerError::NotSetUp(spec.name.to_string()));
@@ -152,21 +174,41 @@ impl Runner {
         let mut volumes: Vec<Bind> = spec
             .volumes
             .iter()
-            .map(|v| Bind { outside: PathBuf::from(&v.outside), inside: v.inside.clone(), read_only: v.read_only })
+            .map(|v| Bind {
+                outside: PathBuf::from(&v.outside),
+                inside: v.inside.clone(),
+                read_only: v.read_only,
+            })
             .collect();
-        let suffix = cdir.file_name().and_then(|n| n.to_str()).filter(|_| cdir != dir.path()).map(|n| format!(".{n}")).unwrap_or_default();
+        let suffix = cdir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|_| cdir != dir.path())
+            .map(|n| format!(".{n}"))
+            .unwrap_or_default();
         let (argv, stdio): (Vec<&str>, StdioPlan) = match &mode {
-            Mode::Run => (vec!["/bin/sh", "/proc.sh", "run"], StdioPlan::Pipes { log: Some(dir.join("log")) }),
+            Mode::Run => {
+                (vec!["/bin/sh", "/proc.sh", "run"], StdioPlan::Pipes { log: Some(dir.join("log")) })
+            }
             Mode::Shell => (vec!["/bin/sh", "/proc.sh", "/bin/sh", "-l"], StdioPlan::Tty),
             Mode::Uptest { results } => {
-                volumes.push(Bind { outside: results.clone(), inside: scripts::UPTEST_DIR.into(), read_only: false });
+                volumes.push(Bind {
+                    outside: results.clone(),
+                    inside: scripts::UPTEST_DIR.into(),
+                    read_only: false,
+                });
                 (vec!["/bin/sh", "/proc.sh", "/bin/sh", "/.vr-uptest/run.sh"], StdioPlan::Pipes { log: None })
             }
         };
         Ok(LaunchPlan {
             name: spec.name.to_string(),
             hostname: spec.name.hostname(),
-            rootfs: Overlay { lowers, upper: cdir.join("upper"), work: cdir.join("work"), target: cdir.join("rootfs") },
+            rootfs: Overlay {
+                lowers,
+                upper: cdir.join("upper"),
+                work: cdir.join("work"),
+                target: cdir.join("rootfs"),
+            },
             volumes,
             host_files: host_files(),
             cgroup: CgroupPlan {
@@ -186,10 +228,18 @@ impl Runner {
     }
 
     /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
-    fn launch(&self, plan: &LaunchPlan, cdir: &Path, stdio: CallerStdio, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+    fn launch(
+        &self,
+        plan: &LaunchPlan,
+        cdir: &Path,
+        stdio: CallerStdio,
+        watch: &LaunchWatch,
+    ) -> Result<ExitStatus, RunnerError> {
         let plan_path = cdir.join("launch.json");
-        let json = serde_json::to_vec_pretty(plan).map_err(|e| RunnerError::Launch(format!("failed to encode the launch plan: {e}")))?;
-        fs::write(&plan_path, json).map_err(|e| RunnerError::Io(format!("failed to write {}: {e}", plan_path.display())))?;
+        let json = serde_json::to_vec_pretty(plan)
+            .map_err(|e| RunnerError::Launch(format!("failed to encode the launch plan: {e}")))?;
+        fs::write(&plan_path, json)
+            .map_err(|e| RunnerError::Io(format!("failed to write {}: {e}", plan_path.display())))?;
         let _ = fs::remove_file(&plan.status_path);
         let mut child = Command::new(&self.exe)
             .arg0("vrd")
@@ -201,15 +251,21 @@ impl Runner {
             .stderr(Stdio::from(stdio.stderr))
             .env_clear()
             .spawn()
-            .map_err(|e| RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display())))?;
+            .map_err(|e| {
+                RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display()))
+            })?;
         watch.store(child.id(), std::sync::atomic::Ordering::SeqCst);
         let code = child.wait();
         watch.store(0, std::sync::atomic::Ordering::SeqCst);
         let code = code.map_err(|e| RunnerError::Launch(format!("failed to wait for the launcher: {e}")))?;
         let text = fs::read(&plan.status_path).map_err(|e| {
-            RunnerError::Launch(format!("the launcher ended ({code}) without recording how the container ended in {}: {e}", plan.status_path.display()))
+            RunnerError::Launch(format!(
+                "the launcher ended ({code}) without recording how the container ended in {}: {e}",
+                plan.status_path.display()
+            ))
         })?;
-        serde_json::from_slice(&text).map_err(|e| RunnerError::Launch(format!("failed to read {}: {e}", plan.status_path.display())))
+        serde_json::from_slice(&text)
+            .map_err(|e| RunnerError::Launch(format!("failed to read {}: {e}", plan.status_path.display())))
     }
 }
 
@@ -230,10 +286,10 @@ pub struct Sibling(tempfile::TempDir);
 
 impl Sibling {
     fn new(dir: &ProcDir, kind: &str) -> Result<Sibling, RunnerError> {
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{kind}-"))
-            .tempdir_in(dir.path())
-            .map_err(|e| RunnerError::Io(format!("failed to create a {kind} dir in {}: {e}", dir.path().display())))?;
+        let tmp =
+            tempfile::Builder::new().prefix(&format!("{kind}-")).tempdir_in(dir.path()).map_err(|e| {
+                RunnerError::Io(format!("failed to create a {kind} dir in {}: {e}", dir.path().display()))
+            })?;
         setup::make_container_dirs(tmp.path())?;
         Ok(Sibling(tmp))
     }

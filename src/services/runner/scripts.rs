@@ -20,8 +20,10 @@ pub fn env_sh(env: &[(String, String)]) -> String {
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// /proc.sh in VR's order: HOME and TMPDIR → .profile.d → env.sh → APP_SETTINGS_YAML → PORT (last,
-/// so nothing overrides it). `proc.sh run` execs the command (shell text, so `$VARS` expand, bb #26);
-/// `proc.sh PROGRAM ARGS...` execs that instead (shells and uptests get the same environment).
+/// so nothing overrides it). `proc.sh run` runs the command as Heroku does, with `sh -c`, so `$VARS`
+/// expand (VR bb #26) and `a && b` or `a; b` work (VR's bare `exec <cmd>` broke on them); the shell
+/// execs a simple command, so the app itself stays pid 1. `proc.sh PROGRAM ARGS...` execs that
+/// instead (shells and uptests get the same environment).
 pub fn proc_sh(command: &str, port: u16) -> String {
     format!(
         r#"#!/bin/sh
@@ -37,11 +39,12 @@ done
 export APP_SETTINGS_YAML=/settings.yaml
 export PORT={port}
 if [ "$1" = run ]; then
-  exec {command}
+  exec /bin/sh -c {command}
 fi
 exec "$@"
 "#,
         path = DEFAULT_PATH,
+        command = shell_quote(command),
     )
 }
 
@@ -89,6 +92,6 @@ mod tests {
         assert!(at(".profile.d") < at(". /env.sh"));
         assert!(at(". /env.sh") < at("APP_SETTINGS_YAML"));
         assert!(at("APP_SETTINGS_YAML") < at("PORT=5000"));
-        assert!(sh.contains("exec busybox httpd -f -p $PORT"));
+        assert!(sh.contains("exec /bin/sh -c 'busybox httpd -f -p $PORT'"));
     }
 }

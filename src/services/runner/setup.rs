@@ -25,17 +25,28 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> RunnerError {
 
 /// Unpacks `archive` into `dest` unless it is already there: into a temp dir beside it, renamed
 /// into place when complete, so a crash never leaves a half-unpacked cache entry in use.
-fn unpack_once(runner: &Runner, archive: &Path, dest: &Path, opts: &UnpackOptions, inner: &str) -> Result<(), RunnerError> {
+fn unpack_once(
+    runner: &Runner,
+    archive: &Path,
+    dest: &Path,
+    opts: &UnpackOptions,
+    inner: &str,
+) -> Result<(), RunnerError> {
     if dest.exists() {
         return Ok(());
     }
     let parent = dest.parent().ok_or_else(|| io_err("find the parent of", dest, "none"))?;
     fs::create_dir_all(parent).map_err(|e| io_err("create", parent, e))?;
-    let tmp = tempfile::Builder::new().prefix(".unpack-").tempdir_in(parent).map_err(|e| io_err("create a temp dir in", parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".unpack-")
+        .tempdir_in(parent)
+        .map_err(|e| io_err("create a temp dir in", parent, e))?;
     let target = tmp.path().join(inner);
     fs::create_dir_all(&target).map_err(|e| io_err("create", &target, e))?;
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).map_err(|e| io_err("chmod", tmp.path(), e))?;
-    unpack_with_helper(&runner.exe, archive, &target, opts).map_err(|e| RunnerError::Artifact(e.to_string()))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+        .map_err(|e| io_err("chmod", tmp.path(), e))?;
+    unpack_with_helper(&runner.exe, archive, &target, opts)
+        .map_err(|e| RunnerError::Artifact(e.to_string()))?;
     let done = tmp.keep();
     fs::rename(&done, dest).map_err(|e| io_err("move into place", dest, e))
 }
@@ -50,7 +61,12 @@ pub fn prepare_image(runner: &Runner, spec: &ProcSpec) -> Result<PathBuf, Runner
     let _lock = runner.locks.artifact(&format!("image:{}", spec.image.name));
     let archive = fetch_artifact(&spec.image, &runner.layout.image_dir(&spec.image.name))?;
     let contents = runner.layout.image_contents(&spec.image.name);
-    let opts = UnpackOptions { untrusted: false, owner: None, max_bytes: IMAGE_LIMITS.0, max_entries: IMAGE_LIMITS.1 };
+    let opts = UnpackOptions {
+        untrusted: false,
+        owner: None,
+        max_bytes: IMAGE_LIMITS.0,
+        max_entries: IMAGE_LIMITS.1,
+    };
     unpack_once(runner, &archive, &contents, &opts, "")?;
     Ok(contents)
 }
@@ -71,12 +87,21 @@ pub fn resolve_user(contents: &Path, spec: &ProcSpec) -> Result<UserIds, RunnerE
 }
 
 /// Fetches the build and unpacks it once for this user; returns the layer dir (holding `app/`).
-pub fn prepare_build(runner: &Runner, spec: &ProcSpec, user: UserIds) -> Result<Option<PathBuf>, RunnerError> {
+pub fn prepare_build(
+    runner: &Runner,
+    spec: &ProcSpec,
+    user: UserIds,
+) -> Result<Option<PathBuf>, RunnerError> {
     let Some(build) = &spec.build else { return Ok(None) };
     let _lock = runner.locks.artifact(&format!("build:{}", build.name));
     let archive = fetch_artifact(build, &runner.layout.builds_dir())?;
     let layer = runner.layout.build_layer(&build.name, user);
-    let opts = UnpackOptions { untrusted: true, owner: Some((user.uid, user.gid)), max_bytes: BUILD_LIMITS.0, max_entries: BUILD_LIMITS.1 };
+    let opts = UnpackOptions {
+        untrusted: true,
+        owner: Some((user.uid, user.gid)),
+        max_bytes: BUILD_LIMITS.0,
+        max_entries: BUILD_LIMITS.1,
+    };
     unpack_once(runner, &archive, &layer, &opts, "app")?;
     let app = layer.join("app");
     std::os::unix::fs::chown(&app, Some(user.uid), Some(user.gid)).map_err(|e| io_err("chown", &app, e))?;
@@ -96,9 +121,13 @@ pub fn command(spec: &ProcSpec, layer: Option<&Path>) -> Result<String, RunnerEr
     };
     let mut text = String::new();
     match sys::open_in_root(layer, Path::new("/app/Procfile")) {
-        Ok(mut f) => std::io::Read::read_to_string(&mut f, &mut text).map_err(|e| io_err("read", &layer.join("app/Procfile"), e))?,
+        Ok(mut f) => std::io::Read::read_to_string(&mut f, &mut text)
+            .map_err(|e| io_err("read", &layer.join("app/Procfile"), e))?,
         Err(_) => {
-            return Err(RunnerError::Invalid("the build has no Procfile: add one with a `web: <command>` line, or set cmd in proc.yaml".into()))
+            return Err(RunnerError::Invalid(
+                "the build has no Procfile: add one with a `web: <command>` line, or set cmd in proc.yaml"
+                    .into(),
+            ))
         }
     };
     procfile::command(&text, &spec.name.proc).map_err(|e| RunnerError::Invalid(e.to_string()))
@@ -117,7 +146,8 @@ pub fn write_meta(meta: &Path, spec: &ProcSpec, command: &str) -> Result<(), Run
     write_file(&meta.join("env.sh"), &env_sh(&spec.env), 0o644)?;
     let settings = match &spec.settings {
         serde_yaml_ng::Value::Null => "{}\n".to_string(),
-        other => serde_yaml_ng::to_string(other).map_err(|e| RunnerError::Invalid(format!("settings can't be written as YAML: {e}")))?,
+        other => serde_yaml_ng::to_string(other)
+            .map_err(|e| RunnerError::Invalid(format!("settings can't be written as YAML: {e}")))?,
     };
     write_file(&meta.join("settings.yaml"), &settings, 0o644)
 }
@@ -139,7 +169,8 @@ pub fn setup(runner: &Runner, spec: &ProcSpec, yaml: &str) -> Result<ProcDir, Ru
     let cmd = command(spec, layer.as_deref())?;
     let dir = ProcDir(runner.layout.proc_dir(&spec.name));
     fs::create_dir_all(dir.path()).map_err(|e| io_err("create", dir.path(), e))?;
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).map_err(|e| io_err("chmod", dir.path(), e))?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
+        .map_err(|e| io_err("chmod", dir.path(), e))?;
     write_file(&dir.join("proc.yaml"), yaml, 0o600)?;
     write_meta(&dir.join("meta"), spec, &cmd)?;
     make_container_dirs(dir.path())?;

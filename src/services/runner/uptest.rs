@@ -26,7 +26,9 @@ fn null_stdio() -> Result<CallerStdio, RunnerError> {
 fn read_results(dir: &std::path::Path) -> Vec<UptestResult> {
     let mut results = Vec::new();
     for n in 1.. {
-        let read = |ext: &str| fs::read(dir.join(format!("{n}.{ext}"))).ok().map(|b| String::from_utf8_lossy(&b).into_owned());
+        let read = |ext: &str| {
+            fs::read(dir.join(format!("{n}.{ext}"))).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
         let Some(name) = read("name") else { break };
         let output = read("out").unwrap_or_default();
         // No exit code means the test was still running when the container ended.
@@ -45,19 +47,29 @@ impl Runner {
         }
         let sibling = Sibling::new(&dir, "uptest")?;
         let results = sibling.path().join("results");
-        fs::create_dir(&results).map_err(|e| RunnerError::Io(format!("failed to create {}: {e}", results.display())))?;
+        fs::create_dir(&results)
+            .map_err(|e| RunnerError::Io(format!("failed to create {}: {e}", results.display())))?;
         // The tests run as the proc's user; the dir's parent is root-only, so 0777 exposes nothing.
-        fs::set_permissions(&results, fs::Permissions::from_mode(0o777)).map_err(|e| RunnerError::Io(e.to_string()))?;
+        fs::set_permissions(&results, fs::Permissions::from_mode(0o777))
+            .map_err(|e| RunnerError::Io(e.to_string()))?;
         let script = results.join("run.sh");
-        fs::write(&script, uptest_sh(&spec.name.proc, &spec.host, spec.name.port)).map_err(|e| RunnerError::Io(e.to_string()))?;
-        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).map_err(|e| RunnerError::Io(e.to_string()))?;
+        fs::write(&script, uptest_sh(&spec.name.proc, &spec.host, spec.name.port))
+            .map_err(|e| RunnerError::Io(e.to_string()))?;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
+            .map_err(|e| RunnerError::Io(e.to_string()))?;
         let plan = self.plan(spec, &dir, sibling.path(), Mode::Uptest { results: results.clone() })?;
         let status = self.launch(&plan, sibling.path(), null_stdio()?, &LaunchWatch::default())?;
         let mut found = read_results(&results);
         if status.setup_failed || status.code != 0 {
             found.push(UptestResult {
                 name: "uptester".into(),
-                output: format!("the uptest container ended with code {} (oom: {})", status.code, status.oom_killed),
+                output: match &status.error {
+                    Some(error) => format!("the uptest container could not start: {error}"),
+                    None => format!(
+                        "the uptest container ended with code {} (oom killed: {})",
+                        status.code, status.oom_killed
+                    ),
+                },
                 passed: false,
             });
         }
