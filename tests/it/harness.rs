@@ -1,0 +1,197 @@
+//! Shared test plumbing: a real vrd on temp dirs with its own cgroup parent, the busybox image made
+//! by `examples/busybox-image.sh` (the same image the README demo uses), and the `vr` client.
+//!
+//! Root tests call [`require_root!`] first: without root they print `SKIPPED <test>: <reason>`
+//! and return, unless `VRD_TEST_STRICT=1` (CI), where a skip is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Skips (or, under `VRD_TEST_STRICT=1`, fails) a test that needs root.
+#[macro_export]
+macro_rules! require_root {
+    ($name:expr) => {
+        if !nix::unistd::geteuid().is_root() {
+            $crate::harness::skip($name, "needs root (real namespaces, mounts and cgroups)");
+            return;
+        }
+    };
+}
+
+/// Reports a skipped test, or fails it in strict mode.
+pub fn skip(name: &str, reason: &str) {
+    if std::env::var("VRD_TEST_STRICT").is_ok_and(|v| v == "1") {
+        panic!("{name} cannot run: {reason} (VRD_TEST_STRICT=1 turns skips into failures)");
+    }
+    eprintln!("SKIPPED {name}: {reason}");
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The busybox image tarball, made once per test run.
+pub fn busybox_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out =
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("busybox-{}.tar.gz", std::process::id()));
+        let status =
+            Command::new("sh").arg(repo().join("examples/busybox-image.sh")).arg(&out).status().unwrap();
+        assert!(status.success(), "examples/busybox-image.sh failed: is busybox-static installed?");
+        out
+    })
+}
+
+/// A tar.gz of a directory, as a build.
+pub fn tar_gz(dir: &Path, out: &Path) {
+    let status = Command::new("tar").arg("-C").arg(dir).arg("-czf").arg(out).arg(".").status().unwrap();
+    assert!(status.success());
+}
+
+/// A running vrd on temp dirs; killed and cleaned up on drop.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub cgroup_parent: String,
+    child: Child,
+}
+
+impl TestDaemon {
+    /// Starts a daemon and waits for its socket.
+    pub fn start() -> TestDaemon {
+        let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
+        let cgroup_parent =
+            format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
+        let child = Command::new(env!("CARGO_BIN_EXE_vrd"))
+            .arg("daemon")
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--run-dir")
+            .arg(dir.path().join("run"))
+            .arg("--cgroup-parent")
+            .arg(&cgroup_parent)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let daemon = TestDaemon { dir, cgroup_parent, child };
+        let socket = daemon.socket();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            assert!(Instant::now() < deadline, "vrd did not start listening on {}", socket.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    /// The API socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("run/vrd.sock")
+    }
+
+    /// The data dir.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A `vr` command aimed at this daemon.
+    pub fn vr(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vr"));
+        cmd.env("VR_SOCKET", self.socket());
+        cmd
+    }
+
+    /// Runs `vr ARGS...` to completion.
+    pub fn run_vr(&self, args: &[&str]) -> Output {
+        self.vr().args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Writes a file into the daemon's temp dir and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Every cgroup directory under this daemon's parent, in any hierarchy.
+    pub fn cgroups_left(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let parent = hierarchy.path().join(&self.cgroup_parent);
+            if let Ok(entries) = std::fs::read_dir(&parent) {
+                left.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            }
+        }
+        left
+    }
+
+    /// Mounts whose mount point is under this daemon's dirs, as the host sees them.
+    pub fn mounts_left(&self) -> Vec<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.dir.path().to_string_lossy().to_string();
+        info.lines().filter(|l| l.contains(&root)).map(str::to_string).collect()
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Containers die with their launchers; give the kernel a moment, then remove the parents.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let parent = hierarchy.path().join(&self.cgroup_parent);
+            if parent.exists() {
+                for _ in 0..50 {
+                    if std::fs::remove_dir(&parent).is_ok() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+/// A proc.yaml for the busybox image, with `extra` YAML lines appended.
+pub fn proc_yaml(app: &str, port: u16, extra: &str) -> String {
+    format!(
+        "app_name: {app}\nversion: 1.0-rc1\nconfig_name: test\nrelease_hash: abcd1234\nproc_name: web\nport: {port}\nhost: 127.0.0.1\n\
+         image_url: file://{}\nimage_name: busybox\n{extra}\n",
+        busybox_image().display()
+    )
+}
+
+/// Text of a command's stdout and stderr, for assertion messages.
+pub fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts on 127.0.0.1:port.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A plain HTTP GET on loopback; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}

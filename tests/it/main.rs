@@ -1,0 +1,9 @@
+//! The one integration test binary (matklad's layout): root tests that start real daemons and real
+//! containers, and the tidy checks that keep the house rules from drifting.
+
+#![allow(clippy::unwrap_used)] // Test helpers panic with the failure; that is the report.
+
+mod container;
+mod harness;
+mod runner;
+mod tidy;

@@ -1,0 +1,194 @@
+//! Velociraptor's runner contract end to end, through the `vr` client and a real vrd.
+
+use std::time::Duration;
+
+use crate::harness::{free_port, http_get, proc_yaml, repo, tar_gz, text, wait_for_port, TestDaemon};
+use crate::require_root;
+
+fn build_of(d: &TestDaemon, fixture: &str) -> String {
+    let out = d.dir.path().join(format!("{}.tar.gz", fixture.replace('/', "_")));
+    tar_gz(&repo().join(fixture), &out);
+    format!("build_url: file://{}", out.display())
+}
+
+#[test]
+fn the_example_app_serves_passes_its_uptests_and_tears_down() {
+    require_root!("the_example_app_serves_passes_its_uptests_and_tears_down");
+    let d = TestDaemon::start();
+    let port = free_port();
+    let yaml = proc_yaml("hello", port, &format!("user: app\n{}", build_of(&d, "examples/hello")));
+    let file = d.write("hello.yaml", &yaml);
+    let f = file.to_str().unwrap();
+    let setup = d.run_vr(&["runner", "setup", f]);
+    assert!(setup.status.success(), "{:?}", text(&setup));
+    let mut run = d.vr().args(["runner", "run", f]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    assert!(wait_for_port(port, Duration::from_secs(20)), "the app never listened on {port}");
+    assert!(http_get(port, "/").contains("Hello from vr"));
+    let up = d.run_vr(&["runner", "uptest", f]);
+    let (out, err) = text(&up);
+    assert!(up.status.success(), "{err}");
+    let results: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not only JSON ({e}): {out}"));
+    assert_eq!(results[0]["Name"], "01_its_alive");
+    assert_eq!(results[0]["Passed"], true, "{out}");
+    // A second setup of the same file while it runs fails at once, as VR's flock did.
+    let second = d.run_vr(&["runner", "setup", f]);
+    assert!(!second.status.success());
+    assert!(text(&second).1.contains("is locked by another process"), "{:?}", text(&second));
+    // The same proc through another file is refused by the daemon's own lock.
+    let other = d.write("hello-copy.yaml", &yaml);
+    let third = d.run_vr(&["runner", "teardown", other.to_str().unwrap()]);
+    assert!(text(&third).1.contains("is locked by another process"), "{:?}", text(&third));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let status = run.wait().unwrap();
+    assert!(!status.success());
+    let log =
+        std::fs::read_to_string(d.data().join(format!("procs/hello-1.0-rc1-test-abcd1234-web-{port}/log")))
+            .unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(" err ") && l.contains("response:200")),
+        "httpd's log lines are kept: {log}"
+    );
+    let down = d.run_vr(&["runner", "teardown", f]);
+    assert!(down.status.success(), "{:?}", text(&down));
+    assert!(d.cgroups_left().is_empty() && d.mounts_left().is_empty());
+}
+
+#[test]
+fn uptests_run_sorted_skip_dotfiles_and_report_failures() {
+    require_root!("uptests_run_sorted_skip_dotfiles_and_report_failures");
+    let d = TestDaemon::start();
+    let yaml = proc_yaml("up", 7007, &build_of(&d, "tests/fixtures/uptests"));
+    let file = d.write("up.yaml", &yaml);
+    let f = file.to_str().unwrap();
+    assert!(d.run_vr(&["runner", "setup", f]).status.success());
+    let up = d.run_vr(&["runner", "uptest", f]);
+    let (out, err) = text(&up);
+    let results: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    let names: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["01_pass", "02_fail"], "sorted, dotfiles and non-executables skipped");
+    assert_eq!(results[0]["Passed"], true);
+    assert_eq!(results[0]["Output"], "checked 127.0.0.1:7007\n", "called as <test> <host> <port>");
+    assert_eq!(results[1]["Passed"], false);
+    assert_eq!(results[1]["Output"], "no answer from 127.0.0.1:7007\n", "stderr is captured too");
+    // A proc type without uptests gets [].
+    let worker = yaml.replace("proc_name: web", "proc_name: worker\ncmd: sleep 1");
+    let wfile = d.write("worker.yaml", &worker);
+    assert!(d.run_vr(&["runner", "setup", wfile.to_str().unwrap()]).status.success());
+    let none = d.run_vr(&["runner", "uptest", wfile.to_str().unwrap()]);
+    assert_eq!(text(&none).0.trim(), "[]");
+}
+
+#[test]
+fn vrun_is_vr_runner() {
+    require_root!("vrun_is_vr_runner");
+    let d = TestDaemon::start();
+    let vrun = d.dir.path().join("vrun");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vr"), &vrun).unwrap();
+    let file = d.write("p.yaml", &proc_yaml("alias", 0, "cmd: echo from-vrun"));
+    let run = |action: &str| {
+        std::process::Command::new(&vrun)
+            .args([action, file.to_str().unwrap()])
+            .env("VR_SOCKET", d.socket())
+            .output()
+            .unwrap()
+    };
+    assert!(run("setup").status.success());
+    let out = run("run");
+    assert_eq!(text(&out).0, "from-vrun\n", "{:?}", text(&out));
+    assert!(run("teardown").status.success());
+}
+
+#[test]
+fn the_exit_code_is_the_apps() {
+    require_root!("the_exit_code_is_the_apps");
+    let d = TestDaemon::start();
+    let file = d.write("p.yaml", &proc_yaml("code", 0, "cmd: echo out; echo err >&2; exit 42"));
+    assert!(d.run_vr(&["runner", "setup", file.to_str().unwrap()]).status.success());
+    let out = d.run_vr(&["runner", "run", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(42));
+    assert_eq!(text(&out), ("out\n".to_string(), "err\n".to_string()));
+}
+
+#[test]
+fn shell_gives_an_interactive_terminal_in_a_sibling_container() {
+    require_root!("shell_gives_an_interactive_terminal_in_a_sibling_container");
+    use std::io::{Read, Write};
+    let d = TestDaemon::start();
+    let file = d.write("p.yaml", &proc_yaml("sh", 0, "cmd: sleep 1"));
+    assert!(d.run_vr(&["runner", "setup", file.to_str().unwrap()]).status.success());
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = d
+        .vr()
+        .args(["runner", "shell", file.to_str().unwrap()])
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(b"tty; hostname; exit 7\n").unwrap();
+    let mut seen = Vec::new();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("sh-1.0-rc1-test-abcd1234-web-0\r\n") {
+                break;
+            }
+        }
+        seen
+    });
+    let status = child.wait().unwrap();
+    let seen = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(7), "{seen}");
+    assert!(seen.contains("/dev/pts/0"), "the shell has a terminal of its own: {seen}");
+    assert!(seen.contains("sh-1.0-rc1-test-abcd1234-web-0"), "{seen}");
+}
+
+#[test]
+fn bad_input_gets_an_error_that_says_what_to_do() {
+    let d = TestDaemon::start();
+    let cases = [
+        ("app_name: a\n", "proc_name"),
+        (
+            "app_name: my-app\nversion: 1\nconfig_name: c\nproc_name: web\nimage_url: /x.tar\n",
+            "'-' separates the parts",
+        ),
+        ("app_name: a\nversion: 1\nconfig_name: c\nproc_name: web\n", "image_url"),
+        (
+            "app_name: a\nversion: 1\nconfig_name: c\nproc_name: web\nimage_url: /x.tar\nmem_limit: lots\n",
+            "mem_limit",
+        ),
+        ("- not\n- a mapping\n", "mapping"),
+    ];
+    for (yaml, needle) in cases {
+        let file = d.write("bad.yaml", yaml);
+        let out = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
+        assert!(!out.status.success());
+        assert!(text(&out).1.contains(needle), "{yaml}: {:?}", text(&out));
+        assert!(text(&out).1.contains("bad.yaml"), "the message names the file: {:?}", text(&out));
+    }
+    let missing = d.run_vr(&["runner", "setup", "/nonexistent/proc.yaml"]);
+    assert!(text(&missing).1.contains("failed to open /nonexistent/proc.yaml"));
+}
+
+#[test]
+fn without_a_daemon_the_client_says_how_to_start_one() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vr"))
+        .args(["--socket", "/nonexistent/vrd.sock", "version"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out).1;
+    assert!(
+        err.contains("vrd is not running at /nonexistent/vrd.sock") && err.contains("vrd daemon"),
+        "{err}"
+    );
+}
