@@ -77,6 +77,7 @@ fn root_in_the_container_is_fenced_in() {
     assert_eq!(get("vol_ro_content"), "from-host");
     assert!(!ro.join("ro.txt").exists());
     assert_eq!(get("devnull_mode"), "666");
+    assert_eq!(get("cgroup_paths"), "/ ", "a cgroup namespace rooted at the container's own cgroup");
     for node in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "ptmx", "fd"] {
         assert!(get("dev").split(' ').any(|n| n == node), "/dev/{node} missing: {}", get("dev"));
     }
@@ -205,4 +206,26 @@ pub fn wait_for_launcher(d: &TestDaemon) -> u32 {
         assert!(std::time::Instant::now() < deadline, "no launcher appeared");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_stop_signal_reaches_an_app_that_handles_it() {
+    require_root!("a_stop_signal_reaches_an_app_that_handles_it");
+    let d = TestDaemon::start();
+    let cmd = "trap 'echo stopping cleanly; exit 0' TERM; echo started; while true; do sleep 1; done";
+    let file = d.write("proc.yaml", &proc_yaml("trap", 0, &format!("cmd: \"{cmd}\"")));
+    assert!(d.run_vr(&["runner", "setup", file.to_str().unwrap()]).status.success());
+    let run = d
+        .vr()
+        .args(["runner", "run", file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_launcher(&d);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "the app's own handler decided the exit code");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "started\nstopping cleanly\n");
 }

@@ -55,15 +55,7 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Strin
 fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infallible, String> {
     // A container must not outlive its launcher: the launcher is what records how it ended.
     step("set the parent-death signal", nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL))?;
-    let mut go = [0u8; 1];
-    let n = step("wait for the launcher", File::from(step("dup", io.go.try_clone())?).read(&mut go))?;
-    if n == 0 {
-        return Err("the launcher went away before the container started".into());
-    }
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
+    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     step("create namespaces", unshare(flags))?;
     // systemd makes / shared; without this our mounts would propagate to the host.
     step(
@@ -80,9 +72,23 @@ fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infal
     }
     drop(sources);
     step("set the hostname", nix::unistd::sethostname(&plan.hostname))?;
+    // The mounts above overlap with the launcher putting us in the cgroup; nothing forks before
+    // this point, so every task of the container is accounted for.
+    wait_for_cgroup(io)?;
+    // The cgroup namespace is rooted where the process is when it is created: only now.
+    step("create the cgroup namespace", unshare(CloneFlags::CLONE_NEWCGROUP))?;
     wire_stdio(plan, io)?;
     become_user(plan)?;
     exec(plan)
+}
+
+fn wait_for_cgroup(io: &ChildIo) -> Result<(), String> {
+    let mut go = [0u8; 1];
+    let n = step("wait for the launcher", File::from(step("dup", io.go.try_clone())?).read(&mut go))?;
+    if n == 0 {
+        return Err("the launcher went away before the container started".into());
+    }
+    Ok(())
 }
 
 fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<BindSource>, String> {

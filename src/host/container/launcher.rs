@@ -219,8 +219,13 @@ impl Forwarder<'_> {
         let Ok(Some(info)) = self.signals.read_signal() else { return };
         let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { return };
         let _ = kill(self.child, sig);
-        let terminating = matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT);
-        if terminating && self.deadline.is_none() {
+        if !matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) {
+            return;
+        }
+        if default_action_applies(self.child, sig) {
+            // Any other process would have died of this signal; pid 1 is only immune to it.
+            let _ = kill(self.child, Signal::SIGKILL);
+        } else if self.deadline.is_none() {
             self.deadline = Some(Instant::now() + self.grace);
         }
     }
@@ -242,6 +247,21 @@ impl Forwarder<'_> {
             self.deadline = None;
         }
     }
+}
+
+/// Whether `pid` neither catches nor ignores `sig` (its /proc status masks SigCgt and SigIgn),
+/// so that the signal's default action (here: terminate) would apply to it were it not pid 1.
+fn default_action_applies(pid: Pid, sig: Signal) -> bool {
+    let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(u64::MAX)
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    (mask("SigCgt:") | mask("SigIgn:")) & bit == 0
 }
 
 /// Copies both output pipes until the container has closed them, forwarding signals meanwhile.

@@ -19,11 +19,30 @@ pub fn env_sh(env: &[(String, String)]) -> String {
 /// The default search path, set first so buildpacks' .profile.d scripts can prepend to it.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Whether a command is a plain program with arguments (variables allowed), which proc.sh can
+/// `exec` itself; anything with shell syntax goes through `sh -c`.
+fn is_simple_command(command: &str) -> bool {
+    let first_word = command.split_whitespace().next().unwrap_or("");
+    !command.is_empty()
+        && !first_word.contains('=')
+        && !command.contains("$(")
+        && !command.chars().any(|c| ";&|<>()`\\\"'*?[]{}#~\n".contains(c))
+}
+
+/// The line of proc.sh that starts the command: `exec CMD` for a simple command (VR's form; `$VARS`
+/// expand, bb #26), else `exec /bin/sh -c 'CMD'` as Heroku runs Procfile lines, so `a && b` or
+/// `a; b` work (VR's bare `exec` broke on them). Either way the app itself ends up pid 1.
+fn exec_line(command: &str) -> String {
+    if is_simple_command(command) {
+        format!("exec {command}")
+    } else {
+        format!("exec /bin/sh -c {}", shell_quote(command))
+    }
+}
+
 /// /proc.sh in VR's order: HOME and TMPDIR → .profile.d → env.sh → APP_SETTINGS_YAML → PORT (last,
-/// so nothing overrides it). `proc.sh run` runs the command as Heroku does, with `sh -c`, so `$VARS`
-/// expand (VR bb #26) and `a && b` or `a; b` work (VR's bare `exec <cmd>` broke on them); the shell
-/// execs a simple command, so the app itself stays pid 1. `proc.sh PROGRAM ARGS...` execs that
-/// instead (shells and uptests get the same environment).
+/// so nothing overrides it). `proc.sh run` starts the command (see [`exec_line`]);
+/// `proc.sh PROGRAM ARGS...` execs that instead (shells and uptests get the same environment).
 pub fn proc_sh(command: &str, port: u16) -> String {
     format!(
         r#"#!/bin/sh
@@ -39,12 +58,12 @@ done
 export APP_SETTINGS_YAML=/settings.yaml
 export PORT={port}
 if [ "$1" = run ]; then
-  exec /bin/sh -c {command}
+  {exec_line}
 fi
 exec "$@"
 "#,
         path = DEFAULT_PATH,
-        command = shell_quote(command),
+        exec_line = exec_line(command),
     )
 }
 
@@ -92,6 +111,15 @@ mod tests {
         assert!(at(".profile.d") < at(". /env.sh"));
         assert!(at(". /env.sh") < at("APP_SETTINGS_YAML"));
         assert!(at("APP_SETTINGS_YAML") < at("PORT=5000"));
-        assert!(sh.contains("exec /bin/sh -c 'busybox httpd -f -p $PORT'"));
+        assert!(sh.contains("\n  exec busybox httpd -f -p $PORT\n"));
+    }
+
+    #[test]
+    fn shell_syntax_goes_through_sh_c() {
+        assert_eq!(exec_line("./web --port $PORT"), "exec ./web --port $PORT");
+        assert_eq!(exec_line("cd app && ./web"), "exec /bin/sh -c 'cd app && ./web'");
+        assert_eq!(exec_line("FOO=1 ./web"), "exec /bin/sh -c 'FOO=1 ./web'");
+        assert_eq!(exec_line("echo $(date)"), "exec /bin/sh -c 'echo $(date)'");
+        assert_eq!(exec_line("trap 'x' TERM; y"), "exec /bin/sh -c 'trap '\\''x'\\'' TERM; y'");
     }
 }
