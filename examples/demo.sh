@@ -8,9 +8,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "demo.sh: vrd makes containers from kernel primitives and must run as root: sudo $0" >&2
   exit 1
 fi
-for tool in cargo tar busybox; do
-  command -v "$tool" >/dev/null || { echo "demo.sh: $tool is missing (see README.md: apt-get install busybox-static)" >&2; exit 1; }
-done
+sh tests/deps.sh
 
 echo "==> building vr and vrd"
 cargo build --bins --quiet

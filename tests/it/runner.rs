@@ -192,3 +192,10 @@ fn without_a_daemon_the_client_says_how_to_start_one() {
         "{err}"
     );
 }
+
+#[test]
+fn vrd_is_one_static_binary() {
+    let out = std::process::Command::new("ldd").arg(env!("CARGO_BIN_EXE_vrd")).output().unwrap();
+    let said = format!("{}{}", text(&out).0, text(&out).1);
+    assert!(said.contains("statically linked"), "ldd says: {said}");
+}

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs the Debian packages the demo and the tests use, when any is missing. Run as root.
+# One list for both, so the README's commands and CI cannot drift apart.
+set -eu
+packages=$(cat "$(dirname "$0")/packages.txt")
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "tests/deps.sh: installing$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "tests/deps.sh: cargo is missing: install a Rust toolchain >= 1.89 (https://rustup.rs), then rerun" >&2
+  exit 1
+fi
