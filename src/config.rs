@@ -1,11 +1,14 @@
-//! The daemon's settings: paths are injected (never hard-coded elsewhere), so tests and several
-//! daemons side by side use their own directories.
+//! The daemon's settings: a TOML file (`vrd daemon --config FILE`), then flags over it, then the
+//! defaults here. Paths are injected (never hard-coded elsewhere), so tests and several daemons
+//! side by side use their own directories. Every error names the key and says what is allowed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 /// The default data dir (images, builds, procs, state).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/vrd";
-/// The default run dir (socket, locks).
+/// The default run dir (socket, runtime files).
 pub const DEFAULT_RUN_DIR: &str = "/run/vrd";
 /// The default API socket.
 pub const DEFAULT_SOCKET: &str = "/run/vrd/vrd.sock";
@@ -17,7 +20,7 @@ pub const DEFAULT_CGROUP_PARENT: &str = "vrd";
 pub const SOCKET_ENV: &str = "VR_SOCKET";
 
 /// Everything the daemon needs to know to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DaemonConfig {
     /// Images, builds, procs.
     pub data_dir: PathBuf,
@@ -31,4 +34,160 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// The group that may use the socket (mode 0660); root only when `None`.
     pub socket_gid: Option<u32>,
+}
+
+/// The settings as a file or flags give them; every one optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// See [`DaemonConfig::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`DaemonConfig::run_dir`].
+    pub run_dir: Option<PathBuf>,
+    /// See [`DaemonConfig::socket`]; defaults to `<run_dir>/vrd.sock`.
+    pub socket: Option<PathBuf>,
+    /// See [`DaemonConfig::cgroup_root`].
+    pub cgroup_root: Option<PathBuf>,
+    /// See [`DaemonConfig::cgroup_parent`].
+    pub cgroup_parent: Option<String>,
+    /// See [`DaemonConfig::socket_gid`].
+    pub socket_gid: Option<u32>,
+}
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("failed to read the config file {path}: {cause}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        cause: std::io::Error,
+    },
+    /// The file is not valid TOML for vrd.
+    #[error("the config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, which names the key and the line.
+        message: String,
+    },
+    /// A value is not allowed.
+    #[error("config key '{key}': {problem}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong, and what to write instead.
+        problem: String,
+    },
+}
+
+impl RawConfig {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|cause| ConfigError::Read { path: path.into(), cause })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+    }
+
+    /// Settings in `over` win over those in `self`.
+    pub fn overridden_by(self, over: RawConfig) -> RawConfig {
+        RawConfig {
+            data_dir: over.data_dir.or(self.data_dir),
+            run_dir: over.run_dir.or(self.run_dir),
+            socket: over.socket.or(self.socket),
+            cgroup_root: over.cgroup_root.or(self.cgroup_root),
+            cgroup_parent: over.cgroup_parent.or(self.cgroup_parent),
+            socket_gid: over.socket_gid.or(self.socket_gid),
+        }
+    }
+
+    /// Fills in defaults and validates.
+    pub fn validate(self) -> Result<DaemonConfig, ConfigError> {
+        let data_dir = absolute("data_dir", self.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.into()))?;
+        // The data dir ends up in overlayfs's option string, where ',' and ':' are separators.
+        if data_dir.to_string_lossy().contains([',', ':']) {
+            return Err(invalid(
+                "data_dir",
+                format!("{} contains ',' or ':', which overlayfs options can't hold", data_dir.display()),
+            ));
+        }
+        let run_dir = absolute("run_dir", self.run_dir.unwrap_or_else(|| DEFAULT_RUN_DIR.into()))?;
+        let socket = absolute("socket", self.socket.unwrap_or_else(|| run_dir.join("vrd.sock")))?;
+        let cgroup_root =
+            absolute("cgroup_root", self.cgroup_root.unwrap_or_else(|| DEFAULT_CGROUP_ROOT.into()))?;
+        let cgroup_parent = self.cgroup_parent.unwrap_or_else(|| DEFAULT_CGROUP_PARENT.into());
+        let parent_ok = !cgroup_parent.is_empty()
+            && !cgroup_parent.starts_with('/')
+            && cgroup_parent.split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+        if !parent_ok {
+            return Err(invalid(
+                "cgroup_parent",
+                format!("'{cgroup_parent}' must be a relative cgroup path such as vrd or system/vrd"),
+            ));
+        }
+        Ok(DaemonConfig {
+            data_dir,
+            run_dir,
+            socket,
+            cgroup_root,
+            cgroup_parent,
+            socket_gid: self.socket_gid,
+        })
+    }
+}
+
+fn invalid(key: &'static str, problem: String) -> ConfigError {
+    ConfigError::Invalid { key, problem }
+}
+
+fn absolute(key: &'static str, path: PathBuf) -> Result<PathBuf, ConfigError> {
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(invalid(key, format!("{} must be an absolute path", path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_derived_socket() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.socket, PathBuf::from(DEFAULT_SOCKET));
+        let c = RawConfig { run_dir: Some("/tmp/r".into()), ..Default::default() }.validate().unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/r/vrd.sock"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file =
+            RawConfig { data_dir: Some("/a".into()), cgroup_parent: Some("x".into()), ..Default::default() };
+        let flags = RawConfig { data_dir: Some("/b".into()), ..Default::default() };
+        let c = file.overridden_by(flags).validate().unwrap();
+        assert_eq!((c.data_dir, c.cgroup_parent.as_str()), (PathBuf::from("/b"), "x"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vrd.toml");
+        std::fs::write(&path, "data_dir = \"/x\"\nsokcet = \"/y\"\n").unwrap();
+        let err = RawConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("sokcet") && err.contains("expected one of"), "{err}");
+        std::fs::write(&path, "socket_gid = \"wheel\"\n").unwrap();
+        assert!(RawConfig::from_file(&path).unwrap_err().to_string().contains("socket_gid"));
+        let err =
+            RawConfig { data_dir: Some("relative".into()), ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("data_dir") && err.to_string().contains("absolute"), "{err}");
+        let err =
+            RawConfig { cgroup_parent: Some("../up".into()), ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("cgroup_parent"), "{err}");
+        let err = RawConfig { data_dir: Some("/a,b".into()), ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("overlayfs"), "{err}");
+    }
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use vr::config::{self, DaemonConfig};
+use vr::config::{ConfigError, DaemonConfig, RawConfig};
 
 /// vrd: one privileged daemon per host that builds, runs and supervises app containers.
 #[derive(Debug, Parser)]
@@ -18,22 +18,25 @@ struct Args {
 enum Cmd {
     /// Serve the API and supervise procs.
     Daemon {
-        /// Images, builds and procs.
-        #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
-        /// Runtime files.
-        #[arg(long, default_value = config::DEFAULT_RUN_DIR)]
-        run_dir: PathBuf,
+        /// A TOML file with any of the settings below (flags win over it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Images, builds and procs [default: /var/lib/vrd]
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Runtime files [default: /run/vrd]
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
         /// The API socket [default: RUN_DIR/vrd.sock]
         #[arg(long)]
         socket: Option<PathBuf>,
-        /// Where the cgroup file systems are mounted.
-        #[arg(long, default_value = config::DEFAULT_CGROUP_ROOT)]
-        cgroup_root: PathBuf,
-        /// The cgroup every container is created under.
-        #[arg(long, default_value = config::DEFAULT_CGROUP_PARENT)]
-        cgroup_parent: String,
-        /// A numeric group id that may use the socket (mode 0660).
+        /// Where the cgroup file systems are mounted [default: /sys/fs/cgroup]
+        #[arg(long)]
+        cgroup_root: Option<PathBuf>,
+        /// The cgroup every container is created under [default: vrd]
+        #[arg(long)]
+        cgroup_parent: Option<String>,
+        /// A numeric group id that may use the socket (mode 0660)
         #[arg(long)]
         socket_gid: Option<u32>,
     },
@@ -56,10 +59,9 @@ fn main() {
     let code = match args.command {
         Cmd::Init { plan } => vr::host::container::launcher::main(&plan),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
-        Cmd::Daemon { data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid } => {
-            let socket = socket.unwrap_or_else(|| run_dir.join("vrd.sock"));
-            let config = DaemonConfig { data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid };
-            match daemon(config) {
+        Cmd::Daemon { config, data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid } => {
+            let flags = RawConfig { data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid };
+            match load_config(config.as_deref(), flags).map_err(anyhow::Error::from).and_then(daemon) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("vrd: {e:#}");
@@ -69,6 +71,14 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+fn load_config(file: Option<&std::path::Path>, flags: RawConfig) -> Result<DaemonConfig, ConfigError> {
+    let from_file = match file {
+        Some(path) => RawConfig::from_file(path)?,
+        None => RawConfig::default(),
+    };
+    from_file.overridden_by(flags).validate()
 }
 
 fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
