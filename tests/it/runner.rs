@@ -199,3 +199,28 @@ fn vrd_is_one_static_binary() {
     let said = format!("{}{}", text(&out).0, text(&out).1);
     assert!(said.contains("statically linked"), "ldd says: {said}");
 }
+
+#[test]
+fn a_plain_command_skips_the_shell_but_gets_the_same_environment() {
+    require_root!("a_plain_command_skips_the_shell_but_gets_the_same_environment");
+    let d = TestDaemon::start();
+    let extra = "cmd: env\nenv: {GREETING: hi, PORT: \"1\"}\nsettings: {a: 1}";
+    let file = d.write("p.yaml", &proc_yaml("envy", 6123, extra));
+    assert!(d.run_vr(&["runner", "setup", file.to_str().unwrap()]).status.success());
+    let out = d.run_vr(&["runner", "run", file.to_str().unwrap()]);
+    let mut env: Vec<String> = text(&out).0.lines().map(str::to_string).collect();
+    env.sort();
+    let expected = [
+        "APP_SETTINGS_YAML=/settings.yaml",
+        "GREETING=hi",
+        "HOME=/app",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "PORT=6123",
+        "TMPDIR=/tmp",
+    ];
+    assert_eq!(env, expected, "{:?}", text(&out));
+    let plan =
+        std::fs::read_to_string(d.data().join("procs/envy-1.0-rc1-test-abcd1234-web-6123/launch.json"))
+            .unwrap();
+    assert!(plan.contains("\"argv\": [\n    \"env\"\n  ]"), "env ran without /bin/sh: {plan}");
+}

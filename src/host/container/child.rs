@@ -178,6 +178,31 @@ fn become_user(plan: &LaunchPlan) -> Result<(), String> {
     step("set no_new_privs", nix::sys::prctl::set_no_new_privs())
 }
 
+/// The program to exec: `argv[0]` if it holds a `/`, else the first executable match on the plan's
+/// PATH (looked up inside the container, after the pivot), as a shell would.
+fn resolve_program(plan: &LaunchPlan) -> Result<CString, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = plan.argv.first().ok_or("the plan has no command")?;
+    let found = if name.contains('/') {
+        Some(name.clone())
+    } else {
+        let path = plan
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("/usr/bin:/bin");
+        path.split(':').map(|dir| format!("{dir}/{name}")).find(|candidate| {
+            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    };
+    let found = found.ok_or_else(|| {
+        format!("{name}: command not found in the image (PATH is searched inside the container)")
+    })?;
+    CString::new(found).map_err(|_| format!("{name:?} contains a NUL byte"))
+}
+
 fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
     if chdir(plan.cwd.as_str()).is_err() {
         step("chdir to /", chdir("/"))?;
@@ -185,10 +210,10 @@ fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
     let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
     let argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
     let env = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
-    let program = argv.first().ok_or("the plan has no command")?;
+    let program = resolve_program(plan)?;
     step("reset signal handling", sys::reset_signals())?;
     step("close inherited fds", sys::cloexec_from(3))?;
-    match nix::unistd::execve(program, &argv, &env) {
+    match nix::unistd::execve(&program, &argv, &env) {
         Err(e) => Err(format!("failed to execute {}: {e}", plan.argv[0])),
         Ok(never) => match never {},
     }

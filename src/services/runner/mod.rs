@@ -186,18 +186,29 @@ impl Runner {
             .filter(|_| cdir != dir.path())
             .map(|n| format!(".{n}"))
             .unwrap_or_default();
-        let (argv, stdio): (Vec<&str>, StdioPlan) = match &mode {
+        let mut env = Vec::new();
+        let (argv, stdio): (Vec<String>, StdioPlan) = match &mode {
             Mode::Run => {
-                (vec!["/bin/sh", "/proc.sh", "run"], StdioPlan::Pipes { log: Some(dir.join("log")) })
+                let log = StdioPlan::Pipes { log: Some(dir.join("log")) };
+                match self.direct_launch(spec, &lowers)? {
+                    Some((argv, direct_env)) => {
+                        env = direct_env;
+                        (argv, log)
+                    }
+                    None => (strings(&["/bin/sh", "/proc.sh", "run"]), log),
+                }
             }
-            Mode::Shell => (vec!["/bin/sh", "/proc.sh", "/bin/sh", "-l"], StdioPlan::Tty),
+            Mode::Shell => (strings(&["/bin/sh", "/proc.sh", "/bin/sh", "-l"]), StdioPlan::Tty),
             Mode::Uptest { results } => {
                 volumes.push(Bind {
                     outside: results.clone(),
                     inside: scripts::UPTEST_DIR.into(),
                     read_only: false,
                 });
-                (vec!["/bin/sh", "/proc.sh", "/bin/sh", "/.vr-uptest/run.sh"], StdioPlan::Pipes { log: None })
+                (
+                    strings(&["/bin/sh", "/proc.sh", "/bin/sh", "/.vr-uptest/run.sh"]),
+                    StdioPlan::Pipes { log: None },
+                )
             }
         };
         Ok(LaunchPlan {
@@ -218,13 +229,30 @@ impl Runner {
             },
             user,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
-            argv: argv.into_iter().map(str::to_string).collect(),
-            env: Vec::new(),
+            argv,
+            env,
             cwd: "/app".into(),
             stdio,
             stop_grace_secs: STOP_GRACE_SECS,
             status_path: cdir.join("status.json"),
         })
+    }
+
+    /// When proc.sh would only set variables and exec a plain program (no shell syntax, no `$`, no
+    /// .profile.d scripts in any layer), the launcher can exec the app itself with the same
+    /// environment and skip two shell starts. Returns the argv and environment, or `None`.
+    fn direct_launch(
+        &self,
+        spec: &ProcSpec,
+        lowers: &[PathBuf],
+    ) -> Result<Option<(Vec<String>, Vec<(String, String)>)>, RunnerError> {
+        // symlink_metadata: a .profile.d that is a symlink still counts as present (proc.sh path).
+        if lowers.iter().any(|l| fs::symlink_metadata(l.join("app/.profile.d")).is_ok()) {
+            return Ok(None);
+        }
+        let layer = spec.build.as_ref().and_then(|_| lowers.get(1).map(PathBuf::as_path));
+        let command = setup::command(spec, layer)?;
+        Ok(scripts::direct_argv(&command).map(|argv| (argv, scripts::direct_env(&spec.env, spec.name.port))))
     }
 
     /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
@@ -270,6 +298,10 @@ impl Runner {
 }
 
 use std::os::unix::process::CommandExt;
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
 
 /// The host's resolver files, bound read-only as LXC did for VR (the container shares the host
 /// network, so it resolves names as the host does).

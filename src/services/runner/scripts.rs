@@ -40,6 +40,30 @@ fn exec_line(command: &str) -> String {
     }
 }
 
+/// The argv of a command that needs no shell at all: simple (see [`is_simple_command`]) and without
+/// `$`, so splitting on whitespace is exactly what the shell would do. `None` sends it via proc.sh.
+pub fn direct_argv(command: &str) -> Option<Vec<String>> {
+    (is_simple_command(command) && !command.contains('$'))
+        .then(|| command.split_whitespace().map(str::to_string).collect())
+}
+
+/// The environment proc.sh exports, in its order (a later entry replaces an earlier one of the same
+/// name), for a proc without .profile.d scripts: the launcher can then exec the app directly.
+pub fn direct_env(env: &[(String, String)], port: u16) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let base = [("PATH", DEFAULT_PATH), ("HOME", "/app"), ("TMPDIR", "/tmp")];
+    let pairs = base.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain(env.iter().cloned());
+    let tail = [
+        ("APP_SETTINGS_YAML".to_string(), "/settings.yaml".to_string()),
+        ("PORT".to_string(), port.to_string()),
+    ];
+    for (name, value) in pairs.chain(tail) {
+        out.retain(|(k, _)| *k != name);
+        out.push((name, value));
+    }
+    out
+}
+
 /// /proc.sh in VR's order: HOME and TMPDIR → .profile.d → env.sh → APP_SETTINGS_YAML → PORT (last,
 /// so nothing overrides it). `proc.sh run` starts the command (see [`exec_line`]);
 /// `proc.sh PROGRAM ARGS...` execs that instead (shells and uptests get the same environment).
@@ -112,6 +136,28 @@ mod tests {
         assert!(at(". /env.sh") < at("APP_SETTINGS_YAML"));
         assert!(at("APP_SETTINGS_YAML") < at("PORT=5000"));
         assert!(sh.contains("\n  exec busybox httpd -f -p $PORT\n"));
+    }
+
+    #[test]
+    fn only_commands_without_shell_work_skip_the_shell() {
+        assert_eq!(direct_argv("/bin/true"), Some(vec!["/bin/true".to_string()]));
+        assert_eq!(
+            direct_argv("busybox  httpd -f"),
+            Some(vec!["busybox".into(), "httpd".into(), "-f".into()])
+        );
+        assert_eq!(direct_argv("httpd -p $PORT"), None, "variables need the shell");
+        assert_eq!(direct_argv("a && b"), None);
+    }
+
+    #[test]
+    fn the_direct_environment_matches_proc_sh_order() {
+        let env = vec![("PORT".to_string(), "1".to_string()), ("HOME".to_string(), "/x".to_string())];
+        let out = direct_env(&env, 5000);
+        let get = |k: &str| out.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PORT"), Some("5000"), "PORT is last and wins");
+        assert_eq!(get("HOME"), Some("/x"), "proc.yaml env comes after the defaults, as in proc.sh");
+        assert_eq!(out.last().unwrap().0, "PORT");
+        assert_eq!(out.iter().filter(|(k, _)| k == "PORT").count(), 1);
     }
 
     #[test]
