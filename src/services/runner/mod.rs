@@ -191,9 +191,9 @@ impl Runner {
             Mode::Run => {
                 let log = StdioPlan::Pipes { log: Some(dir.join("log")) };
                 match self.direct_launch(spec, &lowers)? {
-                    Some((argv, direct_env)) => {
-                        env = direct_env;
-                        (argv, log)
+                    Some(direct) => {
+                        env = direct.env;
+                        (direct.argv, log)
                     }
                     None => (strings(&["/bin/sh", "/proc.sh", "run"]), log),
                 }
@@ -245,14 +245,15 @@ impl Runner {
         &self,
         spec: &ProcSpec,
         lowers: &[PathBuf],
-    ) -> Result<Option<(Vec<String>, Vec<(String, String)>)>, RunnerError> {
+    ) -> Result<Option<DirectLaunch>, RunnerError> {
         // symlink_metadata: a .profile.d that is a symlink still counts as present (proc.sh path).
         if lowers.iter().any(|l| fs::symlink_metadata(l.join("app/.profile.d")).is_ok()) {
             return Ok(None);
         }
         let layer = spec.build.as_ref().and_then(|_| lowers.get(1).map(PathBuf::as_path));
         let command = setup::command(spec, layer)?;
-        Ok(scripts::direct_argv(&command).map(|argv| (argv, scripts::direct_env(&spec.env, spec.name.port))))
+        Ok(scripts::direct_argv(&command)
+            .map(|argv| DirectLaunch { argv, env: scripts::direct_env(&spec.env, spec.name.port) }))
     }
 
     /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
@@ -298,6 +299,12 @@ impl Runner {
 }
 
 use std::os::unix::process::CommandExt;
+
+/// A command the launcher execs itself, with the environment proc.sh would have built.
+struct DirectLaunch {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+}
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
