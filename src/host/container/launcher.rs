@@ -32,6 +32,8 @@ const FORWARDED: &[Signal] =
 
 /// Entry point of `vrd init --plan FILE`; returns the process exit code.
 pub fn main(plan_path: &Path) -> i32 {
+    // Started from /proc/self/fd/N of the sealed copy, the process would show in ps as "N".
+    let _ = nix::sys::prctl::set_name(c"vrd-init");
     let plan: LaunchPlan = match fs::read(plan_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
