@@ -7,7 +7,7 @@
 //! then copies the container's output to the log and its own stdout/stderr, forwards signals, waits,
 //! reads the OOM counter, removes the cgroup and writes the [`ExitStatus`].
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -22,6 +22,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe2, ForkResult, Pid};
 
 use super::child::{self, ChildIo};
+use super::log::{LogWriter, Rotation};
 use super::plan::{ExitStatus, LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
 use crate::host::cgroup::{CgroupRoot, ProcCgroup};
 use crate::sys;
@@ -170,7 +171,9 @@ fn supervise(
     let mut fwd =
         Forwarder { signals, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
     match (&plan.stdio, io.output, io.console) {
-        (StdioPlan::Pipes { log }, Some((out, err)), _) => pump_output(log.as_deref(), out, err, &mut fwd)?,
+        (StdioPlan::Pipes { log }, Some((out, err)), _) => {
+            pump_output(log.as_deref(), plan.log_rotation, out, err, &mut fwd)?
+        }
         (StdioPlan::Tty, _, Some(console)) => proxy_terminal(&console, &mut fwd)?,
         _ => return Err("launch plan and pipes disagree".into()),
     }
@@ -269,12 +272,13 @@ fn default_action_applies(pid: Pid, sig: Signal) -> bool {
 /// Copies both output pipes until the container has closed them, forwarding signals meanwhile.
 fn pump_output(
     log: Option<&Path>,
+    rotation: Rotation,
     out: OwnedFd,
     err: OwnedFd,
     fwd: &mut Forwarder<'_>,
 ) -> Result<(), String> {
     let mut log = match log {
-        Some(path) => Some(LogWriter::open(path)?),
+        Some(path) => Some(LogWriter::open(path, rotation)?),
         None => None,
     };
     let mut streams = [Some(Stream::new(out, "out")), Some(Stream::new(err, "err"))];
@@ -341,36 +345,6 @@ impl Stream {
             log.write_lines(self.name, &complete);
         }
         n > 0
-    }
-}
-
-/// Appends timestamped lines to a proc's log: `<RFC 3339 UTC> <out|err> <line>`.
-struct LogWriter {
-    file: File,
-}
-
-impl LogWriter {
-    fn open(path: &Path) -> Result<LogWriter, String> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("failed to open the log {}: {e}", path.display()))?;
-        Ok(LogWriter { file })
-    }
-
-    fn write_lines(&mut self, stream: &str, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        let mut out = Vec::with_capacity(bytes.len() + 64);
-        for line in bytes.strip_suffix(b"\n").unwrap_or(bytes).split(|b| *b == b'\n') {
-            out.extend_from_slice(format!("{now} {stream} ").as_bytes());
-            out.extend_from_slice(line);
-            out.push(b'\n');
-        }
-        let _ = self.file.write_all(&out);
     }
 }
 

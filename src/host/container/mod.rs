@@ -3,6 +3,7 @@
 
 pub mod child;
 pub mod launcher;
+pub mod log;
 pub mod mounts;
 pub mod passwd;
 pub mod plan;

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::log::Rotation;
 use super::passwd::UserIds;
 pub use crate::model::exit::ExitStatus;
 use crate::model::limits::Limits;
@@ -39,6 +40,9 @@ pub struct LaunchPlan {
     pub cwd: String,
     /// How the container's terminal and output are wired.
     pub stdio: StdioPlan,
+    /// When the log rotates.
+    #[serde(default)]
+    pub log_rotation: Rotation,
     /// Seconds between a terminating signal and SIGKILL.
     pub stop_grace_secs: u64,
     /// Where the launcher writes the [`ExitStatus`] as JSON when the container is gone.

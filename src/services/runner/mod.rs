@@ -233,6 +233,7 @@ impl Runner {
             env,
             cwd: "/app".into(),
             stdio,
+            log_rotation: Default::default(),
             stop_grace_secs: STOP_GRACE_SECS,
             status_path: cdir.join("status.json"),
         })
