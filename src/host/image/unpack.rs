@@ -104,6 +104,9 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, ImageError> {
     .map_err(|e| ImageError::io("open directory", dir, e.into()))
 }
 
+/// Size of the buffer file data is copied through (one `write` per buffer).
+pub(crate) const COPY_BUFFER: usize = 1 << 20;
+
 /// Bytes a long-name or pax header (plus the unread rest of the previous entry) may take.
 const HEADER_LIMIT: u64 = 4 << 20;
 
@@ -177,7 +180,7 @@ impl<'a> Unpacker<'a> {
             ownership,
             dirs: Vec::new(),
             reserved: 0,
-            buf: vec![0; 1 << 20],
+            buf: vec![0; COPY_BUFFER],
             stats: UnpackStats::default(),
         }
     }
