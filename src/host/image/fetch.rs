@@ -48,13 +48,17 @@ pub fn fetch(url: &str, dest_dir: &Path, expected_md5: Option<&str>) -> Result<P
         .suffix(".part")
         .tempfile_in(dest_dir)
         .map_err(|e| ImageError::io("create a temporary file in", dest_dir, e))?;
+    let temp_path = temp.path().to_path_buf();
+    let out = temp.as_file_mut();
     let actual = match source {
-        Source::Http(url) => copy_hashing(&mut open_http(&url)?, temp.as_file_mut(), |e| {
-            ImageError::Download { url: url.clone(), source: e }
-        })?,
+        Source::Http(url) => {
+            let download_error = |source| ImageError::Download { url: url.clone(), source };
+            copy_hashing(&mut open_http(&url)?, out, download_error, &temp_path)?
+        }
         Source::Local(path) => {
             let mut file = File::open(&path).map_err(|e| ImageError::io("open", &path, e))?;
-            copy_hashing(&mut file, temp.as_file_mut(), |e| ImageError::io("read", &path, e))?
+            let read_error = |e| ImageError::io("read", &path, e);
+            copy_hashing(&mut file, out, read_error, &temp_path)?
         }
     };
     if let Some(expected) = expected {
@@ -80,7 +84,8 @@ pub fn fetch(url: &str, dest_dir: &Path, expected_md5: Option<&str>) -> Result<P
 /// Returns the md5 of a file as 32 lowercase hex digits.
 pub fn md5_file(path: &Path) -> Result<String, ImageError> {
     let mut file = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
-    copy_hashing(&mut file, &mut io::sink(), |e| ImageError::io("read", path, e))
+    let read_error = |e| ImageError::io("read", path, e);
+    copy_hashing(&mut file, &mut io::sink(), read_error, path)
 }
 
 /// Splits a url into its source and the file name it will have locally.
@@ -133,11 +138,13 @@ fn open_http(url: &str) -> Result<impl Read, ImageError> {
     }
 }
 
-/// Copies `from` into `to`, returning the md5 of what passed. Read errors go through `read_error`.
+/// Copies `from` into `to` (the file at `to_path`), returning the md5 of what passed. Read
+/// errors go through `read_error`.
 fn copy_hashing(
     from: &mut dyn Read,
     to: &mut dyn Write,
     read_error: impl Fn(io::Error) -> ImageError,
+    to_path: &Path,
 ) -> Result<String, ImageError> {
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; BUFFER];
@@ -149,7 +156,7 @@ fn copy_hashing(
             Err(e) => return Err(read_error(e)),
         };
         hasher.update(&buf[..n]);
-        to.write_all(&buf[..n]).map_err(|e| ImageError::io("write", "a temporary download file", e))?;
+        to.write_all(&buf[..n]).map_err(|e| ImageError::io("write", to_path, e))?;
     }
     Ok(format!("{:x}", hasher.finalize()))
 }

@@ -157,8 +157,9 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
-    /// The unpack helper failed; `message` is what it printed on stderr.
-    #[error("failed to unpack {archive} in the helper ({status}): {message}")]
+    /// The unpack helper failed; `message` is what it printed on stderr (which names the
+    /// archive and says what to do).
+    #[error("failed to unpack in the helper ({status}): {message}")]
     Helper {
         /// The archive.
         archive: PathBuf,

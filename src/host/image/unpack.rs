@@ -96,6 +96,9 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, ImageError> {
         .map_err(|e| ImageError::io("open directory", dir, e.into()))
 }
 
+/// Size of the buffer file data is copied through (one `write` per buffer).
+pub(crate) const COPY_BUFFER: usize = 1 << 20;
+
 /// Bytes a long-name or pax header (plus the unread rest of the previous entry) may take.
 const HEADER_LIMIT: u64 = 4 << 20;
 
@@ -169,7 +172,7 @@ impl<'a> Unpacker<'a> {
             ownership,
             dirs: Vec::new(),
             reserved: 0,
-            buf: vec![0; 1 << 20],
+            buf: vec![0; COPY_BUFFER],
             stats: UnpackStats::default(),
         }
     }
@@ -239,7 +242,8 @@ impl<'a> Unpacker<'a> {
         let kind = entry.header().entry_type();
         let archived = entry.path().map_err(|e| self.archive_error(e))?.into_owned();
         let Some(rel) = sanitize(&archived) else {
-            tracing::warn!(entry = %archived.display(), "skipped an entry that climbs out with ..");
+            // A tenant controls this, so it is not worth a warning per entry; it is counted.
+            tracing::debug!(entry = %archived.display(), "skipped an entry that climbs out with ..");
             self.stats.skipped += 1;
             return Ok(());
         };
