@@ -34,7 +34,12 @@ pub struct DaemonConfig {
     pub cgroup_parent: String,
     /// The group that may use the socket (mode 0660); root only when `None`.
     pub socket_gid: Option<u32>,
+    /// Seconds from a supervised proc's SIGTERM to its SIGKILL.
+    pub stop_grace_secs: u64,
 }
+
+/// Heroku's stop grace period.
+pub const DEFAULT_STOP_GRACE_SECS: u64 = 30;
 
 /// The settings as a file or flags give them; every one optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -52,6 +57,8 @@ pub struct RawConfig {
     pub cgroup_parent: Option<String>,
     /// See [`DaemonConfig::socket_gid`].
     pub socket_gid: Option<u32>,
+    /// See [`DaemonConfig::stop_grace_secs`].
+    pub stop_grace_secs: Option<u64>,
 }
 
 /// Why the configuration was refused.
@@ -100,6 +107,7 @@ impl RawConfig {
             cgroup_root: over.cgroup_root.or(self.cgroup_root),
             cgroup_parent: over.cgroup_parent.or(self.cgroup_parent),
             socket_gid: over.socket_gid.or(self.socket_gid),
+            stop_grace_secs: over.stop_grace_secs.or(self.stop_grace_secs),
         }
     }
 

@@ -6,6 +6,7 @@ use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::exit::ExitStatus;
+pub use crate::model::supervision::ProcEvent;
 pub use crate::model::uptest::UptestResult;
 
 /// A proc.yaml as the client read it: its path (for messages) and its text. The client reads the
@@ -37,6 +38,82 @@ pub struct Attach {
     pub socket: String,
 }
 
+/// One proc as `vr procs list` shows it: VR's `Proc.as_dict()` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcInfo {
+    /// The six-part name.
+    pub name: String,
+    /// `<host>-<name>`, as VR's dashboard keyed procs.
+    pub id: String,
+    /// The host.
+    pub host: String,
+    /// supervisord's state name (RUNNING, FATAL, ...).
+    pub statename: String,
+    /// supervisord's numeric state.
+    pub state: i32,
+    /// What the operator asked for: running, stopped or destroyed.
+    pub desired: String,
+    /// The app's pid (pid 1 of its container, as the host sees it).
+    pub pid: Option<i32>,
+    /// The last exit code.
+    pub exitstatus: Option<i32>,
+    /// Why the last start failed.
+    pub spawnerr: Option<String>,
+    /// When it last started (unix seconds).
+    pub start_time: Option<i64>,
+    /// When it last stopped (unix seconds).
+    pub stop_time: Option<i64>,
+    /// The app part of the name.
+    pub app_name: String,
+    /// The version part.
+    pub version: String,
+    /// The config part.
+    pub config_name: String,
+    /// The hash part.
+    pub hash: String,
+    /// The proc part.
+    pub proc_name: String,
+    /// The port part.
+    pub port: u16,
+}
+
+/// One stored or live event with its id (for `Last-Event-ID`-style resumption).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventItem {
+    /// Increasing id.
+    pub id: u64,
+    /// The event.
+    pub event: ProcEvent,
+}
+
+/// One audited call: who, what, when, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditInfo {
+    /// Increasing id.
+    pub id: u64,
+    /// When, in unix milliseconds.
+    pub time: i64,
+    /// The caller's uid (SO_PEERCRED).
+    pub uid: u32,
+    /// The caller's gid.
+    pub gid: u32,
+    /// The caller's pid.
+    pub pid: Option<i32>,
+    /// The method.
+    pub method: String,
+    /// Its parameters, as JSON.
+    pub params: String,
+    /// "ok", or the error message.
+    pub outcome: String,
+}
+
+/// One line of a proc's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The line as stored: `<RFC 3339 time> <out|err> <text>`.
+    pub line: String,
+}
+
 /// Stable error codes; clients branch on these, never on message text.
 pub mod codes {
     /// proc.yaml or an argument is wrong.
@@ -57,6 +134,10 @@ pub mod codes {
     pub const DENIED: i32 = 8;
     /// A bug: a task of the daemon failed.
     pub const INTERNAL: i32 = 9;
+    /// No such proc.
+    pub const UNKNOWN_PROC: i32 = 10;
+    /// The state database failed.
+    pub const STATE: i32 = 11;
 }
 
 /// vrd's JSON-RPC API.
@@ -67,7 +148,7 @@ pub trait Vrd {
     async fn version(&self) -> RpcResult<String>;
 
     /// Velociraptor's `vrun setup`.
-    #[method(name = "runner.setup")]
+    #[method(name = "runner.setup", with_extensions)]
     async fn runner_setup(&self, file: ProcFile) -> RpcResult<SetupReport>;
 
     /// Velociraptor's `vrun run`: the proc in the foreground, its output on the caller's terminal.
@@ -80,7 +161,7 @@ pub trait Vrd {
 
     /// Sends a signal (e.g. "TERM", "INT") to the proc's foreground `run`; a terminating signal
     /// is followed by SIGKILL after the stop grace period. Returns false when nothing runs.
-    #[method(name = "runner.signal")]
+    #[method(name = "runner.signal", with_extensions)]
     async fn runner_signal(&self, file: ProcFile, signal: String) -> RpcResult<bool>;
 
     /// Velociraptor's `vrun uptest`.
@@ -88,6 +169,38 @@ pub trait Vrd {
     async fn runner_uptest(&self, file: ProcFile) -> RpcResult<Vec<UptestResult>>;
 
     /// Velociraptor's `vrun teardown`.
-    #[method(name = "runner.teardown")]
+    #[method(name = "runner.teardown", with_extensions)]
     async fn runner_teardown(&self, file: ProcFile) -> RpcResult<()>;
+
+    /// Sets a proc up and keeps it running under supervision.
+    #[method(name = "proc.deploy", with_extensions)]
+    async fn proc_deploy(&self, file: ProcFile) -> RpcResult<ProcInfo>;
+
+    /// Every proc vrd supervises.
+    #[method(name = "procs.list")]
+    async fn procs_list(&self) -> RpcResult<Vec<ProcInfo>>;
+
+    /// Starts, stops, restarts or destroys a proc (`action`: start, stop, restart, destroy).
+    #[method(name = "procs.act", with_extensions)]
+    async fn procs_act(&self, name: String, action: String) -> RpcResult<()>;
+
+    /// The last `tail` lines of a proc's log (all when `None`), at or after `since` (RFC 3339).
+    #[method(name = "logs.read")]
+    async fn logs_read(&self, name: String, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<LogLine>>;
+
+    /// A proc's log as it grows, from the end (or from `since`).
+    #[subscription(name = "logs.follow" => "logs.line", unsubscribe = "logs.unfollow", item = LogLine)]
+    async fn logs_follow(&self, name: String, since: Option<String>, tail: Option<usize>) -> jsonrpsee::core::SubscriptionResult;
+
+    /// Stored proc events after `after` (0: the oldest kept), oldest first.
+    #[method(name = "events.list")]
+    async fn events_list(&self, after: u64, limit: usize) -> RpcResult<Vec<EventItem>>;
+
+    /// Proc events after `after`: the stored ones first, then live ones, in order.
+    #[subscription(name = "events.follow" => "events.event", unsubscribe = "events.unfollow", item = EventItem)]
+    async fn events_follow(&self, after: u64) -> jsonrpsee::core::SubscriptionResult;
+
+    /// The audit log of mutating calls, newest last.
+    #[method(name = "audit.list")]
+    async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>>;
 }

@@ -39,12 +39,18 @@ enum Cmd {
         /// A numeric group id that may use the socket (mode 0660)
         #[arg(long)]
         socket_gid: Option<u32>,
+        /// Seconds from a supervised proc's SIGTERM to its SIGKILL [default: 30]
+        #[arg(long)]
+        stop_grace_secs: Option<u64>,
     },
     /// Launch one container from a plan (run by the daemon).
     #[command(hide = true)]
     Init {
         #[arg(long)]
         plan: PathBuf,
+        /// Fork, print the launcher's pid and return; the launcher outlives its caller.
+        #[arg(long)]
+        detach: bool,
     },
     /// Unpack an archive inside a chroot (run by the daemon).
     #[command(hide = true, disable_help_flag = true)]
@@ -57,10 +63,10 @@ enum Cmd {
 fn main() {
     let args = Args::parse();
     let code = match args.command {
-        Cmd::Init { plan } => vr::host::container::launcher::main(&plan),
+        Cmd::Init { plan, detach } => vr::host::container::launcher::main(&plan, detach),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
-        Cmd::Daemon { config, data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid } => {
-            let flags = RawConfig { data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid };
+        Cmd::Daemon { config, data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid, stop_grace_secs } => {
+            let flags = RawConfig { data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid, stop_grace_secs };
             match load_config(config.as_deref(), flags).map_err(anyhow::Error::from).and_then(daemon) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -90,7 +96,7 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let daemon = vr::daemon::Daemon::open(&config)?;
+        let daemon = vr::daemon::Daemon::open(&config).await?;
         let listener = vr::daemon::server::bind(&config.socket, config.socket_gid)?;
         tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "vrd is serving");
         let shutdown = async {

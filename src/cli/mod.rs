@@ -2,6 +2,7 @@
 //! command names), talks to vrd over its socket, and renders the answers.
 
 pub mod client;
+pub mod procs;
 pub mod runner;
 pub mod terminal;
 
@@ -44,8 +45,74 @@ pub enum Command {
         #[command(subcommand)]
         action: runner::RunnerAction,
     },
+    /// Supervised procs: deploy one from a proc.yaml.
+    Proc {
+        /// What to do.
+        #[command(subcommand)]
+        action: ProcAction,
+    },
+    /// Supervised procs: list, start, stop, restart, destroy.
+    Procs {
+        /// What to do.
+        #[command(subcommand)]
+        action: procs::ProcsAction,
+    },
+    /// List supervised procs (`vr procs list`).
+    Ps {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A proc's stdout and stderr, with timestamps.
+    Logs {
+        /// The proc name.
+        name: String,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines at or after this time (RFC 3339) or this long ago (10m, 2h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the last N lines.
+        #[arg(long, short = 'n')]
+        tail: Option<usize>,
+    },
+    /// Proc state changes (VR's proc_events), oldest first.
+    Events {
+        /// Keep printing new events as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only events after this id.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Who changed what, and when (every mutating call).
+    Audit {
+        /// How many entries, newest last.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the versions of vr and of the daemon.
     Version,
+}
+
+/// `vr proc` actions.
+#[derive(Debug, Subcommand)]
+pub enum ProcAction {
+    /// Set up a proc.yaml's proc and keep it running under supervision.
+    Deploy {
+        /// The proc.yaml.
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command; returns the process exit code.
@@ -55,6 +122,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     rt.block_on(async move {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
+            Command::Proc { action: ProcAction::Deploy { file, json } } => procs::deploy(&socket, &file, json).await,
+            Command::Procs { action } => procs::procs(&socket, action).await,
+            Command::Ps { json } => procs::procs(&socket, procs::ProcsAction::List { json }).await,
+            Command::Logs { name, follow, since, tail } => procs::logs(&socket, name, follow, since, tail).await,
+            Command::Events { follow, after, json } => procs::events(&socket, follow, after, json).await,
+            Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,
             Command::Version => {
                 let client = client::connect(&socket).await?;
                 let daemon = crate::api::VrdClient::version(&client).await.map_err(client::explain)?;

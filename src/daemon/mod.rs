@@ -2,7 +2,9 @@
 //! the Unix socket until told to stop. Procs keep running when the daemon stops.
 
 pub mod attach;
+mod proc_calls;
 pub mod rpc;
+mod runner_calls;
 pub mod server;
 
 use std::fs;
@@ -13,11 +15,18 @@ use std::sync::Arc;
 use crate::config::DaemonConfig;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
+use crate::services::state::State;
+use crate::services::supervisor::machine::Policy;
+use crate::services::supervisor::Supervisor;
 
 /// The running daemon's shared state.
 pub struct Daemon {
     /// The runner service.
-    pub runner: Runner,
+    pub runner: Arc<Runner>,
+    /// The supervisor of deployed procs.
+    pub supervisor: Supervisor,
+    /// This host's name, as events and listings show it.
+    pub host: String,
     /// Foreground `run`s in progress, by proc name.
     pub foreground: std::sync::Mutex<std::collections::HashMap<String, crate::services::runner::LaunchWatch>>,
     /// Keeps the sealed copy of the binary open; `runner.exe` names it through /proc/self/fd.
@@ -37,11 +46,15 @@ pub enum DaemonError {
         /// The cause.
         cause: std::io::Error,
     },
+    /// The state database or the supervisor could not start.
+    #[error("{0}")]
+    Start(String),
 }
 
 impl Daemon {
-    /// Prepares the directories and services described by `config`.
-    pub fn open(config: &DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
+    /// Prepares the directories and services described by `config`, opens the state database and
+    /// lets the supervisor re-adopt (or restart) every stored proc.
+    pub async fn open(config: &DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
         for dir in [&config.data_dir, &config.run_dir] {
             fs::create_dir_all(dir).map_err(|cause| DaemonError::Io {
                 what: "create",
@@ -62,6 +75,14 @@ impl Daemon {
             cgroup_parent: config.cgroup_parent.clone(),
             locks: Default::default(),
         };
-        Ok(Arc::new(Daemon { runner, foreground: Default::default(), _sealed_exe: sealed }))
+        let runner = Arc::new(runner);
+        let db = config.data_dir.join("state.db");
+        let state = State::open(&db).map_err(|e| DaemonError::Start(e.to_string()))?;
+        let policy = Policy { stop_grace: std::time::Duration::from_secs(config.stop_grace_secs), ..Policy::standard() };
+        let supervisor = Supervisor::start(Arc::clone(&runner), state, policy)
+            .await
+            .map_err(|e| DaemonError::Start(e.to_string()))?;
+        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+        Ok(Arc::new(Daemon { runner, supervisor, host, foreground: Default::default(), _sealed_exe: sealed }))
     }
 }

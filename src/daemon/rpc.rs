@@ -1,39 +1,19 @@
-//! The API's implementation: each method parses its input, runs the service on a blocking thread
-//! (the runner does file and process work), and maps errors to stable codes.
+//! The API's implementation: the trait impl is a table of one-liners; the work is in
+//! `runner_calls.rs` (VR's runner contract) and `proc_calls.rs` (supervision, logs, events).
+//! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-use jsonrpsee::core::{async_trait, RpcResult};
+use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::Extensions;
+use jsonrpsee::{Extensions, PendingSubscriptionSink};
 
-use super::attach::receive_stdio;
 use super::server::Caller;
 use super::Daemon;
-use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult, VrdServer};
+use crate::api::{codes, Attach, AuditInfo, EventItem, ExitStatus, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult, VrdServer};
 use crate::model::proc_data::ProcSpec;
-use crate::services::runner::{self, LaunchWatch, RunnerError};
-
-/// Sends SIGTERM to a launcher still running when dropped; the launcher passes it on to the
-/// container and SIGKILLs it after the grace period.
-struct StopOnDrop(LaunchWatch);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        signal_launcher(&self.0, Signal::SIGTERM);
-    }
-}
-
-fn signal_launcher(watch: &LaunchWatch, signal: Signal) -> bool {
-    match watch.load(Ordering::SeqCst) {
-        0 => false,
-        pid => kill(Pid::from_raw(pid as i32), signal).is_ok(),
-    }
-}
+use crate::services::runner::{self, RunnerError};
+use crate::services::state::AuditEntry;
 
 /// Answers API calls with the daemon's services.
 pub struct RpcHandler {
@@ -42,7 +22,7 @@ pub struct RpcHandler {
 }
 
 /// Maps every runner error to its stable code: no wildcard, so a new variant must be mapped.
-fn runner_error(e: RunnerError) -> ErrorObjectOwned {
+pub fn runner_error(e: RunnerError) -> ErrorObjectOwned {
     let code = match &e {
         RunnerError::Invalid(_) => codes::INVALID,
         RunnerError::Busy(_) => codes::BUSY,
@@ -55,68 +35,59 @@ fn runner_error(e: RunnerError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, e.to_string(), None::<()>)
 }
 
-fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+/// An error object with a code and a message.
+pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(code, message.into(), None::<()>)
 }
 
-fn parse(file: &ProcFile) -> RpcResult<(ProcSpec, Vec<String>)> {
+/// Parses a proc.yaml; errors name the file.
+pub fn parse(file: &ProcFile) -> RpcResult<(ProcSpec, Vec<String>)> {
     runner::parse(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
 }
 
-fn caller(ext: &Extensions) -> RpcResult<Caller> {
+/// The caller's identity, attached by the server to every request.
+pub fn caller(ext: &Extensions) -> RpcResult<Caller> {
     ext.get::<Caller>().copied().ok_or_else(|| error(codes::INTERNAL, "the caller's identity is unknown"))
 }
 
-impl RpcHandler {
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Daemon) -> Result<T, RunnerError> + Send + 'static,
-    ) -> RpcResult<T> {
-        let daemon = Arc::clone(&self.daemon);
-        match tokio::task::spawn_blocking(move || f(&daemon)).await {
-            Ok(result) => result.map_err(runner_error),
-            Err(e) => {
-                tracing::error!(error = %e, "a runner task failed");
-                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
-            }
-        }
-    }
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
 
-    async fn attached(
+impl RpcHandler {
+    /// Runs a mutating call and writes who did it, with what, and how it ended to the audit log.
+    async fn audited<T>(
         &self,
         ext: &Extensions,
-        file: ProcFile,
-        attach: Attach,
-        shell: bool,
-    ) -> RpcResult<ExitStatus> {
-        let (spec, _) = parse(&file)?;
-        let caller = caller(ext)?;
-        let watch = LaunchWatch::default();
-        // If the caller goes away mid-run (this future is dropped), the container is stopped.
-        let _stop = StopOnDrop(Arc::clone(&watch));
-        let name = spec.name.to_string();
-        if !shell {
-            self.daemon
-                .foreground
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name.clone(), Arc::clone(&watch));
-        }
-        let result = self
-            .blocking(move |d| {
-                let stdio = receive_stdio(&attach.socket, caller).map_err(RunnerError::Launch)?;
-                if shell {
-                    d.runner.shell(&spec, stdio, &watch)
-                } else {
-                    d.runner.run(&spec, stdio, &watch)
-                }
-            })
-            .await;
-        if !shell {
-            self.daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+        method: &str,
+        params: serde_json::Value,
+        call: impl std::future::Future<Output = RpcResult<T>>,
+    ) -> RpcResult<T> {
+        let who = caller(ext)?;
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.message().to_string(),
+        };
+        let entry = AuditEntry {
+            id: 0,
+            time: now_ms(),
+            uid: who.uid,
+            gid: who.gid,
+            pid: who.pid,
+            method: method.to_string(),
+            params: params.to_string(),
+            outcome,
+        };
+        if let Err(e) = self.daemon.supervisor.state().append_audit(entry).await {
+            tracing::error!(error = %e, method, "failed to write the audit log");
         }
         result
     }
+}
+
+fn file_param(file: &ProcFile) -> serde_json::Value {
+    serde_json::json!({ "path": file.path, "yaml": file.yaml })
 }
 
 #[async_trait]
@@ -125,46 +96,67 @@ impl VrdServer for RpcHandler {
         Ok(env!("CARGO_PKG_VERSION").to_string())
     }
 
-    async fn runner_setup(&self, file: ProcFile) -> RpcResult<SetupReport> {
-        let (spec, warnings) = parse(&file)?;
-        let name = spec.name.to_string();
-        let dir = self.blocking(move |d| d.runner.setup(&spec, &file.yaml)).await?;
-        Ok(SetupReport { name, proc_dir: dir.display().to_string(), warnings })
+    async fn runner_setup(&self, ext: &Extensions, file: ProcFile) -> RpcResult<SetupReport> {
+        self.audited(ext, "runner.setup", file_param(&file), self.setup(file.clone())).await
     }
 
     async fn runner_run(&self, ext: &Extensions, file: ProcFile, attach: Attach) -> RpcResult<ExitStatus> {
-        self.attached(ext, file, attach, false).await
+        self.audited(ext, "runner.run", file_param(&file), self.attached(ext, file.clone(), attach, false)).await
     }
 
     async fn runner_shell(&self, ext: &Extensions, file: ProcFile, attach: Attach) -> RpcResult<ExitStatus> {
-        self.attached(ext, file, attach, true).await
+        self.audited(ext, "runner.shell", file_param(&file), self.attached(ext, file.clone(), attach, true)).await
     }
 
-    async fn runner_signal(&self, file: ProcFile, signal: String) -> RpcResult<bool> {
-        let (spec, _) = parse(&file)?;
-        let name = signal.trim_start_matches("SIG").to_ascii_uppercase();
-        let sig: Signal = format!("SIG{name}")
-            .parse()
-            .ok()
-            .filter(|s| *s != Signal::SIGKILL && *s != Signal::SIGSTOP)
-            .ok_or_else(|| error(codes::INVALID, format!("'{signal}' can't be sent: use a catchable signal such as TERM, INT or HUP (vr sends KILL itself when the stop grace period ends)")))?;
-        let watch = self
-            .daemon
-            .foreground
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&spec.name.to_string())
-            .cloned();
-        Ok(watch.is_some_and(|w| signal_launcher(&w, sig)))
+    async fn runner_signal(&self, ext: &Extensions, file: ProcFile, signal: String) -> RpcResult<bool> {
+        let params = serde_json::json!({ "path": file.path, "signal": signal });
+        self.audited(ext, "runner.signal", params, self.signal(file, signal.clone())).await
     }
 
     async fn runner_uptest(&self, file: ProcFile) -> RpcResult<Vec<UptestResult>> {
-        let (spec, _) = parse(&file)?;
-        self.blocking(move |d| d.runner.uptest(&spec)).await
+        self.uptest(file).await
     }
 
-    async fn runner_teardown(&self, file: ProcFile) -> RpcResult<()> {
-        let (spec, _) = parse(&file)?;
-        self.blocking(move |d| d.runner.teardown(&spec)).await
+    async fn runner_teardown(&self, ext: &Extensions, file: ProcFile) -> RpcResult<()> {
+        self.audited(ext, "runner.teardown", file_param(&file), self.teardown(file.clone())).await
+    }
+
+    async fn proc_deploy(&self, ext: &Extensions, file: ProcFile) -> RpcResult<ProcInfo> {
+        self.audited(ext, "proc.deploy", file_param(&file), self.deploy(file.clone())).await
+    }
+
+    async fn procs_list(&self) -> RpcResult<Vec<ProcInfo>> {
+        self.list().await
+    }
+
+    async fn procs_act(&self, ext: &Extensions, name: String, action: String) -> RpcResult<()> {
+        let params = serde_json::json!({ "name": name, "action": action });
+        self.audited(ext, &format!("procs.{action}"), params, self.act(&name, &action)).await
+    }
+
+    async fn logs_read(&self, name: String, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<LogLine>> {
+        self.logs(&name, since, tail).await
+    }
+
+    async fn logs_follow(
+        &self,
+        pending: PendingSubscriptionSink,
+        name: String,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> SubscriptionResult {
+        self.follow_logs(pending, name, since, tail).await
+    }
+
+    async fn events_list(&self, after: u64, limit: usize) -> RpcResult<Vec<EventItem>> {
+        self.events(after, limit).await
+    }
+
+    async fn events_follow(&self, pending: PendingSubscriptionSink, after: u64) -> SubscriptionResult {
+        self.follow_events(pending, after).await
+    }
+
+    async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>> {
+        self.audit(limit).await
     }
 }

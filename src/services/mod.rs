@@ -1,3 +1,5 @@
 //! Services: the daemon's capabilities, built on the host layer. Each is usable without RPC.
 
+pub mod logs;
 pub mod runner;
+pub mod supervisor;

@@ -128,6 +128,38 @@ impl TestDaemon {
         left
     }
 
+    /// The pids of this daemon's `vrd init` launchers.
+    pub fn launchers(&self) -> Vec<i32> {
+        let dir = self.dir.path().to_string_lossy().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.starts_with("vrd init") && cmdline.contains(&dir) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Kills vrd with SIGKILL (as a crash would) and starts a new one on the same dirs.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_vrd(self.dir.path(), &self.cgroup_parent, &self.extra_args);
+        self.wait_for_socket();
+    }
+
+    /// Kills vrd, waits `away`, and starts a new one on the same dirs.
+    pub fn crash_and_restart_after(&mut self, away: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(away);
+        self.child = spawn_vrd(self.dir.path(), &self.cgroup_parent, &self.extra_args);
+        self.wait_for_socket();
+    }
+
     /// Mounts whose mount point is under this daemon's dirs, as the host sees them.
     pub fn mounts_left(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -140,6 +172,24 @@ impl Drop for TestDaemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Supervised launchers outlive vrd by design; this daemon's are ended here, and their
+        // containers die with them (parent-death signal).
+        for pid in self.launchers() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        for cgroup in self.cgroups_left() {
+            if let Ok(procs) = std::fs::read_to_string(cgroup.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse().ok()) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+            for _ in 0..100 {
+                if std::fs::remove_dir(&cgroup).is_ok() || !cgroup.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         // Containers die with their launchers; give the kernel a moment, then remove the parents.
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
             let parent = hierarchy.path().join(&self.cgroup_parent);

@@ -6,4 +6,5 @@
 mod container;
 mod harness;
 mod runner;
+mod supervision;
 mod tidy;

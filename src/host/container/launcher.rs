@@ -31,10 +31,24 @@ use crate::sys;
 const FORWARDED: &[Signal] =
     &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
-/// Entry point of `vrd init --plan FILE`; returns the process exit code.
-pub fn main(plan_path: &Path) -> i32 {
+/// Entry point of `vrd init --plan FILE [--detach]`; returns the process exit code.
+///
+/// With `detach`, the launcher forks once, prints the launcher's pid and returns at once; the
+/// launcher itself starts a new session with stdio on /dev/null. Its parent is then init, not vrd,
+/// so it outlives vrd (a restart, a crash, an upgrade) and vrd tracks it by pidfd alone.
+pub fn main(plan_path: &Path, detach: bool) -> i32 {
     // Started from /proc/self/fd/N of the sealed copy, the process would show in ps as "N".
     let _ = nix::sys::prctl::set_name(c"vrd-init");
+    if detach {
+        match detach_from_caller() {
+            Ok(true) => {}
+            Ok(false) => return 0,
+            Err(e) => {
+                eprintln!("vrd init: failed to detach: {e}");
+                return SETUP_FAILED_CODE;
+            }
+        }
+    }
     let plan: LaunchPlan = match fs::read(plan_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -60,6 +74,30 @@ pub fn main(plan_path: &Path) -> i32 {
         eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
     }
     status.code
+}
+
+/// Forks; the parent prints the child's pid and returns `false`, the child (the launcher that goes
+/// on) returns `true` in a session of its own with stdio on /dev/null.
+fn detach_from_caller() -> Result<bool, String> {
+    match sys::fork_single_threaded().map_err(|e| e.to_string())? {
+        ForkResult::Parent { child } => {
+            println!("{child}");
+            Ok(false)
+        }
+        ForkResult::Child => {
+            nix::unistd::setsid().map_err(|e| e.to_string())?;
+            let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| e.to_string())?;
+            for dup in [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr] {
+                dup(&null).map_err(|e| e.to_string())?;
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Where the launcher records the container's pid 1 as the host sees it.
+pub fn app_pid_path(plan: &LaunchPlan) -> std::path::PathBuf {
+    plan.status_path.with_file_name("app.pid")
 }
 
 fn write_status(path: &Path, status: &ExitStatus) -> io::Result<()> {
@@ -168,8 +206,9 @@ fn supervise(
         let _ = waitpid(child, None);
         return Err(message);
     }
+    let _ = fs::write(app_pid_path(plan), child.to_string());
     let mut fwd =
-        Forwarder { signals, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
+        Forwarder { signals, cgroup, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
     match (&plan.stdio, io.output, io.console) {
         (StdioPlan::Pipes { log }, Some((out, err)), _) => {
             pump_output(log.as_deref(), plan.log_rotation, out, err, &mut fwd)?
@@ -214,6 +253,7 @@ fn wait_for(child: Pid) -> Result<ExitStatus, String> {
 /// pid namespace) is SIGKILLed, as `docker stop` does.
 struct Forwarder<'a> {
     signals: &'a SignalFd,
+    cgroup: &'a ProcCgroup,
     child: Pid,
     grace: Duration,
     deadline: Option<Instant>,
@@ -223,9 +263,13 @@ impl Forwarder<'_> {
     fn on_signal(&mut self) {
         let Ok(Some(info)) = self.signals.read_signal() else { return };
         let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { return };
-        let _ = kill(self.child, sig);
         if !matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) {
+            let _ = kill(self.child, sig);
             return;
+        }
+        // A stop reaches every process of the container, as Heroku does it, not just pid 1.
+        if self.cgroup.signal_all(sig).is_err() {
+            let _ = kill(self.child, sig);
         }
         if default_action_applies(self.child, sig) {
             // Any other process would have died of this signal; pid 1 is only immune to it.

@@ -5,6 +5,7 @@ pub mod layout;
 pub mod locks;
 pub mod scripts;
 pub mod setup;
+pub mod supervised;
 pub mod uptest;
 
 use std::fs;
@@ -258,6 +259,16 @@ impl Runner {
     }
 
     /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
+    fn write_plan(&self, plan: &LaunchPlan, cdir: &Path) -> Result<PathBuf, RunnerError> {
+        let plan_path = cdir.join("launch.json");
+        let json = serde_json::to_vec_pretty(plan)
+            .map_err(|e| RunnerError::Launch(format!("failed to encode the launch plan: {e}")))?;
+        fs::write(&plan_path, json)
+            .map_err(|e| RunnerError::Io(format!("failed to write {}: {e}", plan_path.display())))?;
+        let _ = fs::remove_file(&plan.status_path);
+        Ok(plan_path)
+    }
+
     fn launch(
         &self,
         plan: &LaunchPlan,
@@ -265,12 +276,7 @@ impl Runner {
         stdio: CallerStdio,
         watch: &LaunchWatch,
     ) -> Result<ExitStatus, RunnerError> {
-        let plan_path = cdir.join("launch.json");
-        let json = serde_json::to_vec_pretty(plan)
-            .map_err(|e| RunnerError::Launch(format!("failed to encode the launch plan: {e}")))?;
-        fs::write(&plan_path, json)
-            .map_err(|e| RunnerError::Io(format!("failed to write {}: {e}", plan_path.display())))?;
-        let _ = fs::remove_file(&plan.status_path);
+        let plan_path = self.write_plan(plan, cdir)?;
         let mut child = Command::new(&self.exe)
             .arg0("vrd")
             .arg("init")

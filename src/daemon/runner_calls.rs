@@ -1,0 +1,120 @@
+//! VR's runner contract over the API: setup, run and shell (with the caller's terminal), signal,
+//! uptest, teardown. The work runs on blocking threads; the runner does file and process work.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::Extensions;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::attach::receive_stdio;
+use super::rpc::{caller, error, parse, runner_error, RpcHandler};
+use super::Daemon;
+use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
+use crate::services::runner::{LaunchWatch, RunnerError};
+
+/// Sends SIGTERM to a launcher still running when dropped; the launcher passes it on to the
+/// container and SIGKILLs it after the grace period.
+struct StopOnDrop(LaunchWatch);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        signal_launcher(&self.0, Signal::SIGTERM);
+    }
+}
+
+fn signal_launcher(watch: &LaunchWatch, signal: Signal) -> bool {
+    match watch.load(Ordering::SeqCst) {
+        0 => false,
+        pid => kill(Pid::from_raw(pid as i32), signal).is_ok(),
+    }
+}
+
+impl RpcHandler {
+    pub(super) async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Daemon) -> Result<T, RunnerError> + Send + 'static,
+    ) -> RpcResult<T> {
+        let daemon = Arc::clone(&self.daemon);
+        match tokio::task::spawn_blocking(move || f(&daemon)).await {
+            Ok(result) => result.map_err(runner_error),
+            Err(e) => {
+                tracing::error!(error = %e, "a runner task failed");
+                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
+            }
+        }
+    }
+
+    pub(super) async fn attached(
+        &self,
+        ext: &Extensions,
+        file: ProcFile,
+        attach: Attach,
+        shell: bool,
+    ) -> RpcResult<ExitStatus> {
+        let (spec, _) = parse(&file)?;
+        let caller = caller(ext)?;
+        let watch = LaunchWatch::default();
+        // If the caller goes away mid-run (this future is dropped), the container is stopped.
+        let _stop = StopOnDrop(Arc::clone(&watch));
+        let name = spec.name.to_string();
+        if !shell {
+            self.daemon
+                .foreground
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.clone(), Arc::clone(&watch));
+        }
+        let result = self
+            .blocking(move |d| {
+                let stdio = receive_stdio(&attach.socket, caller).map_err(RunnerError::Launch)?;
+                if shell {
+                    d.runner.shell(&spec, stdio, &watch)
+                } else {
+                    d.runner.run(&spec, stdio, &watch)
+                }
+            })
+            .await;
+        if !shell {
+            self.daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+        }
+        result
+    }
+
+    pub(super) async fn setup(&self, file: ProcFile) -> RpcResult<SetupReport> {
+        let (spec, warnings) = parse(&file)?;
+        let name = spec.name.to_string();
+        let dir = self.blocking(move |d| d.runner.setup(&spec, &file.yaml)).await?;
+        Ok(SetupReport { name, proc_dir: dir.display().to_string(), warnings })
+    }
+
+    pub(super) async fn signal(&self, file: ProcFile, signal: String) -> RpcResult<bool> {
+        let (spec, _) = parse(&file)?;
+        let name = signal.trim_start_matches("SIG").to_ascii_uppercase();
+        let sig: Signal = format!("SIG{name}")
+            .parse()
+            .ok()
+            .filter(|s| *s != Signal::SIGKILL && *s != Signal::SIGSTOP)
+            .ok_or_else(|| error(codes::INVALID, format!("'{signal}' can't be sent: use a catchable signal such as TERM, INT or HUP (vr sends KILL itself when the stop grace period ends)")))?;
+        let watch = self
+            .daemon
+            .foreground
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&spec.name.to_string())
+            .cloned();
+        Ok(watch.is_some_and(|w| signal_launcher(&w, sig)))
+    }
+
+    pub(super) async fn uptest(&self, file: ProcFile) -> RpcResult<Vec<UptestResult>> {
+        let (spec, _) = parse(&file)?;
+        self.blocking(move |d| d.runner.uptest(&spec)).await
+    }
+
+    pub(super) async fn teardown(&self, file: ProcFile) -> RpcResult<()> {
+        let (spec, _) = parse(&file)?;
+        self.blocking(move |d| d.runner.teardown(&spec)).await
+    }
+}

@@ -1,0 +1,205 @@
+//! Supervised procs through a real vrd: restart policy, stop escalation, and nothing lost when
+//! vrd goes away.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{proc_yaml, text, TestDaemon};
+use crate::require_root;
+
+fn procs(d: &TestDaemon) -> Vec<serde_json::Value> {
+    let out = d.run_vr(&["procs", "list", "--json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    serde_json::from_str::<Vec<serde_json::Value>>(&text(&out).0).unwrap()
+}
+
+fn wait_for_state(d: &TestDaemon, name: &str, state: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let found = procs(d).into_iter().find(|p| p["name"] == name);
+        if let Some(p) = &found {
+            if p["statename"] == state {
+                return p.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{name} never became {state}: {found:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn deploy(d: &TestDaemon, file: &str, yaml: &str) -> String {
+    let path = d.write(file, yaml);
+    let out = d.run_vr(&["proc", "deploy", "--json", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let info: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    info["name"].as_str().unwrap().to_string()
+}
+
+fn events(d: &TestDaemon) -> Vec<serde_json::Value> {
+    let out = d.run_vr(&["events", "--json"]);
+    text(&out).0.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn states_of(d: &TestDaemon, name: &str) -> Vec<String> {
+    events(d).iter().filter(|e| e["event"]["name"] == name).map(|e| e["event"]["statename"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn a_crashing_proc_backs_off_then_goes_fatal() {
+    require_root!("a_crashing_proc_backs_off_then_goes_fatal");
+    let d = TestDaemon::start();
+    let name = deploy(&d, "crash.yaml", &proc_yaml("crash", 0, "cmd: exit 3"));
+    let fatal = wait_for_state(&d, &name, "FATAL", Duration::from_secs(30));
+    assert_eq!(fatal["exitstatus"], 3);
+    let states = states_of(&d, &name);
+    assert_eq!(
+        states,
+        ["STARTING", "BACKOFF", "STARTING", "BACKOFF", "STARTING", "BACKOFF", "STARTING", "FATAL"],
+        "supervisord's startretries=3 with backoff, then FATAL"
+    );
+    // FATAL is left alone until someone starts it again.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(states_of(&d, &name).len(), 8);
+}
+
+#[test]
+fn stop_escalates_to_sigkill_after_the_grace_period() {
+    require_root!("stop_escalates_to_sigkill_after_the_grace_period");
+    let d = TestDaemon::start_with(&["--stop-grace-secs", "2"]);
+    let cmd = "cmd: \"trap 'echo ignoring TERM' TERM; while true; do sleep 1; done\"";
+    let name = deploy(&d, "stubborn.yaml", &proc_yaml("stubborn", 0, cmd));
+    wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    let started = Instant::now();
+    let out = d.run_vr(&["procs", "stop", &name]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let took = started.elapsed();
+    let stopped = wait_for_state(&d, &name, "STOPPED", Duration::from_secs(1));
+    assert!(took >= Duration::from_secs(2), "SIGKILL came before the grace period ended ({took:?})");
+    assert_eq!(stopped["exitstatus"], 137, "killed by SIGKILL");
+    let log = d.run_vr(&["logs", &name]);
+    assert!(text(&log).0.contains("ignoring TERM"), "the app saw the SIGTERM first: {:?}", text(&log));
+    assert!(d.cgroups_left().is_empty(), "{:?}", d.cgroups_left());
+}
+
+/// Numbers of `n=<i>` log lines, in order.
+fn numbers(log: &str) -> Vec<u64> {
+    log.lines().filter_map(|l| l.rsplit("n=").next()?.parse().ok()).collect()
+}
+
+#[test]
+fn procs_outlive_a_crash_of_vrd_with_the_same_pids_and_no_lost_log_line() {
+    require_root!("procs_outlive_a_crash_of_vrd_with_the_same_pids_and_no_lost_log_line");
+    let mut d = TestDaemon::start();
+    let cmd = "cmd: \"i=0; while true; do echo n=$i; i=$((i+1)); usleep 10000; done\"";
+    let name = deploy(&d, "counter.yaml", &proc_yaml("counter", 0, cmd));
+    let before = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    d.crash_and_restart();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    assert_eq!(after["pid"], before["pid"], "the same app process, re-adopted");
+    let out = d.run_vr(&["procs", "stop", &name]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let log = text(&d.run_vr(&["logs", &name])).0;
+    let n = numbers(&log);
+    assert!(n.len() > 50, "the proc logged through the crash: {} lines", n.len());
+    assert_eq!(n, (0..n.len() as u64).collect::<Vec<_>>(), "no gap and no duplicate");
+}
+
+#[test]
+fn an_exit_while_vrd_is_down_is_recorded_and_the_proc_restarted() {
+    require_root!("an_exit_while_vrd_is_down_is_recorded_and_the_proc_restarted");
+    let mut d = TestDaemon::start();
+    let name = deploy(&d, "short.yaml", &proc_yaml("short", 0, "cmd: sleep 2"));
+    let first = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    // vrd dies; the proc exits on its own while it is away; vrd comes back.
+    d.crash_and_restart_after(Duration::from_secs(3));
+    let events = events(&d);
+    let exited = events.iter().find(|e| e["event"]["name"] == name && e["event"]["statename"] == "EXITED");
+    let exited = exited.unwrap_or_else(|| panic!("no EXITED event: {events:?}"));
+    assert_eq!(exited["event"]["exitstatus"], 0);
+    let again = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    assert_ne!(again["pid"], first["pid"], "it was started again");
+}
+
+#[test]
+fn a_destroyed_proc_never_comes_back() {
+    require_root!("a_destroyed_proc_never_comes_back");
+    let mut d = TestDaemon::start();
+    let name = deploy(&d, "gone.yaml", &proc_yaml("gone", 0, "cmd: sleep 600"));
+    wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    let out = d.run_vr(&["procs", "destroy", &name]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(procs(&d).is_empty());
+    d.crash_and_restart();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(procs(&d).is_empty(), "VR gh #194: destroyed procs came back");
+    assert!(d.launchers().is_empty());
+    assert!(!d.data().join(format!("procs/{name}")).exists());
+    let unknown = d.run_vr(&["procs", "start", &name]);
+    assert!(text(&unknown).1.contains("no proc named"), "{:?}", text(&unknown));
+}
+
+#[test]
+fn an_unknown_proc_name_gets_a_suggestion() {
+    require_root!("an_unknown_proc_name_gets_a_suggestion");
+    let d = TestDaemon::start();
+    let name = deploy(&d, "s.yaml", &proc_yaml("sugg", 0, "cmd: sleep 600"));
+    let typo = name.replace("sugg", "sug");
+    let out = d.run_vr(&["procs", "stop", &typo]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains(&format!("did you mean {name}?")), "{:?}", text(&out));
+}
+
+#[test]
+fn a_subscriber_sees_events_in_order_and_the_audit_log_names_the_caller() {
+    require_root!("a_subscriber_sees_events_in_order_and_the_audit_log_names_the_caller");
+    use std::io::BufRead;
+    let d = TestDaemon::start();
+    let mut follow = d.vr().args(["events", "--follow", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let name = deploy(&d, "ev.yaml", &proc_yaml("ev", 0, "cmd: sleep 600"));
+    let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let item: serde_json::Value = serde_json::from_str(&line).unwrap();
+        seen.push((item["id"].as_u64().unwrap(), item["event"]["statename"].as_str().unwrap().to_string()));
+        if seen.last().unwrap().1 == "RUNNING" {
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(seen.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(), ["STARTING", "RUNNING"]);
+    assert!(seen[0].0 < seen[1].0);
+    let audit = text(&d.run_vr(&["audit", "--json"])).0;
+    let audit: Vec<serde_json::Value> = serde_json::from_str(&audit).unwrap();
+    let entry = audit.iter().find(|a| a["method"] == "proc.deploy").unwrap();
+    assert_eq!(entry["uid"], 0);
+    assert_eq!(entry["outcome"], "ok");
+    assert!(entry["params"].as_str().unwrap().contains("ev.yaml"), "{entry}");
+    let _ = name;
+}
+
+#[test]
+fn a_uid_outside_the_sockets_group_is_refused() {
+    require_root!("a_uid_outside_the_sockets_group_is_refused");
+    use std::os::unix::process::CommandExt;
+    let d = TestDaemon::start_with(&["--socket-gid", "4242"]);
+    let meta = std::fs::metadata(d.socket()).unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 4242);
+    // Let nobody reach the socket's directory, so only the socket's own mode decides.
+    for dir in [d.dir.path().to_path_buf(), d.dir.path().join("run")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vr"))
+        .args(["version"])
+        .env("VR_SOCKET", d.socket())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("permission denied") && text(&out).1.contains("join the group"), "{:?}", text(&out));
+}
