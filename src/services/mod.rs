@@ -1,3 +1,4 @@
 //! Services: the daemon's capabilities, built on the host layer. Each is usable without RPC.
 
 pub mod runner;
+pub mod state;
