@@ -5,4 +5,5 @@ pub mod limits;
 pub mod names;
 pub mod proc_data;
 pub mod procfile;
+pub mod supervision;
 pub mod uptest;

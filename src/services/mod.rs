@@ -2,4 +2,5 @@
 
 pub mod logs;
 pub mod runner;
+pub mod state;
 pub mod supervisor;

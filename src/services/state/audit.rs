@@ -1,0 +1,73 @@
+//! The `audit` table: who called which API method, when, with what, and how it went.
+
+use rusqlite::{params, Connection, Row};
+use serde::{Deserialize, Serialize};
+
+use super::{to_id, to_sql_int, State, StateError};
+
+/// One API call, as the audit log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Set by the database when appended (ignored by [`State::append_audit`]); increases.
+    pub id: u64,
+    /// When the call was made, in unix milliseconds.
+    pub time: i64,
+    /// The caller's uid (from SO_PEERCRED).
+    pub uid: u32,
+    /// The caller's gid.
+    pub gid: u32,
+    /// The caller's pid, when known.
+    pub pid: Option<i32>,
+    /// The method called, e.g. `proc.start`.
+    pub method: String,
+    /// The call's parameters, as JSON text.
+    pub params: String,
+    /// `ok`, or the error message the caller got.
+    pub outcome: String,
+}
+
+impl State {
+    /// Records `entry` (its `id` is ignored) and returns the id it was given.
+    pub async fn append_audit(&self, entry: AuditEntry) -> Result<u64, StateError> {
+        let what = format!("record the audit entry for {}", entry.method);
+        self.call(what, move |db, what| append(&db.conn, &entry).map_err(StateError::query(what))).await
+    }
+
+    /// Up to `limit` entries with ids above `since_id`, oldest first.
+    pub async fn list_audit(&self, limit: usize, since_id: u64) -> Result<Vec<AuditEntry>, StateError> {
+        self.call("list the audit log".into(), move |db, what| {
+            list(&db.conn, limit, since_id).map_err(StateError::query(what))
+        })
+        .await
+    }
+}
+
+fn append(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<u64> {
+    conn.execute(
+        "INSERT INTO audit (time, uid, gid, pid, method, params, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![e.time, e.uid, e.gid, e.pid, e.method, e.params, e.outcome],
+    )?;
+    Ok(to_id(conn.last_insert_rowid()))
+}
+
+fn list(conn: &Connection, limit: usize, since_id: u64) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, time, uid, gid, pid, method, params, outcome FROM audit
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![to_sql_int(since_id), to_sql_int(limit)], from_row)?;
+    rows.collect()
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: to_id(row.get(0)?),
+        time: row.get(1)?,
+        uid: row.get(2)?,
+        gid: row.get(3)?,
+        pid: row.get(4)?,
+        method: row.get(5)?,
+        params: row.get(6)?,
+        outcome: row.get(7)?,
+    })
+}

@@ -1,0 +1,74 @@
+//! The `proc_events` table: every proc state change, numbered, so a consumer that lost its
+//! connection can replay from the last id it saw. Only the newest events are kept.
+
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, Row};
+
+use super::{from_sql_err, to_id, to_sql_int, Db, State, StateError};
+use crate::model::supervision::ProcEvent;
+
+/// Appends between prunes: pruning is one indexed DELETE, but there is no need to run it every time.
+const PRUNE_EVERY: usize = 100;
+
+impl State {
+    /// Stores `event` and returns its id, which is greater than every id handed out before.
+    /// Every [`PRUNE_EVERY`] appends, events beyond the newest `keep_events` are dropped.
+    pub async fn append_event(&self, event: ProcEvent) -> Result<u64, StateError> {
+        let what = format!("append an event of proc {}", event.name);
+        let body = serde_json::to_string(&event).map_err(|source| StateError::Encode {
+            what: format!("the event of proc {}", event.name),
+            source,
+        })?;
+        self.call(what, move |db, what| append(db, &body).map_err(StateError::query(what))).await
+    }
+
+    /// Up to `limit` events with ids above `after_id`, oldest first; pass 0 to start at the oldest
+    /// kept, then the last id seen to continue.
+    pub async fn events_since(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, ProcEvent)>, StateError> {
+        let what = format!("read events after {after_id}");
+        self.call(what, move |db, what| since(&db.conn, after_id, limit).map_err(StateError::query(what)))
+            .await
+    }
+
+    /// Drops all but the newest `keep_events` events now; returns how many were dropped.
+    pub async fn prune_events(&self) -> Result<usize, StateError> {
+        self.call("prune events".into(), |db, what| prune(db).map_err(StateError::query(what))).await
+    }
+}
+
+fn append(db: &mut Db, body: &str) -> rusqlite::Result<u64> {
+    db.conn.execute("INSERT INTO proc_events (body) VALUES (?1)", [body])?;
+    let id = to_id(db.conn.last_insert_rowid());
+    db.appends += 1;
+    if db.appends >= PRUNE_EVERY {
+        prune(db)?;
+    }
+    Ok(id)
+}
+
+fn prune(db: &mut Db) -> rusqlite::Result<usize> {
+    db.appends = 0;
+    // The subquery finds the newest event that is *not* kept; with fewer events it is NULL and
+    // nothing matches.
+    db.conn.execute(
+        "DELETE FROM proc_events
+         WHERE id <= (SELECT id FROM proc_events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+        [to_sql_int(db.options.keep_events)],
+    )
+}
+
+fn since(conn: &Connection, after_id: u64, limit: usize) -> rusqlite::Result<Vec<(u64, ProcEvent)>> {
+    let mut stmt = conn.prepare("SELECT id, body FROM proc_events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+    let rows = stmt.query_map(params![to_sql_int(after_id), to_sql_int(limit)], from_row)?;
+    rows.collect()
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<(u64, ProcEvent)> {
+    let body: String = row.get(1)?;
+    let event = serde_json::from_str(&body).map_err(from_sql_err(1, Type::Text))?;
+    Ok((to_id(row.get(0)?), event))
+}

@@ -1,0 +1,62 @@
+//! Connection settings and schema migrations.
+//!
+//! Each migration is a numbered `.sql` file embedded in the binary; `PRAGMA user_version` records
+//! how many have been applied. Pending ones run in one transaction at open, so a crash leaves the
+//! database at the old version, never half migrated. A database whose version is newer than this
+//! vrd knows was written by a newer vrd and is refused untouched.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StateError;
+
+/// The schema migrations, in order; migration `i` takes `user_version` from `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// How long a statement waits for another connection's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema version this vrd writes.
+pub(super) fn known_version() -> u32 {
+    u32::try_from(MIGRATIONS.len()).expect("fewer than 2^32 migrations")
+}
+
+/// Applies the connection settings vrd relies on, then brings the schema up to date.
+pub(super) fn prepare(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    configure(conn).map_err(|source| StateError::Open { path: path.to_path_buf(), source })?;
+    migrate(conn, path)
+}
+
+/// WAL lets readers run beside the writer and makes commits cheap; with WAL, `synchronous=NORMAL`
+/// can lose the last commits on power loss but never corrupts the file.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if mode != "wal" && mode != "memory" {
+        tracing::warn!(%mode, "the state database is not in WAL mode; its file system may not support it");
+    }
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+/// Applies the pending migrations in one transaction, or refuses a database from a newer vrd.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StateError> {
+    let open_err = |source| StateError::Open { path: path.to_path_buf(), source };
+    // IMMEDIATE takes the write lock before reading the version, so two vrds starting on one file
+    // cannot both apply the same migration.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(open_err)?;
+    let found: u32 = tx.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_err)?;
+    let known = known_version();
+    if found > known {
+        return Err(StateError::TooNew { path: path.to_path_buf(), found, known });
+    }
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(found as usize) {
+        let migrate_err = |source| StateError::Migrate { path: path.to_path_buf(), version, source };
+        tx.execute_batch(sql).map_err(migrate_err)?;
+        tx.pragma_update(None, "user_version", version).map_err(migrate_err)?;
+    }
+    tx.commit().map_err(open_err)
+}

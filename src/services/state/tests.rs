@@ -1,0 +1,277 @@
+//! Unprivileged tests of the state database: migrations, procs, events, audit, file mode and WAL.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::migrations::known_version;
+use super::{AuditEntry, ProcRecord, State, StateError, StateOptions};
+use crate::model::supervision::{Desired, ProcEvent, ProcState};
+
+const NAME: &str = "web-1.0-prod-abc123-web-5000";
+
+fn user_version(path: &Path) -> u32 {
+    let conn = Connection::open(path).unwrap();
+    conn.pragma_query_value(None, "user_version", |row| row.get(0)).unwrap()
+}
+
+fn full_record(name: &str) -> ProcRecord {
+    ProcRecord {
+        name: name.to_string(),
+        yaml: "cmd: ./run\n".to_string(),
+        desired: Desired::Running,
+        state: ProcState::Backoff,
+        launcher_pid: Some(4242),
+        launcher_start: Some(u64::from(u32::MAX) + 7),
+        app_pid: Some(4243),
+        start_time: Some(1_700_000_000),
+        stop_time: Some(1_700_000_100),
+        exit_status: Some(137),
+        spawn_err: Some("no such image".to_string()),
+        retries: 3,
+        created: 1_600_000_000,
+        updated: 1_600_000_001,
+    }
+}
+
+fn event(n: u16) -> ProcEvent {
+    let state = if n.is_multiple_of(2) { ProcState::Running } else { ProcState::Exited };
+    ProcEvent {
+        name: format!("app-1-prod-abc-web-{n}"),
+        host: "host1".to_string(),
+        state: state.code(),
+        statename: state.as_str().to_string(),
+        pid: Some(100 + i32::from(n)),
+        exitstatus: (state == ProcState::Exited).then_some(1),
+        start_time: Some(1_700_000_000),
+        stop_time: None,
+        app_name: "app".to_string(),
+        version: "1".to_string(),
+        config_name: "prod".to_string(),
+        hash: "abc".to_string(),
+        proc_name: "web".to_string(),
+        port: n,
+        time: 1_700_000_000.25,
+        event: state.event().to_string(),
+    }
+}
+
+fn audit(method: &str) -> AuditEntry {
+    AuditEntry {
+        id: 999,
+        time: 1_700_000_000_123,
+        uid: 1000,
+        gid: 1000,
+        pid: Some(77),
+        method: method.to_string(),
+        params: r#"{"name":"x"}"#.to_string(),
+        outcome: "ok".to_string(),
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_reopening_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let state = State::open(&path).unwrap();
+    state.put_proc(full_record(NAME)).await.unwrap();
+    drop(state);
+    assert_eq!(user_version(&path), known_version());
+
+    let state = State::open(&path).unwrap();
+    assert_eq!(user_version(&path), known_version());
+    assert_eq!(state.get_proc(NAME).await.unwrap(), Some(full_record(NAME)));
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_vrd_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(State::open(&path).unwrap());
+    Connection::open(&path).unwrap().pragma_update(None, "user_version", known_version() + 1).unwrap();
+
+    let err = State::open(&path).err().unwrap();
+    assert!(matches!(err, StateError::TooNew { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("newer vrd") && message.contains("upgrade vrd"), "{message}");
+    assert_eq!(user_version(&path), known_version() + 1, "the file must be left alone");
+}
+
+#[tokio::test]
+async fn the_file_is_private_and_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let state = State::open(&path).unwrap();
+    state.put_proc(full_record(NAME)).await.unwrap();
+    for file in ["state.db", "state.db-wal"] {
+        let mode = std::fs::metadata(dir.path().join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let conn = Connection::open(&path).unwrap();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn an_existing_file_is_made_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, b"").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(State::open(&path).unwrap());
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_missing_directory_is_reported_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("absent/state.db");
+    let err = State::open(&path).err().unwrap();
+    assert!(matches!(err, StateError::Create { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+#[tokio::test]
+async fn procs_round_trip() {
+    let state = State::open_in_memory().unwrap();
+    assert_eq!(state.get_proc(NAME).await.unwrap(), None);
+    state.put_proc(full_record("zeta-1-prod-abc-web-1")).await.unwrap();
+    state.put_proc(full_record(NAME)).await.unwrap();
+    let mut minimal = ProcRecord::new("alpha-1-prod-abc-web-1".into(), String::new(), Desired::Stopped, 5);
+    minimal.state = ProcState::Fatal;
+    state.put_proc(minimal.clone()).await.unwrap();
+
+    assert_eq!(state.get_proc(NAME).await.unwrap(), Some(full_record(NAME)));
+    let names: Vec<String> = state.list_procs().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["alpha-1-prod-abc-web-1", NAME, "zeta-1-prod-abc-web-1"]);
+    assert_eq!(state.get_proc(&minimal.name).await.unwrap(), Some(minimal.clone()));
+
+    let mut replaced = full_record(NAME);
+    replaced.desired = Desired::Destroyed;
+    replaced.launcher_pid = None;
+    state.put_proc(replaced.clone()).await.unwrap();
+    assert_eq!(state.get_proc(NAME).await.unwrap(), Some(replaced));
+
+    assert!(state.delete_proc(NAME).await.unwrap());
+    assert!(!state.delete_proc(NAME).await.unwrap());
+    assert_eq!(state.get_proc(NAME).await.unwrap(), None);
+    assert_eq!(state.list_procs().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn update_proc_changes_bumps_and_keeps_the_name() {
+    let state = State::open_in_memory().unwrap();
+    assert_eq!(state.update_proc(NAME, |_| panic!("must not be called")).await.unwrap(), None);
+    state.put_proc(full_record(NAME)).await.unwrap();
+    let updated = state
+        .update_proc(NAME, |r| {
+            r.state = ProcState::Running;
+            r.name = "renamed".into();
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((updated.name.as_str(), updated.state), (NAME, ProcState::Running));
+    assert!(updated.updated > full_record(NAME).updated);
+    assert_eq!(state.get_proc(NAME).await.unwrap(), Some(updated));
+}
+
+#[tokio::test]
+async fn a_panicking_update_rolls_back_and_the_state_lives_on() {
+    let state = State::open_in_memory().unwrap();
+    state.put_proc(full_record(NAME)).await.unwrap();
+    let err = state.update_proc(NAME, |_| panic!("boom")).await.err().unwrap();
+    assert!(matches!(err, StateError::Panicked(_)), "{err:?}");
+    assert_eq!(state.get_proc(NAME).await.unwrap(), Some(full_record(NAME)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_proc_is_atomic_under_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    // Two handles, two connections to one file: atomicity must hold across connections too.
+    let states = [State::open(&path).unwrap(), State::open(&path).unwrap()];
+    let mut record = full_record(NAME);
+    record.retries = 0;
+    states[0].put_proc(record).await.unwrap();
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let state = states[i % 2].clone();
+            tokio::spawn(async move { state.update_proc(NAME, |r| r.retries += 1).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap().unwrap();
+    }
+    assert_eq!(states[1].get_proc(NAME).await.unwrap().unwrap().retries, 50);
+}
+
+#[tokio::test]
+async fn a_stored_value_that_does_not_decode_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let state = State::open(&path).unwrap();
+    state.put_proc(full_record(NAME)).await.unwrap();
+    Connection::open(&path).unwrap().execute("UPDATE procs SET state = 'BOGUS'", []).unwrap();
+    let err = state.get_proc(NAME).await.err().unwrap();
+    assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn events_replay_in_order_after_an_id() {
+    let state = State::open_in_memory().unwrap();
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        ids.push(state.append_event(event(n)).await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    let later = state.events_since(ids[11], 1000).await.unwrap();
+    assert_eq!(later.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids[12..]);
+    assert_eq!(
+        later.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        (12..20).map(event).collect::<Vec<_>>()
+    );
+    let first = state.events_since(0, 3).await.unwrap();
+    assert_eq!(first.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids[..3]);
+    assert!(state.events_since(ids[19], 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn pruning_keeps_the_newest_events() {
+    let state = State::open_in_memory_with(StateOptions { keep_events: 10 }).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..100 {
+        ids.push(state.append_event(event(n)).await.unwrap());
+    }
+    // The 100th append pruned.
+    let kept: Vec<u64> = state.events_since(0, 1000).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(kept, ids[90..]);
+
+    for n in 100..105 {
+        ids.push(state.append_event(event(n)).await.unwrap());
+    }
+    assert_eq!(state.events_since(0, 1000).await.unwrap().len(), 15);
+    assert_eq!(state.prune_events().await.unwrap(), 5);
+    let kept: Vec<u64> = state.events_since(0, 1000).await.unwrap().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(kept, ids[95..]);
+    // Ids keep rising after pruning.
+    assert!(state.append_event(event(0)).await.unwrap() > ids[104]);
+}
+
+#[tokio::test]
+async fn audit_entries_list_in_order_after_an_id() {
+    let state = State::open_in_memory().unwrap();
+    let first = state.append_audit(audit("proc.start")).await.unwrap();
+    let second = state.append_audit(audit("proc.stop")).await.unwrap();
+    assert!(second > first);
+
+    let all = state.list_audit(10, 0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], AuditEntry { id: first, ..audit("proc.start") });
+    assert_eq!(all[1].method, "proc.stop");
+    assert_eq!(state.list_audit(10, first).await.unwrap(), all[1..]);
+    assert_eq!(state.list_audit(1, 0).await.unwrap(), all[..1]);
+}
