@@ -135,6 +135,13 @@ impl RawConfig {
                 format!("'{cgroup_parent}' must be a relative cgroup path such as vrd or system/vrd"),
             ));
         }
+        let stop_grace_secs = self.stop_grace_secs.unwrap_or(DEFAULT_STOP_GRACE_SECS);
+        if stop_grace_secs > 3600 {
+            return Err(invalid(
+                "stop_grace_secs",
+                format!("{stop_grace_secs} is more than an hour; stopped procs would linger that long"),
+            ));
+        }
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -142,6 +149,7 @@ impl RawConfig {
             cgroup_root,
             cgroup_parent,
             socket_gid: self.socket_gid,
+            stop_grace_secs,
         })
     }
 }

@@ -186,11 +186,21 @@ pub trait Vrd {
 
     /// The last `tail` lines of a proc's log (all when `None`), at or after `since` (RFC 3339).
     #[method(name = "logs.read")]
-    async fn logs_read(&self, name: String, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<LogLine>>;
+    async fn logs_read(
+        &self,
+        name: String,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> RpcResult<Vec<LogLine>>;
 
     /// A proc's log as it grows, from the end (or from `since`).
     #[subscription(name = "logs.follow" => "logs.line", unsubscribe = "logs.unfollow", item = LogLine)]
-    async fn logs_follow(&self, name: String, since: Option<String>, tail: Option<usize>) -> jsonrpsee::core::SubscriptionResult;
+    async fn logs_follow(
+        &self,
+        name: String,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> jsonrpsee::core::SubscriptionResult;
 
     /// Stored proc events after `after` (0: the oldest kept), oldest first.
     #[method(name = "events.list")]

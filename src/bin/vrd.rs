@@ -65,8 +65,25 @@ fn main() {
     let code = match args.command {
         Cmd::Init { plan, detach } => vr::host::container::launcher::main(&plan, detach),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
-        Cmd::Daemon { config, data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid, stop_grace_secs } => {
-            let flags = RawConfig { data_dir, run_dir, socket, cgroup_root, cgroup_parent, socket_gid, stop_grace_secs };
+        Cmd::Daemon {
+            config,
+            data_dir,
+            run_dir,
+            socket,
+            cgroup_root,
+            cgroup_parent,
+            socket_gid,
+            stop_grace_secs,
+        } => {
+            let flags = RawConfig {
+                data_dir,
+                run_dir,
+                socket,
+                cgroup_root,
+                cgroup_parent,
+                socket_gid,
+                stop_grace_secs,
+            };
             match load_config(config.as_deref(), flags).map_err(anyhow::Error::from).and_then(daemon) {
                 Ok(()) => 0,
                 Err(e) => {

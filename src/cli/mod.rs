@@ -122,10 +122,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     rt.block_on(async move {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
-            Command::Proc { action: ProcAction::Deploy { file, json } } => procs::deploy(&socket, &file, json).await,
+            Command::Proc { action: ProcAction::Deploy { file, json } } => {
+                procs::deploy(&socket, &file, json).await
+            }
             Command::Procs { action } => procs::procs(&socket, action).await,
             Command::Ps { json } => procs::procs(&socket, procs::ProcsAction::List { json }).await,
-            Command::Logs { name, follow, since, tail } => procs::logs(&socket, name, follow, since, tail).await,
+            Command::Logs { name, follow, since, tail } => {
+                procs::logs(&socket, name, follow, since, tail).await
+            }
             Command::Events { follow, after, json } => procs::events(&socket, follow, after, json).await,
             Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,
             Command::Version => {

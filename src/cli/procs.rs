@@ -1,7 +1,7 @@
 //! `vr proc deploy`, `vr procs ...` (alias `vr ps`), `vr logs`, `vr events`, `vr audit`: supervised
 //! procs. Every listing is a table for people and `--json` for scripts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -48,7 +48,10 @@ fn read_file(path: &Path) -> anyhow::Result<ProcFile> {
 
 fn time(secs: Option<i64>) -> String {
     match secs.and_then(|s| u64::try_from(s).ok()) {
-        Some(s) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s)).to_string(),
+        Some(s) => {
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+                .to_string()
+        }
         None => "-".into(),
     }
 }
@@ -58,12 +61,20 @@ fn print_procs(procs: &[ProcInfo]) {
     println!("{:<22} {:>5} {:<9} {:<8} {:<20} NAME", "HOST", "PORT", "STATE", "PID", "STARTED");
     for p in procs {
         let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        println!("{:<22} {:>5} {:<9} {:<8} {:<20} {}", p.host, p.port, p.statename, pid, time(p.start_time), p.name);
+        println!(
+            "{:<22} {:>5} {:<9} {:<8} {:<20} {}",
+            p.host,
+            p.port,
+            p.statename,
+            pid,
+            time(p.start_time),
+            p.name
+        );
     }
 }
 
 /// `vr proc deploy FILE`.
-pub async fn deploy(socket: &Path, file: &PathBuf, json: bool) -> anyhow::Result<i32> {
+pub async fn deploy(socket: &Path, file: &Path, json: bool) -> anyhow::Result<i32> {
     let client = connect(socket).await?;
     let info = client.proc_deploy(read_file(file)?).await.map_err(explain)?;
     if json {
@@ -98,7 +109,13 @@ pub async fn procs(socket: &Path, action: ProcsAction) -> anyhow::Result<i32> {
 }
 
 /// `vr logs [-f] [--since T] [--tail N] NAME`.
-pub async fn logs(socket: &Path, name: String, follow: bool, since: Option<String>, tail: Option<usize>) -> anyhow::Result<i32> {
+pub async fn logs(
+    socket: &Path,
+    name: String,
+    follow: bool,
+    since: Option<String>,
+    tail: Option<usize>,
+) -> anyhow::Result<i32> {
     let client = connect(socket).await?;
     if !follow {
         for line in client.logs_read(name, since, tail).await.map_err(explain)? {
@@ -118,7 +135,9 @@ fn print_event(item: &EventItem, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(item)?);
     } else {
         let e = &item.event;
-        let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e.time.max(0.0)));
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e.time.max(0.0)),
+        );
         let exit = e.exitstatus.map(|c| format!(" exit={c}")).unwrap_or_default();
         println!("{:>6} {when} {:<9} {}{exit}", item.id, e.statename, e.name);
     }
@@ -151,7 +170,9 @@ pub async fn audit(socket: &Path, limit: usize, json: bool) -> anyhow::Result<i3
     }
     println!("{:>6} {:<24} {:>6} {:<18} OUTCOME", "ID", "TIME", "UID", "METHOD");
     for e in entries {
-        let when = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time.max(0) as u64));
+        let when = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time.max(0) as u64),
+        );
         println!("{:>6} {:<24} {:>6} {:<18} {}", e.id, when.to_string(), e.uid, e.method, e.outcome);
     }
     Ok(0)

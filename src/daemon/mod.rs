@@ -78,11 +78,16 @@ impl Daemon {
         let runner = Arc::new(runner);
         let db = config.data_dir.join("state.db");
         let state = State::open(&db).map_err(|e| DaemonError::Start(e.to_string()))?;
-        let policy = Policy { stop_grace: std::time::Duration::from_secs(config.stop_grace_secs), ..Policy::standard() };
+        let policy = Policy {
+            stop_grace: std::time::Duration::from_secs(config.stop_grace_secs),
+            ..Policy::standard()
+        };
         let supervisor = Supervisor::start(Arc::clone(&runner), state, policy)
             .await
             .map_err(|e| DaemonError::Start(e.to_string()))?;
-        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(Daemon { runner, supervisor, host, foreground: Default::default(), _sealed_exe: sealed }))
     }
 }

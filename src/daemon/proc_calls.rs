@@ -78,7 +78,12 @@ impl RpcHandler {
             "stop" => sup.stop_proc(name).await,
             "restart" => sup.restart_proc(name).await,
             "destroy" => sup.destroy_proc(name).await,
-            other => return Err(error(codes::INVALID, format!("'{other}' is not an action: use start, stop, restart or destroy"))),
+            other => {
+                return Err(error(
+                    codes::INVALID,
+                    format!("'{other}' is not an action: use start, stop, restart or destroy"),
+                ))
+            }
         };
         result.map_err(supervisor_error)
     }
@@ -89,7 +94,12 @@ impl RpcHandler {
         Ok(self.daemon.supervisor.runner().layout.proc_dir(&parsed).join("log"))
     }
 
-    pub(super) async fn logs(&self, name: &str, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<LogLine>> {
+    pub(super) async fn logs(
+        &self,
+        name: &str,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> RpcResult<Vec<LogLine>> {
         let path = self.log_path(name).await?;
         let since = since.map(|s| logs::parse_since(&s)).transpose().map_err(|e| error(codes::INVALID, e))?;
         let lines = tokio::task::spawn_blocking(move || logs::read(&path, since, tail))
@@ -113,7 +123,8 @@ impl RpcHandler {
                 return Ok(());
             }
         };
-        let backlog = if since.is_some() || tail.is_some() { self.logs(&name, since, tail).await? } else { Vec::new() };
+        let backlog =
+            if since.is_some() || tail.is_some() { self.logs(&name, since, tail).await? } else { Vec::new() };
         let sink = pending.accept().await?;
         let mut follower = logs::Follower::at_end(&path);
         for line in backlog {
@@ -136,7 +147,11 @@ impl RpcHandler {
     }
 
     /// Replays stored events after `after`, then live ones; ids never go backwards or repeat.
-    pub(super) async fn follow_events(&self, pending: PendingSubscriptionSink, after: u64) -> SubscriptionResult {
+    pub(super) async fn follow_events(
+        &self,
+        pending: PendingSubscriptionSink,
+        after: u64,
+    ) -> SubscriptionResult {
         // Subscribe before replaying, so nothing falls between the replay and the live stream.
         let mut live = self.daemon.supervisor.subscribe();
         let sink = pending.accept().await?;
@@ -181,5 +196,14 @@ impl RpcHandler {
 }
 
 fn audit_info(e: AuditEntry) -> AuditInfo {
-    AuditInfo { id: e.id, time: e.time, uid: e.uid, gid: e.gid, pid: e.pid, method: e.method, params: e.params, outcome: e.outcome }
+    AuditInfo {
+        id: e.id,
+        time: e.time,
+        uid: e.uid,
+        gid: e.gid,
+        pid: e.pid,
+        method: e.method,
+        params: e.params,
+        outcome: e.outcome,
+    }
 }

@@ -10,7 +10,10 @@ use jsonrpsee::{Extensions, PendingSubscriptionSink};
 
 use super::server::Caller;
 use super::Daemon;
-use crate::api::{codes, Attach, AuditInfo, EventItem, ExitStatus, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult, VrdServer};
+use crate::api::{
+    codes, Attach, AuditInfo, EventItem, ExitStatus, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult,
+    VrdServer,
+};
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{self, RunnerError};
 use crate::services::state::AuditEntry;
@@ -51,7 +54,10 @@ pub fn caller(ext: &Extensions) -> RpcResult<Caller> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl RpcHandler {
@@ -101,11 +107,13 @@ impl VrdServer for RpcHandler {
     }
 
     async fn runner_run(&self, ext: &Extensions, file: ProcFile, attach: Attach) -> RpcResult<ExitStatus> {
-        self.audited(ext, "runner.run", file_param(&file), self.attached(ext, file.clone(), attach, false)).await
+        self.audited(ext, "runner.run", file_param(&file), self.attached(ext, file.clone(), attach, false))
+            .await
     }
 
     async fn runner_shell(&self, ext: &Extensions, file: ProcFile, attach: Attach) -> RpcResult<ExitStatus> {
-        self.audited(ext, "runner.shell", file_param(&file), self.attached(ext, file.clone(), attach, true)).await
+        self.audited(ext, "runner.shell", file_param(&file), self.attached(ext, file.clone(), attach, true))
+            .await
     }
 
     async fn runner_signal(&self, ext: &Extensions, file: ProcFile, signal: String) -> RpcResult<bool> {
@@ -134,7 +142,12 @@ impl VrdServer for RpcHandler {
         self.audited(ext, &format!("procs.{action}"), params, self.act(&name, &action)).await
     }
 
-    async fn logs_read(&self, name: String, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<LogLine>> {
+    async fn logs_read(
+        &self,
+        name: String,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> RpcResult<Vec<LogLine>> {
         self.logs(&name, since, tail).await
     }
 

@@ -56,35 +56,52 @@ pub fn tar_gz(dir: &Path, out: &Path) {
 pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub cgroup_parent: String,
+    extra_args: Vec<String>,
     child: Child,
+}
+
+fn spawn_vrd(dir: &Path, cgroup_parent: &str, extra: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vrd.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_vrd"))
+        .arg("daemon")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--cgroup-parent")
+        .arg(cgroup_parent)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
 
 impl TestDaemon {
     /// Starts a daemon and waits for its socket.
     pub fn start() -> TestDaemon {
+        TestDaemon::start_with(&[])
+    }
+
+    /// Starts a daemon with extra `vrd daemon` flags.
+    pub fn start_with(extra: &[&str]) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
         let cgroup_parent =
             format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
-        let child = Command::new(env!("CARGO_BIN_EXE_vrd"))
-            .arg("daemon")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--run-dir")
-            .arg(dir.path().join("run"))
-            .arg("--cgroup-parent")
-            .arg(&cgroup_parent)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let daemon = TestDaemon { dir, cgroup_parent, child };
-        let socket = daemon.socket();
+        let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let child = spawn_vrd(dir.path(), &cgroup_parent, &extra_args);
+        let daemon = TestDaemon { dir, cgroup_parent, extra_args, child };
+        daemon.wait_for_socket();
+        daemon
+    }
+
+    fn wait_for_socket(&self) {
+        let socket = self.socket();
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(Instant::now() < deadline, "vrd did not start listening on {}", socket.display());
             std::thread::sleep(Duration::from_millis(20));
         }
-        daemon
     }
 
     /// The API socket.
@@ -175,12 +192,16 @@ impl Drop for TestDaemon {
         // Supervised launchers outlive vrd by design; this daemon's are ended here, and their
         // containers die with them (parent-death signal).
         for pid in self.launchers() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
         for cgroup in self.cgroups_left() {
             if let Ok(procs) = std::fs::read_to_string(cgroup.join("cgroup.procs")) {
                 for pid in procs.lines().filter_map(|l| l.parse().ok()) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
                 }
             }
             for _ in 0..100 {

@@ -40,7 +40,11 @@ fn events(d: &TestDaemon) -> Vec<serde_json::Value> {
 }
 
 fn states_of(d: &TestDaemon, name: &str) -> Vec<String> {
-    events(d).iter().filter(|e| e["event"]["name"] == name).map(|e| e["event"]["statename"].as_str().unwrap().to_string()).collect()
+    events(d)
+        .iter()
+        .filter(|e| e["event"]["name"] == name)
+        .map(|e| e["event"]["statename"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -155,7 +159,8 @@ fn a_subscriber_sees_events_in_order_and_the_audit_log_names_the_caller() {
     require_root!("a_subscriber_sees_events_in_order_and_the_audit_log_names_the_caller");
     use std::io::BufRead;
     let d = TestDaemon::start();
-    let mut follow = d.vr().args(["events", "--follow", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut follow =
+        d.vr().args(["events", "--follow", "--json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let name = deploy(&d, "ev.yaml", &proc_yaml("ev", 0, "cmd: sleep 600"));
     let mut lines = std::io::BufReader::new(follow.stdout.take().unwrap()).lines();
@@ -201,5 +206,9 @@ fn a_uid_outside_the_sockets_group_is_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).1.contains("permission denied") && text(&out).1.contains("join the group"), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("permission denied") && text(&out).1.contains("join the group"),
+        "{:?}",
+        text(&out)
+    );
 }

@@ -86,7 +86,8 @@ fn detach_from_caller() -> Result<bool, String> {
         }
         ForkResult::Child => {
             nix::unistd::setsid().map_err(|e| e.to_string())?;
-            let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| e.to_string())?;
+            let null =
+                fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| e.to_string())?;
             for dup in [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr] {
                 dup(&null).map_err(|e| e.to_string())?;
             }
@@ -207,8 +208,13 @@ fn supervise(
         return Err(message);
     }
     let _ = fs::write(app_pid_path(plan), child.to_string());
-    let mut fwd =
-        Forwarder { signals, cgroup, child, grace: Duration::from_secs(plan.stop_grace_secs), deadline: None };
+    let mut fwd = Forwarder {
+        signals,
+        cgroup,
+        child,
+        grace: Duration::from_secs(plan.stop_grace_secs),
+        deadline: None,
+    };
     match (&plan.stdio, io.output, io.console) {
         (StdioPlan::Pipes { log }, Some((out, err)), _) => {
             pump_output(log.as_deref(), plan.log_rotation, out, err, &mut fwd)?

@@ -313,6 +313,24 @@ struct DirectLaunch {
     env: Vec<(String, String)>,
 }
 
+/// Whether `program` names an executable file in one of the root's layers, looked up as the
+/// launcher will: a path relative to /app, or a name on the default PATH.
+fn is_executable_in(lowers: &[PathBuf], program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let candidates: Vec<String> = if program.contains('/') {
+        vec![if program.starts_with('/') { program.to_string() } else { format!("/app/{program}") }]
+    } else {
+        scripts::DEFAULT_PATH.split(':').map(|dir| format!("{dir}/{program}")).collect()
+    };
+    lowers.iter().any(|lower| {
+        candidates.iter().any(|c| {
+            crate::sys::open_in_root(lower, Path::new(c))
+                .and_then(|f| f.metadata())
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }

@@ -53,10 +53,15 @@ impl Runner {
             .stderr(Stdio::piped())
             .env_clear()
             .output()
-            .map_err(|e| RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display())))?;
+            .map_err(|e| {
+                RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display()))
+            })?;
         let text = String::from_utf8_lossy(&out.stdout);
         let pid: i32 = text.trim().parse().map_err(|_| {
-            RunnerError::Launch(format!("the launcher did not start: {}", String::from_utf8_lossy(&out.stderr).trim()))
+            RunnerError::Launch(format!(
+                "the launcher did not start: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
         })?;
         let start_ticks = start_ticks(pid).unwrap_or(0);
         Ok(Launched { pid, start_ticks })

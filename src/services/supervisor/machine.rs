@@ -166,7 +166,10 @@ mod tests {
     fn a_proc_that_keeps_running_becomes_running() {
         let p = Policy::standard();
         let mut m = Machine::stopped();
-        assert_eq!(m.on(Input::Start, &p), vec![Action::Enter(S::Starting), Action::Launch, Action::ArmStartTimer(p.start_secs)]);
+        assert_eq!(
+            m.on(Input::Start, &p),
+            vec![Action::Enter(S::Starting), Action::Launch, Action::ArmStartTimer(p.start_secs)]
+        );
         assert_eq!(states(&m.on(Input::StartTimer, &p)), [S::Running]);
     }
 
@@ -179,7 +182,13 @@ mod tests {
         for _ in 0..3 {
             let actions = m.on(Input::Exited, &p);
             assert_eq!(m.state, S::Backoff);
-            backoffs.extend(actions.iter().filter_map(|a| if let Action::ArmBackoffTimer(d) = a { Some(d.as_secs()) } else { None }));
+            backoffs.extend(actions.iter().filter_map(|a| {
+                if let Action::ArmBackoffTimer(d) = a {
+                    Some(d.as_secs())
+                } else {
+                    None
+                }
+            }));
             m.on(Input::BackoffTimer, &p);
             assert_eq!(m.state, S::Starting);
         }
@@ -201,7 +210,10 @@ mod tests {
     fn stop_escalates_only_through_the_timer() {
         let p = Policy::standard();
         let mut m = Machine { state: S::Running, retries: 0 };
-        assert_eq!(m.on(Input::Stop, &p), vec![Action::Enter(S::Stopping), Action::RequestStop(Duration::from_secs(35))]);
+        assert_eq!(
+            m.on(Input::Stop, &p),
+            vec![Action::Enter(S::Stopping), Action::RequestStop(Duration::from_secs(35))]
+        );
         assert_eq!(m.on(Input::StopTimer, &p), vec![Action::Kill]);
         assert_eq!(states(&m.on(Input::Exited, &p)), [S::Stopped]);
         assert_eq!(states(&m.on(Input::Start, &p)), [S::Starting], "a stopped proc starts again");

@@ -69,15 +69,25 @@ pub struct Supervisor {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Supervisor {
     /// A supervisor over `state`, which re-adopts or restarts every stored proc.
-    pub async fn start(runner: Arc<Runner>, state: State, policy: Policy) -> Result<Supervisor, SupervisorError> {
-        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+    pub async fn start(
+        runner: Arc<Runner>,
+        state: State,
+        policy: Policy,
+    ) -> Result<Supervisor, SupervisorError> {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
         let (events, _) = broadcast::channel(4096);
-        let shared = Arc::new(Shared { runner, state, events, host, policy, tasks: Mutex::new(HashMap::new()) });
+        let shared =
+            Arc::new(Shared { runner, state, events, host, policy, tasks: Mutex::new(HashMap::new()) });
         let sup = Supervisor { shared };
         for record in sup.shared.state.list_procs().await? {
             task::spawn(Arc::clone(&sup.shared), record)?;
@@ -115,7 +125,12 @@ impl Supervisor {
             }
             None => task::spawn(Arc::clone(&self.shared), record)?,
         }
-        Ok(self.shared.state.get_proc(&name).await?.unwrap_or_else(|| ProcRecord::new(name, String::new(), Desired::Running, now())))
+        Ok(self
+            .shared
+            .state
+            .get_proc(&name)
+            .await?
+            .unwrap_or_else(|| ProcRecord::new(name, String::new(), Desired::Running, now())))
     }
 
     fn task(&self, name: &str) -> Option<mpsc::Sender<Command>> {
@@ -130,7 +145,11 @@ impl Supervisor {
         Err(SupervisorError::Unknown { name: name.into(), hint: suggest(name, &names) })
     }
 
-    async fn ask<T>(&self, name: &str, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, SupervisorError> {
+    async fn ask<T>(
+        &self,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SupervisorError> {
         let tx = self.known(name).await?;
         let (done, wait) = oneshot::channel();
         tx.send(make(done)).await.map_err(|_| SupervisorError::Gone(name.into()))?;
@@ -165,7 +184,11 @@ impl Supervisor {
     /// One proc, by name.
     pub async fn get(&self, name: &str) -> Result<ProcRecord, SupervisorError> {
         self.known(name).await?;
-        self.shared.state.get_proc(name).await?.ok_or_else(|| SupervisorError::Unknown { name: name.into(), hint: String::new() })
+        self.shared
+            .state
+            .get_proc(name)
+            .await?
+            .ok_or_else(|| SupervisorError::Unknown { name: name.into(), hint: String::new() })
     }
 
     /// Live events, each with its id.
@@ -174,7 +197,11 @@ impl Supervisor {
     }
 
     /// Stored events after `after`, oldest first.
-    pub async fn events_since(&self, after: u64, limit: usize) -> Result<Vec<(u64, ProcEvent)>, SupervisorError> {
+    pub async fn events_since(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, ProcEvent)>, SupervisorError> {
         Ok(self.shared.state.events_since(after, limit).await?)
     }
 
@@ -191,7 +218,11 @@ impl Supervisor {
 
 /// ": did you mean X?" for the closest known names, or where to look.
 pub fn suggest(name: &str, known: &[String]) -> String {
-    let mut close: Vec<(usize, &String)> = known.iter().map(|k| (strsim::levenshtein(name, k), k)).filter(|(d, _)| *d <= 3.max(name.len() / 4)).collect();
+    let mut close: Vec<(usize, &String)> = known
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 3.max(name.len() / 4))
+        .collect();
     close.sort();
     match close.first() {
         Some((_, best)) => format!(": did you mean {best}?"),
@@ -218,7 +249,10 @@ pub(crate) fn event_for(record: &ProcRecord, state: ProcState, host: &str) -> Pr
         hash: part(|n| n.hash.clone()),
         proc_name: part(|n| n.proc.clone()),
         port: parsed.as_ref().map(|n| n.port).unwrap_or(0),
-        time: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0),
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
         event: state.event().to_string(),
     }
 }

@@ -86,7 +86,10 @@ impl ProcTask {
     /// The first inputs after (re)start of vrd, from what is stored and what still runs.
     fn recover(&mut self) -> Vec<Input> {
         use ProcState as S;
-        let stored = Launched { pid: self.record.launcher_pid.unwrap_or(0), start_ticks: self.record.launcher_start.unwrap_or(0) };
+        let stored = Launched {
+            pid: self.record.launcher_pid.unwrap_or(0),
+            start_ticks: self.record.launcher_start.unwrap_or(0),
+        };
         let alive = self.record.launcher_pid.is_some() && is_alive(stored);
         if alive {
             self.watch(stored);
@@ -187,7 +190,10 @@ impl ProcTask {
     }
 
     fn is_down(&self) -> bool {
-        matches!(self.machine.state, ProcState::Stopped | ProcState::Fatal | ProcState::Exited | ProcState::Backoff)
+        matches!(
+            self.machine.state,
+            ProcState::Stopped | ProcState::Fatal | ProcState::Exited | ProcState::Backoff
+        )
     }
 
     async fn set_desired(&mut self, desired: Desired) {
@@ -223,7 +229,7 @@ impl ProcTask {
 
     fn watch(&mut self, launched: Launched) {
         self.launched = Some(launched);
-        self.exit = crate::sys::pidfd_open(launched.pid).ok().and_then(|fd| AsyncFd::new(fd).ok());
+        self.exit = crate::sys::pidfd_open(launched.pid).ok().and_then(|fd| crate::sys::async_fd(fd).ok());
         if self.exit.is_none() {
             // The launcher is already gone: poll-free fallback, treat as exited right away.
             self.launched = None;
@@ -316,7 +322,13 @@ impl ProcTask {
         let spec = self.spec.clone();
         let result = tokio::task::spawn_blocking(move || runner.teardown(&spec)).await;
         let result = match result {
-            Ok(Ok(())) => self.shared.state.delete_proc(&self.record.name).await.map(|_| ()).map_err(SupervisorError::from),
+            Ok(Ok(())) => self
+                .shared
+                .state
+                .delete_proc(&self.record.name)
+                .await
+                .map(|_| ())
+                .map_err(SupervisorError::from),
             Ok(Err(e)) => Err(e.into()),
             Err(e) => Err(SupervisorError::Gone(format!("{} (teardown task failed: {e})", self.record.name))),
         };
