@@ -114,12 +114,18 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let daemon = vr::daemon::Daemon::open(&config).await?;
-        let listener = vr::daemon::server::bind(&config.socket, config.socket_gid)?;
+        // Socket activation: systemd holds the socket, so clients queue while vrd restarts.
+        let listener = match vr::daemon::activation::systemd_listener()? {
+            Some(listener) => tokio::net::UnixListener::from_std(listener)?,
+            None => vr::daemon::server::bind(&config.socket, config.socket_gid)?,
+        };
+        vr::daemon::activation::notify_ready("serving");
         tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "vrd is serving");
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! { _ = term.recv() => {}, _ = tokio::signal::ctrl_c() => {} }
             tracing::info!("stopping: in-flight calls finish, procs keep running");
+            vr::daemon::activation::notify_stopping();
         };
         vr::daemon::server::serve(listener, daemon, shutdown).await;
         Ok(())

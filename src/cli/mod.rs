@@ -2,6 +2,7 @@
 //! command names), talks to vrd over its socket, and renders the answers.
 
 pub mod client;
+pub mod docs;
 pub mod procs;
 pub mod runner;
 pub mod terminal;
@@ -100,6 +101,16 @@ pub enum Command {
     },
     /// Show the versions of vr and of the daemon.
     Version,
+    /// Print shell completions for vr (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write vr's man pages (vr.1, vr-runner.1, ...) into a directory.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }
 
 /// `vr proc` actions.
@@ -117,6 +128,20 @@ pub enum ProcAction {
 
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    use clap::CommandFactory;
+    match &cli.command {
+        Command::Completions { shell } => {
+            docs::completions(Cli::command(), *shell, &mut std::io::stdout())?;
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            for page in docs::man_pages(Cli::command(), dir)? {
+                println!("{}", page.display());
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
     let socket = client::socket_path(cli.socket);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
@@ -132,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Command::Events { follow, after, json } => procs::events(&socket, follow, after, json).await,
             Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,
+            Command::Completions { .. } | Command::Man { .. } => Ok(0),
             Command::Version => {
                 let client = client::connect(&socket).await?;
                 let daemon = crate::api::VrdClient::version(&client).await.map_err(client::explain)?;

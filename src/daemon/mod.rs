@@ -1,6 +1,7 @@
 //! The composition root: opens the daemon's directories, builds the services, and serves the API on
 //! the Unix socket until told to stop. Procs keep running when the daemon stops.
 
+pub mod activation;
 pub mod attach;
 mod proc_calls;
 pub mod rpc;

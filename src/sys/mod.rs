@@ -237,3 +237,24 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
 }
+
+/// Takes ownership of the sockets the service manager passed for socket activation
+/// (sd_listen_fds(3): fds 3, 4, … when `LISTEN_PID` is this process and `LISTEN_FDS` counts them),
+/// marked close-on-exec. Empty when the process was not socket-activated.
+///
+/// Only the first call in a process looks at the environment; later calls return no fds, so no fd
+/// is ever owned twice and no fd reused since is touched.
+pub fn take_listen_fds() -> io::Result<Vec<OwnedFd>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return Ok(Vec::new());
+    }
+    let fds = sd_notify::listen_fds()?;
+    Ok(fds
+        // SAFETY: the service manager passed these fds to this very process (LISTEN_PID matched),
+        // listen_fds just set FD_CLOEXEC on each (so each is open), and TAKEN makes this the one
+        // place in the process that takes ownership of them.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect())
+}

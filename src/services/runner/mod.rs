@@ -254,11 +254,16 @@ impl Runner {
         }
         let layer = spec.build.as_ref().and_then(|_| lowers.get(1).map(PathBuf::as_path));
         let command = setup::command(spec, layer)?;
-        Ok(scripts::direct_argv(&command)
-            .map(|argv| DirectLaunch { argv, env: scripts::direct_env(&spec.env, spec.name.port) }))
+        let Some(argv) = scripts::direct_argv(&command) else { return Ok(None) };
+        // Shell builtins (`exit`, `cd`) and missing programs go through proc.sh, where the shell
+        // handles them (and reports "not found" with its usual 127).
+        if !argv.first().is_some_and(|program| is_executable_in(lowers, program)) {
+            return Ok(None);
+        }
+        Ok(Some(DirectLaunch { argv, env: scripts::direct_env(&spec.env, spec.name.port) }))
     }
 
-    /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
+    /// Writes the launch plan next to the container's dirs.
     fn write_plan(&self, plan: &LaunchPlan, cdir: &Path) -> Result<PathBuf, RunnerError> {
         let plan_path = cdir.join("launch.json");
         let json = serde_json::to_vec_pretty(plan)
@@ -269,6 +274,7 @@ impl Runner {
         Ok(plan_path)
     }
 
+    /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
     fn launch(
         &self,
         plan: &LaunchPlan,
