@@ -19,12 +19,22 @@ pub fn env_sh(env: &[(String, String)]) -> String {
 /// The default search path, set first so buildpacks' .profile.d scripts can prepend to it.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// Shell builtins and keywords: `exec` cannot run them, so commands starting with one go through
+/// `sh -c` (e.g. `exit 3`, `cd app && ./web`, `ulimit -n 4096; ./web`).
+const SHELL_ONLY: &[&str] = &[
+    ".", ":", "alias", "bg", "break", "case", "cd", "command", "continue", "do", "done", "elif", "else",
+    "esac", "eval", "exec", "exit", "export", "fg", "fi", "for", "function", "getopts", "hash", "if", "jobs",
+    "local", "read", "readonly", "return", "select", "set", "shift", "source", "then", "time", "times",
+    "trap", "type", "ulimit", "umask", "unalias", "unset", "until", "wait", "while", "!", "{", "}",
+];
+
 /// Whether a command is a plain program with arguments (variables allowed), which proc.sh can
 /// `exec` itself; anything with shell syntax goes through `sh -c`.
 fn is_simple_command(command: &str) -> bool {
     let first_word = command.split_whitespace().next().unwrap_or("");
     !command.is_empty()
         && !first_word.contains('=')
+        && !SHELL_ONLY.contains(&first_word)
         && !command.contains("$(")
         && !command.chars().any(|c| ";&|<>()`\\\"'*?[]{}#~\n".contains(c))
 }
@@ -165,6 +175,7 @@ mod tests {
         assert_eq!(exec_line("./web --port $PORT"), "exec ./web --port $PORT");
         assert_eq!(exec_line("cd app && ./web"), "exec /bin/sh -c 'cd app && ./web'");
         assert_eq!(exec_line("FOO=1 ./web"), "exec /bin/sh -c 'FOO=1 ./web'");
+        assert_eq!(exec_line("exit 3"), "exec /bin/sh -c 'exit 3'", "a builtin can't be exec'd");
         assert_eq!(exec_line("echo $(date)"), "exec /bin/sh -c 'echo $(date)'");
         assert_eq!(exec_line("trap 'x' TERM; y"), "exec /bin/sh -c 'trap '\\''x'\\'' TERM; y'");
     }
