@@ -112,7 +112,7 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let daemon = vr::daemon::Daemon::open(&config).await?;
         // Socket activation: systemd holds the socket, so clients queue while vrd restarts.
         let listener = match vr::daemon::activation::systemd_listener()? {
@@ -129,5 +129,8 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
         };
         vr::daemon::server::serve(listener, daemon, shutdown).await;
         Ok(())
-    })
+    });
+    // A blocking task may still wait on a foreground container; don't wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    result
 }

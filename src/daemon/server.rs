@@ -90,5 +90,12 @@ pub async fn serve(
         });
     }
     drop(stop_handle);
-    server_handle.stopped().await;
+    // Calls that last as long as a proc (a foreground `runner.run`, `logs -f`) would hold the
+    // daemon forever; they get a moment, then the daemon goes and their clients see it.
+    if tokio::time::timeout(SHUTDOWN_WAIT, server_handle.stopped()).await.is_err() {
+        tracing::warn!("calls still in flight after {SHUTDOWN_WAIT:?}; stopping anyway");
+    }
 }
+
+/// How long a stopping daemon waits for in-flight calls.
+pub const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -168,6 +168,24 @@ impl TestDaemon {
         self.wait_for_socket();
     }
 
+    /// Sends vrd SIGTERM and waits for it to exit; returns how long that took.
+    pub fn terminate(&mut self) -> Duration {
+        let started = Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let _ = self.child.wait();
+        started.elapsed()
+    }
+
+    /// Starts vrd again on the same dirs (after [`TestDaemon::terminate`]).
+    pub fn start_again(&mut self) {
+        self.child = spawn_vrd(self.dir.path(), &self.cgroup_parent, &self.extra_args);
+        self.wait_for_socket();
+    }
+
     /// Kills vrd, waits `away`, and starts a new one on the same dirs.
     pub fn crash_and_restart_after(&mut self, away: Duration) {
         let _ = self.child.kill();

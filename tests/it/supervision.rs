@@ -212,3 +212,20 @@ fn a_uid_outside_the_sockets_group_is_refused() {
         text(&out)
     );
 }
+
+#[test]
+fn sigterm_stops_vrd_but_leaves_every_proc_running() {
+    require_root!("sigterm_stops_vrd_but_leaves_every_proc_running");
+    let mut d = TestDaemon::start();
+    let name = deploy(&d, "calm.yaml", &proc_yaml("calm", 0, "cmd: sleep 600"));
+    let before = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    let took = d.terminate();
+    assert!(took < Duration::from_secs(10), "vrd took {took:?} to stop");
+    assert!(std::os::unix::net::UnixStream::connect(d.socket()).is_err(), "no longer accepting");
+    let pid = before["pid"].as_i64().unwrap() as i32;
+    assert!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok(), "the app still runs");
+    assert_eq!(d.launchers().len(), 1, "its launcher too");
+    d.start_again();
+    let after = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    assert_eq!(after["pid"], before["pid"]);
+}
