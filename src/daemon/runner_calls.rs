@@ -13,6 +13,7 @@ use super::attach::receive_stdio;
 use super::rpc::{caller, error, parse, runner_error, RpcHandler};
 use super::Daemon;
 use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
+use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{LaunchWatch, RunnerError};
 
 /// Sends SIGTERM to a launcher still running when dropped; the launcher passes it on to the
@@ -55,6 +56,9 @@ impl RpcHandler {
         shell: bool,
     ) -> RpcResult<ExitStatus> {
         let (spec, _) = parse(&file)?;
+        if !shell {
+            self.unsupervised(&spec).await?;
+        }
         let caller = caller(ext)?;
         let watch = LaunchWatch::default();
         // If the caller goes away mid-run (this future is dropped), the container is stopped.
@@ -83,8 +87,22 @@ impl RpcHandler {
         result
     }
 
+    /// The runner's commands act on procs outside supervision; a supervised one is refused, so a
+    /// teardown cannot pull the files from under a running supervised container.
+    async fn unsupervised(&self, spec: &ProcSpec) -> RpcResult<()> {
+        let name = spec.name.to_string();
+        match self.daemon.supervisor.get(&name).await {
+            Ok(_) => Err(error(
+                codes::BUSY,
+                format!("{name} is supervised by vrd: use `vr procs stop|restart|destroy {name}` instead of the runner"),
+            )),
+            Err(_) => Ok(()),
+        }
+    }
+
     pub(super) async fn setup(&self, file: ProcFile) -> RpcResult<SetupReport> {
         let (spec, warnings) = parse(&file)?;
+        self.unsupervised(&spec).await?;
         let name = spec.name.to_string();
         let dir = self.blocking(move |d| d.runner.setup(&spec, &file.yaml)).await?;
         Ok(SetupReport { name, proc_dir: dir.display().to_string(), warnings })
@@ -115,6 +133,7 @@ impl RpcHandler {
 
     pub(super) async fn teardown(&self, file: ProcFile) -> RpcResult<()> {
         let (spec, _) = parse(&file)?;
+        self.unsupervised(&spec).await?;
         self.blocking(move |d| d.runner.teardown(&spec)).await
     }
 }

@@ -148,6 +148,13 @@ fn an_unknown_proc_name_gets_a_suggestion() {
     require_root!("an_unknown_proc_name_gets_a_suggestion");
     let d = TestDaemon::start();
     let name = deploy(&d, "s.yaml", &proc_yaml("sugg", 0, "cmd: sleep 600"));
+    let file = d.dir.path().join("s.yaml");
+    let teardown = d.run_vr(&["runner", "teardown", file.to_str().unwrap()]);
+    assert!(
+        text(&teardown).1.contains("is supervised by vrd"),
+        "the runner keeps its hands off: {:?}",
+        text(&teardown)
+    );
     let typo = name.replace("sugg", "sug");
     let out = d.run_vr(&["procs", "stop", &typo]);
     assert_eq!(out.status.code(), Some(1));
