@@ -130,16 +130,17 @@ fn v2_create_delegates_controllers_and_writes_every_limit() {
 }
 
 #[test]
-fn v1_create_makes_the_cgroup_in_every_hierarchy_and_writes_limits() {
+fn v1_create_makes_the_cgroup_in_every_used_hierarchy_and_writes_limits() {
     let (dir, root) = v1_root(&V1_HIERARCHIES);
     let r = dir.path();
     let pc = create_with_fake_kernel(&root, "vrd/web-1", &all_limits(), true).unwrap();
-    // Every hierarchy cgroups-rs knows, once each (aliases skipped), never the cgroup2 dir.
-    for h in ["cpu,cpuacct", "memory", "pids", "freezer", "systemd"] {
+    // Every hierarchy vr uses, once each (aliases skipped); not name=systemd, never the cgroup2 dir.
+    for h in ["cpu,cpuacct", "memory", "pids", "freezer"] {
         assert!(r.join(h).join("vrd/web-1").is_dir(), "missing in {h}");
     }
+    assert!(!r.join("systemd/vrd").exists());
     assert!(!r.join("unified/vrd").exists());
-    assert_eq!(pc.paths().len(), 5);
+    assert_eq!(pc.paths().len(), 4);
     let mem = r.join("memory/vrd/web-1");
     assert_eq!(read(mem.join("memory.limit_in_bytes")), (256u64 << 20).to_string());
     assert_eq!(read(mem.join("memory.memsw.limit_in_bytes")), (512u64 << 20).to_string());
@@ -197,7 +198,7 @@ fn a_leftover_is_refused_by_create_untouched_and_readopted_by_load() {
         let first = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap();
         let err = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap_err();
         assert!(matches!(err, CgroupError::AlreadyExists { .. }), "{version:?}: {err}");
-        assert_eq!(first.paths().len(), if version == CgroupVersion::V1 { 5 } else { 1 });
+        assert_eq!(first.paths().len(), if version == CgroupVersion::V1 { 4 } else { 1 });
         let again = ProcCgroup::load(&root, "vrd/web-1").unwrap();
         assert_eq!(again.paths(), first.paths());
         let err = ProcCgroup::load(&root, "vrd/web-2").unwrap_err();
@@ -211,7 +212,8 @@ fn add_pid_writes_cgroup_procs_and_pids_reads_them_back() {
     let pc = ProcCgroup::create(&root, "vrd/web-1", &Limits::default()).unwrap();
     pc.add_pid(4242).unwrap();
     assert_eq!(read(dir.path().join("memory/vrd/web-1/cgroup.procs")), "4242");
-    assert_eq!(read(dir.path().join("systemd/vrd/web-1/cgroup.procs")), "4242");
+    assert_eq!(read(dir.path().join("freezer/vrd/web-1/cgroup.procs")), "4242");
+    assert!(!dir.path().join("systemd/vrd").exists(), "only the hierarchies vr uses");
     assert_eq!(pc.pids().unwrap(), [4242]);
     assert!(matches!(pc.add_pid(0), Err(CgroupError::InvalidPid { .. })));
     assert!(matches!(pc.add_pid(-1), Err(CgroupError::InvalidPid { .. })));

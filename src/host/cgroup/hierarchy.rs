@@ -58,6 +58,11 @@ impl InjectedHierarchy {
             let Some(dir_name) = dir.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
+            // A container's cgroup lives only where vr sets or reads something: every further
+            // hierarchy costs a mkdir, an attach and an rmdir per start (~0.3 ms for 9 vs 5).
+            if !dir_name.split(',').any(|c| V1_USED.contains(&c)) {
+                continue;
+            }
             for controller in dir_name.split(',') {
                 if let Some(sub) = v1_subsystem(controller, &dir) {
                     subs.push(sub);
@@ -140,6 +145,10 @@ pub(super) fn tree_roots(root: &Path, version: CgroupVersion) -> Vec<PathBuf> {
     }
 }
 
+/// The v1 controllers vr uses: limits (memory, pids, cpu), accounting (cpuacct), and the freezer
+/// that makes killing a container race-free.
+pub(super) const V1_USED: &[&str] = &["memory", "pids", "cpu", "cpuacct", "freezer"];
+
 fn v1_subsystem(controller: &str, dir: &Path) -> Option<Subsystem> {
     let (p, b) = (dir.to_path_buf(), dir.to_path_buf());
     Some(match controller {
@@ -186,7 +195,11 @@ mod tests {
 
         let hier = InjectedHierarchy::new(root.path(), CgroupVersion::V1);
         let subs = hier.subsystems();
-        assert_eq!(names(&subs), ["cpu", "cpuacct", "freezer", "memory", "pids", "name=systemd"]);
+        assert_eq!(
+            names(&subs),
+            ["cpu", "cpuacct", "freezer", "memory", "pids"],
+            "only the controllers vr uses"
+        );
         let cg = hier.load("vrd/web-1");
         let mem: &MemController = cg.controller_of().unwrap();
         assert_eq!(mem.path(), root.path().join("memory/vrd/web-1"));
