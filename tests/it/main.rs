@@ -5,6 +5,7 @@
 
 mod container;
 mod harness;
+mod jobs;
 mod runner;
 mod supervision;
 mod tidy;

@@ -101,6 +101,17 @@ fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<BindSource>, String> {
 
 fn mount_overlay(plan: &LaunchPlan) -> Result<(), String> {
     let o = &plan.rootfs;
+    if o.lowers.is_empty() {
+        // The root is the upper dir itself, written in place (a stack image being provisioned).
+        return sys_mount::Mount::builder()
+            .fstype("")
+            .flags(sys_mount::MountFlags::BIND | sys_mount::MountFlags::REC)
+            .mount(&o.upper, &o.target)
+            .map(|_| ())
+            .map_err(|e| {
+                format!("failed to bind the root {} on {}: {e}", o.upper.display(), o.target.display())
+            });
+    }
     let lowers: Vec<String> = o.lowers.iter().map(|p| p.display().to_string()).collect();
     let data =
         format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());

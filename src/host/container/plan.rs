@@ -49,7 +49,9 @@ pub struct LaunchPlan {
     pub status_path: PathBuf,
 }
 
-/// An overlay root: read-only shared lowers (first = top), a private upper and work dir.
+/// An overlay root: read-only shared lowers (first = top), a private upper and work dir. With no
+/// lowers the root is the upper dir itself, bound in place and written directly (used to
+/// provision a stack image on a writable copy of its base).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overlay {
     /// Lower directories, top first.

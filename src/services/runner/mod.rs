@@ -1,6 +1,7 @@
 //! The runner: Velociraptor's `vrun` contract (setup, run, shell, uptest, teardown of one proc.yaml),
 //! done by the daemon with vr's own containers.
 
+pub mod job;
 pub mod layout;
 pub mod locks;
 pub mod scripts;
@@ -343,7 +344,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 
 /// The host's resolver files, bound read-only as LXC did for VR (the container shares the host
 /// network, so it resolves names as the host does).
-fn host_files() -> Vec<Bind> {
+pub(crate) fn host_files() -> Vec<Bind> {
     ["/etc/resolv.conf", "/etc/hosts"]
         .iter()
         .filter(|p| Path::new(p).exists())

@@ -58,9 +58,14 @@ fn fetch_artifact(artifact: &Artifact, dir: &Path) -> Result<PathBuf, RunnerErro
 
 /// Fetches and unpacks the OS image; returns its contents dir.
 pub fn prepare_image(runner: &Runner, spec: &ProcSpec) -> Result<PathBuf, RunnerError> {
-    let _lock = runner.locks.artifact(&format!("image:{}", spec.image.name));
-    let archive = fetch_artifact(&spec.image, &runner.layout.image_dir(&spec.image.name))?;
-    let contents = runner.layout.image_contents(&spec.image.name);
+    prepare_artifact_image(runner, &spec.image)
+}
+
+/// Fetches and unpacks an OS image once; returns its contents dir.
+pub fn prepare_artifact_image(runner: &Runner, image: &Artifact) -> Result<PathBuf, RunnerError> {
+    let _lock = runner.locks.artifact(&format!("image:{}", image.name));
+    let archive = fetch_artifact(image, &runner.layout.image_dir(&image.name))?;
+    let contents = runner.layout.image_contents(&image.name);
     let opts = UnpackOptions {
         untrusted: false,
         owner: None,
@@ -71,7 +76,8 @@ pub fn prepare_image(runner: &Runner, spec: &ProcSpec) -> Result<PathBuf, Runner
     Ok(contents)
 }
 
-fn read_in_image(contents: &Path, file: &str) -> String {
+/// A file of an image (or any root), read as if the root were `/`; empty when missing.
+pub fn read_in_image(contents: &Path, file: &str) -> String {
     let mut text = String::new();
     if let Ok(mut f) = sys::open_in_root(contents, Path::new(file)) {
         let _ = std::io::Read::read_to_string(&mut f, &mut text);
