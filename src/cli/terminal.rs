@@ -33,10 +33,20 @@ impl AttachSocket {
 
     /// In the background, hands stdin, stdout and stderr to the first (and only) connection.
     pub fn serve(self) {
+        let fds = [std::io::stdin().as_fd(), std::io::stdout().as_fd(), std::io::stderr().as_fd()]
+            .map(|fd| fd.try_clone_to_owned());
+        match fds.into_iter().collect::<std::io::Result<Vec<_>>>() {
+            Ok(fds) => self.serve_fds(fds),
+            Err(_) => drop(self),
+        }
+    }
+
+    /// In the background, hands `fds` (in order) to the first (and only) connection.
+    pub fn serve_fds(self, fds: Vec<std::os::fd::OwnedFd>) {
         std::thread::spawn(move || {
             if let Ok((stream, _)) = self.listener.accept() {
-                let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
-                let _ = crate::sys::send_fds(&stream, &[stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]);
+                let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
+                let _ = crate::sys::send_fds(&stream, &borrowed);
             }
             drop(self.dir);
         });
