@@ -41,23 +41,31 @@ pub struct DaemonConfig {
 /// Heroku's stop grace period.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 30;
 
-/// The settings as a file or flags give them; every one optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The settings as the config file and the `vrd daemon` flags give them (one definition for both,
+/// so they cannot drift); every one optional, flags win over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// See [`DaemonConfig::data_dir`].
+    /// Images, builds, procs and the state database [default: /var/lib/vrd]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// See [`DaemonConfig::run_dir`].
+    /// Runtime files [default: /run/vrd]
+    #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// See [`DaemonConfig::socket`]; defaults to `<run_dir>/vrd.sock`.
+    /// The API socket [default: RUN_DIR/vrd.sock]
+    #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// See [`DaemonConfig::cgroup_root`].
+    /// Where the cgroup file systems are mounted [default: /sys/fs/cgroup]
+    #[arg(long)]
     pub cgroup_root: Option<PathBuf>,
-    /// See [`DaemonConfig::cgroup_parent`].
+    /// The cgroup every container is created under [default: vrd]
+    #[arg(long)]
     pub cgroup_parent: Option<String>,
-    /// See [`DaemonConfig::socket_gid`].
+    /// A numeric group id whose members may use the socket (mode 0660)
+    #[arg(long)]
     pub socket_gid: Option<u32>,
-    /// See [`DaemonConfig::stop_grace_secs`].
+    /// Seconds from a supervised proc's SIGTERM to its SIGKILL [default: 30]
+    #[arg(long)]
     pub stop_grace_secs: Option<u64>,
 }
 

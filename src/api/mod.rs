@@ -5,6 +5,7 @@ use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
 
+pub use crate::model::audit::AuditEntry as AuditInfo;
 pub use crate::model::exit::ExitStatus;
 pub use crate::model::supervision::ProcEvent;
 pub use crate::model::uptest::UptestResult;
@@ -84,27 +85,6 @@ pub struct EventItem {
     pub id: u64,
     /// The event.
     pub event: ProcEvent,
-}
-
-/// One audited call: who, what, when, and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditInfo {
-    /// Increasing id.
-    pub id: u64,
-    /// When, in unix milliseconds.
-    pub time: i64,
-    /// The caller's uid (SO_PEERCRED).
-    pub uid: u32,
-    /// The caller's gid.
-    pub gid: u32,
-    /// The caller's pid.
-    pub pid: Option<i32>,
-    /// The method.
-    pub method: String,
-    /// Its parameters, as JSON.
-    pub params: String,
-    /// "ok", or the error message.
-    pub outcome: String,
 }
 
 /// One line of a proc's log.

@@ -18,30 +18,11 @@ struct Args {
 enum Cmd {
     /// Serve the API and supervise procs.
     Daemon {
-        /// A TOML file with any of the settings below (flags win over it).
+        /// A TOML file with any of the settings below (the flags win over it).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Images, builds and procs [default: /var/lib/vrd]
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Runtime files [default: /run/vrd]
-        #[arg(long)]
-        run_dir: Option<PathBuf>,
-        /// The API socket [default: RUN_DIR/vrd.sock]
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// Where the cgroup file systems are mounted [default: /sys/fs/cgroup]
-        #[arg(long)]
-        cgroup_root: Option<PathBuf>,
-        /// The cgroup every container is created under [default: vrd]
-        #[arg(long)]
-        cgroup_parent: Option<String>,
-        /// A numeric group id that may use the socket (mode 0660)
-        #[arg(long)]
-        socket_gid: Option<u32>,
-        /// Seconds from a supervised proc's SIGTERM to its SIGKILL [default: 30]
-        #[arg(long)]
-        stop_grace_secs: Option<u64>,
+        #[command(flatten)]
+        settings: RawConfig,
     },
     /// Launch one container from a plan (run by the daemon).
     #[command(hide = true)]
@@ -65,26 +46,8 @@ fn main() {
     let code = match args.command {
         Cmd::Init { plan, detach } => vr::host::container::launcher::main(&plan, detach),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
-        Cmd::Daemon {
-            config,
-            data_dir,
-            run_dir,
-            socket,
-            cgroup_root,
-            cgroup_parent,
-            socket_gid,
-            stop_grace_secs,
-        } => {
-            let flags = RawConfig {
-                data_dir,
-                run_dir,
-                socket,
-                cgroup_root,
-                cgroup_parent,
-                socket_gid,
-                stop_grace_secs,
-            };
-            match load_config(config.as_deref(), flags).map_err(anyhow::Error::from).and_then(daemon) {
+        Cmd::Daemon { config, settings } => {
+            match load_config(config.as_deref(), settings).map_err(anyhow::Error::from).and_then(daemon) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("vrd: {e:#}");

@@ -11,7 +11,7 @@ use super::rpc::{error, parse, RpcHandler};
 use crate::api::{codes, AuditInfo, EventItem, LogLine, ProcFile, ProcInfo};
 use crate::model::names::ProcName;
 use crate::services::logs;
-use crate::services::state::{AuditEntry, ProcRecord, StateError};
+use crate::services::state::{ProcRecord, StateError};
 use crate::services::supervisor::SupervisorError;
 
 /// Maps every supervisor error to its stable code (the inner match has no wildcard).
@@ -35,8 +35,7 @@ fn state_error(e: StateError) -> ErrorObjectOwned {
 
 /// VR's `Proc.as_dict()` view of a stored proc.
 pub fn proc_info(r: &ProcRecord, host: &str) -> ProcInfo {
-    let parsed = ProcName::parse(&r.name).ok();
-    let part = |f: fn(&ProcName) -> String| parsed.as_ref().map(f).unwrap_or_else(|| "UNKNOWN".into());
+    let n = ProcName::parse_lenient(&r.name);
     ProcInfo {
         name: r.name.clone(),
         id: format!("{host}-{}", r.name),
@@ -49,12 +48,12 @@ pub fn proc_info(r: &ProcRecord, host: &str) -> ProcInfo {
         spawnerr: r.spawn_err.clone(),
         start_time: r.start_time,
         stop_time: r.stop_time,
-        app_name: part(|n| n.app.clone()),
-        version: part(|n| n.version.clone()),
-        config_name: part(|n| n.config.clone()),
-        hash: part(|n| n.hash.clone()),
-        proc_name: part(|n| n.proc.clone()),
-        port: parsed.as_ref().map(|n| n.port).unwrap_or(0),
+        app_name: n.app,
+        version: n.version,
+        config_name: n.config,
+        hash: n.hash,
+        proc_name: n.proc,
+        port: n.port,
     }
 }
 
@@ -191,19 +190,6 @@ impl RpcHandler {
 
     pub(super) async fn audit(&self, limit: usize) -> RpcResult<Vec<AuditInfo>> {
         let entries = self.daemon.supervisor.state().list_audit(limit, 0).await.map_err(state_error)?;
-        Ok(entries.into_iter().map(audit_info).collect())
-    }
-}
-
-fn audit_info(e: AuditEntry) -> AuditInfo {
-    AuditInfo {
-        id: e.id,
-        time: e.time,
-        uid: e.uid,
-        gid: e.gid,
-        pid: e.pid,
-        method: e.method,
-        params: e.params,
-        outcome: e.outcome,
+        Ok(entries)
     }
 }

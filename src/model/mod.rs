@@ -1,5 +1,6 @@
 //! Plain, validated data shared by every layer: names, proc.yaml, limits. No I/O here.
 
+pub mod audit;
 pub mod exit;
 pub mod limits;
 pub mod names;

@@ -203,6 +203,19 @@ impl ProcName {
         ProcName::new(parts[0], &version, parts[n - 4], parts[n - 3], parts[n - 2], port)
     }
 
+    /// VR's reading of any program name (`Proc.parse_name`): a six-part name gives its parts;
+    /// anything else is foreign: app and proc are the whole name, the rest `UNKNOWN`, port 0.
+    pub fn parse_lenient(full: &str) -> ProcName {
+        ProcName::parse(full).unwrap_or_else(|_| ProcName {
+            app: full.into(),
+            version: "UNKNOWN".into(),
+            config: "UNKNOWN".into(),
+            hash: "UNKNOWN".into(),
+            proc: full.into(),
+            port: 0,
+        })
+    }
+
     /// The hostname the container gets: the full name, cut to the kernel's 64-byte limit.
     pub fn hostname(&self) -> String {
         let mut full = self.to_string();
@@ -267,6 +280,16 @@ mod tests {
     fn not_a_proc_name() {
         assert!(matches!(ProcName::parse("just-three-parts"), Err(NameError::NotAProcName(_))));
         assert!(ProcName::parse("a-1-c-h-p-notaport").is_err());
+    }
+
+    #[test]
+    fn foreign_names_read_as_velociraptor_reads_them() {
+        let n = ProcName::parse_lenient("postgres");
+        assert_eq!(
+            (n.app.as_str(), n.proc.as_str(), n.version.as_str(), n.port),
+            ("postgres", "postgres", "UNKNOWN", 0)
+        );
+        assert_eq!(ProcName::parse_lenient("a-1-c-h-web-80").proc, "web");
     }
 
     #[test]

@@ -1,30 +1,10 @@
 //! The `audit` table: who called which API method, when, with what, and how it went.
 
 use rusqlite::{params, Connection, Row};
-use serde::{Deserialize, Serialize};
 
 use super::{to_id, to_sql_int, State, StateError};
 
-/// One API call, as the audit log records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditEntry {
-    /// Set by the database when appended (ignored by [`State::append_audit`]); increases.
-    pub id: u64,
-    /// When the call was made, in unix milliseconds.
-    pub time: i64,
-    /// The caller's uid (from SO_PEERCRED).
-    pub uid: u32,
-    /// The caller's gid.
-    pub gid: u32,
-    /// The caller's pid, when known.
-    pub pid: Option<i32>,
-    /// The method called, e.g. `proc.start`.
-    pub method: String,
-    /// The call's parameters, as JSON text.
-    pub params: String,
-    /// `ok`, or the error message the caller got.
-    pub outcome: String,
-}
+pub use crate::model::audit::AuditEntry;
 
 impl State {
     /// Records `entry` (its `id` is ignored) and returns the id it was given.

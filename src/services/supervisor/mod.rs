@@ -232,8 +232,7 @@ pub fn suggest(name: &str, known: &[String]) -> String {
 
 /// The event for a state change of `record`.
 pub(crate) fn event_for(record: &ProcRecord, state: ProcState, host: &str) -> ProcEvent {
-    let parsed = ProcName::parse(&record.name).ok();
-    let part = |f: fn(&ProcName) -> String| parsed.as_ref().map(f).unwrap_or_default();
+    let n = ProcName::parse_lenient(&record.name);
     ProcEvent {
         name: record.name.clone(),
         host: host.to_string(),
@@ -243,12 +242,12 @@ pub(crate) fn event_for(record: &ProcRecord, state: ProcState, host: &str) -> Pr
         exitstatus: record.exit_status,
         start_time: record.start_time,
         stop_time: record.stop_time,
-        app_name: part(|n| n.app.clone()),
-        version: part(|n| n.version.clone()),
-        config_name: part(|n| n.config.clone()),
-        hash: part(|n| n.hash.clone()),
-        proc_name: part(|n| n.proc.clone()),
-        port: parsed.as_ref().map(|n| n.port).unwrap_or(0),
+        app_name: n.app,
+        version: n.version,
+        config_name: n.config,
+        hash: n.hash,
+        proc_name: n.proc,
+        port: n.port,
         time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
