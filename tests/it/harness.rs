@@ -57,12 +57,14 @@ pub struct TestDaemon {
     pub dir: tempfile::TempDir,
     pub cgroup_parent: String,
     extra_args: Vec<String>,
+    /// The vrd binary this daemon runs (a copy, for upgrade tests).
+    pub exe: PathBuf,
     child: Child,
 }
 
-fn spawn_vrd(dir: &Path, cgroup_parent: &str, extra: &[String]) -> Child {
+fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vrd.log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_vrd"))
+    Command::new(exe)
         .arg("daemon")
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -89,8 +91,9 @@ impl TestDaemon {
         let cgroup_parent =
             format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
         let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let child = spawn_vrd(dir.path(), &cgroup_parent, &extra_args);
-        let daemon = TestDaemon { dir, cgroup_parent, extra_args, child };
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_vrd"));
+        let child = spawn_vrd(&exe, dir.path(), &cgroup_parent, &extra_args);
+        let daemon = TestDaemon { dir, cgroup_parent, extra_args, exe, child };
         daemon.wait_for_socket();
         daemon
     }
@@ -164,7 +167,7 @@ impl TestDaemon {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_vrd(self.dir.path(), &self.cgroup_parent, &self.extra_args);
+        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args);
         self.wait_for_socket();
     }
 
@@ -182,7 +185,7 @@ impl TestDaemon {
 
     /// Starts vrd again on the same dirs (after [`TestDaemon::terminate`]).
     pub fn start_again(&mut self) {
-        self.child = spawn_vrd(self.dir.path(), &self.cgroup_parent, &self.extra_args);
+        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args);
         self.wait_for_socket();
     }
 
@@ -191,7 +194,7 @@ impl TestDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::thread::sleep(away);
-        self.child = spawn_vrd(self.dir.path(), &self.cgroup_parent, &self.extra_args);
+        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args);
         self.wait_for_socket();
     }
 

@@ -236,3 +236,25 @@ fn sigterm_stops_vrd_but_leaves_every_proc_running() {
     let after = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
     assert_eq!(after["pid"], before["pid"]);
 }
+
+#[test]
+fn an_upgrade_replaces_the_binary_and_the_new_vrd_adopts_every_proc() {
+    require_root!("an_upgrade_replaces_the_binary_and_the_new_vrd_adopts_every_proc");
+    let mut d = TestDaemon::start();
+    let installed = d.dir.path().join("vrd");
+    std::fs::copy(env!("CARGO_BIN_EXE_vrd"), &installed).unwrap();
+    d.terminate();
+    d.exe = installed.clone();
+    d.start_again();
+    let name = deploy(&d, "up.yaml", &proc_yaml("upgrade", 0, "cmd: sleep 600"));
+    let before = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    // Install a new binary the way a package manager does (write aside, rename over), then restart.
+    let staged = d.dir.path().join("vrd.new");
+    std::fs::copy(env!("CARGO_BIN_EXE_vrd"), &staged).unwrap();
+    std::fs::rename(&staged, &installed).unwrap();
+    d.terminate();
+    d.start_again();
+    let after = wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    assert_eq!(after["pid"], before["pid"], "the app kept running through the upgrade");
+    assert_eq!(d.launchers().len(), 1, "the old launcher (from its sealed copy) was adopted, not duplicated");
+}
