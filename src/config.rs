@@ -36,7 +36,12 @@ pub struct DaemonConfig {
     pub socket_gid: Option<u32>,
     /// Seconds from a supervised proc's SIGTERM to its SIGKILL.
     pub stop_grace_secs: u64,
+    /// Seconds one uptest run (all tests of a proc) may take.
+    pub uptest_timeout_secs: u64,
 }
+
+/// How long uptests may take by default.
+pub const DEFAULT_UPTEST_TIMEOUT_SECS: u64 = 60;
 
 /// Heroku's stop grace period.
 pub const DEFAULT_STOP_GRACE_SECS: u64 = 30;
@@ -67,6 +72,9 @@ pub struct RawConfig {
     /// Seconds from a supervised proc's SIGTERM to its SIGKILL [default: 30]
     #[arg(long)]
     pub stop_grace_secs: Option<u64>,
+    /// Seconds one uptest run (all tests of a proc) may take before it is stopped [default: 60]
+    #[arg(long)]
+    pub uptest_timeout_secs: Option<u64>,
 }
 
 /// Why the configuration was refused.
@@ -116,6 +124,7 @@ impl RawConfig {
             cgroup_parent: over.cgroup_parent.or(self.cgroup_parent),
             socket_gid: over.socket_gid.or(self.socket_gid),
             stop_grace_secs: over.stop_grace_secs.or(self.stop_grace_secs),
+            uptest_timeout_secs: over.uptest_timeout_secs.or(self.uptest_timeout_secs),
         }
     }
 
@@ -158,6 +167,7 @@ impl RawConfig {
             cgroup_parent,
             socket_gid: self.socket_gid,
             stop_grace_secs,
+            uptest_timeout_secs: self.uptest_timeout_secs.unwrap_or(DEFAULT_UPTEST_TIMEOUT_SECS).max(1),
         })
     }
 }

@@ -75,6 +75,7 @@ impl Daemon {
             cgroup_root: config.cgroup_root.clone(),
             cgroup_parent: config.cgroup_parent.clone(),
             locks: Default::default(),
+            uptest_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
         };
         let runner = Arc::new(runner);
         let db = config.data_dir.join("state.db");

@@ -30,6 +30,7 @@ impl Fixture {
                 dir.path().file_name().unwrap().to_string_lossy().replace('.', "_")
             ),
             locks: Default::default(),
+            uptest_timeout: std::time::Duration::from_secs(60),
         };
         Fixture { dir, runner }
     }

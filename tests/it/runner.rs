@@ -224,3 +224,22 @@ fn a_plain_command_skips_the_shell_but_gets_the_same_environment() {
             .unwrap();
     assert!(plan.contains("\"argv\": [\n    \"env\"\n  ]"), "env ran without /bin/sh: {plan}");
 }
+
+#[test]
+fn a_hanging_uptest_is_stopped_and_reported() {
+    require_root!("a_hanging_uptest_is_stopped_and_reported");
+    let d = TestDaemon::start_with(&["--uptest-timeout-secs", "2"]);
+    let file = d.write("slow.yaml", &proc_yaml("slow", 7008, &build_of(&d, "tests/fixtures/slow-uptest")));
+    let f = file.to_str().unwrap();
+    assert!(d.run_vr(&["runner", "setup", f]).status.success());
+    let started = std::time::Instant::now();
+    let out = d.run_vr(&["runner", "uptest", f]);
+    assert!(started.elapsed() < Duration::from_secs(20), "the hanging test was not stopped");
+    let results: serde_json::Value = serde_json::from_str(text(&out).0.trim()).unwrap();
+    let names: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["01_quick", "02_hangs", "uptester"]);
+    assert_eq!(results[0]["Passed"], true);
+    assert_eq!(results[1]["Passed"], false);
+    assert_eq!(results[1]["Output"], "hanging\n");
+    assert!(results[2]["Output"].as_str().unwrap().contains("stopped after 2 s"), "{results}");
+}

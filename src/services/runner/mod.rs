@@ -78,6 +78,8 @@ pub struct Runner {
     pub cgroup_parent: String,
     /// Busy procs and artifact locks.
     pub locks: Locks,
+    /// How long one `uptest` run (all tests of a proc) may take before it is stopped.
+    pub uptest_timeout: std::time::Duration,
 }
 
 /// Parses and validates proc.yaml text; unknown keys come back as warnings.

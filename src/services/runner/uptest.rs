@@ -2,6 +2,12 @@
 //! and reports VR's JSON: `[{"Name": ..., "Output": ..., "Passed": ...}]`, `[]` when there are none.
 
 use std::fs;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 
@@ -38,6 +44,36 @@ fn read_results(dir: &std::path::Path) -> Vec<UptestResult> {
     results
 }
 
+/// A watchdog that asks the launcher in `watch` to stop the container after `limit`.
+struct Watchdog {
+    done: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+fn stop_after(limit: Duration, watch: LaunchWatch) -> Watchdog {
+    let (done, finished) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || match finished.recv_timeout(limit) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let pid = watch.load(Ordering::SeqCst);
+            if pid != 0 {
+                // The launcher stops the container as for any stop (SIGKILL after the grace).
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+            true
+        }
+        _ => false,
+    });
+    Watchdog { done, thread }
+}
+
+impl Watchdog {
+    /// Ends the watch; returns whether the limit was hit.
+    fn finish(self) -> bool {
+        drop(self.done);
+        self.thread.join().unwrap_or(false)
+    }
+}
+
 impl Runner {
     /// Runs the uptests of a set-up proc.
     pub fn uptest(&self, spec: &ProcSpec) -> Result<Vec<UptestResult>, RunnerError> {
@@ -58,9 +94,22 @@ impl Runner {
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
             .map_err(|e| RunnerError::Io(e.to_string()))?;
         let plan = self.plan(spec, &dir, sibling.path(), Mode::Uptest { results: results.clone() })?;
-        let status = self.launch(&plan, sibling.path(), null_stdio()?, &LaunchWatch::default())?;
+        let watch = LaunchWatch::default();
+        let timer = stop_after(self.uptest_timeout, watch.clone());
+        let status = self.launch(&plan, sibling.path(), null_stdio()?, &watch);
+        let timed_out = timer.finish();
+        let status = status?;
         let mut found = read_results(&results);
-        if status.setup_failed || status.code != 0 {
+        if timed_out {
+            found.push(UptestResult {
+                name: "uptester".into(),
+                output: format!(
+                    "the uptests were stopped after {} s (uptest_timeout_secs): a test never ended",
+                    self.uptest_timeout.as_secs()
+                ),
+                passed: false,
+            });
+        } else if status.setup_failed || status.code != 0 {
             found.push(UptestResult {
                 name: "uptester".into(),
                 output: match &status.error {
