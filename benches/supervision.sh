@@ -13,7 +13,8 @@
 #              RUNS (default 30), WARMUP (default 3), SETTLE (seconds before memory is read,
 #              default 3), DEPLOY_BUDGET (seconds allowed for deploying up to N_LIST, default 900;
 #              past it the list benchmark uses the procs that are up and says so),
-#              CARGO_TARGET_DIR (where cargo builds).
+#              CARGO_TARGET_DIR (where cargo builds), BIN_DIR (use the vrd and vr in this dir
+#              instead of building).
 #
 # Everything made here is removed on exit, error or Ctrl-C: every proc (vr procs destroy), the vrd
 # daemon, any launcher left (its command line names our data dir), supervisord and its children
@@ -40,7 +41,7 @@ note() { echo "$prog: $*" >&2; }
 [ "$(id -u)" = 0 ] || die "must run as root (containers and cgroups)"
 [ "$N_LIST" -ge "$N_MEM" ] || die "N_LIST ($N_LIST) must be at least N_MEM ($N_MEM)"
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
-need cargo "install Rust (rustup) so vrd can be built"
+[ -n "${BIN_DIR:-}" ] || need cargo "install Rust (rustup) so vrd can be built"
 need hyperfine "apt-get install -y hyperfine"
 need supervisord "apt-get install -y supervisor"
 need supervisorctl "apt-get install -y supervisor"
@@ -87,7 +88,7 @@ launchers() { # pids whose command line starts with "vrd init" and names our dat
   [ -n "$data" ] || return 0
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}; pid=${pid%/cmdline}
-    cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+    cmd=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
     case $cmd in "vrd init "*"$data/"*) echo "$pid" ;; esac
   done
 }
@@ -98,7 +99,7 @@ helpers() { # xargs, vr and hyperfine started here: their command lines name the
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}; pid=${pid%/cmdline}
     [ "$pid" = "$$" ] || [ "$pid" = "${vrd_pid:-x}" ] || [ "$pid" = "${BASHPID:-x}" ] && continue
-    cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+    cmd=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
     case $cmd in "vrd init "*) continue ;; *"$work/"*) echo "$pid" ;; esac
   done
 }
@@ -199,10 +200,15 @@ smaps_table() {
 
 # ---------------------------------------------------------------------------------------------
 # Build vrd, make the image.
-target_dir=${CARGO_TARGET_DIR:-$repo/target}
-note "building vrd (cargo build --release)"
-(cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-bin=$target_dir/x86_64-unknown-linux-gnu/release
+if [ -n "${BIN_DIR:-}" ]; then
+  bin=$BIN_DIR
+  note "using the vrd and vr already built in $bin (BIN_DIR)"
+else
+  target_dir=${CARGO_TARGET_DIR:-$repo/target}
+  note "building vrd (cargo build --release)"
+  (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+  bin=$target_dir/x86_64-unknown-linux-gnu/release
+fi
 [ -x "$bin/vrd" ] && [ -x "$bin/vr" ] || die "vrd/vr not found in $bin after the build"
 
 work=$(mktemp -d /tmp/vr-bench-supervision.XXXXXX)
@@ -318,7 +324,9 @@ for f in /proc/"$vrd_pid"/fd/*; do
     memfd_kb=$(( $(stat -L -c %s "$f") / 1024 )); break
   fi
 done
-memfd_mapped_kb=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { m = ($6 == "/memfd:vrd") } m && $1 == "Rss:" { s += $2 } END { print s + 0 }' "/proc/$l_med_pid/smaps")
+# memfd pages a launcher maps: RSS of its memfd mappings less their anonymous (copied-on-write) pages.
+memfd_mapped_kb=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { m = ($6 == "/memfd:vrd") } m && $1 == "Rss:" { s += $2 } m && $1 == "Anonymous:" { s -= $2 } END { print s + 0 }' "/proc/$l_med_pid/smaps")
+l_pte=$(awk '$1 == "VmPTE:" { print $2 }' "/proc/$l_med_pid/status")
 breakdown=$(smaps_table "$l_med_pid")
 l_priv=$(awk '$1 == "Private_Dirty:" || $1 == "Private_Clean:" { s += $2 } END { print s + 0 }' "/proc/$l_med_pid/smaps_rollup")
 l_anon=$(smaps_kb "$l_med_pid" Anonymous)
@@ -474,7 +482,7 @@ echo
 echo "Deploying: $N_MEM procs ($PAR \`vr proc deploy\` in parallel, after the first) took $t_mem s to all RUNNING;" \
   "procs $((N_MEM + 1))..$deployed took $t_list s more; $n_list of $n_all RUNNING, $failed deploys failed$( [ "$over_budget" = 1 ] && echo ", **deploy budget of $DEPLOY_BUDGET s used up: only $deployed of $N_LIST deployed**")."
 echo
-echo "One launcher (the median, pid $l_med_pid, at $N_MEM procs): private $l_priv kB, anonymous $l_anon kB, PSS of shared memfd pages $l_pss_shmem kB. Its mappings with RSS > 0 (kB):"
+echo "One launcher (the median, pid $l_med_pid, at $N_MEM procs): private $l_priv kB, anonymous $l_anon kB, PSS of shared memfd pages $l_pss_shmem kB; in the kernel and in no PSS, page tables $l_pte kB and a 16 kB kernel stack. Its mappings with RSS > 0 (kB):"
 echo
 echo "| mapping | perms | RSS | PSS | private | shared | anonymous |"
 echo "|---|---|---|---|---|---|---|"

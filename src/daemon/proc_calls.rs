@@ -189,7 +189,7 @@ impl RpcHandler {
     }
 
     pub(super) async fn audit(&self, limit: usize) -> RpcResult<Vec<AuditInfo>> {
-        let entries = self.daemon.supervisor.state().list_audit(limit, 0).await.map_err(state_error)?;
+        let entries = self.daemon.supervisor.state().latest_audit(limit).await.map_err(state_error)?;
         Ok(entries)
     }
 }

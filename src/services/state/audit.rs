@@ -20,6 +20,24 @@ impl State {
         })
         .await
     }
+
+    /// The newest `limit` entries, oldest first (what `vr audit` shows).
+    pub async fn latest_audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
+        self.call("list the audit log".into(), move |db, what| {
+            latest(&db.conn, limit).map_err(StateError::query(what))
+        })
+        .await
+    }
+}
+
+fn latest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<AuditEntry>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, time, uid, gid, pid, method, params, outcome FROM audit ORDER BY id DESC LIMIT ?1",
+    )?;
+    let mut rows =
+        stmt.query_map(params![to_sql_int(limit)], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.reverse();
+    Ok(rows)
 }
 
 fn append(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<u64> {

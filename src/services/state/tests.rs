@@ -275,3 +275,13 @@ async fn audit_entries_list_in_order_after_an_id() {
     assert_eq!(state.list_audit(10, first).await.unwrap(), all[1..]);
     assert_eq!(state.list_audit(1, 0).await.unwrap(), all[..1]);
 }
+
+#[tokio::test]
+async fn latest_audit_is_the_newest_entries_oldest_first() {
+    let state = State::open_in_memory().unwrap();
+    for i in 0..5 {
+        state.append_audit(audit(&format!("m{i}"))).await.unwrap();
+    }
+    let latest = state.latest_audit(2).await.unwrap();
+    assert_eq!(latest.iter().map(|e| e.method.as_str()).collect::<Vec<_>>(), ["m3", "m4"]);
+}
