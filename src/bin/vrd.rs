@@ -33,6 +33,12 @@ enum Cmd {
         #[arg(long)]
         detach: bool,
     },
+    /// Fork the launchers of supervised procs (run by the daemon).
+    #[command(hide = true)]
+    Spawner {
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Unpack an archive inside a chroot (run by the daemon).
     #[command(hide = true, disable_help_flag = true)]
     Unpack {
@@ -45,6 +51,7 @@ fn main() {
     let args = Args::parse();
     let code = match args.command {
         Cmd::Init { plan, detach } => vr::host::container::launcher::main(&plan, detach),
+        Cmd::Spawner { socket } => vr::host::container::spawner::main(&socket),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
         Cmd::Daemon { config, settings } => {
             match load_config(config.as_deref(), settings).map_err(anyhow::Error::from).and_then(daemon) {

@@ -69,6 +69,7 @@ impl Daemon {
             cause,
         })?;
         let exe = PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
+        let exe_for_spawner = exe.clone();
         let runner = Runner {
             layout: Layout { data_dir: config.data_dir.clone() },
             exe,
@@ -76,6 +77,7 @@ impl Daemon {
             cgroup_parent: config.cgroup_parent.clone(),
             locks: Default::default(),
             uptest_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
+            spawner: start_spawner(&exe_for_spawner, &config.run_dir),
         };
         let runner = Arc::new(runner);
         let db = config.data_dir.join("state.db");
@@ -92,4 +94,33 @@ impl Daemon {
             .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(Daemon { runner, supervisor, host, foreground: Default::default(), _sealed_exe: sealed }))
     }
+}
+
+/// Starts the spawner (see `host::container::spawner`) and waits for its socket; `None` (and
+/// launchers are exec'd instead) when it does not come up.
+fn start_spawner(exe: &std::path::Path, run_dir: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::process::CommandExt;
+    let socket = run_dir.join("spawner.sock");
+    let _ = fs::remove_file(&socket);
+    let spawned = std::process::Command::new(exe)
+        .arg0("vrd")
+        .arg("spawner")
+        .arg("--socket")
+        .arg(&socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "failed to start the spawner; launchers will be exec'd");
+        return None;
+    }
+    // The child is reaped by nobody until vrd exits; it lives as long as vrd does.
+    for _ in 0..200 {
+        if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Some(socket);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::warn!(socket = %socket.display(), "the spawner did not come up; launchers will be exec'd");
+    None
 }

@@ -148,15 +148,16 @@ impl TestDaemon {
         left
     }
 
-    /// The pids of this daemon's `vrd init` launchers.
+    /// The pids of this daemon's launchers (exec'd as `vrd init`, or forked by its spawner).
     pub fn launchers(&self) -> Vec<i32> {
         let dir = self.dir.path().to_string_lossy().to_string();
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.starts_with("vrd init") && cmdline.contains(&dir) {
+            if comm.trim() == "vrd-init" && cmdline.contains(&dir) {
                 pids.push(pid);
             }
         }

@@ -31,6 +31,7 @@ impl Fixture {
             ),
             locks: Default::default(),
             uptest_timeout: std::time::Duration::from_secs(60),
+            spawner: None,
         };
         Fixture { dir, runner }
     }

@@ -49,6 +49,13 @@ pub fn main(plan_path: &Path, detach: bool) -> i32 {
             }
         }
     }
+    run_plan(plan_path)
+}
+
+/// Launches the container of the plan at `plan_path`, waits for it and records how it ended;
+/// returns the exit code. The launcher proper, whether exec'd (`vrd init`) or forked by the spawner.
+pub fn run_plan(plan_path: &Path) -> i32 {
+    let _ = nix::sys::prctl::set_name(c"vrd-init");
     let plan: LaunchPlan = match fs::read(plan_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -78,22 +85,28 @@ pub fn main(plan_path: &Path, detach: bool) -> i32 {
 
 /// Forks; the parent prints the child's pid and returns `false`, the child (the launcher that goes
 /// on) returns `true` in a session of its own with stdio on /dev/null.
-fn detach_from_caller() -> Result<bool, String> {
+pub(super) fn detach_from_caller() -> Result<bool, String> {
     match sys::fork_single_threaded().map_err(|e| e.to_string())? {
         ForkResult::Parent { child } => {
             println!("{child}");
             Ok(false)
         }
         ForkResult::Child => {
-            nix::unistd::setsid().map_err(|e| e.to_string())?;
-            let null =
-                fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| e.to_string())?;
-            for dup in [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr] {
-                dup(&null).map_err(|e| e.to_string())?;
-            }
+            new_session()?;
             Ok(true)
         }
     }
+}
+
+/// Leaves the caller's session and points stdio at /dev/null: nothing ties the launcher to the
+/// process that started it any more.
+pub(super) fn new_session() -> Result<(), String> {
+    nix::unistd::setsid().map_err(|e| e.to_string())?;
+    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| e.to_string())?;
+    for dup in [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr] {
+        dup(&null).map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Where the launcher records the container's pid 1 as the host sees it.

@@ -7,3 +7,4 @@ pub mod log;
 pub mod mounts;
 pub mod passwd;
 pub mod plan;
+pub mod spawner;

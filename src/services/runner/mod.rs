@@ -80,6 +80,8 @@ pub struct Runner {
     pub locks: Locks,
     /// How long one `uptest` run (all tests of a proc) may take before it is stopped.
     pub uptest_timeout: std::time::Duration,
+    /// The spawner's socket, which forks supervised launchers (else each is exec'd).
+    pub spawner: Option<PathBuf>,
 }
 
 /// Parses and validates proc.yaml text; unknown keys come back as warnings.

@@ -10,6 +10,7 @@ use super::layout::ProcDir;
 use super::{Mode, Runner, RunnerError};
 use crate::host::cgroup::{CgroupRoot, ProcCgroup};
 use crate::host::container::launcher::app_pid_path;
+use crate::host::container::spawner;
 use crate::model::exit::ExitStatus;
 use crate::model::proc_data::ProcSpec;
 
@@ -44,6 +45,20 @@ impl Runner {
         plan.stop_grace_secs = stop_grace.as_secs();
         let plan_path = self.write_plan(&plan, dir.path())?;
         let _ = fs::remove_file(app_pid_path(&plan));
+        let spawned = self.spawner.as_deref().map(|socket| spawner::request(socket, &plan_path));
+        let pid = match spawned {
+            Some(Ok(pid)) => pid,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the spawner failed; starting the launcher with exec");
+                self.exec_detached(&plan_path)?
+            }
+            None => self.exec_detached(&plan_path)?,
+        };
+        Ok(Launched { pid, start_ticks: start_ticks(pid).unwrap_or(0) })
+    }
+
+    /// Starts `vrd init --detach` and reads the launcher's pid from it.
+    fn exec_detached(&self, plan_path: &std::path::Path) -> Result<i32, RunnerError> {
         let out = Command::new(&self.exe)
             .arg0("vrd")
             .args(["init", "--detach", "--plan"])
@@ -57,14 +72,12 @@ impl Runner {
                 RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display()))
             })?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let pid: i32 = text.trim().parse().map_err(|_| {
+        text.trim().parse().map_err(|_| {
             RunnerError::Launch(format!(
                 "the launcher did not start: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             ))
-        })?;
-        let start_ticks = start_ticks(pid).unwrap_or(0);
-        Ok(Launched { pid, start_ticks })
+        })
     }
 
     /// How the proc's last container ended, if its launcher recorded it.
