@@ -62,7 +62,7 @@ impl Runner {
         let out = Command::new(&self.exe)
             .arg0("vrd")
             .args(["init", "--detach", "--plan"])
-            .arg(&plan_path)
+            .arg(plan_path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
