@@ -142,3 +142,26 @@ async fn shell(socket: &Path, path: &Path) -> anyhow::Result<i32> {
     }
     Ok(status.code)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::super::{normalize_args, Cli, Command};
+    use super::ImagerAction;
+
+    #[test]
+    fn vimage_is_vr_imager() {
+        for (argv0, action) in [("/usr/bin/vimage", "build"), ("vimage", "shell")] {
+            let args = normalize_args(vec![argv0.into(), action.into(), "image.yaml".into()]);
+            let cli = Cli::try_parse_from(args).unwrap();
+            let file = match cli.command {
+                Command::Imager { action: ImagerAction::Build { file } | ImagerAction::Shell { file } } => {
+                    file
+                }
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(file, std::path::PathBuf::from("image.yaml"));
+        }
+    }
+}
