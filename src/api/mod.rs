@@ -94,6 +94,42 @@ pub struct LogLine {
     pub line: String,
 }
 
+// ------------------------------------------------------------------------------------------------
+// Stack images (`vr imager`, Velociraptor's `vimage`)
+// ------------------------------------------------------------------------------------------------
+
+/// An image.yaml as the client read it, with the directory its relative local paths
+/// (`base_image_url`, `script_url`) are relative to: the client's working directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageFile {
+    /// The path the user gave, for messages.
+    pub path: String,
+    /// The file's text.
+    pub yaml: String,
+    /// The client's working directory, absolute.
+    pub cwd: String,
+}
+
+/// How many fds the client hands over for `imager.build`, in this order: its stdout, its stderr,
+/// then the files it created in its directory: `<new_image_name>.log`, `<new_image_name>.tar.gz`
+/// and `<new_image_name>.tar.gz.md5`.
+pub const IMAGER_BUILD_FDS: usize = 5;
+
+/// What `imager.build` made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageBuilt {
+    /// The new image's name.
+    pub name: String,
+    /// The tarball's md5 (also written to `<name>.tar.gz.md5`).
+    pub md5: String,
+    /// Entries in the tarball.
+    pub entries: u64,
+    /// Device nodes, fifos and sockets left out of it.
+    pub skipped: u64,
+    /// Things worth knowing that did not stop the build.
+    pub warnings: Vec<String>,
+}
+
 /// Stable error codes; clients branch on these, never on message text.
 pub mod codes {
     /// proc.yaml or an argument is wrong.
@@ -118,6 +154,10 @@ pub mod codes {
     pub const UNKNOWN_PROC: i32 = 10;
     /// The state database failed.
     pub const STATE: i32 = 11;
+
+    // Stack images (imager): 30..=39.
+    /// The provisioning script of an image build failed (its log is kept, no tarball is written).
+    pub const SCRIPT_FAILED: i32 = 30;
 }
 
 /// vrd's JSON-RPC API.
@@ -193,4 +233,28 @@ pub trait Vrd {
     /// The audit log of mutating calls, newest last.
     #[method(name = "audit.list")]
     async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>>;
+
+    // --- Stack images (`vr imager`, Velociraptor's `vimage`) ---------------------------------
+
+    /// Velociraptor's `vimage build`: runs image.yaml's script on a fresh copy of the base and
+    /// writes the tarball, its md5 and the log into the files the client hands over at `attach`
+    /// ([`IMAGER_BUILD_FDS`]); the script's output streams to the client's stdout and stderr.
+    /// `term` is the client's `TERM`.
+    #[method(name = "imager.build", with_extensions)]
+    async fn imager_build(
+        &self,
+        file: ImageFile,
+        attach: Attach,
+        term: Option<String>,
+    ) -> RpcResult<ImageBuilt>;
+
+    /// Velociraptor's `vimage shell`: an interactive shell (on the client's terminal, handed over
+    /// at `attach` as for `runner.shell`) in the provisioning container; nothing is kept.
+    #[method(name = "imager.shell", with_extensions)]
+    async fn imager_shell(
+        &self,
+        file: ImageFile,
+        attach: Attach,
+        term: Option<String>,
+    ) -> RpcResult<ExitStatus>;
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod docs;
+pub mod imager;
 pub mod procs;
 pub mod runner;
 pub mod terminal;
@@ -45,6 +46,13 @@ pub enum Command {
         /// What to do with the proc.
         #[command(subcommand)]
         action: runner::RunnerAction,
+    },
+    /// Velociraptor's imager (`vimage`): build a stack image from image.yaml, or get a shell in
+    /// its provisioning container.
+    Imager {
+        /// What to do with the image.
+        #[command(subcommand)]
+        action: imager::ImagerAction,
     },
     /// Supervised procs: deploy one from a proc.yaml.
     Proc {
@@ -147,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     rt.block_on(async move {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
+            Command::Imager { action } => imager::run(&socket, action).await,
             Command::Proc { action: ProcAction::Deploy { file, json } } => {
                 procs::deploy(&socket, &file, json).await
             }

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attach;
+mod imager_calls;
 mod proc_calls;
 pub mod rpc;
 mod runner_calls;

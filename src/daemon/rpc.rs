@@ -1,5 +1,6 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
-//! `runner_calls.rs` (VR's runner contract) and `proc_calls.rs` (supervision, logs, events).
+//! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
+//! `imager_calls.rs` (stack images).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;
@@ -8,11 +9,12 @@ use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
 
+use super::imager_calls::audit_params;
 use super::server::Caller;
 use super::Daemon;
 use crate::api::{
-    codes, Attach, AuditInfo, EventItem, ExitStatus, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult,
-    VrdServer,
+    codes, Attach, AuditInfo, EventItem, ExitStatus, ImageBuilt, ImageFile, LogLine, ProcFile, ProcInfo,
+    SetupReport, UptestResult, VrdServer,
 };
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{self, RunnerError};
@@ -171,5 +173,27 @@ impl VrdServer for RpcHandler {
 
     async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>> {
         self.audit(limit).await
+    }
+
+    async fn imager_build(
+        &self,
+        ext: &Extensions,
+        file: ImageFile,
+        attach: Attach,
+        term: Option<String>,
+    ) -> RpcResult<ImageBuilt> {
+        let params = audit_params(&file);
+        self.audited(ext, "imager.build", params, self.image_build(ext, file, attach, term)).await
+    }
+
+    async fn imager_shell(
+        &self,
+        ext: &Extensions,
+        file: ImageFile,
+        attach: Attach,
+        term: Option<String>,
+    ) -> RpcResult<ExitStatus> {
+        let params = audit_params(&file);
+        self.audited(ext, "imager.shell", params, self.image_shell(ext, file, attach, term)).await
     }
 }

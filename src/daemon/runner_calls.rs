@@ -18,7 +18,7 @@ use crate::services::runner::{LaunchWatch, RunnerError};
 
 /// Sends SIGTERM to a launcher still running when dropped; the launcher passes it on to the
 /// container and SIGKILLs it after the grace period.
-struct StopOnDrop(LaunchWatch);
+pub(super) struct StopOnDrop(pub(super) LaunchWatch);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {

@@ -1,7 +1,8 @@
-//! Plain, validated data shared by every layer: names, proc.yaml, limits. No I/O here.
+//! Plain, validated data shared by every layer: names, proc.yaml, image.yaml, limits. No I/O here.
 
 pub mod audit;
 pub mod exit;
+pub mod image_data;
 pub mod limits;
 pub mod names;
 pub mod proc_data;

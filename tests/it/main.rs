@@ -5,6 +5,7 @@
 
 mod container;
 mod harness;
+mod imager;
 mod jobs;
 mod runner;
 mod supervision;

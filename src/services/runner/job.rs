@@ -62,6 +62,18 @@ impl Runner {
     /// Runs a job container to its end with the given stdio (its stdout and stderr get the raw
     /// output); returns how it ended.
     pub fn run_job(&self, job: &JobSpec, stdio: CallerStdio) -> Result<ExitStatus, RunnerError> {
+        self.run_job_with(job, StdioPlan::Pipes { log: None }, stdio, &LaunchWatch::default())
+    }
+
+    /// [`Runner::run_job`] with a choice of output (`StdioPlan::Tty` for an interactive shell)
+    /// and a watch through which the caller can stop the container.
+    pub fn run_job_with(
+        &self,
+        job: &JobSpec,
+        output: StdioPlan,
+        stdio: CallerStdio,
+        watch: &LaunchWatch,
+    ) -> Result<ExitStatus, RunnerError> {
         let jobs = self.layout.data_dir.join("jobs");
         fs::create_dir_all(&jobs)
             .map_err(|e| RunnerError::Io(format!("failed to create {}: {e}", jobs.display())))?;
@@ -109,11 +121,11 @@ impl Runner {
             argv: job.argv.clone(),
             env: job.env.clone(),
             cwd: job.cwd.clone(),
-            stdio: StdioPlan::Pipes { log: None },
+            stdio: output,
             log_rotation: Default::default(),
             stop_grace_secs: STOP_GRACE_SECS,
             status_path: dir.path().join("status.json"),
         };
-        self.launch(&plan, dir.path(), stdio, &LaunchWatch::default())
+        self.launch(&plan, dir.path(), stdio, watch)
     }
 }

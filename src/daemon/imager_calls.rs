@@ -1,0 +1,122 @@
+//! Stack images over the API (`imager.build`, `imager.shell`): parse image.yaml, take the files
+//! and terminal the client hands over on its attach socket, and run the imager on a blocking
+//! thread. If the client goes away, the provisioning container is stopped.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::Extensions;
+
+use super::attach::{receive_fds, receive_stdio};
+use super::rpc::{caller, error, runner_error, RpcHandler};
+use super::runner_calls::StopOnDrop;
+use super::Daemon;
+use crate::api::{codes, Attach, ExitStatus, ImageBuilt, ImageFile, IMAGER_BUILD_FDS};
+use crate::model::image_data::ImageData;
+use crate::services::imager::{self, BuildOutputs, ImagerError, Provision};
+use crate::services::runner::LaunchWatch;
+
+/// Maps every imager error to its stable code: no wildcard, so a new variant must be mapped.
+pub fn imager_error(e: ImagerError) -> ErrorObjectOwned {
+    let code = match e {
+        ImagerError::Runner(inner) => return runner_error(inner),
+        ImagerError::Invalid(_) | ImagerError::ScriptInTheWay(_) => codes::INVALID,
+        ImagerError::Base { .. } | ImagerError::Script(_) => codes::ARTIFACT,
+        ImagerError::Io { .. } | ImagerError::Output { .. } => codes::IO,
+        ImagerError::ScriptFailed { .. } => codes::SCRIPT_FAILED,
+    };
+    error(code, e.to_string())
+}
+
+/// Parses an image.yaml and resolves its relative paths; errors name the file.
+fn parse(file: &ImageFile, term: Option<String>) -> RpcResult<(Provision, Vec<String>)> {
+    let mut image =
+        ImageData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))?;
+    if !file.cwd.starts_with('/') {
+        return Err(error(codes::INVALID, format!("the client's directory '{}' is not absolute", file.cwd)));
+    }
+    image.resolve_relative(Path::new(&file.cwd));
+    let warnings = image
+        .unknown_keys
+        .iter()
+        .map(|k| format!("image.yaml key '{k}' is not known to vr and was ignored"))
+        .collect();
+    Ok((Provision { image, term }, warnings))
+}
+
+/// What the audit log records of an imager call.
+pub fn audit_params(file: &ImageFile) -> serde_json::Value {
+    serde_json::json!({ "path": file.path, "cwd": file.cwd, "yaml": file.yaml })
+}
+
+impl RpcHandler {
+    async fn imager_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Daemon) -> RpcResult<T> + Send + 'static,
+    ) -> RpcResult<T> {
+        let daemon = Arc::clone(&self.daemon);
+        match tokio::task::spawn_blocking(move || f(&daemon)).await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(error = %e, "an imager task failed");
+                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
+            }
+        }
+    }
+
+    pub(super) async fn image_build(
+        &self,
+        ext: &Extensions,
+        file: ImageFile,
+        attach: Attach,
+        term: Option<String>,
+    ) -> RpcResult<ImageBuilt> {
+        let (provision, warnings) = parse(&file, term)?;
+        let caller = caller(ext)?;
+        let watch = LaunchWatch::default();
+        let _stop = StopOnDrop(Arc::clone(&watch));
+        self.imager_blocking(move |d| {
+            let fds =
+                receive_fds(&attach.socket, caller, IMAGER_BUILD_FDS).map_err(|e| error(codes::LAUNCH, e))?;
+            let [stdout, stderr, log, tarball, md5] = <[_; IMAGER_BUILD_FDS]>::try_from(fds)
+                .map_err(|_| error(codes::LAUNCH, "wrong number of fds"))?;
+            let outputs = BuildOutputs {
+                stdout,
+                stderr,
+                log: File::from(log),
+                tarball: File::from(tarball),
+                md5: File::from(md5),
+            };
+            let built = imager::build(&d.runner, &provision, outputs, &watch).map_err(imager_error)?;
+            Ok(ImageBuilt {
+                name: provision.image.new_image_name.clone(),
+                md5: built.md5,
+                entries: built.archived.entries,
+                skipped: built.archived.skipped,
+                warnings,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn image_shell(
+        &self,
+        ext: &Extensions,
+        file: ImageFile,
+        attach: Attach,
+        term: Option<String>,
+    ) -> RpcResult<ExitStatus> {
+        let (provision, _) = parse(&file, term)?;
+        let caller = caller(ext)?;
+        let watch = LaunchWatch::default();
+        let _stop = StopOnDrop(Arc::clone(&watch));
+        self.imager_blocking(move |d| {
+            let stdio = receive_stdio(&attach.socket, caller).map_err(|e| error(codes::LAUNCH, e))?;
+            imager::shell(&d.runner, &provision, stdio, &watch).map_err(imager_error)
+        })
+        .await
+    }
+}

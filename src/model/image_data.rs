@@ -1,0 +1,209 @@
+//! image.yaml: Velociraptor's description of one stack image build (`vr.imager`, §5), validated.
+//!
+//! Required: `base_image_url`, `base_image_name`, `new_image_name`, `script_url`. Optional:
+//! `base_image_md5` (the cached base is re-fetched when it differs), `new_image_md5` (accepted for
+//! VR's files; a new build never has a known md5, so it is not checked) and `env`, a mapping of
+//! variables for the provisioning script (VR parsed it but never passed it on; vr does).
+//!
+//! A `*_url` is http://, https://, file:// or a local path; a relative local path is relative to
+//! the client's working directory ([`ImageData::resolve_relative`]).
+
+use std::path::Path;
+
+use serde_yaml_ng::{Mapping, Value};
+
+/// A validated image.yaml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageData {
+    /// Where the base image tarball is (.tar, .tar.gz, .tar.bz2, .tar.xz; a `docker export` works).
+    pub base_image_url: String,
+    /// The base's name in the shared image cache.
+    pub base_image_name: String,
+    /// The base's md5, if known.
+    pub base_image_md5: Option<String>,
+    /// The new image's name: the outputs are `<name>.tar.gz`, `<name>.tar.gz.md5`, `<name>.log`.
+    pub new_image_name: String,
+    /// Accepted for compatibility with VR's files; not checked.
+    pub new_image_md5: Option<String>,
+    /// Where the provisioning script is.
+    pub script_url: String,
+    /// Variables for the script, in file order.
+    pub env: Vec<(String, String)>,
+    /// Keys vr does not know (ignored, as VR did).
+    pub unknown_keys: Vec<String>,
+}
+
+/// What is wrong with an image.yaml; every message names the key and says what to write.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageDataError {
+    /// Not YAML at all.
+    #[error("image.yaml is not valid YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// The top level is not a mapping.
+    #[error("image.yaml must be a mapping of keys (base_image_url: ..., script_url: ...), not {0}")]
+    NotAMapping(&'static str),
+    /// A required key is missing or empty.
+    #[error("image.yaml has no '{0}': add it (see `vr imager build --help`)")]
+    Missing(&'static str),
+    /// A key has a value that cannot work.
+    #[error("image.yaml key '{key}': {problem}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// What is wrong and what to write instead.
+        problem: String,
+    },
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "base_image_url",
+    "base_image_name",
+    "base_image_md5",
+    "new_image_name",
+    "new_image_md5",
+    "script_url",
+    "env",
+];
+
+fn bad(key: &str, problem: impl Into<String>) -> ImageDataError {
+    ImageDataError::BadValue { key: key.to_string(), problem: problem.into() }
+}
+
+/// A scalar as VR's Python `str()` would render it; `None` for a missing or null value.
+fn scalar(key: &str, value: Option<&Value>) -> Result<Option<String>, ImageDataError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) => Ok(Some(if *b { "True" } else { "False" }.to_string())),
+        Some(_) => Err(bad(key, "expected a single value (text or number), not a list or mapping")),
+    }
+}
+
+fn required(map: &Mapping, key: &'static str) -> Result<String, ImageDataError> {
+    scalar(key, map.get(key))?.filter(|s| !s.trim().is_empty()).ok_or(ImageDataError::Missing(key))
+}
+
+/// Image names become cache directories and output file names: one plain file name.
+fn image_name(key: &str, name: String) -> Result<String, ImageDataError> {
+    let ok = !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(bad(
+            key,
+            format!(
+                "'{name}' is not a plain name: use letters, digits, '.', '_' and '-', not starting with '.'"
+            ),
+        ))
+    }
+}
+
+fn md5(key: &str, value: Option<String>) -> Result<Option<String>, ImageDataError> {
+    let Some(md5) = value.map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty()) else {
+        return Ok(None);
+    };
+    if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Some(md5))
+    } else {
+        Err(bad(key, format!("'{md5}' is not an md5: write 32 hex digits, or leave the key out")))
+    }
+}
+
+fn env_pairs(value: Option<&Value>) -> Result<Vec<(String, String)>, ImageDataError> {
+    let map = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Mapping(m)) => m,
+        Some(_) => return Err(bad("env", "expected a mapping of NAME: value")),
+    };
+    let mut pairs = Vec::new();
+    for (k, v) in map {
+        let name = scalar("env", Some(k))?.unwrap_or_default();
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(bad("env", format!("'{name}' is not a valid variable name (letters, digits, '_')")));
+        }
+        let value = scalar(&format!("env.{name}"), Some(v))?.unwrap_or_default();
+        if value.contains('\0') {
+            return Err(bad(&format!("env.{name}"), "a value cannot contain a NUL byte"));
+        }
+        pairs.push((name, value));
+    }
+    Ok(pairs)
+}
+
+/// Whether a url names a local path rather than a server.
+fn is_local_path(url: &str) -> bool {
+    !["http://", "https://", "file://"].iter().any(|scheme| url.starts_with(scheme))
+}
+
+impl ImageData {
+    /// Parses and validates image.yaml text.
+    pub fn from_yaml(text: &str) -> Result<ImageData, ImageDataError> {
+        let map = match serde_yaml_ng::from_str(text)? {
+            Value::Mapping(m) => m,
+            Value::Null => Mapping::new(),
+            Value::Sequence(_) => return Err(ImageDataError::NotAMapping("a list")),
+            _ => return Err(ImageDataError::NotAMapping("a single value")),
+        };
+        let mut unknown_keys: Vec<String> = map
+            .keys()
+            .filter_map(Value::as_str)
+            .filter(|k| !KNOWN_KEYS.contains(k))
+            .map(str::to_string)
+            .collect();
+        unknown_keys.sort();
+        let data = ImageData {
+            base_image_url: required(&map, "base_image_url")?,
+            base_image_name: image_name("base_image_name", required(&map, "base_image_name")?)?,
+            base_image_md5: md5("base_image_md5", scalar("base_image_md5", map.get("base_image_md5"))?)?,
+            new_image_name: image_name("new_image_name", required(&map, "new_image_name")?)?,
+            new_image_md5: md5("new_image_md5", scalar("new_image_md5", map.get("new_image_md5"))?)?,
+            script_url: required(&map, "script_url")?,
+            env: env_pairs(map.get("env"))?,
+            unknown_keys,
+        };
+        data.script_name()?;
+        Ok(data)
+    }
+
+    /// The script's file name (the last part of `script_url`'s path): it runs as `/<name>` in
+    /// the image, as VR ran it.
+    pub fn script_name(&self) -> Result<String, ImageDataError> {
+        let path = if is_local_path(&self.script_url) {
+            self.script_url.as_str()
+        } else {
+            self.script_url.split(['?', '#']).next().unwrap_or_default()
+        };
+        let name = path.rsplit('/').next().unwrap_or_default();
+        if name.is_empty() || name == "." || name == ".." || name.contains('\0') {
+            return Err(bad(
+                "script_url",
+                format!("'{}' does not end in a file name: point it at the script itself", self.script_url),
+            ));
+        }
+        Ok(name.to_string())
+    }
+
+    /// Makes relative local paths in `base_image_url` and `script_url` absolute, relative to
+    /// `dir` (the client's working directory, where VR ran).
+    pub fn resolve_relative(&mut self, dir: &Path) {
+        for url in [&mut self.base_image_url, &mut self.script_url] {
+            if is_local_path(url) && !url.starts_with('/') {
+                *url = dir.join(url.as_str()).display().to_string();
+            }
+        }
+    }
+
+    /// The output file names, in the client's directory: the tarball, its md5 and the log.
+    pub fn output_names(&self) -> (String, String, String) {
+        let name = &self.new_image_name;
+        (format!("{name}.tar.gz"), format!("{name}.tar.gz.md5"), format!("{name}.log"))
+    }
+}
+
+#[cfg(test)]
+mod tests;
