@@ -1,9 +1,11 @@
 //! Plain, validated data shared by every layer: names, proc.yaml, limits. No I/O here.
 
+pub mod build_data;
 pub mod exit;
 pub mod limits;
 pub mod names;
 pub mod proc_data;
 pub mod procfile;
+pub mod slugignore;
 pub mod supervision;
 pub mod uptest;
