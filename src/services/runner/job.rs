@@ -45,6 +45,8 @@ pub struct JobSpec {
     pub cwd: String,
     /// cgroup limits.
     pub limits: Limits,
+    /// Pipes (raw output to the given stdout and stderr) or an interactive terminal.
+    pub stdio: StdioPlan,
 }
 
 impl Runner {
@@ -62,6 +64,17 @@ impl Runner {
     /// Runs a job container to its end with the given stdio (its stdout and stderr get the raw
     /// output); returns how it ended.
     pub fn run_job(&self, job: &JobSpec, stdio: CallerStdio) -> Result<ExitStatus, RunnerError> {
+        self.run_job_watched(job, stdio, &LaunchWatch::default())
+    }
+
+    /// [`Runner::run_job`], with the launcher's pid published in `watch` while it runs, so that
+    /// whoever holds the watch can stop the job.
+    pub fn run_job_watched(
+        &self,
+        job: &JobSpec,
+        stdio: CallerStdio,
+        watch: &LaunchWatch,
+    ) -> Result<ExitStatus, RunnerError> {
         let jobs = self.layout.data_dir.join("jobs");
         fs::create_dir_all(&jobs)
             .map_err(|e| RunnerError::Io(format!("failed to create {}: {e}", jobs.display())))?;
@@ -109,11 +122,11 @@ impl Runner {
             argv: job.argv.clone(),
             env: job.env.clone(),
             cwd: job.cwd.clone(),
-            stdio: StdioPlan::Pipes { log: None },
+            stdio: job.stdio.clone(),
             log_rotation: Default::default(),
             stop_grace_secs: STOP_GRACE_SECS,
             status_path: dir.path().join("status.json"),
         };
-        self.launch(&plan, dir.path(), stdio, &LaunchWatch::default())
+        self.launch(&plan, dir.path(), stdio, watch)
     }
 }
