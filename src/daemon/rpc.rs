@@ -1,5 +1,6 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
-//! `runner_calls.rs` (VR's runner contract) and `proc_calls.rs` (supervision, logs, events).
+//! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
+//! `builder_calls.rs` (VR's builder).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use jsonrpsee::{Extensions, PendingSubscriptionSink};
 use super::server::Caller;
 use super::Daemon;
 use crate::api::{
-    codes, Attach, AuditInfo, EventItem, ExitStatus, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult,
-    VrdServer,
+    codes, Attach, AuditInfo, BuildFile, BuildReport, EventItem, ExitStatus, LogLine, ProcFile, ProcInfo,
+    SetupReport, UptestResult, VrdServer,
 };
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{self, RunnerError};
@@ -172,4 +173,28 @@ impl VrdServer for RpcHandler {
     async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>> {
         self.audit(limit).await
     }
+
+    async fn builder_build(
+        &self,
+        ext: &Extensions,
+        file: BuildFile,
+        attach: Attach,
+    ) -> RpcResult<BuildReport> {
+        let params = build_param(&file);
+        self.audited(ext, "builder.build", params, self.build(ext, file, attach)).await
+    }
+
+    async fn builder_shell(
+        &self,
+        ext: &Extensions,
+        file: BuildFile,
+        attach: Attach,
+    ) -> RpcResult<ExitStatus> {
+        let params = build_param(&file);
+        self.audited(ext, "builder.shell", params, self.build_shell(ext, file, attach)).await
+    }
+}
+
+fn build_param(file: &BuildFile) -> serde_json::Value {
+    serde_json::json!({ "path": file.path, "yaml": file.yaml })
 }
