@@ -109,6 +109,28 @@ fn open_up(dir: &Path) -> Result<(), BuilderError> {
     })
 }
 
+/// ENV_DIR: one file per config var (name = variable, contents = value), read-only to the build.
+/// build.yaml carries no config vars today, so builds get an empty one; the app config of a
+/// release will fill it.
+pub fn write_env_dir(dir: &Path, vars: &[(String, String)]) -> Result<(), BuilderError> {
+    make_dir(dir, 0o755, None)?;
+    for (name, value) in vars {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(BuilderError::Invalid(format!(
+                "config var '{name}' is not a valid variable name (letters, digits, '_'): rename it"
+            )));
+        }
+        let path = dir.join(name);
+        fs::write(&path, value).map_err(|e| io_err("write", &path, e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
+            .map_err(|e| io_err("chmod", &path, e))?;
+    }
+    Ok(())
+}
+
 /// git, unless the buildpack is a local Mercurial repository.
 fn buildpack_kind(url: &str) -> RepoType {
     let local = url.strip_prefix("file://").unwrap_or(url);
@@ -181,7 +203,7 @@ impl Builder {
         if fs::metadata(&cache).map(|m| m.uid() != user.uid).unwrap_or(true) {
             chown_tree(&cache, user)?;
         }
-        make_dir(&work.path().join("env"), 0o755, None)?;
+        write_env_dir(&work.path().join("env"), &[])?;
         make_dir(&work.path().join("meta"), 0o700, Some(user))?;
         script::write_layer(&work.path().join("layer"))?;
         let job = job_spec(data, &app_commit, &work, &cache, buildpacks.len(), mode);
@@ -361,5 +383,34 @@ impl Prepared {
     /// bash when the stack image has it, else sh.
     pub fn shell_program(&self) -> String {
         if self.has_bash { "/bin/bash" } else { "/bin/sh" }.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_dir_has_one_file_per_var() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("env");
+        write_env_dir(&env, &[("DATABASE_URL".into(), "postgres://x".into())]).unwrap();
+        assert_eq!(fs::read_to_string(env.join("DATABASE_URL")).unwrap(), "postgres://x");
+        let err = write_env_dir(&env, &[("../evil".into(), "x".into())]).unwrap_err();
+        assert!(err.to_string().contains("'../evil'"), "{err}");
+    }
+
+    #[test]
+    fn buildpacks_files_take_pins_from_build_yaml() {
+        let pins = vec![BuildpackRef { url: "https://x/a.git".into(), rev: Some("r1".into()) }];
+        let refs = buildpacks_file("# multi\nhttps://x/a.git\n\nhttps://x/b.git#v2\n", &pins).unwrap();
+        assert_eq!(
+            refs,
+            [
+                BuildpackRef { url: "https://x/a.git".into(), rev: Some("r1".into()) },
+                BuildpackRef { url: "https://x/b.git".into(), rev: Some("v2".into()) },
+            ]
+        );
+        assert!(buildpacks_file("--upload-pack=x\n", &[]).is_err());
     }
 }
