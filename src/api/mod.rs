@@ -130,6 +130,36 @@ pub struct ImageBuilt {
     pub warnings: Vec<String>,
 }
 
+// ---- Builds (`vr builder`, Velociraptor's `vbuild`) ----
+
+/// A build.yaml as the client read it: its path (for messages) and its text.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildFile {
+    /// The path the user gave, for messages.
+    pub path: String,
+    /// The file's text.
+    pub yaml: String,
+}
+
+/// What `builder.build` made. The files themselves went to the fds the client handed over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildReport {
+    /// The app.
+    pub app_name: String,
+    /// The exact app revision built.
+    pub app_commit: String,
+    /// Each buildpack that ran, as `url#<revision>`.
+    pub buildpacks: Vec<String>,
+    /// The md5 of build.tar.gz.
+    pub build_md5: String,
+}
+
+/// The number of fds a client hands over for `builder.build`, in this order: its stdout, its
+/// stderr, then build.tar.gz, build_result.yaml and compile.log opened for writing.
+pub const BUILD_FDS: usize = 5;
+
+// ---- end of builds ----
+
 /// Stable error codes; clients branch on these, never on message text.
 pub mod codes {
     /// proc.yaml or an argument is wrong.
@@ -154,6 +184,10 @@ pub mod codes {
     pub const UNKNOWN_PROC: i32 = 10;
     /// The state database failed.
     pub const STATE: i32 = 11;
+    /// A build could not check out its app or a buildpack.
+    pub const CHECKOUT: i32 = 12;
+    /// A build failed in its detect, compile, release or package step.
+    pub const BUILD_FAILED: i32 = 13;
 
     // Stack images (imager): 30..=39.
     /// The provisioning script of an image build failed (its log is kept, no tarball is written).
@@ -257,4 +291,17 @@ pub trait Vrd {
         attach: Attach,
         term: Option<String>,
     ) -> RpcResult<ExitStatus>;
+
+    // ---- Builds ----
+
+    /// Velociraptor's `vbuild build`: builds the app of a build.yaml in a container. The client
+    /// hands over [`BUILD_FDS`] fds on the attach socket (see there); compile output streams to
+    /// its stdout and stderr as it happens. Fails with CHECKOUT or BUILD_FAILED naming the step.
+    #[method(name = "builder.build", with_extensions)]
+    async fn builder_build(&self, file: BuildFile, attach: Attach) -> RpcResult<BuildReport>;
+
+    /// Velociraptor's `vbuild shell`: an interactive shell in the build container, set up as for
+    /// a build (stdin, stdout and stderr handed over as for `runner.shell`).
+    #[method(name = "builder.shell", with_extensions)]
+    async fn builder_shell(&self, file: BuildFile, attach: Attach) -> RpcResult<ExitStatus>;
 }

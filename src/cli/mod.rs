@@ -1,6 +1,7 @@
 //! The `vr` client: parses the command line (also as `vrun`, `vbuild` and `vimage`, Velociraptor's
 //! command names), talks to vrd over its socket, and renders the answers.
 
+pub mod builder;
 pub mod client;
 pub mod docs;
 pub mod imager;
@@ -53,6 +54,12 @@ pub enum Command {
         /// What to do with the image.
         #[command(subcommand)]
         action: imager::ImagerAction,
+    },
+    /// Velociraptor's builder (`vbuild`): build an app from a build.yaml with its buildpacks.
+    Builder {
+        /// What to do with the build.
+        #[command(subcommand)]
+        action: builder::BuilderAction,
     },
     /// Supervised procs: deploy one from a proc.yaml.
     Proc {
@@ -155,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     rt.block_on(async move {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
+            Command::Builder { action } => builder::run(&socket, action).await,
             Command::Imager { action } => imager::run(&socket, action).await,
             Command::Proc { action: ProcAction::Deploy { file, json } } => {
                 procs::deploy(&socket, &file, json).await

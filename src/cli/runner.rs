@@ -58,7 +58,8 @@ fn read_file(path: &Path, lock: bool) -> anyhow::Result<(ProcFile, Option<Flock<
     Ok((ProcFile { path: path.display().to_string(), yaml }, guard))
 }
 
-fn report_exit(status: &ExitStatus) -> i32 {
+/// Explains how a container ended (when it did not just exit) and returns the exit code to use.
+pub(super) fn report_exit(status: &ExitStatus) -> i32 {
     if let Some(error) = &status.error {
         eprintln!("vr: the container could not start: {error}");
     } else if status.oom_killed {

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attach;
+mod builder_calls;
 mod imager_calls;
 mod proc_calls;
 pub mod rpc;
@@ -15,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::DaemonConfig;
+use crate::services::builder::layout::BuilderLayout;
+use crate::services::builder::Builder;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
 use crate::services::state::State;
@@ -25,6 +28,8 @@ use crate::services::supervisor::Supervisor;
 pub struct Daemon {
     /// The runner service.
     pub runner: Arc<Runner>,
+    /// The builder service.
+    pub builder: Builder,
     /// The supervisor of deployed procs.
     pub supervisor: Supervisor,
     /// This host's name, as events and listings show it.
@@ -93,7 +98,18 @@ impl Daemon {
         let host = nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into());
-        Ok(Arc::new(Daemon { runner, supervisor, host, foreground: Default::default(), _sealed_exe: sealed }))
+        let builder = Builder {
+            layout: BuilderLayout { root: config.data_dir.join("builder") },
+            runner: Arc::clone(&runner),
+        };
+        Ok(Arc::new(Daemon {
+            runner,
+            builder,
+            supervisor,
+            host,
+            foreground: Default::default(),
+            _sealed_exe: sealed,
+        }))
     }
 }
 

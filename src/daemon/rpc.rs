@@ -1,6 +1,6 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
 //! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
-//! `imager_calls.rs` (stack images).
+//! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use super::imager_calls::audit_params;
 use super::server::Caller;
 use super::Daemon;
 use crate::api::{
-    codes, Attach, AuditInfo, EventItem, ExitStatus, ImageBuilt, ImageFile, LogLine, ProcFile, ProcInfo,
-    SetupReport, UptestResult, VrdServer,
+    codes, Attach, AuditInfo, BuildFile, BuildReport, EventItem, ExitStatus, ImageBuilt, ImageFile, LogLine,
+    ProcFile, ProcInfo, SetupReport, UptestResult, VrdServer,
 };
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{self, RunnerError};
@@ -196,4 +196,28 @@ impl VrdServer for RpcHandler {
         let params = audit_params(&file);
         self.audited(ext, "imager.shell", params, self.image_shell(ext, file, attach, term)).await
     }
+
+    async fn builder_build(
+        &self,
+        ext: &Extensions,
+        file: BuildFile,
+        attach: Attach,
+    ) -> RpcResult<BuildReport> {
+        let params = build_param(&file);
+        self.audited(ext, "builder.build", params, self.build(ext, file, attach)).await
+    }
+
+    async fn builder_shell(
+        &self,
+        ext: &Extensions,
+        file: BuildFile,
+        attach: Attach,
+    ) -> RpcResult<ExitStatus> {
+        let params = build_param(&file);
+        self.audited(ext, "builder.shell", params, self.build_shell(ext, file, attach)).await
+    }
+}
+
+fn build_param(file: &BuildFile) -> serde_json::Value {
+    serde_json::json!({ "path": file.path, "yaml": file.yaml })
 }

@@ -1,11 +1,13 @@
 //! Plain, validated data shared by every layer: names, proc.yaml, image.yaml, limits. No I/O here.
 
 pub mod audit;
+pub mod build_data;
 pub mod exit;
 pub mod image_data;
 pub mod limits;
 pub mod names;
 pub mod proc_data;
 pub mod procfile;
+pub mod slugignore;
 pub mod supervision;
 pub mod uptest;

@@ -385,7 +385,7 @@ fn basename(url: &str) -> String {
 }
 
 /// `…/busybox-1.36.tar.gz` → `busybox-1.36`, VR's fallback when `image_name` is absent.
-fn image_name_from_url(url: &str) -> String {
+pub fn image_name_from_url(url: &str) -> String {
     let base = basename(url);
     for ext in [".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar"] {
         if let Some(stem) = base.strip_suffix(ext) {

@@ -1,5 +1,6 @@
 //! Services: the daemon's capabilities, built on the host layer. Each is usable without RPC.
 
+pub mod builder;
 pub mod imager;
 pub mod logs;
 pub mod runner;

@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
-use vr::host::container::plan::Bind;
+use vr::host::container::plan::{Bind, StdioPlan};
 use vr::model::proc_data::Artifact;
 use vr::services::runner::job::{JobRoot, JobSpec};
 use vr::services::runner::layout::Layout;
@@ -62,6 +62,7 @@ impl Fixture {
             env: vec![("PATH".into(), "/bin:/usr/bin".into())],
             cwd: "/".into(),
             limits: Default::default(),
+            stdio: StdioPlan::Pipes { log: None },
         }
     }
 }

@@ -138,8 +138,8 @@ pub fn build(
     let image = &provision.image;
     let ws = Workspace::prepare(runner, image)?;
     let (stdio, tee) = tee::start(out.stdout, out.stderr, out.log)?;
-    let job = job_spec(provision, &ws, vec![ws.script_path()]);
-    let status = runner.run_job_with(&job, StdioPlan::Pipes { log: None }, stdio, watch);
+    let job = job_spec(provision, &ws, vec![ws.script_path()], StdioPlan::Pipes { log: None });
+    let status = runner.run_job_watched(&job, stdio, watch);
     tee.finish();
     let status = status?;
     if status.code != 0 || status.error.is_some() {
@@ -170,13 +170,14 @@ pub fn shell(
     watch: &LaunchWatch,
 ) -> Result<ExitStatus, ImagerError> {
     let ws = Workspace::prepare(runner, &provision.image)?;
-    let job = job_spec(provision, &ws, vec![ws.shell()]);
-    Ok(runner.run_job_with(&job, StdioPlan::Tty, stdio, watch)?)
+    let job = job_spec(provision, &ws, vec![ws.shell()], StdioPlan::Tty);
+    Ok(runner.run_job_watched(&job, stdio, watch)?)
 }
 
 /// The provisioning container: root, on the work dir's root, with the script's environment.
-fn job_spec(provision: &Provision, ws: &Workspace, argv: Vec<String>) -> JobSpec {
+fn job_spec(provision: &Provision, ws: &Workspace, argv: Vec<String>, stdio: StdioPlan) -> JobSpec {
     JobSpec {
+        stdio,
         name: format!("vimage-{}", provision.image.new_image_name),
         image: None,
         root: JobRoot::Dir(ws.root().to_path_buf()),

@@ -45,6 +45,8 @@ pub struct JobSpec {
     pub cwd: String,
     /// cgroup limits.
     pub limits: Limits,
+    /// Pipes (raw output to the given stdout and stderr) or an interactive terminal.
+    pub stdio: StdioPlan,
 }
 
 impl Runner {
@@ -62,15 +64,14 @@ impl Runner {
     /// Runs a job container to its end with the given stdio (its stdout and stderr get the raw
     /// output); returns how it ended.
     pub fn run_job(&self, job: &JobSpec, stdio: CallerStdio) -> Result<ExitStatus, RunnerError> {
-        self.run_job_with(job, StdioPlan::Pipes { log: None }, stdio, &LaunchWatch::default())
+        self.run_job_watched(job, stdio, &LaunchWatch::default())
     }
 
-    /// [`Runner::run_job`] with a choice of output (`StdioPlan::Tty` for an interactive shell)
-    /// and a watch through which the caller can stop the container.
-    pub fn run_job_with(
+    /// [`Runner::run_job`], with the launcher's pid published in `watch` while it runs, so that
+    /// whoever holds the watch can stop the job.
+    pub fn run_job_watched(
         &self,
         job: &JobSpec,
-        output: StdioPlan,
         stdio: CallerStdio,
         watch: &LaunchWatch,
     ) -> Result<ExitStatus, RunnerError> {
@@ -121,7 +122,7 @@ impl Runner {
             argv: job.argv.clone(),
             env: job.env.clone(),
             cwd: job.cwd.clone(),
-            stdio: output,
+            stdio: job.stdio.clone(),
             log_rotation: Default::default(),
             stop_grace_secs: STOP_GRACE_SECS,
             status_path: dir.path().join("status.json"),

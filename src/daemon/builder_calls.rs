@@ -1,0 +1,116 @@
+//! Velociraptor's builder over the API: `builder.build` (the caller's output files and stdio come
+//! over its attach socket) and `builder.shell`. The work runs on a blocking thread; when the caller
+//! goes away, a build waiting for a lock gives up and a running build container is stopped.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::Extensions;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::attach::{receive_fds, receive_stdio};
+use super::rpc::{caller, error, runner_error, RpcHandler};
+use super::Daemon;
+use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
+use crate::model::build_data::BuildData;
+use crate::services::builder::{BuildFiles, BuildWatch, BuilderError};
+
+/// Maps every builder error to its stable code: no wildcard, so a new variant must be mapped.
+pub fn builder_error(e: BuilderError) -> ErrorObjectOwned {
+    let code = match e {
+        BuilderError::Runner(r) => return runner_error(r),
+        BuilderError::Invalid(_) => codes::INVALID,
+        BuilderError::Checkout(_) => codes::CHECKOUT,
+        BuilderError::Step { .. } | BuilderError::Cancelled => codes::BUILD_FAILED,
+        BuilderError::Io(_) => codes::IO,
+    };
+    error(code, e.to_string())
+}
+
+/// Parses a build.yaml; errors name the file.
+fn parse(file: &BuildFile) -> RpcResult<BuildData> {
+    BuildData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+}
+
+/// Cancels a build whose caller went away (the call's future was dropped): a lock wait ends, and
+/// the build container's launcher gets SIGTERM (and kills it after the grace period).
+struct CancelOnDrop(BuildWatch);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        if let pid @ 1.. = self.0.launch.load(Ordering::SeqCst) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+}
+
+impl RpcHandler {
+    async fn build_blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Daemon) -> Result<T, BuilderError> + Send + 'static,
+    ) -> RpcResult<T> {
+        let daemon = Arc::clone(&self.daemon);
+        match tokio::task::spawn_blocking(move || f(&daemon)).await {
+            Ok(result) => result.map_err(builder_error),
+            Err(e) => {
+                tracing::error!(error = %e, "a builder task failed");
+                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
+            }
+        }
+    }
+
+    pub(super) async fn build(
+        &self,
+        ext: &Extensions,
+        file: BuildFile,
+        attach: Attach,
+    ) -> RpcResult<BuildReport> {
+        let data = parse(&file)?;
+        let caller = caller(ext)?;
+        let watch = BuildWatch::default();
+        let _cancel = CancelOnDrop(watch.clone());
+        let report = self
+            .build_blocking(move |d| {
+                let fds = receive_fds(&attach.socket, caller, BUILD_FDS).map_err(BuilderError::Io)?;
+                let mut fds = fds.into_iter();
+                let mut next =
+                    || fds.next().ok_or_else(|| BuilderError::Io("the client sent too few fds".into()));
+                let files = BuildFiles {
+                    stdout: next()?,
+                    stderr: next()?,
+                    tarball: next()?,
+                    result: next()?,
+                    log: next()?,
+                };
+                d.builder.build(&data, files, &watch)
+            })
+            .await?;
+        Ok(BuildReport {
+            app_name: report.result.app_name,
+            app_commit: report.app_commit,
+            buildpacks: report.buildpacks,
+            build_md5: report.build_md5,
+        })
+    }
+
+    pub(super) async fn build_shell(
+        &self,
+        ext: &Extensions,
+        file: BuildFile,
+        attach: Attach,
+    ) -> RpcResult<ExitStatus> {
+        let data = parse(&file)?;
+        let caller = caller(ext)?;
+        let watch = BuildWatch::default();
+        let _cancel = CancelOnDrop(watch.clone());
+        self.build_blocking(move |d| {
+            let stdio = receive_stdio(&attach.socket, caller).map_err(BuilderError::Io)?;
+            d.builder.shell(&data, stdio, &watch)
+        })
+        .await
+    }
+}
