@@ -83,15 +83,22 @@ rm_cgroup_tree() { # $1: a cgroup directory; kills what is left in it, removes i
   note "WARNING: could not remove cgroup $dir"
 }
 
-launchers() { # pids whose command line starts with "vrd init" and names our data dir
-  local f pid cmd
-  [ -n "$data" ] || return 0
+vrd_helpers() { # pids named $1 (a comm: vrd-init or vrd-spawner) whose command line names our temp dir
+  local f pid cmd comm
+  [ -n "$work" ] || return 0
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}; pid=${pid%/cmdline}
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+    [ "$comm" = "$1" ] || continue
     cmd=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
-    case $cmd in "vrd init "*"$data/"*) echo "$pid" ;; esac
+    case $cmd in *"$work/"*) echo "$pid" ;; esac
   done
 }
+
+# Launchers: exec'd (`vrd init --plan $data/...`) or forked by the spawner (which keeps its own
+# command line, `vrd spawner --socket $work/run/...`); both name themselves vrd-init.
+launchers() { vrd_helpers vrd-init; }
+spawner() { vrd_helpers vrd-spawner; }
 
 helpers() { # xargs, vr and hyperfine started here: their command lines name the temp dir
   local f pid cmd
@@ -100,7 +107,8 @@ helpers() { # xargs, vr and hyperfine started here: their command lines name the
     pid=${f#/proc/}; pid=${pid%/cmdline}
     [ "$pid" = "$$" ] || [ "$pid" = "${vrd_pid:-x}" ] || [ "$pid" = "${BASHPID:-x}" ] && continue
     cmd=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
-    case $cmd in "vrd init "*) continue ;; *"$work/"*) echo "$pid" ;; esac
+    case $(cat "/proc/$pid/comm" 2>/dev/null) in vrd-init | vrd-spawner) continue ;; esac
+    case $cmd in *"$work/"*) echo "$pid" ;; esac
   done
 }
 
@@ -300,6 +308,10 @@ measure_vrd() { # sets vrd_rss vrd_pss l_n l_pss_sum l_rss_sum l_pss_med l_rss_m
   local p
   vrd_rss=$(smaps_kb "$vrd_pid" Rss)
   vrd_pss=$(smaps_kb "$vrd_pid" Pss)
+  sp_pss=0; sp_rss=0
+  for p in $(spawner); do
+    sp_pss=$((sp_pss + $(smaps_kb "$p" Pss))); sp_rss=$((sp_rss + $(smaps_kb "$p" Rss)))
+  done
   : >"$work/launchers.txt"
   for p in $(launchers); do
     echo "$p $(smaps_kb "$p" Pss) $(smaps_kb "$p" Rss)" >>"$work/launchers.txt"
@@ -315,7 +327,8 @@ measure_vrd
 [ "$l_n" -eq "$N_MEM" ] || die "found $l_n launchers for $N_MEM procs"
 m_vrd_rss=$vrd_rss; m_vrd_pss=$vrd_pss; m_l_pss_sum=$l_pss_sum; m_l_rss_sum=$l_rss_sum
 m_l_pss_med=$l_pss_med; m_l_rss_med=$l_rss_med
-m_total=$((vrd_pss + l_pss_sum))
+m_sp_pss=$sp_pss; m_sp_rss=$sp_rss
+m_total=$((vrd_pss + sp_pss + l_pss_sum))
 # The sealed memfd copy of vrd that launchers run from: shmem held open by vrd. Only the pages the
 # launchers map are in their PSS; the rest of it is in nobody's PSS.
 memfd_kb=0
@@ -331,7 +344,7 @@ breakdown=$(smaps_table "$l_med_pid")
 l_priv=$(awk '$1 == "Private_Dirty:" || $1 == "Private_Clean:" { s += $2 } END { print s + 0 }' "/proc/$l_med_pid/smaps_rollup")
 l_anon=$(smaps_kb "$l_med_pid" Anonymous)
 l_pss_shmem=$(smaps_kb "$l_med_pid" Pss_Shmem)
-note "vrd + $l_n launchers: PSS $m_total kB (vrd $vrd_pss, launchers $l_pss_sum)"
+note "vrd + spawner + $l_n launchers: PSS $m_total kB (vrd $vrd_pss, spawner $sp_pss, launchers $l_pss_sum)"
 
 # ---------------------------------------------------------------------------------------------
 # supervisord with the same commands, its own config, socket, logs and pids cgroup.
@@ -445,8 +458,9 @@ echo
 echo "| what | processes | PSS total (kB) | RSS total (kB) |"
 echo "|---|---|---|---|"
 echo "| vrd daemon | 1 | $m_vrd_pss | $m_vrd_rss |"
-echo "| launchers (\`vrd init --detach\`) | $N_MEM | $m_l_pss_sum | $m_l_rss_sum |"
-echo "| **vrd + launchers** | $((N_MEM + 1)) | **$m_total** | $((m_vrd_rss + m_l_rss_sum)) |"
+echo "| spawner (\`vrd spawner\`: forks the launchers) | 1 | $m_sp_pss | $m_sp_rss |"
+echo "| launchers (one per proc, forked by the spawner) | $N_MEM | $m_l_pss_sum | $m_l_rss_sum |"
+echo "| **vrd + spawner + launchers** | $((N_MEM + 2)) | **$m_total** | $((m_vrd_rss + m_sp_rss + m_l_rss_sum)) |"
 echo "| **supervisord** (the process alone; its $sup_kids children are the apps) | 1 | **$sup_pss** | $sup_rss |"
 echo
 echo "| per process | PSS (kB) | RSS (kB) |"
@@ -458,7 +472,7 @@ echo "| one launcher (median of $b_l_n) | $(kb "$b_l_pss_med") | – |"
 echo
 echo "| ratio | value | target | met |"
 echo "|---|---|---|---|"
-echo "| (vrd + launchers) PSS / supervisord PSS | $r_mem | ≤ 1.0 | $(met "$r_mem" 1.0) |"
+echo "| (vrd + spawner + launchers) PSS / supervisord PSS | $r_mem | ≤ 1.0 | $(met "$r_mem" 1.0) |"
 echo "| the same, plus the unmapped rest of vrd's sealed memfd ($memfd_kb kB shmem, $memfd_mapped_kb kB of it mapped by launchers) | $r_mem_fd | – | – |"
 echo
 echo "**2. vrd idle** (no procs, 2 s after start)"

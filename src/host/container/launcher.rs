@@ -27,6 +27,9 @@ use super::plan::{ExitStatus, LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
 use crate::host::cgroup::{CgroupRoot, ProcCgroup};
 use crate::sys;
 
+/// Bytes read from the container's output at a time.
+const PUMP_BUFFER: usize = 8 * 1024;
+
 /// Signals the launcher passes on to the container's pid 1.
 const FORWARDED: &[Signal] =
     &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
@@ -345,7 +348,9 @@ fn pump_output(
         None => None,
     };
     let mut streams = [Some(Stream::new(out, "out")), Some(Stream::new(err, "err"))];
-    let mut buf = vec![0u8; 64 * 1024];
+    // A launcher lives as long as its proc, one per proc: a small buffer keeps it cheap (a pipe
+    // holds 64 KiB, so a busy app just takes a few more reads).
+    let mut buf = vec![0u8; PUMP_BUFFER];
     while streams.iter().any(Option::is_some) {
         let fds: Vec<BorrowedFd<'_>> = streams.iter().flatten().map(|s| s.fd.as_fd()).collect();
         let mut polls: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
