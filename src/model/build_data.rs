@@ -8,6 +8,7 @@
 //! revision a build used; it wins over `version` when present) and requires `image_url`, because
 //! every vr build runs in a container of the stack image.
 
+use super::yaml::{self, BadKey};
 use serde::Serialize;
 use serde_yaml_ng::{Mapping, Value};
 
@@ -150,20 +151,19 @@ const KNOWN_KEYS: &[&str] = &[
     "release_data",
 ];
 
+impl From<BadKey> for BuildDataError {
+    fn from(b: BadKey) -> BuildDataError {
+        BuildDataError::BadValue { key: b.key, problem: b.problem }
+    }
+}
+
 fn bad(key: &str, problem: impl Into<String>) -> BuildDataError {
     BuildDataError::BadValue { key: key.to_string(), problem: problem.into() }
 }
 
-/// A YAML scalar as text, the way VR's Python `str()` would render it (`version: 1.0` is `1.0`).
+/// A scalar as VR's Python printed it, trimmed; empty text counts as absent.
 fn scalar_text(key: &str, value: &Value) -> Result<Option<String>, BuildDataError> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) if s.trim().is_empty() => Ok(None),
-        Value::String(s) => Ok(Some(s.trim().to_string())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        Value::Bool(b) => Ok(Some(if *b { "True" } else { "False" }.to_string())),
-        _ => Err(bad(key, "expected a single value (text or number), not a list or mapping")),
-    }
+    Ok(yaml::scalar_text(key, value)?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
 }
 
 /// A URL or a revision: something handed to git or hg as one argument.

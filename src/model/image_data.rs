@@ -8,6 +8,7 @@
 //! A `*_url` is http://, https://, file:// or a local path; a relative local path is relative to
 //! the client's working directory ([`ImageData::resolve_relative`]).
 
+use super::yaml::{self, BadKey};
 use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
@@ -65,19 +66,19 @@ const KNOWN_KEYS: &[&str] = &[
     "env",
 ];
 
+impl From<BadKey> for ImageDataError {
+    fn from(b: BadKey) -> ImageDataError {
+        ImageDataError::BadValue { key: b.key, problem: b.problem }
+    }
+}
+
 fn bad(key: &str, problem: impl Into<String>) -> ImageDataError {
     ImageDataError::BadValue { key: key.to_string(), problem: problem.into() }
 }
 
-/// A scalar as VR's Python `str()` would render it; `None` for a missing or null value.
+/// A scalar as VR's Python printed it; `None` for a missing or null value.
 fn scalar(key: &str, value: Option<&Value>) -> Result<Option<String>, ImageDataError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(Value::Bool(b)) => Ok(Some(if *b { "True" } else { "False" }.to_string())),
-        Some(_) => Err(bad(key, "expected a single value (text or number), not a list or mapping")),
-    }
+    Ok(yaml::scalar_text(key, value.unwrap_or(&Value::Null))?)
 }
 
 fn required(map: &Mapping, key: &'static str) -> Result<String, ImageDataError> {
@@ -101,38 +102,11 @@ fn image_name(key: &str, name: String) -> Result<String, ImageDataError> {
 }
 
 fn md5(key: &str, value: Option<String>) -> Result<Option<String>, ImageDataError> {
-    let Some(md5) = value.map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty()) else {
-        return Ok(None);
-    };
-    if md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(Some(md5))
-    } else {
-        Err(bad(key, format!("'{md5}' is not an md5: write 32 hex digits, or leave the key out")))
-    }
+    Ok(yaml::md5(key, value)?)
 }
 
 fn env_pairs(value: Option<&Value>) -> Result<Vec<(String, String)>, ImageDataError> {
-    let map = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Mapping(m)) => m,
-        Some(_) => return Err(bad("env", "expected a mapping of NAME: value")),
-    };
-    let mut pairs = Vec::new();
-    for (k, v) in map {
-        let name = scalar("env", Some(k))?.unwrap_or_default();
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(bad("env", format!("'{name}' is not a valid variable name (letters, digits, '_')")));
-        }
-        let value = scalar(&format!("env.{name}"), Some(v))?.unwrap_or_default();
-        if value.contains('\0') {
-            return Err(bad(&format!("env.{name}"), "a value cannot contain a NUL byte"));
-        }
-        pairs.push((name, value));
-    }
-    Ok(pairs)
+    Ok(yaml::env_pairs("env", value.unwrap_or(&Value::Null))?)
 }
 
 /// Whether a url names a local path rather than a server.

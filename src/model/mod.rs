@@ -11,3 +11,4 @@ pub mod procfile;
 pub mod slugignore;
 pub mod supervision;
 pub mod uptest;
+pub mod yaml;

@@ -10,6 +10,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::limits::{parse_size, Limits, CPU_PERIOD_US};
 use super::names::{NameError, ProcName};
+use super::yaml::{self, BadKey};
 
 /// Every key of proc.yaml, as written (VR §3.1), before validation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -126,19 +127,18 @@ const KNOWN_KEYS: &[&str] = &[
     "pids_max",
 ];
 
+impl From<BadKey> for ProcDataError {
+    fn from(b: BadKey) -> ProcDataError {
+        ProcDataError::BadValue { key: b.key, problem: b.problem }
+    }
+}
+
 fn bad(key: &str, problem: impl Into<String>) -> ProcDataError {
     ProcDataError::BadValue { key: key.to_string(), problem: problem.into() }
 }
 
-/// Renders a YAML scalar the way VR's Python `str()` would, so `version: 1.0` stays `1.0`.
 fn scalar_text(key: &str, value: &Value) -> Result<Option<String>, ProcDataError> {
-    match value {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        Value::Bool(b) => Ok(Some(if *b { "True" } else { "False" }.to_string())),
-        _ => Err(bad(key, "expected a single value (text or number), not a list or mapping")),
-    }
+    Ok(yaml::scalar_text(key, value)?)
 }
 
 fn number(key: &str, value: &Value) -> Result<Option<u64>, ProcDataError> {
@@ -160,24 +160,7 @@ fn port(value: &Value) -> Result<Option<u16>, ProcDataError> {
 }
 
 fn env_pairs(value: &Value) -> Result<Vec<(String, String)>, ProcDataError> {
-    let map = match value {
-        Value::Null => return Ok(Vec::new()),
-        Value::Mapping(m) => m,
-        _ => return Err(bad("env", "expected a mapping of NAME: value")),
-    };
-    let mut pairs = Vec::new();
-    for (k, v) in map {
-        let name = scalar_text("env", k)?.unwrap_or_default();
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
-            return Err(bad("env", format!("'{name}' is not a valid variable name (letters, digits, '_')")));
-        }
-        let key = format!("env.{name}");
-        pairs.push((name, scalar_text(&key, v)?.unwrap_or_default()));
-    }
-    Ok(pairs)
+    Ok(yaml::env_pairs("env", value)?)
 }
 
 fn volume(entry: &Value) -> Result<Volume, ProcDataError> {
