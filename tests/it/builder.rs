@@ -467,39 +467,14 @@ fn two_builds_of_one_app_wait_for_each_other() {
 #[test]
 fn the_build_shell_is_the_build_container_with_a_terminal() {
     require_root!("the_build_shell_is_the_build_container_with_a_terminal");
-    use std::io::Write;
     let fx = Fx::new();
     let bp = fx.buildpack("bp", &[("bin/compile", "#!/bin/sh\ntrue\n")]);
     let app = fx.git_repo("app", &[("app.txt", "in the shell\n")]);
     let file = fx.build_yaml("shelly", "git", &app, "main", &[&bp]);
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = std::fs::File::from(pty.slave);
-    let mut child =
-        fx.d.vr()
-            .args(["builder", "shell"])
-            .arg(&file)
-            .stdin(slave.try_clone().unwrap())
-            .stdout(slave.try_clone().unwrap())
-            .stderr(slave)
-            .spawn()
-            .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    master.write_all(b"echo \"uid=$(id -u) $STACK $(cat app.txt) $(ls /buildpacks)\"; exit 5\n").unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&seen).contains("uid=65534 busybox in the shell 1\r\n") {
-                break;
-            }
-        }
-        seen
-    });
-    let status = child.wait().unwrap();
-    let seen = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let mut cmd = fx.d.vr();
+    cmd.args(["builder", "shell"]).arg(&file);
+    let input = b"echo \"uid=$(id -u) $STACK $(cat app.txt) $(ls /buildpacks)\"; exit 5\n";
+    let (status, seen) = crate::harness::run_in_pty(cmd, input, "uid=65534 busybox in the shell 1\r\n");
     assert_eq!(status.code(), Some(5), "{seen}");
     assert!(seen.contains("uid=65534 busybox in the shell 1"), "{seen}");
 }

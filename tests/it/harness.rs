@@ -288,3 +288,37 @@ pub fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut body).unwrap();
     body
 }
+
+/// Runs `cmd` on a fresh pty as a user at a terminal would: types `input`, collects what the
+/// terminal shows until `until` appears (or the pty closes), and returns the exit status and the
+/// screen text.
+pub fn run_in_pty(mut cmd: Command, input: &[u8], until: &str) -> (std::process::ExitStatus, String) {
+    use std::io::{Read, Write};
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut child = cmd
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave)
+        .spawn()
+        .unwrap();
+    let mut master = std::fs::File::from(pty.master);
+    master.write_all(input).unwrap();
+    let until = until.to_string();
+    let reader = std::thread::spawn(move || {
+        let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains(&until) {
+                break;
+            }
+        }
+        seen
+    });
+    let status = child.wait().unwrap();
+    let seen = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    (status, seen)
+}

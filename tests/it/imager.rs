@@ -195,38 +195,13 @@ fn docker_export_bz2_and_xz_tarballs_work_as_bases() {
 #[test]
 fn shell_is_a_terminal_in_the_provisioning_container() {
     require_root!("shell_is_a_terminal_in_the_provisioning_container");
-    use std::io::{Read, Write};
     let d = TestDaemon::start();
     let stack = Stack::new(&d, "shell");
     let yaml = stack.write(busybox_image(), "busybox", "shelled", PROVISION, "env:\n  GREETING: hi-there\n");
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = std::fs::File::from(pty.slave);
-    let mut child = d
-        .vr()
-        .current_dir(&stack.dir)
-        .args(["imager", "shell", yaml.to_str().unwrap()])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    master.write_all(b"tty; echo \"[$GREETING]\"; ls /provision.sh; exit 5\n").unwrap();
-    let reader = std::thread::spawn(move || {
-        let (mut seen, mut buf) = (Vec::new(), [0u8; 4096]);
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&seen).contains("/provision.sh\r\n") {
-                break;
-            }
-        }
-        seen
-    });
-    let status = child.wait().unwrap();
-    let seen = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let mut cmd = d.vr();
+    cmd.current_dir(&stack.dir).args(["imager", "shell", yaml.to_str().unwrap()]);
+    let input = b"tty; echo \"[$GREETING]\"; ls /provision.sh; exit 5\n";
+    let (status, seen) = crate::harness::run_in_pty(cmd, input, "/provision.sh\r\n");
     assert_eq!(status.code(), Some(5), "{seen}");
     assert!(seen.contains("/dev/pts/0") && seen.contains("[hi-there]"), "{seen}");
     let left: Vec<_> = std::fs::read_dir(&stack.dir).unwrap().map(|e| e.unwrap().file_name()).collect();

@@ -115,38 +115,13 @@ fn the_exit_code_is_the_apps() {
 #[test]
 fn shell_gives_an_interactive_terminal_in_a_sibling_container() {
     require_root!("shell_gives_an_interactive_terminal_in_a_sibling_container");
-    use std::io::{Read, Write};
     let d = TestDaemon::start();
     let file = d.write("p.yaml", &proc_yaml("sh", 0, "cmd: sleep 1"));
     assert!(d.run_vr(&["runner", "setup", file.to_str().unwrap()]).status.success());
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let slave = std::fs::File::from(pty.slave);
-    let mut child = d
-        .vr()
-        .args(["runner", "shell", file.to_str().unwrap()])
-        .stdin(slave.try_clone().unwrap())
-        .stdout(slave.try_clone().unwrap())
-        .stderr(slave)
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    master.write_all(b"tty; hostname; exit 7\n").unwrap();
-    let mut seen = Vec::new();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = master.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if String::from_utf8_lossy(&seen).contains("sh-1.0-rc1-test-abcd1234-web-0\r\n") {
-                break;
-            }
-        }
-        seen
-    });
-    let status = child.wait().unwrap();
-    let seen = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let mut cmd = d.vr();
+    cmd.args(["runner", "shell", file.to_str().unwrap()]);
+    let (status, seen) =
+        crate::harness::run_in_pty(cmd, b"tty; hostname; exit 7\n", "sh-1.0-rc1-test-abcd1234-web-0\r\n");
     assert_eq!(status.code(), Some(7), "{seen}");
     assert!(seen.contains("/dev/pts/0"), "the shell has a terminal of its own: {seen}");
     assert!(seen.contains("sh-1.0-rc1-test-abcd1234-web-0"), "{seen}");
