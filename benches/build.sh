@@ -386,6 +386,7 @@ if [ "$(stat -fc %T "$cg")" = cgroup2fs ]; then mode="unified (v2)"
 elif [ -d "$cg/unified" ]; then mode="hybrid (v1 controllers + cgroup2 at $cg/unified)"
 else mode="legacy (v1)"; fi
 rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ -n "${BIN_DIR:-}" ]; then rev="$rev (binaries from BIN_DIR, maybe older)"; fi
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 
 echo
@@ -423,7 +424,7 @@ echo "| phase | cold | warm | no-op |"
 echo "|---|---|---|---|"
 names=(
   "client start → first line (client, RPC, build files handed over)"
-  "stack image ready (already unpacked)"
+  "stack image check (already unpacked), app cache lock, build dir made"
   "app: git fetch into the cached mirror, resolve, export"
   "buildpack: git fetch, resolve, export"
   "chown, cache dir, container start, builder script, bin/detect"
