@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use super::attach::{receive_fds, receive_stdio};
 use super::proc_calls::state_error;
 use super::rpc::{caller, error, runner_error, RpcHandler};
+use super::server::Caller;
 use super::Daemon;
 use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
 use crate::model::build_data::BuildData;
@@ -34,6 +35,41 @@ pub fn builder_error(e: BuilderError) -> ErrorObjectOwned {
         BuilderError::Io(_) => codes::IO,
     };
     error(code, e.to_string())
+}
+
+/// Receives the caller's stdout, stderr and output files ([`BUILD_FDS`]) over its attach socket.
+fn receive_build_files(socket: &str, caller: Caller) -> Result<BuildFiles, BuilderError> {
+    let fds = receive_fds(socket, caller, BUILD_FDS).map_err(BuilderError::Io)?;
+    let mut fds = fds.into_iter();
+    let mut next = || fds.next().ok_or_else(|| BuilderError::Io("the client sent too few fds".into()));
+    Ok(BuildFiles {
+        stdout: next()?,
+        stderr: next()?,
+        tarball: next()?,
+        result: next()?,
+        log: next()?,
+        kept_log: None,
+    })
+}
+
+/// How a build ended, as its record keeps it.
+fn outcome(result: &Result<(BuilderReport, String), BuilderError>) -> BuildOutcome {
+    match result {
+        Ok((report, sha)) => BuildOutcome {
+            status: SUCCEEDED.into(),
+            app_commit: Some(report.app_commit.clone()),
+            buildpacks: report.buildpacks.clone(),
+            build_md5: Some(report.build_md5.clone()),
+            artifact: Some(sha.clone()),
+            ..BuildOutcome::default()
+        },
+        Err(e) => BuildOutcome {
+            status: FAILED.into(),
+            step: Some(failed_step(e)),
+            error: Some(e.to_string()),
+            ..BuildOutcome::default()
+        },
+    }
 }
 
 /// The step a failed build is recorded as failing in.
@@ -112,53 +148,32 @@ impl RpcHandler {
     ) -> RpcResult<BuildReport> {
         let data = parse(&file)?;
         let caller = caller(ext)?;
-        let _busy = self.daemon.builds.busy.clone().read_owned().await;
-        let state = self.daemon.supervisor.state();
+        let busy = self.daemon.builds.busy.clone().read_owned().await;
+        let state = self.daemon.supervisor.state().clone();
         let id = state.start_build(data.app_name.clone(), data.version.clone()).await.map_err(state_error)?;
         let log_path = self.daemon.builds.build_dir(id).join("compile.log");
         state.set_build_log(id, log_path.display().to_string()).await.map_err(state_error)?;
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
-        let result = self
-            .build_blocking(move |d| {
-                let attached = || {
-                    let fds = receive_fds(&attach.socket, caller, BUILD_FDS).map_err(BuilderError::Io)?;
-                    let mut fds = fds.into_iter();
-                    let mut next =
-                        || fds.next().ok_or_else(|| BuilderError::Io("the client sent too few fds".into()));
-                    Ok(BuildFiles {
-                        stdout: next()?,
-                        stderr: next()?,
-                        tarball: next()?,
-                        result: next()?,
-                        log: next()?,
-                        kept_log: None,
-                    })
-                };
-                // Always Ok, so the outcome below is recorded whatever happened.
-                Ok(attached().and_then(|files| kept_build(d, id, &data, files, &watch)))
-            })
-            .await
-            .unwrap_or_else(|e| Err(BuilderError::Io(e.message().to_string())));
-        let record = match &result {
-            Ok((report, sha)) => BuildOutcome {
-                status: SUCCEEDED.into(),
-                app_commit: Some(report.app_commit.clone()),
-                buildpacks: report.buildpacks.clone(),
-                build_md5: Some(report.build_md5.clone()),
-                artifact: Some(sha.clone()),
-                ..BuildOutcome::default()
-            },
-            Err(e) => BuildOutcome {
-                status: FAILED.into(),
-                step: Some(failed_step(e)),
-                error: Some(e.to_string()),
-                ..BuildOutcome::default()
-            },
-        };
-        if let Err(e) = state.finish_build(id, record).await {
-            tracing::error!(error = %e, id, "failed to record the end of a build");
-        }
+        let daemon = Arc::clone(&self.daemon);
+        // A task of its own, so the outcome is recorded even when the caller hangs up (which
+        // drops this future and cancels the build through `_cancel`).
+        let recorded = tokio::spawn(async move {
+            let work = move || {
+                let files = receive_build_files(&attach.socket, caller)?;
+                kept_build(&daemon, id, &data, files, &watch)
+            };
+            let result = tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or_else(|e| Err(BuilderError::Io(format!("a daemon task failed: {e}"))));
+            if let Err(e) = state.finish_build(id, outcome(&result)).await {
+                tracing::error!(error = %e, id, "failed to record the end of a build");
+            }
+            drop(busy);
+            result
+        });
+        let result =
+            recorded.await.unwrap_or_else(|e| Err(BuilderError::Io(format!("a daemon task failed: {e}"))));
         let (report, _) = result.map_err(builder_error)?;
         Ok(BuildReport {
             app_name: report.result.app_name,

@@ -583,8 +583,8 @@ fn builds_are_recorded_with_kept_logs_and_stored_once_and_gc_keeps_the_newest() 
 }
 
 #[test]
-fn a_build_interrupted_by_a_vrd_crash_is_marked_failed_at_restart() {
-    require_root!("a_build_interrupted_by_a_vrd_crash_is_marked_failed_at_restart");
+fn a_build_interrupted_by_a_vrd_crash_or_a_hang_up_is_recorded_failed() {
+    require_root!("a_build_interrupted_by_a_vrd_crash_or_a_hang_up_is_recorded_failed");
     let mut fx = Fx::new();
     let bp = fx.buildpack("bp", &[("bin/compile", "#!/bin/sh\necho compiling\nsleep 3\n")]);
     let app = fx.git_repo("app", &[("app.txt", "x")]);
@@ -613,4 +613,31 @@ fn a_build_interrupted_by_a_vrd_crash_is_marked_failed_at_restart() {
     let list = builds_json(&fx, &["builds", "list", "--json"]);
     assert_eq!(list[0]["status"].as_str(), Some("failed"), "{list}");
     assert_eq!(list[0]["error"].as_str(), Some("vrd stopped during the build"));
+
+    // A caller that hangs up mid-build: the build is stopped and its end recorded at once.
+    let dir = fx.path("again");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut client =
+        fx.d.vr()
+            .args(["builder", "build"])
+            .arg(&file)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    while !read(&dir.join("compile.log")).contains("compiling") {
+        assert!(Instant::now() < deadline, "the second build never compiled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    loop {
+        let list = builds_json(&fx, &["builds", "list", "--json"]);
+        if list[1]["status"].as_str() == Some("failed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the abandoned build was never recorded as ended: {list}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
