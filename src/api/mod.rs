@@ -6,6 +6,7 @@ use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::audit::AuditEntry as AuditInfo;
+pub use crate::model::build_record::BuildRecord as BuildInfo;
 pub use crate::model::exit::ExitStatus;
 pub use crate::model::supervision::ProcEvent;
 pub use crate::model::uptest::UptestResult;
@@ -158,6 +159,15 @@ pub struct BuildReport {
 /// stderr, then build.tar.gz, build_result.yaml and compile.log opened for writing.
 pub const BUILD_FDS: usize = 5;
 
+/// What `builds.gc` removed (or, for a dry run, would remove): one line per log or artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// The builds whose artifact and log went.
+    pub builds: Vec<u64>,
+    /// One line per removed thing.
+    pub removed: Vec<String>,
+}
+
 // ---- end of builds ----
 
 /// Stable error codes; clients branch on these, never on message text.
@@ -188,6 +198,8 @@ pub mod codes {
     pub const CHECKOUT: i32 = 12;
     /// A build failed in its detect, compile, release or package step.
     pub const BUILD_FAILED: i32 = 13;
+    /// No build with this id.
+    pub const UNKNOWN_BUILD: i32 = 14;
 
     // Stack images (imager): 30..=39.
     /// The provisioning script of an image build failed (its log is kept, no tarball is written).
@@ -304,4 +316,27 @@ pub trait Vrd {
     /// a build (stdin, stdout and stderr handed over as for `runner.shell`).
     #[method(name = "builder.shell", with_extensions)]
     async fn builder_shell(&self, file: BuildFile, attach: Attach) -> RpcResult<ExitStatus>;
+
+    /// Every recorded build (of `app` only, when given), oldest first.
+    #[method(name = "builds.list")]
+    async fn builds_list(&self, app: Option<String>) -> RpcResult<Vec<BuildInfo>>;
+
+    /// One build; UNKNOWN_BUILD when there is none with this id.
+    #[method(name = "builds.show")]
+    async fn builds_show(&self, id: u64) -> RpcResult<BuildInfo>;
+
+    /// A build's kept compile log; UNKNOWN_BUILD when there is none with this id.
+    #[method(name = "builds.log")]
+    async fn builds_log(&self, id: u64) -> RpcResult<String>;
+
+    /// Removes the artifacts and logs of builds older than `max_age_days` (default 30) that are
+    /// not among the `keep` (default 10) newest successful builds of their app, and every store
+    /// file no build references. With `dry_run`, only says what it would remove.
+    #[method(name = "builds.gc", with_extensions)]
+    async fn builds_gc(
+        &self,
+        dry_run: bool,
+        max_age_days: Option<u64>,
+        keep: Option<usize>,
+    ) -> RpcResult<GcReport>;
 }

@@ -2,6 +2,7 @@
 //! command names), talks to vrd over its socket, and renders the answers.
 
 pub mod builder;
+pub mod builds;
 pub mod client;
 pub mod docs;
 pub mod imager;
@@ -60,6 +61,12 @@ pub enum Command {
         /// What to do with the build.
         #[command(subcommand)]
         action: builder::BuilderAction,
+    },
+    /// Recorded builds: list, show, log, gc.
+    Builds {
+        /// What to do.
+        #[command(subcommand)]
+        action: builds::BuildsAction,
     },
     /// Supervised procs: deploy one from a proc.yaml.
     Proc {
@@ -163,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
             Command::Builder { action } => builder::run(&socket, action).await,
+            Command::Builds { action } => builds::run(&socket, action).await,
             Command::Imager { action } => imager::run(&socket, action).await,
             Command::Proc { action: ProcAction::Deploy { file, json } } => {
                 procs::deploy(&socket, &file, json).await

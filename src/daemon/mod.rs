@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod attach;
 mod builder_calls;
+mod builds_calls;
 mod imager_calls;
 mod proc_calls;
 pub mod rpc;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use crate::config::DaemonConfig;
 use crate::services::builder::layout::BuilderLayout;
 use crate::services::builder::Builder;
+use crate::services::builds::BuildStore;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
 use crate::services::state::State;
@@ -30,6 +32,8 @@ pub struct Daemon {
     pub runner: Arc<Runner>,
     /// The builder service.
     pub builder: Builder,
+    /// Kept build logs and the content-addressed artifact store.
+    pub builds: BuildStore,
     /// The supervisor of deployed procs.
     pub supervisor: Supervisor,
     /// This host's name, as events and listings show it.
@@ -88,6 +92,11 @@ impl Daemon {
         let runner = Arc::new(runner);
         let db = config.data_dir.join("state.db");
         let state = State::open(&db).map_err(|e| DaemonError::Start(e.to_string()))?;
+        match state.fail_started_builds().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(builds = n, "marked builds interrupted by a stopped vrd as failed"),
+            Err(e) => return Err(DaemonError::Start(e.to_string())),
+        }
         let policy = Policy {
             stop_grace: std::time::Duration::from_secs(config.stop_grace_secs),
             ..Policy::standard()
@@ -105,6 +114,7 @@ impl Daemon {
         Ok(Arc::new(Daemon {
             runner,
             builder,
+            builds: BuildStore::new(&config.data_dir),
             supervisor,
             host,
             foreground: Default::default(),

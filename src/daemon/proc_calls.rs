@@ -29,7 +29,7 @@ pub fn supervisor_error(e: SupervisorError) -> ErrorObjectOwned {
     }
 }
 
-fn state_error(e: StateError) -> ErrorObjectOwned {
+pub(super) fn state_error(e: StateError) -> ErrorObjectOwned {
     error(codes::STATE, e.to_string())
 }
 

@@ -1,6 +1,7 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
 //! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
-//! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder).
+//! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder), `builds_calls.rs` (builds
+//! as objects: list, show, log, gc).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use super::imager_calls::audit_params;
 use super::server::Caller;
 use super::Daemon;
 use crate::api::{
-    codes, Attach, AuditInfo, BuildFile, BuildReport, EventItem, ExitStatus, ImageBuilt, ImageFile, LogLine,
-    ProcFile, ProcInfo, SetupReport, UptestResult, VrdServer,
+    codes, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, EventItem, ExitStatus, GcReport, ImageBuilt,
+    ImageFile, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult, VrdServer,
 };
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{self, RunnerError};
@@ -215,6 +216,29 @@ impl VrdServer for RpcHandler {
     ) -> RpcResult<ExitStatus> {
         let params = build_param(&file);
         self.audited(ext, "builder.shell", params, self.build_shell(ext, file, attach)).await
+    }
+
+    async fn builds_list(&self, app: Option<String>) -> RpcResult<Vec<BuildInfo>> {
+        self.list_builds(app).await
+    }
+
+    async fn builds_show(&self, id: u64) -> RpcResult<BuildInfo> {
+        self.show_build(id).await
+    }
+
+    async fn builds_log(&self, id: u64) -> RpcResult<String> {
+        self.build_log(id).await
+    }
+
+    async fn builds_gc(
+        &self,
+        ext: &Extensions,
+        dry_run: bool,
+        max_age_days: Option<u64>,
+        keep: Option<usize>,
+    ) -> RpcResult<GcReport> {
+        let params = serde_json::json!({ "dry_run": dry_run, "max_age_days": max_age_days, "keep": keep });
+        self.audited(ext, "builds.gc", params, self.gc_builds(dry_run, max_age_days, keep)).await
     }
 }
 

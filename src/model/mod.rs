@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod build_data;
+pub mod build_record;
 pub mod exit;
 pub mod image_data;
 pub mod limits;

@@ -1,6 +1,7 @@
 //! Services: the daemon's capabilities, built on the host layer. Each is usable without RPC.
 
 pub mod builder;
+pub mod builds;
 pub mod imager;
 pub mod logs;
 pub mod runner;

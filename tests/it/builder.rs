@@ -507,3 +507,137 @@ fn a_bad_build_yaml_is_refused_naming_the_key() {
         text(&alias)
     );
 }
+
+/// `vr builds ... --json` parsed.
+fn builds_json(fx: &Fx, args: &[&str]) -> serde_json::Value {
+    let out = fx.d.run_vr(args);
+    assert!(out.status.success(), "{args:?}: {:?}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn builds_are_recorded_with_kept_logs_and_stored_once_and_gc_keeps_the_newest() {
+    require_root!("builds_are_recorded_with_kept_logs_and_stored_once_and_gc_keeps_the_newest");
+    let fx = Fx::new();
+    let bp = fx.buildpack("bp", &[("bin/compile", "#!/bin/sh\necho compiled > $1/out\n")]);
+    let app = fx.git_repo("app", &[("app.txt", "x")]);
+    let commit = git(&app, &["rev-parse", "HEAD"]);
+    let file = fx.build_yaml("kept", "git", &app, "main", &[&bp]);
+    let (_, first) = fx.build_ok(&file, "one");
+    fx.build_ok(&file, "two");
+    let failing = fx.buildpack("bad", &[("bin/compile", "#!/bin/sh\necho about to fail\nexit 3\n")]);
+    let (out, _) = fx.build_in(&fx.build_yaml("broken", "git", &app, "main", &[&failing]), "three");
+    assert!(!out.status.success());
+
+    let list = builds_json(&fx, &["builds", "list", "--json"]);
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3, "{list:?}");
+    let md5 = result(&first)["build_md5"].as_str().unwrap().to_string();
+    let (a, b, c) = (&list[0], &list[1], &list[2]);
+    assert_eq!((a["status"].as_str(), a["build_md5"].as_str()), (Some("succeeded"), Some(md5.as_str())));
+    assert_eq!(a["app_commit"].as_str(), Some(commit.as_str()));
+    assert_eq!(a["artifact"], b["artifact"], "one commit rebuilt gives the same slug");
+    let store = fx.d.data().join("store/sha256");
+    let stored = std::fs::read(store.join(a["artifact"].as_str().unwrap())).unwrap();
+    use md5::Digest;
+    assert_eq!(format!("{:x}", md5::Md5::digest(&stored)), md5);
+    assert_eq!(stored, std::fs::read(first.join("build.tar.gz")).unwrap());
+    let files = || std::fs::read_dir(&store).unwrap().count();
+    assert_eq!(files(), 1, "identical slugs are stored once");
+    assert_eq!((c["status"].as_str(), c["step"].as_str()), (Some("failed"), Some("compile")));
+    let id = c["id"].to_string();
+    let log = fx.d.run_vr(&["builds", "log", &id]);
+    assert!(text(&log).0.contains("about to fail"), "{:?}", text(&log));
+    let shown = builds_json(&fx, &["builds", "show", &id, "--json"]);
+    assert_eq!(shown["app_name"].as_str(), Some("broken"));
+    let unknown = fx.d.run_vr(&["builds", "show", "999"]);
+    assert!(!unknown.status.success() && text(&unknown).1.contains("vr builds list"), "{:?}", text(&unknown));
+
+    // A newer commit, then gc: nothing is younger than a day, so the default age keeps all.
+    fx.git_commit(&app, &[("app.txt", "y")], "second");
+    let (_, newest) = fx.build_ok(&file, "four");
+    let gc = fx.d.run_vr(&["builds", "gc", "--max-age-days", "1", "--keep", "1"]);
+    assert!(text(&gc).0.contains("nothing to remove"), "{:?}", text(&gc));
+    assert_eq!(files(), 2);
+    let dry = fx.d.run_vr(&["builds", "gc", "--dry-run", "--max-age-days", "0", "--keep", "1"]);
+    assert!(text(&dry).0.contains("would remove"), "{:?}", text(&dry));
+    assert_eq!(files(), 2, "a dry run removes nothing");
+    let gc = fx.d.run_vr(&["builds", "gc", "--max-age-days", "0", "--keep", "1"]);
+    assert!(gc.status.success(), "{:?}", text(&gc));
+    let list = builds_json(&fx, &["builds", "list", "--json"]);
+    let list = list.as_array().unwrap();
+    for old in &list[..3] {
+        assert!(old["collected"].is_i64() && old["artifact"].is_null(), "{old}");
+        assert!(!fx.d.data().join(format!("builds/{}", old["id"])).exists());
+    }
+    let kept = &list[3];
+    assert!(kept["collected"].is_null(), "{kept}");
+    let remaining: Vec<_> = std::fs::read_dir(&store).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(remaining, [kept["artifact"].as_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(store.join(kept["artifact"].as_str().unwrap())).unwrap(),
+        std::fs::read(newest.join("build.tar.gz")).unwrap()
+    );
+    let log = fx.d.run_vr(&["builds", "log", &kept["id"].to_string()]);
+    assert!(log.status.success(), "{:?}", text(&log));
+}
+
+#[test]
+fn a_build_interrupted_by_a_vrd_crash_or_a_hang_up_is_recorded_failed() {
+    require_root!("a_build_interrupted_by_a_vrd_crash_or_a_hang_up_is_recorded_failed");
+    let mut fx = Fx::new();
+    let bp = fx.buildpack("bp", &[("bin/compile", "#!/bin/sh\necho compiling\nsleep 3\n")]);
+    let app = fx.git_repo("app", &[("app.txt", "x")]);
+    let file = fx.build_yaml("crashed", "git", &app, "main", &[&bp]);
+    let dir = fx.path("out");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut client =
+        fx.d.vr()
+            .args(["builder", "build"])
+            .arg(&file)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !read(&dir.join("compile.log")).contains("compiling") {
+        assert!(Instant::now() < deadline, "the build never compiled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let list = builds_json(&fx, &["builds", "list", "--json"]);
+    assert_eq!(list[0]["status"].as_str(), Some("started"));
+    fx.d.crash_and_restart();
+    let _ = client.kill();
+    let _ = client.wait();
+    let list = builds_json(&fx, &["builds", "list", "--json"]);
+    assert_eq!(list[0]["status"].as_str(), Some("failed"), "{list}");
+    assert_eq!(list[0]["error"].as_str(), Some("vrd stopped during the build"));
+
+    // A caller that hangs up mid-build: the build is stopped and its end recorded at once.
+    let dir = fx.path("again");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut client =
+        fx.d.vr()
+            .args(["builder", "build"])
+            .arg(&file)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    while !read(&dir.join("compile.log")).contains("compiling") {
+        assert!(Instant::now() < deadline, "the second build never compiled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+    loop {
+        let list = builds_json(&fx, &["builds", "list", "--json"]);
+        if list[1]["status"].as_str() == Some("failed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the abandoned build was never recorded as ended: {list}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

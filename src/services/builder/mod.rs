@@ -120,6 +120,8 @@ pub struct BuildFiles {
     pub result: OwnedFd,
     /// compile.log: everything the caller saw on stdout and stderr.
     pub log: OwnedFd,
+    /// The copy of compile.log vrd keeps, when it keeps one.
+    pub kept_log: Option<OwnedFd>,
 }
 
 /// Lets the one who started a build stop it: the launcher's pid while the container runs, and a
@@ -164,7 +166,8 @@ impl Builder {
         files: BuildFiles,
         watch: &BuildWatch,
     ) -> Result<BuildReport, BuilderError> {
-        let out = Output::build(files.stdout, files.stderr, files.log);
+        let logs = std::iter::once(files.log).chain(files.kept_log).collect();
+        let out = Output::build(files.stdout, files.stderr, logs);
         for key in &data.unknown_keys {
             out.line(&format!("vr: warning: build.yaml key '{key}' is not known to vr and was ignored"));
         }
@@ -193,7 +196,7 @@ impl Builder {
         let release = prep.release(&used)?;
         let defaults = release::default_process_types(&release).map_err(|e| step(Step::Release, e))?;
         out.step("Packaging build.tar.gz");
-        let md5 = pack(&prep.app_dir(), File::from(tarball), &defaults, out)?;
+        let md5 = pack(&prep.app_dir(), File::from(tarball), &defaults, prep.commit_time, out)?;
         let pinned: Vec<String> = used.iter().map(|n| prep.buildpacks[*n - 1].pinned()).collect();
         let mut record = data.clone();
         record.app_commit = Some(prep.app_commit.clone());
@@ -304,6 +307,7 @@ fn pack(
     app: &Path,
     tarball: File,
     defaults: &[(String, String)],
+    mtime_clamp: Option<u64>,
     out: &Output,
 ) -> Result<String, BuilderError> {
     let ignore = SlugIgnore::parse(&package::read_small(app, ".slugignore", SMALL_FILE).unwrap_or_default());
@@ -315,7 +319,7 @@ fn pack(
     if procfile.is_some() {
         out.step("Adding the buildpacks' default process types the Procfile lacks");
     }
-    let plan = package::SlugPlan { ignore: &ignore, procfile: procfile.as_deref() };
+    let plan = package::SlugPlan { ignore: &ignore, procfile: procfile.as_deref(), mtime_clamp };
     package::write_slug(app, tarball, &plan)
         .map_err(|e| step(Step::Package, format!("failed to write build.tar.gz: {e}")))
 }

@@ -1,5 +1,6 @@
 //! Where a build's words go: vr's own progress lines and the container's output reach the caller's
-//! stdout and stderr as they happen, and every byte of both also lands in the caller's compile.log.
+//! stdout and stderr as they happen, and every byte of both also lands in the caller's compile.log
+//! and in the copy vrd keeps.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -21,22 +22,24 @@ fn write_to(file: &Shared, bytes: &[u8]) {
 pub struct Output {
     stdout: Shared,
     stderr: Shared,
-    log: Option<Shared>,
+    /// compile.log: the caller's, and the one vrd keeps; none for a shell.
+    logs: Vec<Shared>,
     /// Line end for vr's own lines: `\r\n` when the caller's terminal is in raw mode (a shell).
     newline: &'static str,
 }
 
 impl Output {
-    /// Output for a build: lines go to stderr and to compile.log.
-    pub fn build(stdout: OwnedFd, stderr: OwnedFd, log: OwnedFd) -> Output {
+    /// Output for a build: lines go to stderr and to every compile.log in `logs`.
+    pub fn build(stdout: OwnedFd, stderr: OwnedFd, logs: Vec<OwnedFd>) -> Output {
         let shared = |fd: OwnedFd| Arc::new(Mutex::new(File::from(fd)));
-        Output { stdout: shared(stdout), stderr: shared(stderr), log: Some(shared(log)), newline: "\n" }
+        let logs = logs.into_iter().map(shared).collect();
+        Output { stdout: shared(stdout), stderr: shared(stderr), logs, newline: "\n" }
     }
 
     /// Output for a shell, whose terminal is in raw mode: lines go to stderr only.
     pub fn shell(stdout: OwnedFd, stderr: OwnedFd) -> Output {
         let shared = |fd: OwnedFd| Arc::new(Mutex::new(File::from(fd)));
-        Output { stdout: shared(stdout), stderr: shared(stderr), log: None, newline: "\r\n" }
+        Output { stdout: shared(stdout), stderr: shared(stderr), logs: Vec::new(), newline: "\r\n" }
     }
 
     /// Prints one of vr's own lines (`-----> text`, the buildpack convention for steps).
@@ -48,14 +51,14 @@ impl Output {
     pub fn line(&self, text: &str) {
         let bytes = format!("{text}{}", self.newline);
         write_to(&self.stderr, bytes.as_bytes());
-        if let Some(log) = &self.log {
+        for log in &self.logs {
             write_to(log, format!("{text}\n").as_bytes());
         }
     }
 
     /// Writes one line to compile.log only (for what the caller prints itself, such as the error).
     pub fn log_only(&self, text: &str) {
-        if let Some(log) = &self.log {
+        for log in &self.logs {
             write_to(log, format!("{text}\n").as_bytes());
         }
     }
@@ -64,7 +67,7 @@ impl Output {
     /// on a thread of its own, until the pipe's writers are gone.
     pub fn tee(&self, pipe: OwnedFd, to_stderr: bool) -> JoinHandle<()> {
         let target = if to_stderr { Arc::clone(&self.stderr) } else { Arc::clone(&self.stdout) };
-        let log = self.log.clone();
+        let logs = self.logs.clone();
         std::thread::spawn(move || {
             let mut pipe = File::from(pipe);
             let mut buf = vec![0u8; 64 * 1024];
@@ -73,7 +76,7 @@ impl Output {
                     Ok(0) => break,
                     Ok(n) => {
                         write_to(&target, &buf[..n]);
-                        if let Some(log) = &log {
+                        for log in &logs {
                             write_to(log, &buf[..n]);
                         }
                     }

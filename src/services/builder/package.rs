@@ -44,6 +44,10 @@ pub struct SlugPlan<'a> {
     pub ignore: &'a SlugIgnore,
     /// The Procfile to write instead of the app's own, when defaults were added.
     pub procfile: Option<&'a str>,
+    /// Entries newer than this (unix seconds; the app commit's time) get it as their mtime, and
+    /// no entry records its atime or ctime, so rebuilding a commit gives the same bytes and the
+    /// artifact store keeps them once (SOURCE_DATE_EPOCH's clamp).
+    pub mtime_clamp: Option<u64>,
 }
 
 /// Opens a file for reading without following a symlink and without blocking on a FIFO.
@@ -70,9 +74,9 @@ pub fn write_slug(app: &Path, out: File, plan: &SlugPlan<'_>) -> io::Result<Stri
         header.set_entry_type(EntryType::Regular);
         header.set_mode(0o644);
         header.set_size(text.len() as u64);
-        header.set_mtime(
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        );
+        header.set_mtime(plan.mtime_clamp.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        }));
         tar.append_data(&mut header, "Procfile", text.as_bytes())?;
     }
     let mut hashing = tar.into_inner()?.finish()?;
@@ -103,6 +107,14 @@ fn add_dir<W: Write>(
         }
         let mut header = Header::new_gnu();
         header.set_metadata_in_mode(&meta, HeaderMode::Complete);
+        if let Some(clamp) = plan.mtime_clamp {
+            let mtime = header.mtime()?.min(clamp);
+            header.set_mtime(mtime);
+            if let Some(gnu) = header.as_gnu_mut() {
+                gnu.set_atime(mtime);
+                gnu.set_ctime(mtime);
+            }
+        }
         let kind = meta.file_type();
         if kind.is_dir() {
             header.set_entry_type(EntryType::Directory);
@@ -175,7 +187,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc/shadow", app.join("secret")).unwrap();
         let ignore = SlugIgnore::parse("*.psd\n/tmp\n");
         let out = dir.path().join("slug.tar.gz");
-        let plan = SlugPlan { ignore: &ignore, procfile: Some("web: mine\nworker: w\n") };
+        let plan = SlugPlan { ignore: &ignore, procfile: Some("web: mine\nworker: w\n"), mtime_clamp: None };
         let md5 = write_slug(&app, File::create(&out).unwrap(), &plan).unwrap();
         assert_eq!(md5, format!("{:x}", Md5::digest(fs::read(&out).unwrap())));
         let names = entries(&out);

@@ -50,6 +50,8 @@ pub struct Prepared {
     work: tempfile::TempDir,
     /// The exact app revision.
     pub app_commit: String,
+    /// When the app commit was made (unix seconds), if the repository says.
+    pub commit_time: Option<u64>,
     /// The buildpacks, in order; buildpack `n` (from 1) is at `/buildpacks/<n>`.
     pub buildpacks: Vec<Fetched>,
     /// Which of them run.
@@ -182,7 +184,7 @@ impl Builder {
             .tempdir_in(&work_root)
             .map_err(|e| io_err("create a build dir in", &work_root, e))?;
         let app_dir = work.path().join("app");
-        let app_commit = self.checkout_app(data, &app_dir, out, watch)?;
+        let (app_commit, commit_time) = self.checkout_app(data, &app_dir, out, watch)?;
         let (mode, refs) = match package::read_small(&app_dir, ".buildpacks", SMALL_FILE) {
             Some(text) => (Mode::All, buildpacks_file(&text, &data.pins())?),
             None => (Mode::Detect, data.buildpacks()),
@@ -208,7 +210,7 @@ impl Builder {
         script::write_layer(&work.path().join("layer"))?;
         let job = job_spec(data, &app_commit, &work, &cache, buildpacks.len(), mode);
         let has_bash = crate::sys::open_in_root(&contents, Path::new("/bin/bash")).is_ok();
-        Ok(Prepared { work, app_commit, buildpacks, mode, job, has_bash, _app_lock: app_lock })
+        Ok(Prepared { work, app_commit, commit_time, buildpacks, mode, job, has_bash, _app_lock: app_lock })
     }
 
     fn checkout_app(
@@ -217,7 +219,7 @@ impl Builder {
         dest: &Path,
         out: &Output,
         watch: &BuildWatch,
-    ) -> Result<String, BuilderError> {
+    ) -> Result<(String, Option<u64>), BuilderError> {
         let dir = self.layout.repo(&data.app_repo_url);
         let what = format!("the cached repository {}", dir.display());
         let _lock = locks::lock(&self.layout.lock_for(&dir), &what, out, &watch.cancelled)?;
@@ -232,7 +234,7 @@ impl Builder {
         let commit = repo.resolve(Some(data.revision()))?;
         repo.export(&commit, dest)?;
         out.step(&format!("{} is at {commit}", data.app_name));
-        Ok(commit)
+        Ok((commit.clone(), repo.commit_time(&commit)))
     }
 
     fn checkout_buildpack(

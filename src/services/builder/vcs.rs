@@ -182,6 +182,19 @@ impl Repo<'_> {
         })
     }
 
+    /// When `commit` was made, in unix seconds (slug mtimes are clamped to it, so rebuilding a
+    /// commit gives the same bytes).
+    pub fn commit_time(&self, commit: &str) -> Option<u64> {
+        let dir = self.dir.display().to_string();
+        let out = match self.kind {
+            RepoType::Git => run(self.kind, ["--git-dir", &dir, "log", "-1", "--format=%ct", commit]),
+            RepoType::Hg => run(self.kind, ["-R", &dir, "log", "-r", commit, "--template", "{date|hgdate}"]),
+        }
+        .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success().then(|| text.split_whitespace().next()?.parse().ok()).flatten()
+    }
+
     /// Writes the tree at `commit` into `dest` (which must not exist yet), without the metadata dir.
     pub fn export(&self, commit: &str, dest: &Path) -> Result<(), BuilderError> {
         let what = format!("failed to export {commit} of {} to {}", self.url, dest.display());

@@ -1,4 +1,4 @@
-//! vrd's durable state in embedded SQLite: procs, proc events and the audit log. This is the only
+//! vrd's durable state in embedded SQLite: procs, proc events, builds and the audit log. This is the only
 //! module that speaks SQL.
 //!
 //! [`State`] is an actor: one std thread owns the rusqlite `Connection` (which is `Send` but not
@@ -6,6 +6,7 @@
 //! Jobs run one at a time, in the order they were sent, so the tokio runtime never blocks on disk.
 
 mod audit;
+mod builds;
 mod events;
 mod migrations;
 mod procs;
@@ -22,6 +23,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 pub use audit::AuditEntry;
+pub use builds::BuildOutcome;
 pub use procs::ProcRecord;
 
 /// How many proc events are kept when nothing else is configured.

@@ -285,3 +285,32 @@ async fn latest_audit_is_the_newest_entries_oldest_first() {
     let latest = state.latest_audit(2).await.unwrap();
     assert_eq!(latest.iter().map(|e| e.method.as_str()).collect::<Vec<_>>(), ["m3", "m4"]);
 }
+
+#[tokio::test]
+async fn builds_go_from_started_to_their_outcome_and_a_crash_leaves_them_failed() {
+    let state = State::open_in_memory().unwrap();
+    let ok = state.start_build("app".into(), "v1".into()).await.unwrap();
+    let lost = state.start_build("other".into(), "v2".into()).await.unwrap();
+    assert!(lost > ok, "ids increase");
+    state.set_build_log(ok, "/data/builds/1/compile.log".into()).await.unwrap();
+    let outcome = super::BuildOutcome {
+        status: "succeeded".into(),
+        app_commit: Some("abc".into()),
+        buildpacks: vec!["bp#1".into()],
+        build_md5: Some("m".into()),
+        artifact: Some("s".into()),
+        ..Default::default()
+    };
+    state.finish_build(ok, outcome).await.unwrap();
+    assert_eq!(state.fail_started_builds().await.unwrap(), 1);
+    let all = state.list_builds(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].status.as_str(), all[0].buildpacks.clone()), ("succeeded", vec!["bp#1".to_string()]));
+    assert_eq!(all[1].status, "failed");
+    assert_eq!(all[1].error.as_deref(), Some("vrd stopped during the build"));
+    assert_eq!(state.list_builds(Some("app".into())).await.unwrap().len(), 1);
+    state.mark_builds_collected(vec![ok]).await.unwrap();
+    let ok_now = state.get_build(ok).await.unwrap().unwrap();
+    assert!(ok_now.collected.is_some() && ok_now.artifact.is_none() && ok_now.log_path.is_none());
+    assert!(state.get_build(99).await.unwrap().is_none());
+}

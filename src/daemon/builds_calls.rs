@@ -1,0 +1,85 @@
+//! Builds as objects over the API: `builds.list`, `builds.show`, `builds.log` and `builds.gc`.
+
+use std::path::Path;
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::types::ErrorObjectOwned;
+
+use super::proc_calls::state_error;
+use super::rpc::{error, RpcHandler};
+use crate::api::{codes, BuildInfo, GcReport};
+use crate::services::builds::{gc, BuildsError};
+
+/// Maps every build store error to its stable code: no wildcard, so a new variant must be mapped.
+pub(super) fn builds_error(e: BuildsError) -> ErrorObjectOwned {
+    let code = match e {
+        BuildsError::Io { .. } => codes::IO,
+    };
+    error(code, e.to_string())
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl RpcHandler {
+    pub(super) async fn list_builds(&self, app: Option<String>) -> RpcResult<Vec<BuildInfo>> {
+        self.daemon.supervisor.state().list_builds(app).await.map_err(state_error)
+    }
+
+    pub(super) async fn show_build(&self, id: u64) -> RpcResult<BuildInfo> {
+        match self.daemon.supervisor.state().get_build(id).await.map_err(state_error)? {
+            Some(build) => Ok(build),
+            None => Err(error(
+                codes::UNKNOWN_BUILD,
+                format!("there is no build {id}; `vr builds list` shows the builds vrd knows"),
+            )),
+        }
+    }
+
+    pub(super) async fn build_log(&self, id: u64) -> RpcResult<String> {
+        let build = self.show_build(id).await?;
+        let Some(path) = build.log_path else {
+            let why = if build.collected.is_some() { "gc removed it" } else { "none was kept" };
+            return Err(error(codes::UNKNOWN_BUILD, format!("build {id} has no compile log: {why}")));
+        };
+        let store = self.daemon.builds.clone();
+        tokio::task::spawn_blocking(move || store.read_log(Path::new(&path)))
+            .await
+            .map_err(|e| error(codes::INTERNAL, format!("a daemon task failed: {e}")))?
+            .map_err(builds_error)
+    }
+
+    pub(super) async fn gc_builds(
+        &self,
+        dry_run: bool,
+        max_age_days: Option<u64>,
+        keep: Option<usize>,
+    ) -> RpcResult<GcReport> {
+        let max_age = max_age_days
+            .map(|d| i64::try_from(d.saturating_mul(24 * 3600)).unwrap_or(i64::MAX))
+            .unwrap_or(gc::DEFAULT_MAX_AGE_SECS);
+        let keep = keep.unwrap_or(gc::DEFAULT_KEEP);
+        // No build may store a slug it has not recorded yet while gc looks for orphans.
+        let _quiet = self.daemon.builds.busy.write().await;
+        let state = self.daemon.supervisor.state();
+        let builds = state.list_builds(None).await.map_err(state_error)?;
+        let doomed = gc::doomed(&builds, now_secs(), max_age, keep);
+        let store = self.daemon.builds.clone();
+        let ids = doomed.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            let orphans = gc::orphans(&store, &builds, &ids)?;
+            gc::sweep(&store, &builds, &ids, &orphans, dry_run)
+        })
+        .await
+        .map_err(|e| error(codes::INTERNAL, format!("a daemon task failed: {e}")))?
+        .map_err(builds_error)?;
+        if !dry_run {
+            state.mark_builds_collected(doomed.clone()).await.map_err(state_error)?;
+        }
+        Ok(GcReport { builds: doomed, removed })
+    }
+}

@@ -1,0 +1,163 @@
+//! The `builds` table: one row per `builder.build` call, written as `started` before the work and
+//! updated with the outcome after.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{now_secs, to_id, to_sql_int, State, StateError};
+use crate::model::build_record::{BuildRecord, FAILED, STARTED};
+
+/// How a build ended, as [`State::finish_build`] records it.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOutcome {
+    /// [`crate::model::build_record::SUCCEEDED`] or [`FAILED`].
+    pub status: String,
+    /// The failing step.
+    pub step: Option<String>,
+    /// The error message.
+    pub error: Option<String>,
+    /// The exact app revision.
+    pub app_commit: Option<String>,
+    /// Each buildpack that ran.
+    pub buildpacks: Vec<String>,
+    /// build.tar.gz's md5.
+    pub build_md5: Option<String>,
+    /// The slug's sha256 in the store.
+    pub artifact: Option<String>,
+}
+
+const COLUMNS: &str = "id, app_name, version, app_commit, buildpacks, status, step, error, started, ended, \
+                       build_md5, artifact, log_path, collected";
+
+impl State {
+    /// Records a build of `app_name` at `version` as started; returns its id.
+    pub async fn start_build(&self, app_name: String, version: String) -> Result<u64, StateError> {
+        let what = format!("record a build of {app_name}");
+        self.call(what, move |db, what| {
+            db.conn
+                .execute(
+                    "INSERT INTO builds (app_name, version, status, started) VALUES (?1, ?2, ?3, ?4)",
+                    params![app_name, version, STARTED, now_secs()],
+                )
+                .map(|_| to_id(db.conn.last_insert_rowid()))
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Where build `id` keeps its compile log.
+    pub async fn set_build_log(&self, id: u64, log_path: String) -> Result<(), StateError> {
+        self.call(format!("record the log of build {id}"), move |db, what| {
+            db.conn
+                .execute("UPDATE builds SET log_path = ?1 WHERE id = ?2", params![log_path, to_sql_int(id)])
+                .map(|_| ())
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Records how build `id` ended.
+    pub async fn finish_build(&self, id: u64, o: BuildOutcome) -> Result<(), StateError> {
+        self.call(format!("record the end of build {id}"), move |db, what| {
+            let packs = serde_json::to_string(&o.buildpacks)
+                .map_err(|source| StateError::Encode { what: what.to_string(), source })?;
+            db.conn
+                .execute(
+                    "UPDATE builds SET status = ?1, step = ?2, error = ?3, app_commit = ?4, buildpacks = ?5,
+                     build_md5 = ?6, artifact = ?7, ended = ?8 WHERE id = ?9",
+                    params![
+                        o.status,
+                        o.step,
+                        o.error,
+                        o.app_commit,
+                        packs,
+                        o.build_md5,
+                        o.artifact,
+                        now_secs(),
+                        to_sql_int(id)
+                    ],
+                )
+                .map(|_| ())
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Marks every build still `started` as failed: the vrd that ran it stopped. Returns how many.
+    pub async fn fail_started_builds(&self) -> Result<usize, StateError> {
+        self.call("mark interrupted builds failed".into(), move |db, what| {
+            db.conn
+                .execute(
+                    "UPDATE builds SET status = ?1, error = 'vrd stopped during the build', ended = ?2
+                     WHERE status = ?3",
+                    params![FAILED, now_secs(), STARTED],
+                )
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Every build, or those of `app`, oldest first.
+    pub async fn list_builds(&self, app: Option<String>) -> Result<Vec<BuildRecord>, StateError> {
+        self.call("list builds".into(), move |db, what| {
+            list(&db.conn, app.as_deref()).map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Build `id`, if there is one.
+    pub async fn get_build(&self, id: u64) -> Result<Option<BuildRecord>, StateError> {
+        self.call(format!("read build {id}"), move |db, what| {
+            let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = ?1");
+            db.conn
+                .query_row(&sql, params![to_sql_int(id)], from_row)
+                .optional()
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Records that gc removed the artifacts and logs of these builds.
+    pub async fn mark_builds_collected(&self, ids: Vec<u64>) -> Result<(), StateError> {
+        self.call("record collected builds".into(), move |db, what| {
+            let tx = db.conn.transaction().map_err(StateError::query(what))?;
+            for id in ids {
+                tx.execute(
+                    "UPDATE builds SET artifact = NULL, log_path = NULL, collected = ?1 WHERE id = ?2",
+                    params![now_secs(), to_sql_int(id)],
+                )
+                .map_err(StateError::query(what))?;
+            }
+            tx.commit().map_err(StateError::query(what))
+        })
+        .await
+    }
+}
+
+fn list(conn: &Connection, app: Option<&str>) -> rusqlite::Result<Vec<BuildRecord>> {
+    let sql = format!("SELECT {COLUMNS} FROM builds WHERE ?1 IS NULL OR app_name = ?1 ORDER BY id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![app], from_row)?;
+    rows.collect()
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<BuildRecord> {
+    let packs: String = row.get(4)?;
+    let buildpacks =
+        serde_json::from_str(&packs).map_err(super::from_sql_err(4, rusqlite::types::Type::Text))?;
+    Ok(BuildRecord {
+        id: to_id(row.get(0)?),
+        app_name: row.get(1)?,
+        version: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        app_commit: row.get(3)?,
+        buildpacks,
+        status: row.get(5)?,
+        step: row.get(6)?,
+        error: row.get(7)?,
+        started: row.get(8)?,
+        ended: row.get(9)?,
+        build_md5: row.get(10)?,
+        artifact: row.get(11)?,
+        log_path: row.get(12)?,
+        collected: row.get(13)?,
+    })
+}
