@@ -209,7 +209,8 @@ fn a_hanging_uptest_is_stopped_and_reported() {
     assert!(d.run_vr(&["runner", "setup", f]).status.success());
     let started = std::time::Instant::now();
     let out = d.run_vr(&["runner", "uptest", f]);
-    assert!(started.elapsed() < Duration::from_secs(20), "the hanging test was not stopped");
+    // The test would hang for 600 s; a loaded CI machine may take a while to stop it, not that long.
+    assert!(started.elapsed() < Duration::from_secs(120), "the hanging test was not stopped");
     let results: serde_json::Value = serde_json::from_str(text(&out).0.trim()).unwrap();
     let names: Vec<&str> = results.as_array().unwrap().iter().map(|r| r["Name"].as_str().unwrap()).collect();
     assert_eq!(names, ["01_quick", "02_hangs", "uptester"]);
