@@ -46,8 +46,9 @@ impl Fetched {
 
 /// A prepared build: its private dirs (removed on drop), what was checked out, and the container.
 pub struct Prepared {
-    /// The build's private dir: app/, buildpacks/<n>/, env/, meta/, layer/.
-    work: tempfile::TempDir,
+    /// The build's private dir: app/, buildpacks/<n>/, env/, meta/, layer/. Always `Some` until
+    /// drop, which removes it off the caller's path.
+    work: Option<tempfile::TempDir>,
     /// The exact app revision.
     pub app_commit: String,
     /// When the app commit was made (unix seconds), if the repository says.
@@ -210,6 +211,7 @@ impl Builder {
         script::write_layer(&work.path().join("layer"))?;
         let job = job_spec(data, &app_commit, &work, &cache, buildpacks.len(), mode);
         let has_bash = crate::sys::open_in_root(&contents, Path::new("/bin/bash")).is_ok();
+        let work = Some(work);
         Ok(Prepared { work, app_commit, commit_time, buildpacks, mode, job, has_bash, _app_lock: app_lock })
     }
 
@@ -316,15 +318,29 @@ fn job_spec(
     }
 }
 
+impl Drop for Prepared {
+    /// Removing a build's tree can take seconds on a busy disk; the build's answer should not wait
+    /// for it, so a thread removes it (each build has its own dir, so nothing waits on it).
+    fn drop(&mut self) {
+        if let Some(work) = self.work.take() {
+            let _ = std::thread::Builder::new().name("vrd-build-cleanup".into()).spawn(move || drop(work));
+        }
+    }
+}
+
 impl Prepared {
+    fn work_dir(&self) -> &Path {
+        self.work.as_ref().map(|w| w.path()).expect("the work dir lives until drop")
+    }
+
     /// The app dir on the host.
     pub fn app_dir(&self) -> PathBuf {
-        self.work.path().join("app")
+        self.work_dir().join("app")
     }
 
     /// A small file the script left in the meta dir.
     pub fn meta_file(&self, name: &str) -> Option<String> {
-        package::read_small(&self.work.path().join("meta"), name, SMALL_FILE)
+        package::read_small(&self.work_dir().join("meta"), name, SMALL_FILE)
     }
 
     /// `buildpack 2 (url#commit)`, for messages.
