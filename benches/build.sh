@@ -32,11 +32,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 parent=vrd-bench-build-$$
 cg=/sys/fs/cgroup
 
-die() { echo "$prog: $*" >&2; exit 1; }
-note() { echo "$prog: $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$repo/benches/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (vrd runs the build containers)"
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
 [ -n "${BIN_DIR:-}" ] || need cargo "install Rust (rustup) so vr can be built, or set BIN_DIR"
 need git "apt-get install -y git"
 need md5sum "apt-get install -y coreutils"
@@ -112,20 +111,8 @@ trap 'exit 129' HUP
 
 # ---------------------------------------------------------------------------------------------
 # vr and vrd, the stack image, the daemon.
-if [ -n "${BIN_DIR:-}" ]; then
-  bin=$BIN_DIR
-else
-  target_dir=${CARGO_TARGET_DIR:-$repo/target}
-  note "building vr (cargo build --release)"
-  (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-  bin=$target_dir/x86_64-unknown-linux-gnu/release
-fi
-[ -x "$bin/vrd" ] && [ -x "$bin/vr" ] || die "vrd/vr not found in $bin"
-
-work=$(mktemp -d /tmp/vr-bench-build.XXXXXX)
-chmod 755 "$work"
-img=$work/busybox.tar.gz
-sh "$repo/examples/busybox-image.sh" "$img" || die "examples/busybox-image.sh failed"
+vr_binaries
+bench_workdir build
 
 data=$work/data
 run=$work/run

@@ -26,11 +26,10 @@ parent=vrd-bench-$$
 cg=/sys/fs/cgroup
 id=vrbench
 
-die() { echo "$prog: $*" >&2; exit 1; }
-note() { echo "$prog: $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$repo/benches/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (containers, mounts and cgroups)"
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
 need cargo "install Rust (rustup) so vrd can be built"
 need hyperfine "apt-get install -y hyperfine"
 need crun "apt-get install -y crun"
@@ -124,16 +123,8 @@ trap 'exit 129' HUP
 
 # ---------------------------------------------------------------------------------------------
 # Build vrd and make the image and the OCI bundles.
-target_dir=${CARGO_TARGET_DIR:-$repo/target}
-note "building vrd (cargo build --release)"
-(cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-bin=$target_dir/x86_64-unknown-linux-gnu/release
-[ -x "$bin/vrd" ] && [ -x "$bin/vr" ] || die "vrd/vr not found in $bin after the build"
-
-work=$(mktemp -d /tmp/vr-bench-start.XXXXXX)
-chmod 755 "$work"
-img=$work/busybox.tar.gz
-sh "$repo/examples/busybox-image.sh" "$img" || die "examples/busybox-image.sh failed"
+vr_binaries
+bench_workdir start
 
 rootfs=$work/rootfs
 mkdir -p "$rootfs"

@@ -35,12 +35,11 @@ parent=vrd-bench-$$
 sup_cg_name=vrd-bench-$$-supervisord
 cg=/sys/fs/cgroup
 
-die() { echo "$prog: $*" >&2; exit 1; }
-note() { echo "$prog: $*" >&2; }
+# shellcheck source=benches/lib.sh
+. "$repo/benches/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (containers and cgroups)"
 [ "$N_LIST" -ge "$N_MEM" ] || die "N_LIST ($N_LIST) must be at least N_MEM ($N_MEM)"
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
 [ -n "${BIN_DIR:-}" ] || need cargo "install Rust (rustup) so vrd can be built"
 need hyperfine "apt-get install -y hyperfine"
 need supervisord "apt-get install -y supervisor"
@@ -208,21 +207,8 @@ smaps_table() {
 
 # ---------------------------------------------------------------------------------------------
 # Build vrd, make the image.
-if [ -n "${BIN_DIR:-}" ]; then
-  bin=$BIN_DIR
-  note "using the vrd and vr already built in $bin (BIN_DIR)"
-else
-  target_dir=${CARGO_TARGET_DIR:-$repo/target}
-  note "building vrd (cargo build --release)"
-  (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-  bin=$target_dir/x86_64-unknown-linux-gnu/release
-fi
-[ -x "$bin/vrd" ] && [ -x "$bin/vr" ] || die "vrd/vr not found in $bin after the build"
-
-work=$(mktemp -d /tmp/vr-bench-supervision.XXXXXX)
-chmod 755 "$work"
-img=$work/busybox.tar.gz
-sh "$repo/examples/busybox-image.sh" "$img" || die "examples/busybox-image.sh failed"
+vr_binaries
+bench_workdir supervision
 data=$work/data
 run=$work/run
 mkdir -p "$data" "$run" "$work/procs"

@@ -1,0 +1,29 @@
+# Shared by the benchmark scripts (sourced, not run): messages, tool checks, vr and vrd, and the
+# busybox image. The sourcing script sets $prog (its name) and $repo (the checkout) first.
+
+die() { echo "$prog: $*" >&2; exit 1; }
+note() { echo "$prog: $*" >&2; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
+
+# Sets $bin to a directory holding vrd and vr: $BIN_DIR when set, else a fresh release build
+# (in $CARGO_TARGET_DIR, default <repo>/target; .cargo/config.toml puts it under the target triple).
+vr_binaries() {
+  if [ -n "${BIN_DIR:-}" ]; then
+    bin=$BIN_DIR
+    note "using the vrd and vr already built in $bin (BIN_DIR)"
+  else
+    local target_dir=${CARGO_TARGET_DIR:-$repo/target}
+    note "building vr and vrd (cargo build --release)"
+    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
+    bin=$target_dir/x86_64-unknown-linux-gnu/release
+  fi
+  [ -x "$bin/vrd" ] && [ -x "$bin/vr" ] || die "vrd/vr not found in $bin"
+}
+
+# Sets $work to a fresh temp dir named after $1 and $img to the busybox image made in it.
+bench_workdir() {
+  work=$(mktemp -d "/tmp/vr-bench-$1.XXXXXX")
+  chmod 755 "$work"
+  img=$work/busybox.tar.gz
+  sh "$repo/examples/busybox-image.sh" "$img" || die "examples/busybox-image.sh failed"
+}
