@@ -52,22 +52,6 @@ vr_pid=""
 stamp_pid=""
 cleaned=0
 
-rm_cgroup_tree() { # $1: a cgroup directory; kills what is left in it (by pid), removes it bottom-up
-  local dir=$1 d pid i
-  [ -d "$dir" ] || return 0
-  while read -r d; do
-    if [ -r "$d/cgroup.procs" ]; then
-      while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$d/cgroup.procs"
-    fi
-  done < <(find "$dir" -type d 2>/dev/null)
-  for i in $(seq 1 50); do
-    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-    [ -d "$dir" ] || return 0
-    sleep 0.1
-  done
-  note "WARNING: could not remove cgroup $dir"
-}
-
 procs_in_parent() { # prints the pids in our cgroups (the memory hierarchy has every container)
   local f
   for f in $(find "$cg"/memory/"$parent" "$cg"/unified/"$parent" -name cgroup.procs 2>/dev/null); do
@@ -356,7 +340,6 @@ col() { # $1: kind, $2: awk expression over the fields; prints one value per run
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 minmax() { sort -g | awk 'NR == 1 { a = $1 } { b = $1 } END { printf "%.2f–%.2f", a, b }'; }
 f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
-met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t) ? "yes" : "**no**" }'; }
 
 declare -A W I O S F T
 for k in cold warm noop; do

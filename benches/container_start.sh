@@ -48,23 +48,6 @@ hf_pid=""
 hugetlb_mnt=""
 cleaned=0
 
-rm_cgroup_tree() { # $1: a cgroup directory; kills what is left in it, removes it bottom-up
-  local dir=$1 d pid
-  [ -d "$dir" ] || return 0
-  while read -r d; do
-    if [ -r "$d/cgroup.procs" ]; then
-      while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$d/cgroup.procs"
-    fi
-  done < <(find "$dir" -type d 2>/dev/null)
-  local i
-  for i in $(seq 1 50); do
-    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-    [ -d "$dir" ] || return 0
-    sleep 0.1
-  done
-  note "WARNING: could not remove cgroup $dir"
-}
-
 cleanup() {
   [ "$cleaned" = 1 ] && return 0
   cleaned=1
@@ -224,7 +207,6 @@ hf_pid=""
 ms() { jq -r --arg n "$1" --arg f "$2" '.results[] | select(.command == $n) | .[$f] * 1000' "$json"; }
 fmt() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t) ? "yes" : "**no**" }'; }
 
 if [ -r "$cg/unified/cgroup.controllers" ] && [ "$(stat -fc %T "$cg")" != cgroup2fs ]; then
   mode="hybrid (v1 controllers + cgroup2 at $cg/unified)"

@@ -27,3 +27,30 @@ bench_workdir() {
   img=$work/busybox.tar.gz
   sh "$repo/examples/busybox-image.sh" "$img" || die "examples/busybox-image.sh failed"
 }
+
+# Every pid in the cgroup dirs given (recursively).
+pids_in_cgroups() {
+  local dir d
+  for dir in "$@"; do
+    [ -d "$dir" ] || continue
+    while read -r d; do
+      [ -r "$d/cgroup.procs" ] && cat "$d/cgroup.procs" 2>/dev/null
+    done < <(find "$dir" -type d 2>/dev/null)
+  done
+}
+
+# $1: a cgroup directory; kills what is left in it (by pid) and removes it bottom-up.
+rm_cgroup_tree() {
+  local dir=$1 pid i
+  [ -d "$dir" ] || return 0
+  for pid in $(pids_in_cgroups "$dir"); do kill -KILL "$pid" 2>/dev/null || true; done
+  for i in $(seq 1 50); do
+    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [ -d "$dir" ] || return 0
+    sleep 0.1
+  done
+  note "WARNING: could not remove cgroup $dir"
+}
+
+# "yes" when ratio $1 is at most target $2, else a bold "no" (for the markdown tables).
+met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t) ? "yes" : "**no**" }'; }

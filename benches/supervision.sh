@@ -60,28 +60,6 @@ bg_pid=""
 sup_pid=""
 cleaned=0
 
-pids_in_cgroups() { # every pid in the cgroup dirs given (recursively)
-  local dir d
-  for dir in "$@"; do
-    [ -d "$dir" ] || continue
-    while read -r d; do
-      [ -r "$d/cgroup.procs" ] && cat "$d/cgroup.procs" 2>/dev/null
-    done < <(find "$dir" -type d 2>/dev/null)
-  done
-}
-
-rm_cgroup_tree() { # $1: a cgroup directory; kills what is left in it, removes it bottom-up
-  local dir=$1 pid i
-  [ -d "$dir" ] || return 0
-  for pid in $(pids_in_cgroups "$dir"); do kill -KILL "$pid" 2>/dev/null || true; done
-  for i in $(seq 1 50); do
-    find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
-    [ -d "$dir" ] || return 0
-    sleep 0.1
-  done
-  note "WARNING: could not remove cgroup $dir"
-}
-
 vrd_helpers() { # pids named $1 (a comm: vrd-init or vrd-spawner) whose command line names our temp dir
   local f pid cmd comm
   [ -n "$work" ] || return 0
@@ -188,7 +166,6 @@ sum() { awk '{ s += $1 } END { print s + 0 }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 kb() { awk -v k="$1" 'BEGIN { printf "%.0f", k }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t) ? "yes" : "**no**" }'; }
 
 # Per-mapping breakdown of one process's smaps (kB), mappings with Rss > 0, largest Pss first.
 smaps_table() {
