@@ -4,7 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+use crate::model::balancer::BalancerConfig;
 
 /// The default data dir (images, builds, procs, state).
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/vrd";
@@ -38,7 +42,14 @@ pub struct DaemonConfig {
     pub stop_grace_secs: u64,
     /// Seconds one uptest run (all tests of a proc) may take.
     pub uptest_timeout_secs: u64,
+    /// The named balancers swarms route through (the builtin router is added when absent).
+    pub balancers: BTreeMap<String, BalancerConfig>,
+    /// The ports swarms give new procs: `start..end` (end excluded), VR's 5000..6000 by default.
+    pub port_range: (u16, u16),
 }
+
+/// VR's `PORT_RANGE_START` and `PORT_RANGE_END`.
+pub const DEFAULT_PORT_RANGE: (u16, u16) = (5000, 6000);
 
 /// How long uptests may take by default.
 pub const DEFAULT_UPTEST_TIMEOUT_SECS: u64 = 60;
@@ -75,6 +86,15 @@ pub struct RawConfig {
     /// Seconds one uptest run (all tests of a proc) may take before it is stopped [default: 60]
     #[arg(long)]
     pub uptest_timeout_secs: Option<u64>,
+    /// The first port swarms give procs [default: 5000]
+    #[arg(long)]
+    pub port_range_start: Option<u16>,
+    /// One past the last port swarms give procs [default: 6000]
+    #[arg(long)]
+    pub port_range_end: Option<u16>,
+    /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
+    #[arg(skip)]
+    pub balancers: Option<BTreeMap<String, BalancerConfig>>,
 }
 
 /// Why the configuration was refused.
@@ -125,6 +145,9 @@ impl RawConfig {
             socket_gid: over.socket_gid.or(self.socket_gid),
             stop_grace_secs: over.stop_grace_secs.or(self.stop_grace_secs),
             uptest_timeout_secs: over.uptest_timeout_secs.or(self.uptest_timeout_secs),
+            port_range_start: over.port_range_start.or(self.port_range_start),
+            port_range_end: over.port_range_end.or(self.port_range_end),
+            balancers: over.balancers.or(self.balancers),
         }
     }
 
@@ -159,6 +182,19 @@ impl RawConfig {
                 format!("{stop_grace_secs} is more than an hour; stopped procs would linger that long"),
             ));
         }
+        let port_range = (
+            self.port_range_start.unwrap_or(DEFAULT_PORT_RANGE.0),
+            self.port_range_end.unwrap_or(DEFAULT_PORT_RANGE.1),
+        );
+        if port_range.0 == 0 || port_range.0 >= port_range.1 {
+            return Err(invalid(
+                "port_range_start",
+                format!(
+                    "the range {}..{} is empty or starts at 0; give a start below the end, e.g. 5000 and 6000",
+                    port_range.0, port_range.1
+                ),
+            ));
+        }
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -168,6 +204,8 @@ impl RawConfig {
             socket_gid: self.socket_gid,
             stop_grace_secs,
             uptest_timeout_secs: self.uptest_timeout_secs.unwrap_or(DEFAULT_UPTEST_TIMEOUT_SECS).max(1),
+            balancers: self.balancers.unwrap_or_default(),
+            port_range,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Plain, validated data shared by every layer: names, proc.yaml, image.yaml, limits. No I/O here.
 
 pub mod audit;
+pub mod balancer;
 pub mod build_data;
 pub mod build_record;
 pub mod exit;

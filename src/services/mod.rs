@@ -1,5 +1,6 @@
 //! Services: the daemon's capabilities, built on the host layer. Each is usable without RPC.
 
+pub mod balancer;
 pub mod builder;
 pub mod builds;
 pub mod imager;

@@ -13,8 +13,11 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::StateError;
 
 /// The schema migrations, in order; migration `i` takes `user_version` from `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_init.sql"), include_str!("migrations/0002_builds.sql")];
+pub(super) const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_builds.sql"),
+    include_str!("migrations/0003_swarms.sql"),
+];
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -9,6 +9,7 @@ mod audit;
 mod builds;
 mod events;
 mod migrations;
+mod pools;
 mod procs;
 #[cfg(test)]
 mod tests;
