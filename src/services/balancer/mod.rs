@@ -92,10 +92,13 @@ pub struct Context {
     pub state: State,
 }
 
+/// One lock per (balancer, pool), made on first use.
+type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
+
 /// The configured balancers by name, with one lock per (balancer, pool).
 pub struct Balancers {
     backends: BTreeMap<String, Arc<dyn Balancer>>,
-    locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    locks: PoolLocks,
 }
 
 impl Balancers {
