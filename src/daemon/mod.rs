@@ -63,6 +63,15 @@ pub enum DaemonError {
 }
 
 impl Daemon {
+    /// Recorded builds (`vr builder build`, and the builds swarms ask for).
+    pub fn build_service(&self) -> crate::services::builds::recorded::BuildService {
+        crate::services::builds::recorded::BuildService {
+            builder: self.builder.clone(),
+            store: self.builds.clone(),
+            state: self.supervisor.state().clone(),
+        }
+    }
+
     /// Prepares the directories and services described by `config`, opens the state database and
     /// lets the supervisor re-adopt (or restart) every stored proc.
     pub async fn open(config: &DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {

@@ -11,6 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use super::build_data::RepoType;
 use super::names;
 
 /// The kinds of definitions, as the CLI and the API name them.
@@ -68,27 +69,6 @@ pub struct DefinitionError {
     pub name: String,
     /// What is wrong.
     pub problem: String,
-}
-
-/// How a repository is fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RepoType {
-    /// git.
-    #[default]
-    Git,
-    /// Mercurial.
-    Hg,
-}
-
-impl RepoType {
-    /// As build.yaml names it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RepoType::Git => "git",
-            RepoType::Hg => "hg",
-        }
-    }
 }
 
 /// An app.
