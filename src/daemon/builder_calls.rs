@@ -95,8 +95,10 @@ impl RpcHandler {
         let _cancel = CancelOnDrop(watch.clone());
         let receive = move || receive_build_files(&attach.socket, caller);
         let service = self.daemon.build_service();
-        let (_, result) =
-            service.run(data, None, Outputs::Caller(Box::new(receive)), watch).await.map_err(state_error)?;
+        let (_, result) = service
+            .run(data, None, Outputs::Caller(Box::new(receive)), watch, None)
+            .await
+            .map_err(state_error)?;
         let (report, _) = result.map_err(builder_error)?;
         Ok(BuildReport {
             app_name: report.result.app_name,

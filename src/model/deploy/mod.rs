@@ -4,6 +4,7 @@
 
 pub mod hash;
 pub mod plan;
+pub mod records;
 pub mod release;
 
 use std::fmt;

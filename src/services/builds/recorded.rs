@@ -44,10 +44,14 @@ impl BuildService {
         image_md5: Option<String>,
         outputs: Outputs,
         watch: BuildWatch,
+        started: Option<tokio::sync::oneshot::Sender<u64>>,
     ) -> Result<(u64, Result<Built, BuilderError>), crate::services::state::StateError> {
         let busy = self.store.busy.clone().read_owned().await;
         let state = self.state.clone();
         let id = state.start_build_on(data.app_name.clone(), data.version.clone(), image_md5).await?;
+        if let Some(tell) = started {
+            let _ = tell.send(id);
+        }
         let log_path = self.store.build_dir(id).join("compile.log");
         state.set_build_log(id, log_path.display().to_string()).await?;
         let this = self.clone();

@@ -1,69 +1,11 @@
 //! The records of dispatch: releases (frozen, reused when equal), each swarm's numbered releases,
 //! the procs each swarm owns, port locks and the deployment log.
 
-use rusqlite::{params, OptionalExtension};
-use serde::{Deserialize, Serialize};
-
 use super::{builds, now_secs, to_id, to_sql_int, State, StateError};
 use crate::model::build_record::BuildRecord;
-
-/// A stored release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReleaseRecord {
-    /// Its id.
-    pub id: u64,
-    /// The build.
-    pub build: u64,
-    /// VR's 8-character hash.
-    pub hash: String,
-    /// The frozen `ReleaseSpec` as JSON.
-    pub spec: serde_json::Value,
-    /// When it was made (unix seconds).
-    pub created: i64,
-}
-
-/// A swarm's release with its number.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NumberedRelease {
-    /// 1, 2, ... per swarm.
-    pub number: u64,
-    /// When the swarm first used it.
-    pub created: i64,
-    /// The release.
-    pub release: ReleaseRecord,
-}
-
-/// A proc a swarm deployed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwarmProcRecord {
-    /// Its host.
-    pub host: String,
-    /// Its proc name.
-    pub proc: String,
-    /// The owning swarm.
-    pub swarm: String,
-    /// Its release.
-    pub release: u64,
-    /// Its port.
-    pub port: u16,
-}
-
-/// One entry of the deployment log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeployLogEntry {
-    /// Increasing id.
-    pub id: u64,
-    /// Unix seconds.
-    pub time: i64,
-    /// The dispatch's trace id.
-    pub trace: String,
-    /// The swarm, when there is one.
-    pub swarm: Option<String>,
-    /// VR's event tags (deploy, uptest, route, failed, done, ...).
-    pub tags: Vec<String>,
-    /// The message.
-    pub message: String,
-}
+use crate::model::deploy::records::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
+use crate::model::deploy::release::ImageRef;
+use rusqlite::{params, OptionalExtension};
 
 fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRecord> {
     let spec: String = r.get(3)?;
@@ -87,6 +29,21 @@ impl State {
     ) -> Result<Option<BuildRecord>, StateError> {
         self.call(format!("find the build of {app} {version}"), move |db, what| {
             builds::current(&db.conn, &app, &version, &image_md5).map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// The active image of `stack`, if it has one.
+    pub async fn active_image(&self, stack: String) -> Result<Option<ImageRef>, StateError> {
+        self.call(format!("read the active image of stack {stack}"), move |db, what| {
+            db.conn
+                .query_row(
+                    "SELECT name, url, md5 FROM images WHERE stack = ?1 AND active = 1 AND status = 'succeeded'",
+                    params![stack],
+                    |r| Ok(ImageRef { name: r.get(0)?, url: r.get(1)?, md5: r.get(2)? }),
+                )
+                .optional()
+                .map_err(StateError::query(what))
         })
         .await
     }
@@ -188,9 +145,38 @@ impl State {
         self.call(format!("record proc {} of swarm {}", p.proc, p.swarm), move |db, what| {
             db.conn
                 .execute(
-                    "INSERT OR REPLACE INTO swarm_procs (host, proc, swarm, release, port, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![p.host, p.proc, p.swarm, to_sql_int(p.release), p.port, now_secs()],
+                    "INSERT OR REPLACE INTO swarm_procs (host, proc, swarm, release, port, balancer, pool, created)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        p.host,
+                        p.proc,
+                        p.swarm,
+                        to_sql_int(p.release),
+                        p.port,
+                        p.routed.as_ref().map(|r| r.0.clone()),
+                        p.routed.as_ref().map(|r| r.1.clone()),
+                        now_secs()
+                    ],
+                )
+                .map(|_| ())
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Records that a swarm's proc is routed to `pool` of `balancer` (or to none).
+    pub async fn set_proc_route(
+        &self,
+        host: String,
+        proc: String,
+        routed: Option<(String, String)>,
+    ) -> Result<(), StateError> {
+        self.call(format!("record the route of proc {proc}"), move |db, what| {
+            let (b, p) = routed.unzip();
+            db.conn
+                .execute(
+                    "UPDATE swarm_procs SET balancer = ?3, pool = ?4 WHERE host = ?1 AND proc = ?2",
+                    params![host, proc, b, p],
                 )
                 .map(|_| ())
                 .map_err(StateError::query(what))
@@ -215,7 +201,7 @@ impl State {
             let mut stmt = db
                 .conn
                 .prepare(
-                    "SELECT host, proc, swarm, release, port FROM swarm_procs
+                    "SELECT host, proc, swarm, release, port, balancer, pool FROM swarm_procs
                      WHERE ?1 IS NULL OR swarm = ?1 ORDER BY host, proc",
                 )
                 .map_err(StateError::query(what))?;
@@ -227,6 +213,10 @@ impl State {
                         swarm: r.get(2)?,
                         release: to_id(r.get(3)?),
                         port: r.get(4)?,
+                        routed: match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
+                            (Some(b), Some(p)) => Some((b, p)),
+                            _ => None,
+                        },
                     })
                 })
                 .map_err(StateError::query(what))?;

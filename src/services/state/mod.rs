@@ -27,7 +27,6 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use audit::AuditEntry;
 pub use builds::BuildOutcome;
-pub use deploy::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
 pub use procs::ProcRecord;
 
 /// How many proc events are kept when nothing else is configured.
