@@ -6,13 +6,17 @@ pub mod builds;
 pub mod client;
 pub mod docs;
 pub mod imager;
+pub mod objects;
 pub mod procs;
 pub mod runner;
+pub mod swarms;
 pub mod terminal;
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+use crate::api::Kind;
 
 /// The program name decides the command set: `vrun X FILE` is `vr runner X FILE`.
 pub fn normalize_args(args: Vec<String>) -> Vec<String> {
@@ -121,6 +125,134 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apps: where the code is, how it builds, on which stack.
+    Apps {
+        /// What to do.
+        #[command(subcommand)]
+        action: objects::ObjectAction,
+    },
+    /// Buildpacks, in detect order.
+    Buildpacks {
+        /// What to do.
+        #[command(subcommand)]
+        action: objects::ObjectAction,
+    },
+    /// OS stacks (base image, provisioning script, active image).
+    Stacks {
+        /// What to do.
+        #[command(subcommand)]
+        action: objects::ObjectAction,
+    },
+    /// Squads: groups of hosts swarms are placed on.
+    Squads {
+        /// What to do.
+        #[command(subcommand)]
+        action: objects::ObjectAction,
+    },
+    /// Hosts that run procs.
+    Hosts {
+        /// What to do.
+        #[command(subcommand)]
+        action: objects::ObjectAction,
+    },
+    /// Config ingredients: reusable config and env merged into releases.
+    Ingredients {
+        /// What to do.
+        #[command(subcommand)]
+        action: objects::ObjectAction,
+    },
+    /// Swarm definitions, and their releases.
+    Swarms {
+        /// What to do.
+        #[command(subcommand)]
+        action: SwarmsAction,
+    },
+    /// Velociraptor's `swarm`: set matching swarms to TAG ('-' keeps each one's version) and
+    /// deploy them: build, release, deploy, uptests, route, clean up. Follows the steps live.
+    Swarm {
+        /// An anchored regex on swarm names (or app-config-proc).
+        filter: String,
+        /// The version to deploy, or '-' for each swarm's current one.
+        tag: String,
+        /// Leave out swarms matching this regex (case-insensitive search).
+        #[arg(short = 'x', long)]
+        exclude: Option<String>,
+        /// Print the trace ids and return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// List swarms (those matching FILTER), with how many procs each owns.
+    ListSwarms {
+        /// An anchored regex on swarm names (or app-config-proc).
+        filter: Option<String>,
+    },
+    /// Deploy an earlier release of a swarm again, through the same uptest-gated path.
+    Rollback {
+        /// The swarm.
+        swarm: String,
+        /// The release number (`vr swarms releases SWARM`); the one before the current when absent.
+        number: Option<u64>,
+        /// Return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Velociraptor's manual deploy: a release as one proc on one host and port (not routed).
+    Deploy {
+        /// The release id.
+        release: u64,
+        /// The host.
+        host: String,
+        /// The port.
+        port: u16,
+        /// The Procfile entry.
+        proc_name: String,
+        /// The config name.
+        #[arg(short = 'c', long, default_value = "prod")]
+        config: String,
+    },
+    /// Show what differs between two releases (config, env, build, limits).
+    CompareReleases {
+        /// A release id.
+        a: u64,
+        /// Another release id.
+        b: u64,
+    },
+    /// Build an app at a version on its stack's image (a new build), following it live.
+    Build {
+        /// The app.
+        app: String,
+        /// The version (tag, branch or revision).
+        tag: String,
+        /// Return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Build each matching swarm's app and version anew, then deploy the swarms.
+    RebuildAll {
+        /// An anchored regex on swarm names (or app-config-proc).
+        filter: String,
+        /// Return at once.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// The failures of the newest uptest run over every swarm's procs.
+    Uptests {
+        /// Run the uptests now.
+        #[arg(long)]
+        run: bool,
+    },
+    /// The deployment log: every step of every dispatch.
+    Deploys {
+        /// Only this dispatch.
+        #[arg(long)]
+        trace: Option<String>,
+        /// Keep printing new entries as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only entries after this id.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
     /// Show the versions of vr and of the daemon.
     Version,
     /// Print shell completions for vr (bash, zsh, fish, elvish, powershell).
@@ -142,6 +274,22 @@ pub enum ProcAction {
     Deploy {
         /// The proc.yaml.
         file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `vr swarms` actions: the definition commands, plus releases.
+#[derive(Debug, Subcommand)]
+pub enum SwarmsAction {
+    /// The definition commands.
+    #[command(flatten)]
+    Object(objects::ObjectAction),
+    /// A swarm's releases, numbered (what `vr rollback` takes).
+    Releases {
+        /// The swarm.
+        name: String,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -176,12 +324,41 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 procs::deploy(&socket, &file, json).await
             }
             Command::Procs { action } => procs::procs(&socket, action).await,
-            Command::Ps { json } => procs::procs(&socket, procs::ProcsAction::List { json }).await,
+            Command::Ps { json } => {
+                procs::procs(&socket, procs::ProcsAction::List { filter: None, host: None, json }).await
+            }
             Command::Logs { name, follow, since, tail } => {
                 procs::logs(&socket, name, follow, since, tail).await
             }
             Command::Events { follow, after, json } => procs::events(&socket, follow, after, json).await,
             Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,
+            Command::Apps { action } => objects::run(&socket, Kind::App, action).await,
+            Command::Buildpacks { action } => objects::run(&socket, Kind::Buildpack, action).await,
+            Command::Stacks { action } => objects::run(&socket, Kind::Stack, action).await,
+            Command::Squads { action } => objects::run(&socket, Kind::Squad, action).await,
+            Command::Hosts { action } => objects::run(&socket, Kind::Host, action).await,
+            Command::Ingredients { action } => objects::run(&socket, Kind::Ingredient, action).await,
+            Command::Swarms { action: SwarmsAction::Object(action) } => {
+                objects::run(&socket, Kind::Swarm, action).await
+            }
+            Command::Swarms { action: SwarmsAction::Releases { name, json } } => {
+                swarms::releases(&socket, name, json).await
+            }
+            Command::Swarm { filter, tag, exclude, detach } => {
+                swarms::swarm(&socket, filter, tag, exclude, detach).await
+            }
+            Command::ListSwarms { filter } => swarms::list_swarms(&socket, filter).await,
+            Command::Rollback { swarm, number, detach } => {
+                swarms::rollback(&socket, swarm, number, detach).await
+            }
+            Command::Deploy { release, host, port, proc_name, config } => {
+                swarms::deploy(&socket, release, host, port, proc_name, config).await
+            }
+            Command::CompareReleases { a, b } => swarms::compare(&socket, a, b).await,
+            Command::Build { app, tag, detach } => swarms::build(&socket, app, tag, detach).await,
+            Command::RebuildAll { filter, detach } => swarms::rebuild_all(&socket, filter, detach).await,
+            Command::Uptests { run } => swarms::uptests(&socket, run).await,
+            Command::Deploys { trace, follow, after } => swarms::deploys(&socket, trace, follow, after).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(0),
             Command::Version => {
                 let client = client::connect(&socket).await?;

@@ -13,28 +13,42 @@ use crate::api::{AuditInfo, EventItem, ProcFile, ProcInfo, VrdClient};
 /// `vr procs` actions.
 #[derive(Debug, Subcommand)]
 pub enum ProcsAction {
-    /// List supervised procs (also `vr ps`).
+    /// List supervised procs (also `vr ps`), those matching FILTER when given.
     List {
+        /// An anchored regex on proc names (VR's FILTER).
+        filter: Option<String>,
+        /// Only procs on hosts matching this regex.
+        #[arg(long)]
+        host: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// Start a stopped or FATAL proc.
+    /// Start stopped or FATAL procs: every proc matching FILTER.
     Start {
-        /// The proc name.
-        name: String,
+        /// A proc name, or an anchored regex on proc names.
+        filter: String,
+        /// Only procs on hosts matching this regex.
+        #[arg(long)]
+        host: Option<String>,
     },
-    /// Stop a proc (SIGTERM to the container, SIGKILL after 30 s).
+    /// Stop procs (SIGTERM to the container, SIGKILL after 30 s): every proc matching FILTER.
     Stop {
-        /// The proc name.
-        name: String,
+        /// A proc name, or an anchored regex on proc names.
+        filter: String,
+        /// Only procs on hosts matching this regex.
+        #[arg(long)]
+        host: Option<String>,
     },
-    /// Stop, then start a proc.
+    /// Stop, then start procs: every proc matching FILTER.
     Restart {
-        /// The proc name.
-        name: String,
+        /// A proc name, or an anchored regex on proc names.
+        filter: String,
+        /// Only procs on hosts matching this regex.
+        #[arg(long)]
+        host: Option<String>,
     },
-    /// Stop a proc, tear it down and forget it.
+    /// Stop a proc, tear it down and forget it (a routed proc leaves its pool first).
     Destroy {
         /// The proc name.
         name: String,
@@ -85,12 +99,28 @@ pub async fn deploy(socket: &Path, file: &Path, json: bool) -> anyhow::Result<i3
     Ok(0)
 }
 
+/// Procs whose name matches the anchored regex `filter` and whose host matches `host`.
+fn matching(procs: Vec<ProcInfo>, filter: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<ProcInfo>> {
+    let anchored = |what: &str, re: &str| {
+        regex::Regex::new(&format!("^(?:{re})"))
+            .with_context(|| format!("{what} '{re}' is not a regular expression"))
+    };
+    let name_re = filter.map(|f| anchored("FILTER", f)).transpose()?;
+    let host_re = host.map(|h| anchored("--host", h)).transpose()?;
+    Ok(procs
+        .into_iter()
+        .filter(|p| name_re.as_ref().is_none_or(|r| r.is_match(&p.name)))
+        .filter(|p| host_re.as_ref().is_none_or(|r| r.is_match(&p.host)))
+        .collect())
+}
+
 /// `vr procs ACTION`.
 pub async fn procs(socket: &Path, action: ProcsAction) -> anyhow::Result<i32> {
     let client = connect(socket).await?;
-    let (name, verb) = match action {
-        ProcsAction::List { json } => {
-            let procs = client.procs_list().await.map_err(explain)?;
+    let (filter, host, verb) = match action {
+        ProcsAction::List { filter, host, json } => {
+            let procs =
+                matching(client.procs_list().await.map_err(explain)?, filter.as_deref(), host.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&procs)?);
             } else {
@@ -98,13 +128,26 @@ pub async fn procs(socket: &Path, action: ProcsAction) -> anyhow::Result<i32> {
             }
             return Ok(0);
         }
-        ProcsAction::Start { name } => (name, "start"),
-        ProcsAction::Stop { name } => (name, "stop"),
-        ProcsAction::Restart { name } => (name, "restart"),
-        ProcsAction::Destroy { name } => (name, "destroy"),
+        ProcsAction::Start { filter, host } => (filter, host, "start"),
+        ProcsAction::Stop { filter, host } => (filter, host, "stop"),
+        ProcsAction::Restart { filter, host } => (filter, host, "restart"),
+        ProcsAction::Destroy { name } => {
+            client.procs_act(name.clone(), "destroy".into()).await.map_err(explain)?;
+            eprintln!("vr: destroy: {name}");
+            return Ok(0);
+        }
     };
-    client.procs_act(name.clone(), verb.into()).await.map_err(explain)?;
-    eprintln!("vr: {verb}: {name}");
+    let all = client.procs_list().await.map_err(explain)?;
+    // An exact name means that proc alone, not every name it is a prefix of.
+    let exact: Vec<ProcInfo> = all.iter().filter(|p| p.name == filter).cloned().collect();
+    let chosen = if exact.is_empty() { matching(all, Some(&filter), host.as_deref())? } else { exact };
+    if chosen.is_empty() {
+        anyhow::bail!("no proc matches '{filter}': `vr procs list` shows them");
+    }
+    for p in chosen {
+        client.procs_act(p.name.clone(), verb.into()).await.map_err(explain)?;
+        eprintln!("vr: {verb}: {}", p.name);
+    }
     Ok(0)
 }
 
