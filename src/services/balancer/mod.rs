@@ -8,7 +8,13 @@
 //! Backends may therefore assume one writer per pool; file-writing backends still write each file
 //! atomically (temp file, fsync, rename) so a crash never leaves half a file for nginx to read.
 
+mod check;
+mod command;
 mod dummy;
+pub mod exec;
+mod files;
+pub mod nginx;
+pub mod varnish;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -204,6 +210,9 @@ impl Balancers {
 async fn build(name: &str, cfg: &BalancerConfig, ctx: &Context) -> Result<Arc<dyn Balancer>, BalancerError> {
     Ok(match cfg {
         BalancerConfig::Dummy(_) => Arc::new(dummy::Dummy::new(name, ctx.state.clone())),
+        BalancerConfig::Nginx(c) => Arc::new(nginx::Nginx::new(name, c)?),
+        BalancerConfig::Varnish(c) => Arc::new(varnish::Varnish::new(name, c)?),
+        BalancerConfig::Exec(c) => Arc::new(exec::Exec::new(name, c)?),
         other => {
             return Err(BalancerError::Invalid(format!(
                 "balancer '{name}': kind '{}' is not available in this vrd yet",
