@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::model::audit::AuditEntry as AuditInfo;
 pub use crate::model::build_record::BuildRecord as BuildInfo;
+pub use crate::model::deploy::records::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
+pub use crate::model::deploy::Kind;
 pub use crate::model::exit::ExitStatus;
 pub use crate::model::supervision::ProcEvent;
-pub use crate::model::uptest::UptestResult;
+pub use crate::model::uptest::{UptestFailure, UptestResult, UptestRun};
 
 /// A proc.yaml as the client read it: its path (for messages) and its text. The client reads the
 /// file, so vrd never opens paths on behalf of an unprivileged caller.
@@ -170,6 +172,19 @@ pub struct GcReport {
 
 // ---- end of builds ----
 
+// ---- Deployments: definitions, swarms, releases ----
+
+/// A dispatch that was started: follow it with `deploys.follow(trace)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatched {
+    /// The swarm (or, for `apps.build`, the app).
+    pub swarm: String,
+    /// The dispatch's trace id; every deployment log entry of it carries it.
+    pub trace: String,
+}
+
+// ---- end of deployments ----
+
 /// Stable error codes; clients branch on these, never on message text.
 pub mod codes {
     /// proc.yaml or an argument is wrong.
@@ -200,6 +215,20 @@ pub mod codes {
     pub const BUILD_FAILED: i32 = 13;
     /// No build with this id.
     pub const UNKNOWN_BUILD: i32 = 14;
+
+    // Deployments: 20..=29.
+    /// A definition of that kind and name already exists.
+    pub const EXISTS: i32 = 20;
+    /// No definition (or release, or swarm) of that kind and name.
+    pub const NOT_FOUND: i32 = 21;
+    /// The definition is used by others, or refers to one that does not exist.
+    pub const REFERENCE: i32 = 22;
+    /// A dispatch failed (build, deploy, uptests, routing); the deployment log says where.
+    pub const DISPATCH: i32 = 23;
+    /// A balancer refused or failed a change.
+    pub const BALANCER: i32 = 24;
+    /// A host could not be reached or refused.
+    pub const HOST: i32 = 25;
 
     // Stack images (imager): 30..=39.
     /// The provisioning script of an image build failed (its log is kept, no tarball is written).
@@ -339,4 +368,97 @@ pub trait Vrd {
         max_age_days: Option<u64>,
         keep: Option<usize>,
     ) -> RpcResult<GcReport>;
+
+    // ---- Deployments ----
+
+    /// Creates a definition of `kind` from its JSON (the YAML file's content); returns it as
+    /// stored (defaults filled in).
+    #[method(name = "objects.create", with_extensions)]
+    async fn objects_create(&self, kind: Kind, spec: serde_json::Value) -> RpcResult<serde_json::Value>;
+
+    /// Replaces an existing definition (matched by its `name`); returns it as stored.
+    #[method(name = "objects.update", with_extensions)]
+    async fn objects_update(&self, kind: Kind, spec: serde_json::Value) -> RpcResult<serde_json::Value>;
+
+    /// One definition.
+    #[method(name = "objects.get")]
+    async fn objects_get(&self, kind: Kind, name: String) -> RpcResult<serde_json::Value>;
+
+    /// Every definition of a kind (buildpacks in detect order, the rest by name).
+    #[method(name = "objects.list")]
+    async fn objects_list(&self, kind: Kind) -> RpcResult<Vec<serde_json::Value>>;
+
+    /// Deletes a definition nothing refers to. A swarm is first scaled to nothing (its procs
+    /// de-routed, then destroyed).
+    #[method(name = "objects.delete", with_extensions)]
+    async fn objects_delete(&self, kind: Kind, name: String) -> RpcResult<()>;
+
+    /// VR's `swarm FILTER TAG`: every swarm whose name or `app-config-proc` matches the anchored
+    /// regex `filter` (and not `exclude`, searched case-insensitively) is set to `version` (`None`
+    /// keeps each swarm's version, VR's `-`) and dispatched. With `rebuild`, each distinct build
+    /// is made anew first (VR's `rebuild-all`). Returns one trace per swarm.
+    #[method(name = "swarms.dispatch", with_extensions)]
+    async fn swarms_dispatch(
+        &self,
+        filter: String,
+        version: Option<String>,
+        exclude: Option<String>,
+        rebuild: bool,
+    ) -> RpcResult<Vec<Dispatched>>;
+
+    /// Redeploys release `number` of a swarm (the one before the current when `None`) through
+    /// the same uptest-gated path.
+    #[method(name = "swarms.rollback", with_extensions)]
+    async fn swarms_rollback(&self, swarm: String, number: Option<u64>) -> RpcResult<Dispatched>;
+
+    /// A swarm's releases, numbered, oldest first.
+    #[method(name = "swarms.releases")]
+    async fn swarms_releases(&self, swarm: String) -> RpcResult<Vec<NumberedRelease>>;
+
+    /// The procs swarms own (of one swarm when given).
+    #[method(name = "swarms.procs")]
+    async fn swarms_procs(&self, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>>;
+
+    /// One release.
+    #[method(name = "releases.show")]
+    async fn releases_show(&self, id: u64) -> RpcResult<ReleaseRecord>;
+
+    /// VR's manual deploy: release `id` as `proc_name` with `config_name` on `host` at `port`
+    /// (not owned by any swarm, not routed).
+    #[method(name = "releases.deploy", with_extensions)]
+    async fn releases_deploy(
+        &self,
+        id: u64,
+        host: String,
+        port: u16,
+        proc_name: String,
+        config_name: String,
+    ) -> RpcResult<ProcInfo>;
+
+    /// VR's `build APP TAG`: builds the app at that version on its stack's active image (a new
+    /// build even when one exists); follow it with `deploys.follow(trace)`.
+    #[method(name = "apps.build", with_extensions)]
+    async fn apps_build(&self, app: String, version: String) -> RpcResult<Dispatched>;
+
+    /// Deployment log entries after `after` (of one trace when given), oldest first.
+    #[method(name = "deploys.log")]
+    async fn deploys_log(
+        &self,
+        trace: Option<String>,
+        after: u64,
+        limit: usize,
+    ) -> RpcResult<Vec<DeployLogEntry>>;
+
+    /// The deployment log as it grows (of one trace when given: the stream ends after that
+    /// dispatch's last entry), starting after `after`.
+    #[subscription(name = "deploys.follow" => "deploys.entry", unsubscribe = "deploys.unfollow", item = DeployLogEntry)]
+    async fn deploys_follow(&self, trace: Option<String>, after: u64) -> jsonrpsee::core::SubscriptionResult;
+
+    /// Runs the uptests of every proc swarms own now (VR's hourly `uptest_all_procs`).
+    #[method(name = "uptests.run", with_extensions)]
+    async fn uptests_run(&self) -> RpcResult<UptestRun>;
+
+    /// The newest uptest run, scheduled or on demand.
+    #[method(name = "uptests.latest")]
+    async fn uptests_latest(&self) -> RpcResult<Option<UptestRun>>;
 }

@@ -20,10 +20,8 @@ use super::server::Caller;
 use super::Daemon;
 use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
 use crate::model::build_data::BuildData;
-use crate::model::build_record::{FAILED, SUCCEEDED};
-use crate::services::builder::{BuildFiles, BuildReport as BuilderReport, BuildWatch, BuilderError};
-use crate::services::builds::BuildsError;
-use crate::services::state::BuildOutcome;
+use crate::services::builder::{BuildFiles, BuildWatch, BuilderError};
+use crate::services::builds::recorded::Outputs;
 
 /// Maps every builder error to its stable code: no wildcard, so a new variant must be mapped.
 pub fn builder_error(e: BuilderError) -> ErrorObjectOwned {
@@ -50,61 +48,6 @@ fn receive_build_files(socket: &str, caller: Caller) -> Result<BuildFiles, Build
         log: next()?,
         kept_log: None,
     })
-}
-
-/// How a build ended, as its record keeps it.
-fn outcome(result: &Result<(BuilderReport, String), BuilderError>) -> BuildOutcome {
-    match result {
-        Ok((report, sha)) => BuildOutcome {
-            status: SUCCEEDED.into(),
-            app_commit: Some(report.app_commit.clone()),
-            buildpacks: report.buildpacks.clone(),
-            build_md5: Some(report.build_md5.clone()),
-            artifact: Some(sha.clone()),
-            ..BuildOutcome::default()
-        },
-        Err(e) => BuildOutcome {
-            status: FAILED.into(),
-            step: Some(failed_step(e)),
-            error: Some(e.to_string()),
-            ..BuildOutcome::default()
-        },
-    }
-}
-
-/// The step a failed build is recorded as failing in.
-fn failed_step(e: &BuilderError) -> String {
-    match e {
-        BuilderError::Step { step, .. } => step.to_string(),
-        BuilderError::Invalid(_) => "invalid".into(),
-        BuilderError::Checkout(_) => "checkout".into(),
-        BuilderError::Runner(_) => "container".into(),
-        BuilderError::Io(_) => "io".into(),
-        BuilderError::Cancelled => "cancelled".into(),
-    }
-}
-
-/// A build whose compile log is also kept under `builds/<id>/` and whose
-/// slug goes to the store (and is copied to the caller's build.tar.gz). Returns the report with
-/// the slug's sha256.
-fn kept_build(
-    d: &Daemon,
-    id: u64,
-    data: &BuildData,
-    files: BuildFiles,
-    watch: &BuildWatch,
-) -> Result<(BuilderReport, String), BuilderError> {
-    let store = &d.builds;
-    let kept = |e: BuildsError| BuilderError::Io(e.to_string());
-    let (_, log) = store.create_log(id).map_err(kept)?;
-    let temp = store.temp_artifact().map_err(kept)?;
-    let caller_tarball = files.tarball;
-    let tarball =
-        temp.as_file().try_clone().map_err(|e| BuilderError::Io(format!("failed to copy an fd: {e}")))?;
-    let ours = BuildFiles { tarball: tarball.into(), kept_log: Some(log.into()), ..files };
-    let report = d.builder.build(data, ours, watch)?;
-    let sha = store.publish(temp, &mut std::fs::File::from(caller_tarball)).map_err(kept)?;
-    Ok((report, sha))
 }
 
 /// Parses a build.yaml; errors name the file.
@@ -148,32 +91,14 @@ impl RpcHandler {
     ) -> RpcResult<BuildReport> {
         let data = parse(&file)?;
         let caller = caller(ext)?;
-        let busy = self.daemon.builds.busy.clone().read_owned().await;
-        let state = self.daemon.supervisor.state().clone();
-        let id = state.start_build(data.app_name.clone(), data.version.clone()).await.map_err(state_error)?;
-        let log_path = self.daemon.builds.build_dir(id).join("compile.log");
-        state.set_build_log(id, log_path.display().to_string()).await.map_err(state_error)?;
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
-        let daemon = Arc::clone(&self.daemon);
-        // A task of its own, so the outcome is recorded even when the caller hangs up (which
-        // drops this future and cancels the build through `_cancel`).
-        let recorded = tokio::spawn(async move {
-            let work = move || {
-                let files = receive_build_files(&attach.socket, caller)?;
-                kept_build(&daemon, id, &data, files, &watch)
-            };
-            let result = tokio::task::spawn_blocking(work)
-                .await
-                .unwrap_or_else(|e| Err(BuilderError::Io(format!("a daemon task failed: {e}"))));
-            if let Err(e) = state.finish_build(id, outcome(&result)).await {
-                tracing::error!(error = %e, id, "failed to record the end of a build");
-            }
-            drop(busy);
-            result
-        });
-        let result =
-            recorded.await.unwrap_or_else(|e| Err(BuilderError::Io(format!("a daemon task failed: {e}"))));
+        let receive = move || receive_build_files(&attach.socket, caller);
+        let service = self.daemon.build_service();
+        let (_, result) = service
+            .run(data, None, Outputs::Caller(Box::new(receive)), watch, None)
+            .await
+            .map_err(state_error)?;
         let (report, _) = result.map_err(builder_error)?;
         Ok(BuildReport {
             app_name: report.result.app_name,

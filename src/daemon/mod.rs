@@ -5,6 +5,7 @@ pub mod activation;
 pub mod attach;
 mod builder_calls;
 mod builds_calls;
+mod deploy_calls;
 mod imager_calls;
 mod proc_calls;
 pub mod rpc;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::DaemonConfig;
+use crate::services::balancer::{self, Balancers};
 use crate::services::builder::layout::BuilderLayout;
 use crate::services::builder::Builder;
 use crate::services::builds::BuildStore;
@@ -25,6 +27,7 @@ use crate::services::runner::Runner;
 use crate::services::state::State;
 use crate::services::supervisor::machine::Policy;
 use crate::services::supervisor::Supervisor;
+use crate::services::swarm::{self, Swarms};
 
 /// The running daemon's shared state.
 pub struct Daemon {
@@ -36,6 +39,8 @@ pub struct Daemon {
     pub builds: BuildStore,
     /// The supervisor of deployed procs.
     pub supervisor: Supervisor,
+    /// Swarm dispatch, releases, balancers.
+    pub swarms: Arc<Swarms>,
     /// This host's name, as events and listings show it.
     pub host: String,
     /// Foreground `run`s in progress, by proc name.
@@ -63,6 +68,15 @@ pub enum DaemonError {
 }
 
 impl Daemon {
+    /// Recorded builds (`vr builder build`, and the builds swarms ask for).
+    pub fn build_service(&self) -> crate::services::builds::recorded::BuildService {
+        crate::services::builds::recorded::BuildService {
+            builder: self.builder.clone(),
+            store: self.builds.clone(),
+            state: self.supervisor.state().clone(),
+        }
+    }
+
     /// Prepares the directories and services described by `config`, opens the state database and
     /// lets the supervisor re-adopt (or restart) every stored proc.
     pub async fn open(config: &DaemonConfig) -> Result<Arc<Daemon>, DaemonError> {
@@ -111,16 +125,50 @@ impl Daemon {
             layout: BuilderLayout { root: config.data_dir.join("builder") },
             runner: Arc::clone(&runner),
         };
+        let builds = BuildStore::new(&config.data_dir);
+        let swarms = start_swarms(config, &supervisor, &builder, &builds, &host).await?;
         Ok(Arc::new(Daemon {
             runner,
             builder,
-            builds: BuildStore::new(&config.data_dir),
+            builds,
             supervisor,
+            swarms,
             host,
             foreground: Default::default(),
             _sealed_exe: sealed,
         }))
     }
+}
+
+/// The balancers of the config, and swarm dispatch over this host's supervisor.
+async fn start_swarms(
+    config: &DaemonConfig,
+    supervisor: &Supervisor,
+    builder: &Builder,
+    store: &BuildStore,
+    host: &str,
+) -> Result<Arc<Swarms>, DaemonError> {
+    let state = supervisor.state().clone();
+    let ctx = balancer::Context { state: state.clone() };
+    let balancers = Balancers::start(&config.balancers, &ctx)
+        .await
+        .map_err(|e| DaemonError::Start(format!("vrd's config names a balancer that can't start: {e}")))?;
+    let builds = crate::services::builds::recorded::BuildService {
+        builder: builder.clone(),
+        store: store.clone(),
+        state: state.clone(),
+    };
+    let settings = swarm::Settings {
+        port_range: config.port_range,
+        start_timeout: std::time::Duration::from_secs(60),
+        listen_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
+        local_host: host.to_string(),
+    };
+    let swarms = Swarms::start(state, Arc::new(balancers), supervisor.clone(), builds, settings)
+        .await
+        .map_err(|e| DaemonError::Start(e.to_string()))?;
+    swarms.spawn_schedule(swarm::UPTEST_INTERVAL);
+    Ok(swarms)
 }
 
 /// Starts the spawner (see `host::container::spawner`) and waits for its socket; `None` (and

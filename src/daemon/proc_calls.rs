@@ -30,7 +30,7 @@ pub fn supervisor_error(e: SupervisorError) -> ErrorObjectOwned {
 }
 
 pub(super) fn state_error(e: StateError) -> ErrorObjectOwned {
-    error(codes::STATE, e.to_string())
+    super::deploy_calls::state_error(e)
 }
 
 /// VR's `Proc.as_dict()` view of a stored proc.
@@ -76,7 +76,15 @@ impl RpcHandler {
             "start" => sup.start_proc(name).await,
             "stop" => sup.stop_proc(name).await,
             "restart" => sup.restart_proc(name).await,
-            "destroy" => sup.destroy_proc(name).await,
+            // A proc a swarm routes leaves its pool before it stops (VR #200).
+            "destroy" => {
+                return self
+                    .daemon
+                    .swarms
+                    .destroy_local_proc(name)
+                    .await
+                    .map_err(super::deploy_calls::swarm_error)
+            }
             other => {
                 return Err(error(
                     codes::INVALID,

@@ -1,7 +1,8 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
 //! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
 //! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder), `builds_calls.rs` (builds
-//! as objects: list, show, log, gc).
+//! as objects: list, show, log, gc), `deploy_calls.rs` (definitions, swarms, releases, the
+//! deployment log).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;
@@ -14,12 +15,15 @@ use super::imager_calls::audit_params;
 use super::server::Caller;
 use super::Daemon;
 use crate::api::{
-    codes, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, EventItem, ExitStatus, GcReport, ImageBuilt,
-    ImageFile, LogLine, ProcFile, ProcInfo, SetupReport, UptestResult, VrdServer,
+    codes, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem,
+    ExitStatus, GcReport, ImageBuilt, ImageFile, Kind, LogLine, NumberedRelease, ProcFile, ProcInfo,
+    ReleaseRecord, SetupReport, SwarmProcRecord, UptestResult, UptestRun, VrdServer,
 };
+use crate::model::deploy::release::Placement;
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{self, RunnerError};
 use crate::services::state::AuditEntry;
+use serde_json::Value;
 
 /// Answers API calls with the daemon's services.
 pub struct RpcHandler {
@@ -239,6 +243,114 @@ impl VrdServer for RpcHandler {
     ) -> RpcResult<GcReport> {
         let params = serde_json::json!({ "dry_run": dry_run, "max_age_days": max_age_days, "keep": keep });
         self.audited(ext, "builds.gc", params, self.gc_builds(dry_run, max_age_days, keep)).await
+    }
+
+    async fn objects_create(&self, ext: &Extensions, kind: Kind, spec: Value) -> RpcResult<Value> {
+        let params = serde_json::json!({ "kind": kind, "spec": spec });
+        self.audited(ext, "objects.create", params, self.put_object(kind, spec, true)).await
+    }
+
+    async fn objects_update(&self, ext: &Extensions, kind: Kind, spec: Value) -> RpcResult<Value> {
+        let params = serde_json::json!({ "kind": kind, "spec": spec });
+        self.audited(ext, "objects.update", params, self.put_object(kind, spec, false)).await
+    }
+
+    async fn objects_get(&self, kind: Kind, name: String) -> RpcResult<Value> {
+        self.get_object(kind, name).await
+    }
+
+    async fn objects_list(&self, kind: Kind) -> RpcResult<Vec<Value>> {
+        self.list_objects(kind).await
+    }
+
+    async fn objects_delete(&self, ext: &Extensions, kind: Kind, name: String) -> RpcResult<()> {
+        let params = serde_json::json!({ "kind": kind, "name": name });
+        self.audited(ext, "objects.delete", params, self.delete_object(kind, name.clone())).await
+    }
+
+    async fn swarms_dispatch(
+        &self,
+        ext: &Extensions,
+        filter: String,
+        version: Option<String>,
+        exclude: Option<String>,
+        rebuild: bool,
+    ) -> RpcResult<Vec<Dispatched>> {
+        let params = serde_json::json!({ "filter": filter, "version": version, "exclude": exclude, "rebuild": rebuild });
+        self.audited(
+            ext,
+            "swarms.dispatch",
+            params,
+            self.dispatch(filter.clone(), version.clone(), exclude.clone(), rebuild),
+        )
+        .await
+    }
+
+    async fn swarms_rollback(
+        &self,
+        ext: &Extensions,
+        swarm: String,
+        number: Option<u64>,
+    ) -> RpcResult<Dispatched> {
+        let params = serde_json::json!({ "swarm": swarm, "number": number });
+        self.audited(ext, "swarms.rollback", params, self.rollback(swarm.clone(), number)).await
+    }
+
+    async fn swarms_releases(&self, swarm: String) -> RpcResult<Vec<NumberedRelease>> {
+        self.releases(swarm).await
+    }
+
+    async fn swarms_procs(&self, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>> {
+        self.owned_procs(swarm).await
+    }
+
+    async fn releases_show(&self, id: u64) -> RpcResult<ReleaseRecord> {
+        self.show_release(id).await
+    }
+
+    async fn releases_deploy(
+        &self,
+        ext: &Extensions,
+        id: u64,
+        host: String,
+        port: u16,
+        proc_name: String,
+        config_name: String,
+    ) -> RpcResult<ProcInfo> {
+        let params = serde_json::json!({ "id": id, "host": host, "port": port, "proc": proc_name, "config": config_name });
+        let at = Placement { config_name, proc_name, host, port };
+        self.audited(ext, "releases.deploy", params, self.deploy_release(id, at)).await
+    }
+
+    async fn apps_build(&self, ext: &Extensions, app: String, version: String) -> RpcResult<Dispatched> {
+        let params = serde_json::json!({ "app": app, "version": version });
+        self.audited(ext, "apps.build", params, self.build_app(app.clone(), version.clone())).await
+    }
+
+    async fn deploys_log(
+        &self,
+        trace: Option<String>,
+        after: u64,
+        limit: usize,
+    ) -> RpcResult<Vec<DeployLogEntry>> {
+        self.deploy_log(trace, after, limit).await
+    }
+
+    async fn deploys_follow(
+        &self,
+        pending: PendingSubscriptionSink,
+        trace: Option<String>,
+        after: u64,
+    ) -> SubscriptionResult {
+        self.follow_deploys(pending, trace, after).await
+    }
+
+    async fn uptests_run(&self, ext: &Extensions) -> RpcResult<UptestRun> {
+        self.audited(ext, "uptests.run", serde_json::json!({}), self.run_uptests()).await
+    }
+
+    async fn uptests_latest(&self) -> RpcResult<Option<UptestRun>> {
+        self.latest_uptests().await
     }
 }
 

@@ -9,17 +9,18 @@
 //! every vr build runs in a container of the stack image.
 
 use super::yaml::{self, BadKey};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
 use super::names::{self, NameError};
 use super::proc_data::{image_name_from_url, Artifact};
 
 /// The version control system of a repository.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RepoType {
     /// git.
+    #[default]
     Git,
     /// Mercurial.
     Hg,

@@ -41,4 +41,10 @@ pub struct BuildRecord {
     pub log_path: Option<String>,
     /// When gc removed its artifact and log, in unix seconds.
     pub collected: Option<i64>,
+    /// The md5 of the stack image it was built on, for builds a swarm asked for.
+    #[serde(default)]
+    pub image_md5: Option<String>,
+    /// The buildpacks' config_vars (a release's env starts from them).
+    #[serde(default)]
+    pub env: serde_json::Map<String, serde_json::Value>,
 }

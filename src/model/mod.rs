@@ -4,6 +4,7 @@ pub mod audit;
 pub mod balancer;
 pub mod build_data;
 pub mod build_record;
+pub mod deploy;
 pub mod exit;
 pub mod image_data;
 pub mod limits;

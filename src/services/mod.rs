@@ -3,8 +3,10 @@
 pub mod balancer;
 pub mod builder;
 pub mod builds;
+pub mod hosts;
 pub mod imager;
 pub mod logs;
 pub mod runner;
 pub mod state;
 pub mod supervisor;
+pub mod swarm;

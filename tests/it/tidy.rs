@@ -62,7 +62,7 @@ fn layers_depend_only_downwards() {
         ("sys", &[]),
         ("model", &[]),
         ("api", &["model"]),
-        ("config", &[]),
+        ("config", &["model"]),
         ("host", &["sys", "model", "config"]),
         ("services", &["host", "sys", "model", "config"]),
         ("daemon", &["services", "host", "sys", "model", "api", "config"]),

@@ -8,6 +8,7 @@
 //! Backends may therefore assume one writer per pool; file-writing backends still write each file
 //! atomically (temp file, fsync, rename) so a crash never leaves half a file for nginx to read.
 
+mod builtin;
 mod check;
 mod command;
 mod dummy;
@@ -210,6 +211,7 @@ impl Balancers {
 async fn build(name: &str, cfg: &BalancerConfig, ctx: &Context) -> Result<Arc<dyn Balancer>, BalancerError> {
     Ok(match cfg {
         BalancerConfig::Dummy(_) => Arc::new(dummy::Dummy::new(name, ctx.state.clone())),
+        BalancerConfig::Builtin(c) => Arc::new(builtin::Builtin::start(name, c, ctx.state.clone()).await?),
         BalancerConfig::Nginx(c) => Arc::new(nginx::Nginx::new(name, c)?),
         BalancerConfig::Varnish(c) => Arc::new(varnish::Varnish::new(name, c)?),
         BalancerConfig::Exec(c) => Arc::new(exec::Exec::new(name, c)?),

@@ -101,6 +101,7 @@ fn step(step: Step, message: impl Into<String>) -> BuilderError {
 }
 
 /// The builder of one daemon.
+#[derive(Clone)]
 pub struct Builder {
     /// Its directories.
     pub layout: BuilderLayout,

@@ -121,6 +121,8 @@ mod tests {
             artifact: Some(format!("{id:064x}")),
             log_path: Some("log".into()),
             collected: None,
+            image_md5: None,
+            env: Default::default(),
         }
     }
 

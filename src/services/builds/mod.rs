@@ -5,6 +5,7 @@
 //! the dir. Identical slugs have one address, so they are stored once.
 
 pub mod gc;
+pub mod recorded;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};

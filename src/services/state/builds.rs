@@ -23,20 +23,32 @@ pub struct BuildOutcome {
     pub build_md5: Option<String>,
     /// The slug's sha256 in the store.
     pub artifact: Option<String>,
+    /// The buildpacks' config_vars.
+    pub env: serde_json::Map<String, serde_json::Value>,
 }
 
 const COLUMNS: &str = "id, app_name, version, app_commit, buildpacks, status, step, error, started, ended, \
-                       build_md5, artifact, log_path, collected";
+                       build_md5, artifact, log_path, collected, image_md5, env";
 
 impl State {
     /// Records a build of `app_name` at `version` as started; returns its id.
     pub async fn start_build(&self, app_name: String, version: String) -> Result<u64, StateError> {
+        self.start_build_on(app_name, version, None).await
+    }
+
+    /// Records a build of `app_name` at `version` on the stack image with `image_md5` as started.
+    pub async fn start_build_on(
+        &self,
+        app_name: String,
+        version: String,
+        image_md5: Option<String>,
+    ) -> Result<u64, StateError> {
         let what = format!("record a build of {app_name}");
         self.call(what, move |db, what| {
             db.conn
                 .execute(
-                    "INSERT INTO builds (app_name, version, status, started) VALUES (?1, ?2, ?3, ?4)",
-                    params![app_name, version, STARTED, now_secs()],
+                    "INSERT INTO builds (app_name, version, status, started, image_md5) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![app_name, version, STARTED, now_secs(), image_md5],
                 )
                 .map(|_| to_id(db.conn.last_insert_rowid()))
                 .map_err(StateError::query(what))
@@ -60,10 +72,12 @@ impl State {
         self.call(format!("record the end of build {id}"), move |db, what| {
             let packs = serde_json::to_string(&o.buildpacks)
                 .map_err(|source| StateError::Encode { what: what.to_string(), source })?;
+            let env = serde_json::to_string(&o.env)
+                .map_err(|source| StateError::Encode { what: what.to_string(), source })?;
             db.conn
                 .execute(
                     "UPDATE builds SET status = ?1, step = ?2, error = ?3, app_commit = ?4, buildpacks = ?5,
-                     build_md5 = ?6, artifact = ?7, ended = ?8 WHERE id = ?9",
+                     build_md5 = ?6, artifact = ?7, ended = ?8, env = ?10 WHERE id = ?9",
                     params![
                         o.status,
                         o.step,
@@ -73,7 +87,8 @@ impl State {
                         o.build_md5,
                         o.artifact,
                         now_secs(),
-                        to_sql_int(id)
+                        to_sql_int(id),
+                        env
                     ],
                 )
                 .map(|_| ())
@@ -133,6 +148,21 @@ impl State {
     }
 }
 
+/// The newest build of `app` at `version` on the image with `image_md5` that succeeded and still
+/// has its slug, or is still running (VR's `Build.get_current`).
+pub(super) fn current(
+    conn: &Connection,
+    app: &str,
+    version: &str,
+    image_md5: &str,
+) -> rusqlite::Result<Option<BuildRecord>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM builds WHERE app_name = ?1 AND version = ?2 AND image_md5 = ?3
+         AND (status = 'started' OR (status = 'succeeded' AND artifact IS NOT NULL)) ORDER BY id DESC LIMIT 1"
+    );
+    conn.query_row(&sql, params![app, version, image_md5], from_row).optional()
+}
+
 fn list(conn: &Connection, app: Option<&str>) -> rusqlite::Result<Vec<BuildRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM builds WHERE ?1 IS NULL OR app_name = ?1 ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
@@ -159,5 +189,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<BuildRecord> {
         artifact: row.get(11)?,
         log_path: row.get(12)?,
         collected: row.get(13)?,
+        image_md5: row.get(14)?,
+        env: serde_json::from_str(&row.get::<_, String>(15)?)
+            .map_err(super::from_sql_err(15, rusqlite::types::Type::Text))?,
     })
 }

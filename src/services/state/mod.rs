@@ -7,8 +7,10 @@
 
 mod audit;
 mod builds;
+mod deploy;
 mod events;
 mod migrations;
+mod objects;
 mod pools;
 mod procs;
 #[cfg(test)]
@@ -110,6 +112,44 @@ pub enum StateError {
     /// A job panicked; its transaction was rolled back and the thread lives on.
     #[error("failed to {0} in the state database: the call panicked, which is a bug in vrd; please report it with the daemon log")]
     Panicked(String),
+    /// A definition of that kind and name already exists.
+    #[error("{kind} '{name}' already exists: edit it (vr {kind}s edit {name}) or pick another name")]
+    Exists {
+        /// Its kind.
+        kind: crate::model::deploy::Kind,
+        /// Its name.
+        name: String,
+    },
+    /// No definition of that kind and name.
+    #[error("there is no {kind} '{name}': `vr {kind}s list` shows those there are")]
+    NotFound {
+        /// Its kind.
+        kind: crate::model::deploy::Kind,
+        /// Its name.
+        name: String,
+    },
+    /// A definition names another that does not exist.
+    #[error("{kind} '{name}' refers to {target_kind} '{target}', which does not exist: create it first")]
+    MissingRef {
+        /// Its kind.
+        kind: crate::model::deploy::Kind,
+        /// Its name.
+        name: String,
+        /// The kind it refers to.
+        target_kind: crate::model::deploy::Kind,
+        /// The name it refers to.
+        target: String,
+    },
+    /// A definition others refer to can't be deleted.
+    #[error("{kind} '{name}' is in use by {users}: change or delete those first")]
+    InUse {
+        /// Its kind.
+        kind: crate::model::deploy::Kind,
+        /// Its name.
+        name: String,
+        /// Who uses it, e.g. "swarm hello-prod-web".
+        users: String,
+    },
     /// The database thread is gone.
     #[error("failed to reach the state database: its thread has stopped; restart vrd")]
     Closed,

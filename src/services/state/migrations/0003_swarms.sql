@@ -113,6 +113,8 @@ CREATE TABLE swarm_procs (
     swarm    TEXT NOT NULL,
     release  INTEGER NOT NULL REFERENCES releases (id) ON DELETE RESTRICT,
     port     INTEGER NOT NULL,
+    balancer TEXT,
+    pool     TEXT,
     created  INTEGER NOT NULL,
     PRIMARY KEY (host, proc)
 ) STRICT;

@@ -1,0 +1,274 @@
+//! The deployment API: definitions (create, update, get, list, delete), swarm dispatch and
+//! rollback, releases, builds of apps, the deployment log and its live stream, uptest runs.
+
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
+use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::PendingSubscriptionSink;
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::rpc::{error, RpcHandler};
+use crate::api::{
+    codes, DeployLogEntry, Dispatched, Kind, NumberedRelease, ProcInfo, ReleaseRecord, SwarmProcRecord,
+    UptestRun,
+};
+use crate::model::deploy::release::Placement;
+use crate::model::deploy::{Definition, SwarmSpec};
+use crate::services::state::StateError;
+use crate::services::swarm::{SwarmError, Target};
+
+/// Maps every state error to its stable code: no wildcard, so a new variant must be mapped.
+pub fn state_error(e: StateError) -> ErrorObjectOwned {
+    let code = match &e {
+        StateError::Exists { .. } => codes::EXISTS,
+        StateError::NotFound { .. } => codes::NOT_FOUND,
+        StateError::MissingRef { .. } | StateError::InUse { .. } => codes::REFERENCE,
+        StateError::Create { .. }
+        | StateError::Open { .. }
+        | StateError::TooNew { .. }
+        | StateError::Migrate { .. }
+        | StateError::Query { .. }
+        | StateError::Corrupt { .. }
+        | StateError::Encode { .. }
+        | StateError::Spawn(_)
+        | StateError::Panicked(_)
+        | StateError::Closed => codes::STATE,
+    };
+    error(code, e.to_string())
+}
+
+/// Maps every swarm error to its stable code.
+pub fn swarm_error(e: SwarmError) -> ErrorObjectOwned {
+    let code = match e {
+        SwarmError::State(s) => return state_error(s),
+        SwarmError::Invalid(_) => codes::INVALID,
+        SwarmError::Build(_) | SwarmError::Uptests(_) | SwarmError::Placement(_) => codes::DISPATCH,
+        SwarmError::Host(_) => codes::HOST,
+        SwarmError::Balancer(_) => codes::BALANCER,
+    };
+    error(code, e.to_string())
+}
+
+fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
+    error(codes::INVALID, message)
+}
+
+/// VR's FILTER: an anchored, case-sensitive regex on the swarm's name or `app-config-proc`.
+fn filter_regex(filter: &str) -> RpcResult<Regex> {
+    Regex::new(&format!("^(?:{filter})"))
+        .map_err(|e| invalid(format!("FILTER '{filter}' is not a regular expression: {e}")))
+}
+
+fn swarms_of(defs: Vec<Definition>) -> Vec<SwarmSpec> {
+    defs.into_iter().filter_map(|d| if let Definition::Swarm(s) = d { Some(s) } else { None }).collect()
+}
+
+impl RpcHandler {
+    pub(super) async fn put_object(&self, kind: Kind, spec: Value, create: bool) -> RpcResult<Value> {
+        let def = Definition::from_value(kind, spec).map_err(|e| invalid(e.to_string()))?;
+        if let Definition::Swarm(s) = &def {
+            if s.pool.is_some() {
+                self.daemon
+                    .swarms
+                    .balancers()
+                    .check(s.balancer_name())
+                    .map_err(|e| invalid(e.to_string()))?;
+            }
+        }
+        let state = self.daemon.supervisor.state();
+        state.put_definition(def.clone(), create).await.map_err(state_error)?;
+        Ok(def.to_value())
+    }
+
+    pub(super) async fn get_object(&self, kind: Kind, name: String) -> RpcResult<Value> {
+        let def = self.daemon.supervisor.state().definition(kind, &name).await.map_err(state_error)?;
+        Ok(def.to_value())
+    }
+
+    pub(super) async fn list_objects(&self, kind: Kind) -> RpcResult<Vec<Value>> {
+        let defs = self.daemon.supervisor.state().list_definitions(kind).await.map_err(state_error)?;
+        Ok(defs.iter().map(Definition::to_value).collect())
+    }
+
+    pub(super) async fn delete_object(&self, kind: Kind, name: String) -> RpcResult<()> {
+        if kind == Kind::Swarm {
+            return self.daemon.swarms.delete_swarm(&name).await.map_err(swarm_error);
+        }
+        self.daemon.supervisor.state().delete_definition(kind, name).await.map_err(state_error)
+    }
+
+    pub(super) async fn dispatch(
+        &self,
+        filter: String,
+        version: Option<String>,
+        exclude: Option<String>,
+        rebuild: bool,
+    ) -> RpcResult<Vec<Dispatched>> {
+        let matching = filter_regex(&filter)?;
+        let excluding = exclude
+            .map(|x| RegexBuilder::new(&x).case_insensitive(true).build())
+            .transpose()
+            .map_err(|e| invalid(format!("the exclude pattern is not a regular expression: {e}")))?;
+        let state = self.daemon.supervisor.state();
+        let all = swarms_of(state.list_definitions(Kind::Swarm).await.map_err(state_error)?);
+        let chosen: Vec<SwarmSpec> = all
+            .into_iter()
+            .filter(|s| matching.is_match(&s.name) || matching.is_match(&s.display_name()))
+            .filter(|s| !excluding.as_ref().is_some_and(|x| x.is_match(&s.display_name())))
+            .collect();
+        if chosen.is_empty() {
+            return Err(error(
+                codes::NOT_FOUND,
+                format!("no swarm matches '{filter}': `vr list-swarms` shows them"),
+            ));
+        }
+        let mut started = Vec::new();
+        for mut swarm in chosen {
+            if let Some(v) = &version {
+                swarm.version = v.clone();
+                let def = Definition::Swarm(swarm.clone()).validated().map_err(|e| invalid(e.to_string()))?;
+                state.put_definition(def, false).await.map_err(state_error)?;
+            }
+            let target = Target::Current { fresh_build: rebuild };
+            let trace = self.daemon.swarms.start_dispatch(&swarm.name, target).await.map_err(swarm_error)?;
+            started.push(Dispatched { swarm: swarm.name, trace });
+        }
+        Ok(started)
+    }
+
+    pub(super) async fn rollback(&self, swarm: String, number: Option<u64>) -> RpcResult<Dispatched> {
+        let releases = self.daemon.swarms.releases(&swarm).await.map_err(swarm_error)?;
+        let wanted = match number {
+            Some(n) => releases.iter().find(|r| r.number == n),
+            None => releases.len().checked_sub(2).and_then(|i| releases.get(i)),
+        };
+        let Some(release) = wanted.cloned() else {
+            let known: Vec<String> = releases.iter().map(|r| r.number.to_string()).collect();
+            return Err(error(
+                codes::NOT_FOUND,
+                format!("swarm {swarm} has no such release to roll back to (it has: {}); `vr swarms releases {swarm}` lists them", known.join(", ")),
+            ));
+        };
+        self.keep_version_of(&swarm, &release).await?;
+        let trace = self
+            .daemon
+            .swarms
+            .start_dispatch(&swarm, Target::Release(release.release))
+            .await
+            .map_err(swarm_error)?;
+        Ok(Dispatched { swarm, trace })
+    }
+
+    /// Sets the swarm's version to the rolled-back release's, so `vr swarm NAME -` keeps it.
+    async fn keep_version_of(&self, swarm: &str, release: &NumberedRelease) -> RpcResult<()> {
+        let version =
+            release.release.spec.pointer("/build/version").and_then(Value::as_str).map(str::to_string);
+        let state = self.daemon.supervisor.state();
+        if let (Some(version), Definition::Swarm(mut s)) =
+            (version, state.definition(Kind::Swarm, swarm).await.map_err(state_error)?)
+        {
+            s.version = version;
+            state.put_definition(Definition::Swarm(s), false).await.map_err(state_error)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn releases(&self, swarm: String) -> RpcResult<Vec<NumberedRelease>> {
+        self.daemon.swarms.releases(&swarm).await.map_err(swarm_error)
+    }
+
+    pub(super) async fn owned_procs(&self, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>> {
+        self.daemon.supervisor.state().swarm_procs(swarm).await.map_err(state_error)
+    }
+
+    pub(super) async fn show_release(&self, id: u64) -> RpcResult<ReleaseRecord> {
+        let found = self.daemon.supervisor.state().release(id).await.map_err(state_error)?;
+        found.ok_or_else(|| {
+            error(
+                codes::NOT_FOUND,
+                format!("there is no release {id}: `vr swarms releases SWARM` lists them"),
+            )
+        })
+    }
+
+    pub(super) async fn deploy_release(&self, id: u64, at: Placement) -> RpcResult<ProcInfo> {
+        let name = self.daemon.swarms.deploy_release(id, at).await.map_err(swarm_error)?;
+        let record = self.daemon.supervisor.get(&name).await.map_err(super::proc_calls::supervisor_error)?;
+        Ok(super::proc_calls::proc_info(&record, &self.daemon.host))
+    }
+
+    pub(super) async fn build_app(&self, app: String, version: String) -> RpcResult<Dispatched> {
+        let trace = self.daemon.swarms.start_build(&app, &version).await.map_err(swarm_error)?;
+        Ok(Dispatched { swarm: app, trace })
+    }
+
+    pub(super) async fn deploy_log(
+        &self,
+        trace: Option<String>,
+        after: u64,
+        limit: usize,
+    ) -> RpcResult<Vec<DeployLogEntry>> {
+        self.daemon.supervisor.state().deploy_log(trace, after, limit.min(10_000)).await.map_err(state_error)
+    }
+
+    /// Replays the stored entries after `after`, then live ones; with a trace, ends after its last.
+    pub(super) async fn follow_deploys(
+        &self,
+        pending: PendingSubscriptionSink,
+        trace: Option<String>,
+        after: u64,
+    ) -> SubscriptionResult {
+        // Subscribe before replaying, so nothing falls between the replay and the live stream.
+        let mut live = self.daemon.swarms.subscribe();
+        let sink = pending.accept().await?;
+        let mut last = after;
+        loop {
+            let stored = self.deploy_log(trace.clone(), last, 1000).await?;
+            if stored.is_empty() {
+                break;
+            }
+            for entry in stored {
+                last = entry.id;
+                let end = trace.is_some() && entry.is_last();
+                sink.send(serde_json::value::to_raw_value(&entry)?).await?;
+                if end {
+                    return Ok(());
+                }
+            }
+        }
+        loop {
+            let entry = tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                received = live.recv() => match received {
+                    Ok(entry) => entry,
+                    Err(RecvError::Lagged(_)) => {
+                        for entry in self.deploy_log(trace.clone(), last, 10_000).await? {
+                            last = entry.id;
+                            sink.send(serde_json::value::to_raw_value(&entry)?).await?;
+                        }
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+            };
+            if entry.id <= last || trace.as_ref().is_some_and(|t| *t != entry.trace) {
+                continue;
+            }
+            last = entry.id;
+            let end = trace.is_some() && entry.is_last();
+            sink.send(serde_json::value::to_raw_value(&entry)?).await?;
+            if end {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(super) async fn run_uptests(&self) -> RpcResult<UptestRun> {
+        self.daemon.swarms.uptest_all().await.map_err(swarm_error)
+    }
+
+    pub(super) async fn latest_uptests(&self) -> RpcResult<Option<UptestRun>> {
+        Ok(self.daemon.swarms.latest_uptests())
+    }
+}

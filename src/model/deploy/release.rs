@@ -1,0 +1,249 @@
+//! Releases: a build plus everything merged for it, frozen, with VR's 8-character hash; and the
+//! proc.yaml a release becomes on a host.
+//!
+//! The merge order is explicit (VR's was an alphabetical accident of its ORM ordering):
+//! config = `{}` ← each ingredient's config in the order the swarm lists them ← the swarm's config;
+//! env = the build's config_vars ← each ingredient's env in that order ← the swarm's env. Every merge
+//! is shallow (a later key replaces an earlier one whole), as VR's `dict.update`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::hash::make_hash;
+use super::{IngredientSpec, SwarmSpec, VolumeSpec};
+
+/// A stack image as procs get it: the image cache name, where to fetch it, its md5.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// Its name in the image cache.
+    pub name: String,
+    /// Where a host fetches it (a path in the data dir's store for local images).
+    pub url: String,
+    /// Its md5.
+    pub md5: String,
+}
+
+/// A successful build as a release needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRef {
+    /// Its id.
+    pub id: u64,
+    /// The version it built.
+    pub version: String,
+    /// Where a host fetches the slug.
+    pub url: String,
+    /// The slug's md5.
+    pub md5: String,
+    /// The image it was built on (and runs on).
+    pub image: ImageRef,
+    /// The buildpacks' config_vars.
+    pub env: Map<String, Value>,
+}
+
+impl BuildRef {
+    /// VR's `Build.hash`: make_hash(file_md5, os_image.file_md5).
+    pub fn hash(&self) -> String {
+        make_hash(&[Value::String(self.md5.clone()), Value::String(self.image.md5.clone())])
+    }
+}
+
+/// A frozen release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseSpec {
+    /// The app.
+    pub app: String,
+    /// The build.
+    pub build: BuildRef,
+    /// settings.yaml.
+    pub config: Map<String, Value>,
+    /// The environment.
+    pub env: Map<String, Value>,
+    /// Bind mounts.
+    pub volumes: Vec<VolumeSpec>,
+    /// The run-as user.
+    pub run_as: String,
+    /// Memory limit.
+    pub mem_limit: Option<String>,
+    /// Memory+swap limit.
+    pub memsw_limit: Option<String>,
+}
+
+impl ReleaseSpec {
+    /// Freezes what `swarm` and its `ingredients` (in the swarm's order) say over `build`.
+    pub fn merge(
+        app: &str,
+        build: BuildRef,
+        swarm: &SwarmSpec,
+        ingredients: &[IngredientSpec],
+    ) -> ReleaseSpec {
+        let mut config = Map::new();
+        let mut env = build.env.clone();
+        for ingredient in ingredients {
+            config.extend(ingredient.config.clone());
+            env.extend(ingredient.env.clone());
+        }
+        config.extend(swarm.config.clone());
+        env.extend(swarm.env.clone());
+        ReleaseSpec {
+            app: app.to_string(),
+            build,
+            config,
+            env,
+            volumes: swarm.volumes.clone(),
+            run_as: swarm.run_as.clone(),
+            mem_limit: swarm.mem_limit.clone(),
+            memsw_limit: swarm.memsw_limit.clone(),
+        }
+    }
+
+    /// VR's `Release.hash`: make_hash(build.hash, config, env, volumes, run_as, mem_limit,
+    /// memsw_limit), first 8 hex digits. Config and env are hashed as their values; equal
+    /// releases (VR's `release_eq`) have equal hashes.
+    pub fn hash(&self) -> String {
+        let opt = |o: &Option<String>| o.clone().map(Value::String).unwrap_or(Value::Null);
+        let volumes = if self.volumes.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(self.volumes.iter().map(|v| Value::from(v.clone())).collect())
+        };
+        let full = make_hash(&[
+            Value::String(self.build.hash()),
+            Value::Object(self.config.clone()),
+            Value::Object(self.env.clone()),
+            volumes,
+            Value::String(self.run_as.clone()),
+            opt(&self.mem_limit),
+            opt(&self.memsw_limit),
+        ]);
+        full[..8].to_string()
+    }
+}
+
+/// Where and as what one proc of a release runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The config name.
+    pub config_name: String,
+    /// The Procfile entry.
+    pub proc_name: String,
+    /// The host's name (uptests get it as their host).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+/// The proc.yaml of `release` placed at `at`: what a host's runner sets up and supervises.
+pub fn proc_yaml(release: &ReleaseSpec, at: &Placement) -> String {
+    let env: Map<String, Value> =
+        release.env.iter().map(|(k, v)| (k.clone(), Value::String(env_text(v)))).collect();
+    let mut doc = Map::new();
+    let mut put = |k: &str, v: Value| {
+        doc.insert(k.to_string(), v);
+    };
+    put("app_name", release.app.clone().into());
+    put("version", release.build.version.clone().into());
+    put("config_name", at.config_name.clone().into());
+    put("proc_name", at.proc_name.clone().into());
+    put("release_hash", release.hash().into());
+    put("host", at.host.clone().into());
+    put("port", at.port.into());
+    put("user", release.run_as.clone().into());
+    put("build_url", release.build.url.clone().into());
+    put("build_md5", release.build.md5.clone().into());
+    put("image_name", release.build.image.name.clone().into());
+    put("image_url", release.build.image.url.clone().into());
+    put("image_md5", release.build.image.md5.clone().into());
+    put("env", Value::Object(env));
+    put("settings", Value::Object(release.config.clone()));
+    if !release.volumes.is_empty() {
+        put("volumes", Value::from(release.volumes.clone()));
+    }
+    if let Some(m) = &release.mem_limit {
+        put("mem_limit", m.clone().into());
+    }
+    if let Some(m) = &release.memsw_limit {
+        put("memsw_limit", m.clone().into());
+    }
+    serde_yaml_ng::to_string(&Value::Object(doc)).unwrap_or_default()
+}
+
+/// An env value as the text the proc sees: strings as they are, anything else as JSON.
+fn env_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::proc_data::ProcData;
+
+    fn build() -> BuildRef {
+        BuildRef {
+            id: 7,
+            version: "1.0-rc1".into(),
+            url: "/var/lib/vrd/store/sha256/ab".into(),
+            md5: "0123456789abcdef0123456789abcdef".into(),
+            image: ImageRef { name: "base".into(), url: "/img.tar.gz".into(), md5: "f".repeat(32) },
+            env: Map::from_iter([("A".to_string(), json!("build")), ("B".to_string(), json!("build"))]),
+        }
+    }
+
+    fn swarm(v: Value) -> SwarmSpec {
+        let mut base = json!({"app": "hello", "version": "1.0-rc1"});
+        base.as_object_mut().unwrap().extend(v.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn ingredient(name: &str, config: Value, env: Value) -> IngredientSpec {
+        serde_json::from_value(json!({"name": name, "config": config, "env": env})).unwrap()
+    }
+
+    #[test]
+    fn merge_order_is_build_then_ingredients_in_listed_order_then_swarm() {
+        let ings = [
+            ingredient("zeta", json!({"db": "zeta", "x": 1}), json!({"A": "zeta"})),
+            ingredient("alpha", json!({"db": "alpha"}), json!({"A": "alpha", "C": "alpha"})),
+        ];
+        let s = swarm(json!({"config": {"x": 2}, "env": {"C": "swarm"}}));
+        let r = ReleaseSpec::merge("hello", build(), &s, &ings);
+        // alpha comes after zeta in the swarm's list, so it wins although it sorts first.
+        assert_eq!(Value::Object(r.config), json!({"db": "alpha", "x": 2}));
+        assert_eq!(Value::Object(r.env), json!({"A": "alpha", "B": "build", "C": "swarm"}));
+    }
+
+    #[test]
+    fn the_hash_changes_with_what_is_frozen_and_only_with_it() {
+        let s = swarm(json!({}));
+        let a = ReleaseSpec::merge("hello", build(), &s, &[]);
+        assert_eq!(a.hash().len(), 8);
+        assert_eq!(a.hash(), ReleaseSpec::merge("hello", build(), &s, &[]).hash());
+        let renamed = swarm(json!({"config_name": "staging", "proc_name": "worker"}));
+        assert_eq!(a.hash(), ReleaseSpec::merge("hello", build(), &renamed, &[]).hash());
+        let changed = swarm(json!({"config": {"k": "v"}}));
+        assert_ne!(a.hash(), ReleaseSpec::merge("hello", build(), &changed, &[]).hash());
+        let mut new_image = build();
+        new_image.image.md5 = "e".repeat(32);
+        assert_ne!(a.hash(), ReleaseSpec::merge("hello", new_image, &s, &[]).hash());
+        let limited = swarm(json!({"mem_limit": "256M"}));
+        assert_ne!(a.hash(), ReleaseSpec::merge("hello", build(), &limited, &[]).hash());
+    }
+
+    #[test]
+    fn proc_yaml_reads_back_as_the_proc_it_describes() {
+        let s = swarm(json!({"env": {"N": 3}, "config": {"k": "v"}, "volumes": [["/srv", "/data", "ro"]]}));
+        let r = ReleaseSpec::merge("hello", build(), &s, &[]);
+        let at =
+            Placement { config_name: "prod".into(), proc_name: "web".into(), host: "h1".into(), port: 5007 };
+        let spec = ProcData::from_yaml(&proc_yaml(&r, &at)).unwrap().spec().unwrap();
+        assert_eq!(spec.name.to_string(), format!("hello-1.0-rc1-prod-{}-web-5007", r.hash()));
+        assert!(spec.env.contains(&("N".to_string(), "3".to_string())), "{:?}", spec.env);
+        assert_eq!(spec.volumes.len(), 1);
+        assert!(spec.volumes[0].read_only);
+    }
+}

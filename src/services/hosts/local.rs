@@ -1,0 +1,136 @@
+//! The local host: this vrd's own supervisor and runner behind the [`HostAgent`] interface.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::{HostAgent, HostError, HostProc};
+use crate::model::supervision::ProcState;
+use crate::model::uptest::UptestResult;
+use crate::services::runner;
+use crate::services::supervisor::{Supervisor, SupervisorError};
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(50);
+
+/// This machine.
+pub struct LocalHost {
+    name: String,
+    supervisor: Supervisor,
+}
+
+impl LocalHost {
+    /// The host called `name`, served by `supervisor`.
+    pub fn new(name: &str, supervisor: Supervisor) -> LocalHost {
+        LocalHost { name: name.to_string(), supervisor }
+    }
+
+    fn failed(&self, message: impl Into<String>) -> HostError {
+        HostError::Failed { host: self.name.clone(), message: message.into() }
+    }
+
+    fn supervisor_error(&self, proc: &str, e: SupervisorError) -> HostError {
+        match e {
+            SupervisorError::Unknown { .. } => {
+                HostError::NoProc { host: self.name.clone(), proc: proc.into() }
+            }
+            other => self.failed(other.to_string()),
+        }
+    }
+
+    /// The last lines of a proc's log, to say why it did not start.
+    fn log_tail(&self, proc: &str) -> String {
+        let Ok(name) = crate::model::names::ProcName::parse(proc) else { return String::new() };
+        let path = self.supervisor.runner().layout.proc_dir(&name).join("log");
+        let lines = crate::services::logs::read(&path, None, Some(5)).unwrap_or_default();
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!("; its log ends:\n{}", lines.join("\n"))
+        }
+    }
+}
+
+#[async_trait]
+impl HostAgent for LocalHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn procs(&self) -> Result<Vec<HostProc>, HostError> {
+        let records = self.supervisor.list().await.map_err(|e| self.failed(e.to_string()))?;
+        Ok(records.into_iter().map(|r| HostProc { name: r.name, state: r.state }).collect())
+    }
+
+    async fn port_is_free(&self, port: u16) -> Result<bool, HostError> {
+        // A bind on the wildcard address fails when anything listens on the port.
+        Ok(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
+    }
+
+    async fn deploy(&self, proc_yaml: String) -> Result<(), HostError> {
+        let (spec, _) = runner::parse(&proc_yaml).map_err(|e| self.failed(e.to_string()))?;
+        let name = spec.name.to_string();
+        self.supervisor.deploy(spec, proc_yaml).await.map_err(|e| self.supervisor_error(&name, e))?;
+        Ok(())
+    }
+
+    async fn wait_running(&self, proc: &str, timeout: Duration) -> Result<(), HostError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let record = self.supervisor.get(proc).await.map_err(|e| self.supervisor_error(proc, e))?;
+            match record.state {
+                ProcState::Running => return Ok(()),
+                ProcState::Fatal | ProcState::Exited | ProcState::Stopped => {
+                    let why = record.spawn_err.unwrap_or_else(|| {
+                        format!("it exited with status {}", record.exit_status.unwrap_or(-1))
+                    });
+                    return Err(self.failed(format!(
+                        "{proc} did not start ({}): {why}{}",
+                        record.state.as_str(),
+                        self.log_tail(proc)
+                    )));
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(self.failed(format!(
+                        "{proc} was not RUNNING after {} s (it is {}){}",
+                        timeout.as_secs(),
+                        record.state.as_str(),
+                        self.log_tail(proc)
+                    )))
+                }
+                _ => tokio::time::sleep(POLL).await,
+            }
+        }
+    }
+
+    async fn wait_listening(&self, proc: &str, port: u16, timeout: Duration) -> Result<(), HostError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failed(format!(
+                    "{proc} accepted no connection on port {port} within {} s: does it listen on $PORT?{}",
+                    timeout.as_secs(),
+                    self.log_tail(proc)
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn uptest(&self, proc: &str) -> Result<Vec<UptestResult>, HostError> {
+        let record = self.supervisor.get(proc).await.map_err(|e| self.supervisor_error(proc, e))?;
+        let (spec, _) = runner::parse(&record.yaml).map_err(|e| self.failed(e.to_string()))?;
+        let runner = std::sync::Arc::clone(self.supervisor.runner());
+        tokio::task::spawn_blocking(move || runner.uptest(&spec))
+            .await
+            .map_err(|e| self.failed(format!("the uptest task failed: {e}")))?
+            .map_err(|e| self.failed(e.to_string()))
+    }
+
+    async fn destroy(&self, proc: &str) -> Result<(), HostError> {
+        self.supervisor.destroy_proc(proc).await.map_err(|e| self.supervisor_error(proc, e))
+    }
+}

@@ -1,0 +1,84 @@
+//! Changes to procs and swarms outside a dispatch, kept as careful as one: destroying a proc
+//! de-routes it first (VR #200), deleting a swarm scales it to nothing first, and a manual deploy
+//! of a release (VR's `deploy RELEASE HOST PORT PROC`) goes through the same host interface.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{SwarmError, Swarms};
+use crate::model::deploy::records::NumberedRelease;
+use crate::model::deploy::release::{proc_yaml, Placement, ReleaseSpec};
+use crate::model::deploy::{Definition, Kind};
+
+impl Swarms {
+    /// Destroys a proc of this vrd; when a swarm owns it, it leaves its pool first.
+    pub async fn destroy_local_proc(&self, proc: &str) -> Result<(), SwarmError> {
+        let records = self.state.swarm_procs(None).await?;
+        let hosts = self.hosts().await?;
+        let local = hosts.iter().find(|h| h.peer.is_none());
+        if let Some(record) =
+            records.iter().find(|r| r.proc == proc && local.is_some_and(|h| h.name == r.host))
+        {
+            if let (Some((balancer, pool)), Some(host)) = (&record.routed, local) {
+                let node = format!("{}:{}", host.node_address(), record.port);
+                self.balancers.remove(balancer, pool, &BTreeSet::from([node])).await?;
+            }
+            self.state.forget_swarm_proc(record.host.clone(), record.proc.clone()).await?;
+        }
+        self.supervisor.destroy_proc(proc).await.map_err(|e| SwarmError::Invalid(e.to_string()))
+    }
+
+    /// Scales a swarm to nothing (de-routing before destroying), then deletes its definition.
+    pub async fn delete_swarm(self: &Arc<Self>, name: &str) -> Result<(), SwarmError> {
+        let swarm = self.swarm(name).await?;
+        let lock = self.swarm_lock(name);
+        let _guard = lock.lock().await;
+        let trace = self.trace(name);
+        let survey = self.survey(&swarm, &trace).await?;
+        for p in survey.owned.clone() {
+            self.retire(&p, &survey, &trace).await?;
+        }
+        if let Some(pool) = &swarm.pool {
+            self.balancers.route(swarm.balancer_name(), pool, &BTreeSet::new()).await?;
+        }
+        self.state.delete_definition(Kind::Swarm, name.to_string()).await?;
+        trace.step(&["swarm", "deleted", "done"], format!("Swarm {name} deleted")).await;
+        Ok(())
+    }
+
+    /// A swarm's numbered releases.
+    pub async fn releases(&self, swarm: &str) -> Result<Vec<NumberedRelease>, SwarmError> {
+        self.swarm(swarm).await?;
+        Ok(self.state.swarm_releases(swarm.to_string()).await?)
+    }
+
+    /// Deploys release `id` by hand on `host` (not owned by a swarm, not routed).
+    pub async fn deploy_release(&self, id: u64, at: Placement) -> Result<String, SwarmError> {
+        let record = self.state.release(id).await?.ok_or_else(|| {
+            SwarmError::Invalid(format!("there is no release {id}: `vr swarms releases SWARM` lists them"))
+        })?;
+        let release: ReleaseSpec = serde_json::from_value(record.spec)
+            .map_err(|e| SwarmError::Invalid(format!("release {id} does not decode: {e}")))?;
+        let Definition::Host(host) = self.state.definition(Kind::Host, &at.host).await? else {
+            return Err(SwarmError::Invalid(format!("'{}' is not a host", at.host)));
+        };
+        let agent = self.agent(&host)?;
+        if !agent.port_is_free(at.port).await? {
+            return Err(SwarmError::Placement(format!(
+                "port {} on {} is in use: pick another",
+                at.port, at.host
+            )));
+        }
+        agent.deploy(proc_yaml(&release, &at)).await?;
+        let name = crate::model::names::ProcName::new(
+            &release.app,
+            &release.build.version,
+            &at.config_name,
+            &release.hash(),
+            &at.proc_name,
+            at.port,
+        )
+        .map_err(|e| SwarmError::Invalid(e.to_string()))?;
+        Ok(name.to_string())
+    }
+}

@@ -1,0 +1,180 @@
+//! Swarms: Velociraptor's dispatch (its `swarm_*` Celery tasks) as one tokio task per dispatch.
+//!
+//! A dispatch goes build-or-wait → release → placement and ports → deploy → uptests → route →
+//! cleanup ([`dispatch`]). Every step is written to the deployment log under the dispatch's trace
+//! id ([`progress`]). At most one dispatch of a swarm runs at a time; a second one waits for the
+//! first. Hosts are reached only through [`HostAgent`]s, balancers only through [`Balancers`].
+
+mod build;
+mod dispatch;
+mod manage;
+pub mod progress;
+mod uptests;
+
+pub use dispatch::Target;
+pub use uptests::UPTEST_INTERVAL;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::model::deploy::records::DeployLogEntry;
+use crate::model::deploy::{Definition, HostSpec, Kind, SquadSpec, SwarmSpec, DEFAULT_SQUAD};
+use crate::model::uptest::UptestRun;
+use crate::services::balancer::{BalancerError, Balancers};
+use crate::services::builds::recorded::BuildService;
+use crate::services::hosts::local::LocalHost;
+use crate::services::hosts::{HostAgent, HostError};
+use crate::services::state::{State, StateError};
+use crate::services::supervisor::Supervisor;
+
+/// Why a swarm call or a dispatch failed; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SwarmError {
+    /// The state database failed, or a definition is missing.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// An argument or definition is not usable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The build failed.
+    #[error("{0}")]
+    Build(String),
+    /// A host failed.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A balancer failed.
+    #[error(transparent)]
+    Balancer(#[from] BalancerError),
+    /// Uptests failed; nothing was routed and the old procs keep serving.
+    #[error("{0}")]
+    Uptests(String),
+    /// Placement is impossible (no active host, no free port).
+    #[error("{0}")]
+    Placement(String),
+}
+
+/// How dispatch behaves.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Ports for new procs: `start..end`.
+    pub port_range: (u16, u16),
+    /// How long a new proc may take to reach RUNNING.
+    pub start_timeout: Duration,
+    /// How long a routed proc may take to accept connections on its port.
+    pub listen_timeout: Duration,
+    /// This machine's host name (the host vrd creates on first start).
+    pub local_host: String,
+}
+
+/// What dispatches share.
+pub struct Swarms {
+    state: State,
+    balancers: Arc<Balancers>,
+    supervisor: Supervisor,
+    builds: BuildService,
+    settings: Settings,
+    /// Builds a dispatch runs now, by (app, version, image md5); waiters watch for the outcome.
+    building: Mutex<HashMap<build::BuildKey, build::Waiters>>,
+    /// One lock per swarm: dispatches of one swarm run one after another.
+    swarm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Live deployment log entries.
+    live: broadcast::Sender<DeployLogEntry>,
+    /// The newest uptest run.
+    latest_uptests: Mutex<Option<UptestRun>>,
+}
+
+impl Swarms {
+    /// The swarm service; on a fresh state it creates the `default` squad with this machine in it.
+    pub async fn start(
+        state: State,
+        balancers: Arc<Balancers>,
+        supervisor: Supervisor,
+        builds: BuildService,
+        settings: Settings,
+    ) -> Result<Arc<Swarms>, SwarmError> {
+        ensure_local_host(&state, &settings.local_host).await?;
+        let (live, _) = broadcast::channel(1024);
+        Ok(Arc::new(Swarms {
+            state,
+            balancers,
+            supervisor,
+            builds,
+            settings,
+            building: Mutex::default(),
+            swarm_locks: Mutex::default(),
+            live,
+            latest_uptests: Mutex::default(),
+        }))
+    }
+
+    /// The balancers.
+    pub fn balancers(&self) -> &Arc<Balancers> {
+        &self.balancers
+    }
+
+    /// Live deployment log entries.
+    pub fn subscribe(&self) -> broadcast::Receiver<DeployLogEntry> {
+        self.live.subscribe()
+    }
+
+    /// A new trace for `subject`.
+    fn trace(&self, subject: &str) -> progress::Trace {
+        progress::Trace::new(Some(subject.to_string()), self.state.clone(), self.live.clone())
+    }
+
+    /// The agent that reaches `host`.
+    fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
+        match &host.peer {
+            None => Ok(Arc::new(LocalHost::new(&host.name, self.supervisor.clone()))),
+            Some(peer) => Err(HostError::Unreachable {
+                host: host.name.clone(),
+                why: format!("it is served by the peer vrd at {peer}, and this vrd has no peer mode yet"),
+            }),
+        }
+    }
+
+    /// Every host definition.
+    async fn hosts(&self) -> Result<Vec<HostSpec>, SwarmError> {
+        let defs = self.state.list_definitions(Kind::Host).await?;
+        Ok(defs
+            .into_iter()
+            .filter_map(|d| if let Definition::Host(h) = d { Some(h) } else { None })
+            .collect())
+    }
+
+    /// A swarm's definition.
+    async fn swarm(&self, name: &str) -> Result<SwarmSpec, SwarmError> {
+        match self.state.definition(Kind::Swarm, name).await? {
+            Definition::Swarm(s) => Ok(s),
+            _ => Err(SwarmError::Invalid(format!("'{name}' is not a swarm"))),
+        }
+    }
+
+    fn swarm_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.swarm_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(name.to_string()).or_default())
+    }
+}
+
+/// Creates the `default` squad and this machine's host when there are no hosts at all, so a new
+/// installation can swarm at once. Its procs are routed on loopback.
+async fn ensure_local_host(state: &State, name: &str) -> Result<(), StateError> {
+    if !state.list_definitions(Kind::Host).await?.is_empty() {
+        return Ok(());
+    }
+    if state.get_definition(Kind::Squad, DEFAULT_SQUAD.into()).await?.is_none() {
+        let squad = SquadSpec { name: DEFAULT_SQUAD.into(), desc: "created by vrd on first start".into() };
+        state.put_definition(Definition::Squad(squad), true).await?;
+    }
+    let host = HostSpec {
+        name: name.to_string(),
+        squad: Some(DEFAULT_SQUAD.into()),
+        active: true,
+        address: Some("127.0.0.1".into()),
+        peer: None,
+    };
+    state.put_definition(Definition::Host(host), true).await
+}

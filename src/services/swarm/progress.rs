@@ -1,0 +1,50 @@
+//! A dispatch's voice: every step goes to the deployment log (with the dispatch's trace id) and to
+//! live followers, in that order, so a follower that replays the log never misses a step.
+
+use tokio::sync::broadcast;
+
+use crate::model::deploy::records::DeployLogEntry;
+use crate::services::state::State;
+
+/// One dispatch's log writer.
+#[derive(Clone)]
+pub struct Trace {
+    /// The trace id.
+    pub id: String,
+    /// The swarm (or app, for a build) it is about.
+    pub subject: Option<String>,
+    state: State,
+    live: broadcast::Sender<DeployLogEntry>,
+}
+
+impl Trace {
+    /// A new trace for `subject`, with a fresh id.
+    pub fn new(subject: Option<String>, state: State, live: broadcast::Sender<DeployLogEntry>) -> Trace {
+        Trace { id: new_trace_id(subject.as_deref().unwrap_or("")), subject, state, live }
+    }
+
+    /// Writes one step. A failure to write the log is itself logged, never fatal to the dispatch.
+    pub async fn step(&self, tags: &[&str], message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(trace = %self.id, subject = ?self.subject, tags = ?tags, "{message}");
+        let tags = tags.iter().map(|t| (*t).to_string()).collect();
+        match self.state.log_deploy(self.id.clone(), self.subject.clone(), tags, message).await {
+            Ok(entry) => {
+                let _ = self.live.send(entry);
+            }
+            Err(e) => tracing::error!(error = %e, trace = %self.id, "failed to write the deployment log"),
+        }
+    }
+}
+
+/// VR's `md5(str(swarm) + str(time.time()))`, plus a process-wide counter so two dispatches in the
+/// same instant differ.
+fn new_trace_id(subject: &str) -> String {
+    use md5::{Digest, Md5};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digest = Md5::digest(format!("{subject}{}.{n}", now.as_nanos()).as_bytes());
+    format!("{digest:x}")
+}
