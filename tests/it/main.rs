@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers panic with the failure; that is the report.
 
+mod balancer_files;
 mod builder;
 mod container;
 mod harness;

@@ -9,7 +9,13 @@
 //! atomically (temp file, fsync, rename) so a crash never leaves half a file for nginx to read.
 
 mod builtin;
+mod check;
+mod command;
 mod dummy;
+pub mod exec;
+mod files;
+pub mod nginx;
+pub mod varnish;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -206,6 +212,9 @@ async fn build(name: &str, cfg: &BalancerConfig, ctx: &Context) -> Result<Arc<dy
     Ok(match cfg {
         BalancerConfig::Dummy(_) => Arc::new(dummy::Dummy::new(name, ctx.state.clone())),
         BalancerConfig::Builtin(c) => Arc::new(builtin::Builtin::start(name, c, ctx.state.clone()).await?),
+        BalancerConfig::Nginx(c) => Arc::new(nginx::Nginx::new(name, c)?),
+        BalancerConfig::Varnish(c) => Arc::new(varnish::Varnish::new(name, c)?),
+        BalancerConfig::Exec(c) => Arc::new(exec::Exec::new(name, c)?),
         other => {
             return Err(BalancerError::Invalid(format!(
                 "balancer '{name}': kind '{}' is not available in this vrd yet",

@@ -1,0 +1,201 @@
+//! The nginx balancer: VR's `<include_dir>/<pool>.conf` upstream file per pool, written
+//! atomically, checked with `test_cmd` and loaded with `reload_cmd`. When either command fails the
+//! previous file is put back, so the files on disk are always the ones nginx last accepted.
+//!
+//! One deviation from VR: a pool with no nodes has no file. VR wrote an empty `upstream` block,
+//! which nginx refuses ("no servers are inside upstream"), so VR's reload failed and nginx kept
+//! serving the old nodes; here the file goes, and the user's `proxy_pass http://<pool>` (if any)
+//! makes `nginx -t` say so, which refuses the change with nginx's own words.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use regex::Regex;
+
+use super::command::{self, CONTROL_TIMEOUT};
+use super::files::{self, Snapshot};
+use super::{check, Balancer, BalancerError, Node};
+use crate::model::balancer::NginxConfig;
+
+/// VR's patterns, kept as they were so files VR wrote read the same.
+static UPSTREAM: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"upstream +(.*?) +\{").expect("a constant pattern"));
+static SERVER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"server +(.*?);").expect("a constant pattern"));
+
+/// VR's upstream block, byte for byte: a newline, `upstream <pool> {`, one `  server host:port;`
+/// line per node, `}`.
+pub fn render(pool: &str, nodes: &BTreeSet<Node>) -> String {
+    let lines: Vec<String> = nodes.iter().map(|n| format!("  server {n};")).collect();
+    format!("\nupstream {pool} {{\n{}\n}}\n", lines.join("\n"))
+}
+
+/// The pool name and nodes of an upstream file, read with VR's patterns; `None` when the text
+/// holds no `upstream` block at all.
+pub fn parse(text: &str) -> Option<(String, BTreeSet<Node>)> {
+    let pool = UPSTREAM.captures(text)?.get(1)?.as_str().to_string();
+    let nodes = SERVER.captures_iter(text).filter_map(|c| c.get(1)).map(|m| m.as_str().to_string());
+    Some((pool, nodes.collect()))
+}
+
+/// One `[balancers.NAME]` of kind nginx.
+pub struct Nginx {
+    name: String,
+    cfg: NginxConfig,
+    /// `nginx -t` checks every pool's file at once, so a broken write of one pool would fail (and
+    /// be blamed on) a concurrent change of another: changes go one at a time per balancer.
+    writing: tokio::sync::Mutex<()>,
+}
+
+impl Nginx {
+    /// The balancer called `name`; refuses empty commands.
+    pub fn new(name: &str, cfg: &NginxConfig) -> Result<Nginx, BalancerError> {
+        for (key, argv) in [("test_cmd", &cfg.test_cmd), ("reload_cmd", &cfg.reload_cmd)] {
+            if argv.is_empty() {
+                return Err(BalancerError::Invalid(format!(
+                    "balancer '{name}': {key} is empty; give the program and its arguments, e.g. \
+                     [\"nginx\", \"-t\"]"
+                )));
+            }
+        }
+        Ok(Nginx { name: name.to_string(), cfg: cfg.clone(), writing: tokio::sync::Mutex::default() })
+    }
+
+    fn path(&self, pool: &str) -> PathBuf {
+        self.cfg.include_dir.join(format!("{pool}.conf"))
+    }
+
+    fn nodes_in(&self, pool: &str, text: Option<&str>) -> Result<BTreeSet<Node>, BalancerError> {
+        let Some(text) = text else { return Ok(BTreeSet::new()) };
+        let (_, nodes) = parse(text).ok_or_else(|| {
+            BalancerError::Invalid(format!(
+                "balancer '{}': {} holds no `upstream` block; vr owns <pool>.conf files in {}: move \
+                 that file away or pick another include_dir",
+                self.name,
+                self.path(pool).display(),
+                self.cfg.include_dir.display()
+            ))
+        })?;
+        Ok(nodes)
+    }
+
+    /// Makes the pool's file hold exactly `change(current nodes)` and has nginx load it.
+    async fn change(
+        &self,
+        pool: &str,
+        change: impl FnOnce(&mut BTreeSet<Node>),
+    ) -> Result<(), BalancerError> {
+        check::pool_name(&self.name, pool)?;
+        let _one_at_a_time = self.writing.lock().await;
+        let snapshot = Snapshot::take(&self.path(pool)).await?;
+        let mut nodes = self.nodes_in(pool, snapshot.before())?;
+        change(&mut nodes);
+        let wanted = (!nodes.is_empty()).then(|| render(pool, &nodes));
+        if wanted.as_deref() == snapshot.before() {
+            return Ok(());
+        }
+        files::put(&self.path(pool), wanted.as_deref()).await?;
+        if let Err(e) = self.test_and_reload(pool).await {
+            return Err(files::restore_all(&[snapshot], e).await);
+        }
+        Ok(())
+    }
+
+    async fn test_and_reload(&self, pool: &str) -> Result<(), BalancerError> {
+        let step = |argv: &[String]| {
+            format!(
+                "balancer '{}': `{}` after changing pool '{pool}' ({}; the previous file is back in \
+                 place, fix what nginx reports and retry)",
+                self.name,
+                command::shown(argv),
+                self.path(pool).display()
+            )
+        };
+        command::run(&step(&self.cfg.test_cmd), &self.cfg.test_cmd, None, CONTROL_TIMEOUT).await?;
+        command::run(&step(&self.cfg.reload_cmd), &self.cfg.reload_cmd, None, CONTROL_TIMEOUT).await?;
+        tracing::info!(balancer = %self.name, pool, "nginx reloaded");
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Balancer for Nginx {
+    async fn get_nodes(&self, pool: &str) -> Result<BTreeSet<Node>, BalancerError> {
+        check::pool_name(&self.name, pool)?;
+        let text = files::read_optional(&self.path(pool)).await?;
+        self.nodes_in(pool, text.as_deref())
+    }
+
+    async fn add_nodes(&self, pool: &str, nodes: &BTreeSet<Node>) -> Result<(), BalancerError> {
+        check::nodes(&self.name, pool, nodes)?;
+        self.change(pool, |all| all.extend(nodes.iter().cloned())).await
+    }
+
+    async fn delete_nodes(&self, pool: &str, nodes: &BTreeSet<Node>) -> Result<(), BalancerError> {
+        self.change(pool, |all| all.retain(|n| !nodes.contains(n))).await
+    }
+
+    async fn delete_pool_if_empty(&self, pool: &str) -> Result<(), BalancerError> {
+        // An empty pool already has no file (see the module comment); this removes one VR left.
+        self.change(pool, |_| ()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(list: &[&str]) -> BTreeSet<Node> {
+        list.iter().map(|n| (*n).to_string()).collect()
+    }
+
+    #[test]
+    fn renders_vr_upstream_text_byte_for_byte() {
+        let text = render("web", &nodes(&["10.0.0.1:5001", "10.0.0.2:5002"]));
+        assert_eq!(text, "\nupstream web {\n  server 10.0.0.1:5001;\n  server 10.0.0.2:5002;\n}\n");
+        assert_eq!(render("web", &BTreeSet::new()), "\nupstream web {\n\n}\n");
+    }
+
+    #[test]
+    fn parses_back_what_it_wrote_and_what_vr_wrote() {
+        let written = nodes(&["a:1", "b:2"]);
+        assert_eq!(parse(&render("my-pool", &written)), Some(("my-pool".to_string(), written)));
+        // VR's empty pool, and a hand-spaced file.
+        assert_eq!(parse("\nupstream web {\n\n}\n"), Some(("web".to_string(), BTreeSet::new())));
+        let spaced = "upstream  api  {\n    server   h:80;\nserver h:81 weight=2;\n}";
+        assert_eq!(parse(spaced), Some(("api".to_string(), nodes(&["h:80", "h:81 weight=2"]))));
+        assert_eq!(parse("server a:1;"), None);
+    }
+
+    fn balancer(dir: &std::path::Path) -> Nginx {
+        let ok = vec!["true".to_string()];
+        let cfg = NginxConfig { include_dir: dir.to_path_buf(), test_cmd: ok.clone(), reload_cmd: ok };
+        Nginx::new("web", &cfg).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_emptied_pool_has_no_file_and_a_stranger_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = balancer(dir.path());
+        b.add_nodes("app", &nodes(&["h:1", "h:2"])).await.unwrap();
+        assert_eq!(b.get_nodes("app").await.unwrap(), nodes(&["h:1", "h:2"]));
+        b.delete_nodes("app", &nodes(&["h:1", "h:2", "h:3"])).await.unwrap();
+        assert!(!dir.path().join("app.conf").exists());
+        assert_eq!(b.get_nodes("app").await.unwrap(), BTreeSet::new());
+        std::fs::write(dir.path().join("mine.conf"), "server { listen 80; }").unwrap();
+        let err = b.add_nodes("mine", &nodes(&["h:1"])).await.unwrap_err().to_string();
+        assert!(err.contains("mine.conf") && err.contains("upstream"), "{err}");
+        let err = b.add_nodes("../x", &nodes(&["h:1"])).await.unwrap_err().to_string();
+        assert!(err.contains("pool name"), "{err}");
+        let err = b.add_nodes("app", &nodes(&["h:1;evil"])).await.unwrap_err().to_string();
+        assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[test]
+    fn empty_commands_are_refused_at_startup() {
+        let cfg = NginxConfig { test_cmd: vec![], ..NginxConfig::default() };
+        let err = Nginx::new("web", &cfg).err().unwrap().to_string();
+        assert!(err.contains("test_cmd"), "{err}");
+    }
+}
