@@ -46,7 +46,12 @@ pub struct DaemonConfig {
     pub balancers: BTreeMap<String, BalancerConfig>,
     /// The ports swarms give new procs: `start..end` (end excluded), VR's 5000..6000 by default.
     pub port_range: (u16, u16),
+    /// Seconds between taking a proc out of its pool and stopping it, so requests in flight finish.
+    pub drain_secs: u64,
 }
+
+/// How long a de-routed proc keeps running before it is stopped.
+pub const DEFAULT_DRAIN_SECS: u64 = 2;
 
 /// VR's `PORT_RANGE_START` and `PORT_RANGE_END`.
 pub const DEFAULT_PORT_RANGE: (u16, u16) = (5000, 6000);
@@ -92,6 +97,9 @@ pub struct RawConfig {
     /// One past the last port swarms give procs [default: 6000]
     #[arg(long)]
     pub port_range_end: Option<u16>,
+    /// Seconds between taking a proc out of its pool and stopping it [default: 2]
+    #[arg(long)]
+    pub drain_secs: Option<u64>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -147,6 +155,7 @@ impl RawConfig {
             uptest_timeout_secs: over.uptest_timeout_secs.or(self.uptest_timeout_secs),
             port_range_start: over.port_range_start.or(self.port_range_start),
             port_range_end: over.port_range_end.or(self.port_range_end),
+            drain_secs: over.drain_secs.or(self.drain_secs),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -206,6 +215,7 @@ impl RawConfig {
             uptest_timeout_secs: self.uptest_timeout_secs.unwrap_or(DEFAULT_UPTEST_TIMEOUT_SECS).max(1),
             balancers: self.balancers.unwrap_or_default(),
             port_range,
+            drain_secs: self.drain_secs.unwrap_or(DEFAULT_DRAIN_SECS),
         })
     }
 }

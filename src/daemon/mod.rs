@@ -163,6 +163,7 @@ async fn start_swarms(
         start_timeout: std::time::Duration::from_secs(60),
         listen_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
         local_host: host.to_string(),
+        drain: std::time::Duration::from_secs(config.drain_secs),
     };
     let swarms = Swarms::start(state, Arc::new(balancers), supervisor.clone(), builds, settings)
         .await

@@ -88,6 +88,20 @@ impl TestDaemon {
     /// Starts a daemon with extra `vrd daemon` flags.
     pub fn start_with(extra: &[&str]) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
+        TestDaemon::start_in(dir, extra)
+    }
+
+    /// Starts a daemon whose config file (`--config`) holds `toml`, plus extra flags.
+    pub fn start_with_config(toml: &str, extra: &[&str]) -> TestDaemon {
+        let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
+        let config = dir.path().join("vrd.toml");
+        std::fs::write(&config, toml).unwrap();
+        let mut args = vec!["--config", config.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        TestDaemon::start_in(dir, &args)
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestDaemon {
         let cgroup_parent =
             format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
         let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();

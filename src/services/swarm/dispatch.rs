@@ -116,6 +116,8 @@ impl Swarms {
             trace
                 .step(&["swarm", "shrink"], format!("Removing {} procs to reach size {size}", gone.len()))
                 .await;
+            // De-route first (VR #173 deleted before de-routing), let requests in flight finish.
+            self.drain(&gone, &survey).await?;
             for p in &gone {
                 self.retire(p, &survey, trace).await?;
             }
@@ -509,10 +511,36 @@ impl Swarms {
                 .await;
             return Ok(0);
         }
+        self.drain(stale, survey).await?;
         for p in stale {
             self.retire(p, survey, trace).await?;
         }
         Ok(stale.len())
+    }
+
+    /// De-routes the procs, then waits the drain time when any was routed, so new requests
+    /// already go elsewhere and those in flight can finish before the procs stop.
+    async fn drain(&self, procs: &[OwnedProc], survey: &Survey) -> Result<(), SwarmError> {
+        if self.deroute(procs, survey).await? > 0 && !self.settings.drain.is_zero() {
+            tokio::time::sleep(self.settings.drain).await;
+        }
+        Ok(())
+    }
+
+    /// Takes the procs out of whatever pool they are still in; returns how many were routed.
+    async fn deroute(&self, procs: &[OwnedProc], survey: &Survey) -> Result<usize, SwarmError> {
+        let records = self.state.swarm_procs(None).await?;
+        let mut n = 0;
+        for p in procs {
+            let route =
+                records.iter().find(|r| r.host == p.host && r.proc == p.name).and_then(|r| r.routed.clone());
+            if let Some((balancer, pool)) = route {
+                self.balancers.remove(&balancer, &pool, &BTreeSet::from([survey.node(p)])).await?;
+                self.state.set_proc_route(p.host.clone(), p.name.clone(), None).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// De-routes a proc (when it is routed), then destroys it and forgets it.

@@ -67,6 +67,8 @@ pub struct Settings {
     pub listen_timeout: Duration,
     /// This machine's host name (the host vrd creates on first start).
     pub local_host: String,
+    /// How long a de-routed proc keeps running before it is destroyed (requests in flight finish).
+    pub drain: Duration,
 }
 
 /// What dispatches share.
