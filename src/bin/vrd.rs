@@ -22,7 +22,7 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: RawConfig,
+        settings: Box<RawConfig>,
     },
     /// Launch one container from a plan (run by the daemon).
     #[command(hide = true)]
@@ -54,7 +54,7 @@ fn main() {
         Cmd::Spawner { socket } => vr::host::container::spawner::main(&socket),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
         Cmd::Daemon { config, settings } => {
-            match load_config(config.as_deref(), settings).map_err(anyhow::Error::from).and_then(daemon) {
+            match load_config(config.as_deref(), *settings).map_err(anyhow::Error::from).and_then(daemon) {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("vrd: {e:#}");
