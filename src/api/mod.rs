@@ -461,4 +461,12 @@ pub trait Vrd {
     /// The newest uptest run, scheduled or on demand.
     #[method(name = "uptests.latest")]
     async fn uptests_latest(&self) -> RpcResult<Option<UptestRun>>;
+
+    /// The configured balancers, by name, with their kinds.
+    #[method(name = "balancers.list")]
+    async fn balancers_list(&self) -> RpcResult<Vec<(String, String)>>;
+
+    /// The nodes of a pool as the balancer reports them.
+    #[method(name = "balancers.nodes")]
+    async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>>;
 }

@@ -241,6 +241,12 @@ pub enum Command {
         #[arg(long)]
         run: bool,
     },
+    /// Balancers: the configured ones, and the nodes of a pool.
+    Balancers {
+        /// What to do.
+        #[command(subcommand)]
+        action: BalancersAction,
+    },
     /// The deployment log: every step of every dispatch.
     Deploys {
         /// Only this dispatch.
@@ -293,6 +299,20 @@ pub enum SwarmsAction {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `vr balancers` actions.
+#[derive(Debug, Subcommand)]
+pub enum BalancersAction {
+    /// The configured balancers and their kinds.
+    List,
+    /// The nodes of a pool, as the balancer reports them.
+    Nodes {
+        /// The balancer.
+        balancer: String,
+        /// The pool.
+        pool: String,
     },
 }
 
@@ -357,6 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::CompareReleases { a, b } => swarms::compare(&socket, a, b).await,
             Command::Build { app, tag, detach } => swarms::build(&socket, app, tag, detach).await,
             Command::RebuildAll { filter, detach } => swarms::rebuild_all(&socket, filter, detach).await,
+            Command::Balancers { action } => swarms::balancers(&socket, action).await,
             Command::Uptests { run } => swarms::uptests(&socket, run).await,
             Command::Deploys { trace, follow, after } => swarms::deploys(&socket, trace, follow, after).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(0),

@@ -220,6 +220,24 @@ fn diff(a: &[(String, String)], b: &[(String, String)]) -> Vec<String> {
     lines
 }
 
+/// `vr balancers list|nodes`.
+pub async fn balancers(socket: &Path, action: super::BalancersAction) -> anyhow::Result<i32> {
+    let client = connect(socket).await?;
+    match action {
+        super::BalancersAction::List => {
+            for (name, kind) in client.balancers_list().await.map_err(explain)? {
+                println!("{name:<20} {kind}");
+            }
+        }
+        super::BalancersAction::Nodes { balancer, pool } => {
+            for node in client.balancers_nodes(balancer, pool).await.map_err(explain)? {
+                println!("{node}");
+            }
+        }
+    }
+    Ok(0)
+}
+
 /// `vr uptests [--run]`: the newest run's failures (after running one now with `--run`).
 pub async fn uptests(socket: &Path, run: bool) -> anyhow::Result<i32> {
     let client = connect(socket).await?;

@@ -264,6 +264,11 @@ impl RpcHandler {
         }
     }
 
+    pub(super) async fn pool_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>> {
+        let nodes = self.daemon.swarms.balancers().nodes(&balancer, &pool).await;
+        Ok(nodes.map_err(|e| error(codes::BALANCER, e.to_string()))?.into_iter().collect())
+    }
+
     pub(super) async fn run_uptests(&self) -> RpcResult<UptestRun> {
         self.daemon.swarms.uptest_all().await.map_err(swarm_error)
     }

@@ -352,6 +352,14 @@ impl VrdServer for RpcHandler {
     async fn uptests_latest(&self) -> RpcResult<Option<UptestRun>> {
         self.latest_uptests().await
     }
+
+    async fn balancers_list(&self) -> RpcResult<Vec<(String, String)>> {
+        Ok(self.daemon.swarms.balancers().kinds())
+    }
+
+    async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>> {
+        self.pool_nodes(balancer, pool).await
+    }
 }
 
 fn build_param(file: &BuildFile) -> serde_json::Value {

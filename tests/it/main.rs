@@ -10,5 +10,6 @@ mod harness;
 mod imager;
 mod jobs;
 mod runner;
+mod swarms;
 mod supervision;
 mod tidy;

@@ -105,6 +105,7 @@ type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
 /// The configured balancers by name, with one lock per (balancer, pool).
 pub struct Balancers {
     backends: BTreeMap<String, Arc<dyn Balancer>>,
+    kinds: BTreeMap<String, &'static str>,
     locks: PoolLocks,
 }
 
@@ -116,16 +117,26 @@ impl Balancers {
         ctx: &Context,
     ) -> Result<Balancers, BalancerError> {
         let mut backends = BTreeMap::new();
+        let mut kinds = BTreeMap::new();
         for (name, cfg) in config::with_default(configs.clone()) {
             let backend = build(&name, &cfg, ctx).await?;
+            kinds.insert(name.clone(), cfg.kind());
             backends.insert(name, backend);
         }
-        Ok(Balancers::from_backends(backends))
+        Ok(Balancers { kinds, ..Balancers::from_backends(backends) })
     }
 
     /// A registry of ready-made backends (tests, and [`Balancers::start`]).
     pub fn from_backends(backends: BTreeMap<String, Arc<dyn Balancer>>) -> Balancers {
-        Balancers { backends, locks: Mutex::default() }
+        Balancers { backends, kinds: BTreeMap::new(), locks: Mutex::default() }
+    }
+
+    /// Each configured balancer's name and kind.
+    pub fn kinds(&self) -> Vec<(String, String)> {
+        self.backends
+            .keys()
+            .map(|n| (n.clone(), self.kinds.get(n).copied().unwrap_or("custom").to_string()))
+            .collect()
     }
 
     /// The configured names.
