@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers panic with the failure; that is the report.
 
+mod balancer_haproxy;
 mod builder;
 mod container;
 mod harness;

@@ -9,6 +9,7 @@
 //! atomically (temp file, fsync, rename) so a crash never leaves half a file for nginx to read.
 
 mod dummy;
+pub mod haproxy;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -204,6 +205,7 @@ impl Balancers {
 async fn build(name: &str, cfg: &BalancerConfig, ctx: &Context) -> Result<Arc<dyn Balancer>, BalancerError> {
     Ok(match cfg {
         BalancerConfig::Dummy(_) => Arc::new(dummy::Dummy::new(name, ctx.state.clone())),
+        BalancerConfig::Haproxy(c) => Arc::new(haproxy::Haproxy::new(name, c)?),
         other => {
             return Err(BalancerError::Invalid(format!(
                 "balancer '{name}': kind '{}' is not available in this vrd yet",
