@@ -107,9 +107,10 @@ impl Default for VarnishConfig {
 }
 
 /// `kind = "haproxy"`: a pool is the backend `<backend_prefix><pool>`. Servers are added, drained
-/// and removed through the runtime API on `admin_socket` (no reload); the backend's server lines
-/// are also written to `config_file` between vr's markers, so a restart keeps them. A pool whose
-/// backend does not exist yet is written to the config file and `reload_cmd` runs.
+/// (up to `drain_secs`) and removed through the runtime API on `admin_socket` (no reload); the
+/// backend's server lines are also written to `config_file` between vr's markers, so a restart
+/// keeps them. A pool whose backend does not exist yet is written to the config file and
+/// `reload_cmd` runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HaproxyConfig {
@@ -121,6 +122,8 @@ pub struct HaproxyConfig {
     pub backend_prefix: String,
     /// Makes haproxy reread its config [default: systemctl reload haproxy].
     pub reload_cmd: Vec<String>,
+    /// How long a removed server's open sessions may finish before they are cut [default: 30].
+    pub drain_secs: u64,
 }
 
 impl Default for HaproxyConfig {
@@ -130,6 +133,7 @@ impl Default for HaproxyConfig {
             config_file: "/etc/haproxy/haproxy.cfg".into(),
             backend_prefix: String::new(),
             reload_cmd: argv(&["systemctl", "reload", "haproxy"]),
+            drain_secs: 30,
         }
     }
 }

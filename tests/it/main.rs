@@ -4,12 +4,13 @@
 #![allow(clippy::unwrap_used)] // Test helpers panic with the failure; that is the report.
 
 mod balancer_files;
+mod balancer_haproxy;
 mod builder;
 mod container;
 mod harness;
 mod imager;
 mod jobs;
 mod runner;
-mod swarms;
 mod supervision;
+mod swarms;
 mod tidy;

@@ -62,9 +62,23 @@ impl Fx {
         git(&bp, &["add", "-A"]);
         git(&bp, &["commit", "-q", "-m", "bp"]);
         let fx = Fx { d, router, app };
-        fx.ok(&["stacks", "create", "busybox", "--set", &format!("base_image_url={}", busybox_image().display())]);
+        fx.ok(&[
+            "stacks",
+            "create",
+            "busybox",
+            "--set",
+            &format!("base_image_url={}", busybox_image().display()),
+        ]);
         fx.ok(&["buildpacks", "create", "static", "--set", &format!("repo_url={}", bp.display())]);
-        fx.ok(&["apps", "create", "hello", "--set", &format!("repo_url={}", fx.app.display()), "--set", "stack=busybox"]);
+        fx.ok(&[
+            "apps",
+            "create",
+            "hello",
+            "--set",
+            &format!("repo_url={}", fx.app.display()),
+            "--set",
+            "stack=busybox",
+        ]);
         fx
     }
 
@@ -76,7 +90,11 @@ impl Fx {
     fn ok(&self, args: &[&str]) -> String {
         let out = self.vr(args);
         let (stdout, stderr) = text(&out);
-        assert!(out.status.success(), "vr {args:?} failed:\n{stdout}\n{stderr}\nvrd log:\n{}", self.vrd_log());
+        assert!(
+            out.status.success(),
+            "vr {args:?} failed:\n{stdout}\n{stderr}\nvrd log:\n{}",
+            self.vrd_log()
+        );
         stdout
     }
 
@@ -114,9 +132,26 @@ impl Fx {
 fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
     require_root!("a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router");
     let fx = Fx::new();
-    fx.ok(&["swarms", "create", "--set", "app=hello", "--set", "version=v1", "--set", "size=2", "--set", "pool=hello"]);
+    fx.ok(&[
+        "swarms",
+        "create",
+        "--set",
+        "app=hello",
+        "--set",
+        "version=v1",
+        "--set",
+        "size=2",
+        "--set",
+        "pool=hello",
+    ]);
     let out = fx.ok(&["swarm", "hello-prod-web", "v1"]);
-    for step in ["Building hello v1", "deploy 2/2", "Uptests passed: 2 tests on 2 procs", "Routed swarm hello-prod-web", "finished"] {
+    for step in [
+        "Building hello v1",
+        "deploy 2/2",
+        "Uptests passed: 2 tests on 2 procs",
+        "Routed swarm hello-prod-web",
+        "finished",
+    ] {
         assert!(out.contains(step), "no '{step}' in:\n{out}");
     }
     let procs = fx.procs();
@@ -133,7 +168,18 @@ fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
 fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_back() {
     require_root!("a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_back");
     let fx = Fx::new();
-    fx.ok(&["swarms", "create", "--set", "app=hello", "--set", "version=v1", "--set", "size=2", "--set", "pool=hello"]);
+    fx.ok(&[
+        "swarms",
+        "create",
+        "--set",
+        "app=hello",
+        "--set",
+        "version=v1",
+        "--set",
+        "size=2",
+        "--set",
+        "pool=hello",
+    ]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     let first = fx.procs();
     fx.ok(&["swarms", "edit", "hello-prod-web", "--set", "config.color=blue", "--set", "env.MODE=fast"]);
@@ -155,7 +201,18 @@ fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_b
 fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
     require_root!("failed_uptests_route_nothing_and_keep_the_old_procs_serving");
     let fx = Fx::new();
-    fx.ok(&["swarms", "create", "--set", "app=hello", "--set", "version=v1", "--set", "size=1", "--set", "pool=hello"]);
+    fx.ok(&[
+        "swarms",
+        "create",
+        "--set",
+        "app=hello",
+        "--set",
+        "version=v1",
+        "--set",
+        "size=1",
+        "--set",
+        "pool=hello",
+    ]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     let before = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
     fx.app_version("v2", "uptests/web/02_broken", "#!/bin/sh\necho database unreachable\nexit 1\n", 0o755);
@@ -165,7 +222,10 @@ fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
     assert!(stdout.contains("02_broken failed:") && stdout.contains("database unreachable"), "{stdout}");
     assert!(stderr.contains("aborted") && stderr.contains("old procs keep serving"), "{stderr}");
     let procs = fx.procs();
-    assert!(procs.iter().any(|p| p.starts_with("hello-v1-")) && procs.iter().any(|p| p.starts_with("hello-v2-")), "{procs:?}");
+    assert!(
+        procs.iter().any(|p| p.starts_with("hello-v1-")) && procs.iter().any(|p| p.starts_with("hello-v2-")),
+        "{procs:?}"
+    );
     assert_eq!(fx.ok(&["balancers", "nodes", "builtin", "hello"]), before, "nothing may be routed");
     assert!(fx.page().contains("Hello from vr"));
 }
@@ -174,7 +234,20 @@ fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
 fn shrinking_and_destroying_deroute_before_stopping() {
     require_root!("shrinking_and_destroying_deroute_before_stopping");
     let fx = Fx::new();
-    fx.ok(&["swarms", "create", "--set", "app=hello", "--set", "version=v1", "--set", "size=3", "--set", "pool=web", "--set", "balancer=dummy"]);
+    fx.ok(&[
+        "swarms",
+        "create",
+        "--set",
+        "app=hello",
+        "--set",
+        "version=v1",
+        "--set",
+        "size=3",
+        "--set",
+        "pool=web",
+        "--set",
+        "balancer=dummy",
+    ]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     assert_eq!(fx.ok(&["balancers", "nodes", "dummy", "web"]).lines().count(), 3);
     fx.ok(&["swarms", "edit", "hello-prod-web", "--set", "size=2"]);
@@ -182,12 +255,17 @@ fn shrinking_and_destroying_deroute_before_stopping() {
     assert!(out.contains("Removing 1 procs"), "{out}");
     let procs = fx.procs();
     assert_eq!(procs.len(), 2);
-    let nodes: Vec<String> = fx.ok(&["balancers", "nodes", "dummy", "web"]).lines().map(str::to_string).collect();
+    let nodes: Vec<String> =
+        fx.ok(&["balancers", "nodes", "dummy", "web"]).lines().map(str::to_string).collect();
     let ports: Vec<String> = procs.iter().map(|p| p.rsplit('-').next().unwrap().to_string()).collect();
     assert_eq!(nodes.len(), 2);
-    assert!(nodes.iter().all(|n| ports.iter().any(|p| n.ends_with(&format!(":{p}")))), "{nodes:?} vs {procs:?}");
+    assert!(
+        nodes.iter().all(|n| ports.iter().any(|p| n.ends_with(&format!(":{p}")))),
+        "{nodes:?} vs {procs:?}"
+    );
     fx.ok(&["procs", "destroy", &procs[0]]);
-    let left: Vec<String> = fx.ok(&["balancers", "nodes", "dummy", "web"]).lines().map(str::to_string).collect();
+    let left: Vec<String> =
+        fx.ok(&["balancers", "nodes", "dummy", "web"]).lines().map(str::to_string).collect();
     let gone_port = procs[0].rsplit('-').next().unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(!left[0].ends_with(&format!(":{gone_port}")), "a destroyed proc must leave its pool: {left:?}");
@@ -197,7 +275,18 @@ fn shrinking_and_destroying_deroute_before_stopping() {
 fn changing_a_swarms_identity_retires_the_procs_of_the_old_one() {
     require_root!("changing_a_swarms_identity_retires_the_procs_of_the_old_one");
     let fx = Fx::new();
-    fx.ok(&["swarms", "create", "--set", "name=site", "--set", "app=hello", "--set", "version=v1", "--set", "pool=hello"]);
+    fx.ok(&[
+        "swarms",
+        "create",
+        "--set",
+        "name=site",
+        "--set",
+        "app=hello",
+        "--set",
+        "version=v1",
+        "--set",
+        "pool=hello",
+    ]);
     fx.ok(&["swarm", "site", "v1"]);
     assert!(fx.procs()[0].contains("-prod-"));
     fx.ok(&["swarms", "edit", "site", "--set", "config_name=staging"]);
@@ -215,12 +304,27 @@ fn a_failed_build_fails_every_swarm_that_waited_for_it() {
     fx.app_version("vbad", "public", "", 0o644);
     std::fs::remove_file(fx.app.join("public")).ok();
     for name in ["bad_a", "bad_b"] {
-        fx.ok(&["swarms", "create", "--set", &format!("name={name}"), "--set", "app=hello", "--set", "version=vbad", "--set", &format!("proc_name={}", name.replace('_', ""))]);
+        fx.ok(&[
+            "swarms",
+            "create",
+            "--set",
+            &format!("name={name}"),
+            "--set",
+            "app=hello",
+            "--set",
+            "version=vbad",
+            "--set",
+            &format!("proc_name={}", name.replace('_', "")),
+        ]);
     }
     let out = fx.vr(&["swarm", "bad_.", "vbad"]);
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}");
-    assert_eq!(stderr.matches("aborted").count(), 2, "both swarms must hear of the failure:\n{stdout}\n{stderr}");
+    assert_eq!(
+        stderr.matches("aborted").count(),
+        2,
+        "both swarms must hear of the failure:\n{stdout}\n{stderr}"
+    );
     assert!(stderr.contains("no buildpack detected"), "{stderr}");
     let builds = fx.ok(&["builds", "list"]);
     assert_eq!(builds.lines().filter(|l| l.contains("failed")).count(), 1, "one build, shared: {builds}");

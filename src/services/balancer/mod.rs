@@ -14,6 +14,7 @@ mod command;
 mod dummy;
 pub mod exec;
 mod files;
+pub mod haproxy;
 pub mod nginx;
 pub mod varnish;
 
@@ -226,12 +227,7 @@ async fn build(name: &str, cfg: &BalancerConfig, ctx: &Context) -> Result<Arc<dy
         BalancerConfig::Nginx(c) => Arc::new(nginx::Nginx::new(name, c)?),
         BalancerConfig::Varnish(c) => Arc::new(varnish::Varnish::new(name, c)?),
         BalancerConfig::Exec(c) => Arc::new(exec::Exec::new(name, c)?),
-        other => {
-            return Err(BalancerError::Invalid(format!(
-                "balancer '{name}': kind '{}' is not available in this vrd yet",
-                other.kind()
-            )))
-        }
+        BalancerConfig::Haproxy(c) => Arc::new(haproxy::Haproxy::new(name, c)?),
     })
 }
 
