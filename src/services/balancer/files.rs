@@ -3,7 +3,7 @@
 //! reads half a file, and put a file back the way it was when a change is refused.
 
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::BalancerError;
@@ -32,7 +32,8 @@ pub async fn put(path: &Path, contents: Option<&str>) -> Result<(), BalancerErro
 }
 
 /// Writes `path` through a temp file beside it. The temp name ends in `.tmp`, so an include glob
-/// such as nginx's `*.conf` never picks it up.
+/// such as nginx's `*.conf` never picks it up. A file that exists keeps its mode and owner (a
+/// user's haproxy.cfg); a new one is root's, 0644.
 fn write_atomic(path: &Path, contents: &str) -> Result<(), BalancerError> {
     let dir = parent(path);
     let io = |what, cause| BalancerError::Io { what, path: path.to_path_buf(), cause };
@@ -42,7 +43,17 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), BalancerError> {
         .tempfile_in(&dir)
         .map_err(|e| io("create a temp file beside", e))?;
     tmp.write_all(contents.as_bytes()).map_err(|e| io("write a temp file for", e))?;
-    tmp.as_file().set_permissions(std::fs::Permissions::from_mode(MODE)).map_err(|e| io("chmod", e))?;
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            tmp.as_file().set_permissions(meta.permissions()).map_err(|e| io("chmod", e))?;
+            std::os::unix::fs::fchown(tmp.as_file(), Some(meta.uid()), Some(meta.gid()))
+                .map_err(|e| io("set the owner of a temp file for", e))?;
+        }
+        Err(_) => tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(MODE))
+            .map_err(|e| io("chmod", e))?,
+    }
     tmp.as_file().sync_all().map_err(|e| io("fsync a temp file for", e))?;
     tmp.persist(path).map_err(|e| io("rename a temp file onto", e.error))?;
     sync_dir(&dir)

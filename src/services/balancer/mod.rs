@@ -10,10 +10,10 @@
 
 mod builtin;
 mod check;
-mod command;
+pub(crate) mod command;
 mod dummy;
 pub mod exec;
-mod files;
+pub(crate) mod files;
 pub mod haproxy;
 pub mod nginx;
 pub mod varnish;

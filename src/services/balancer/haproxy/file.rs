@@ -2,15 +2,9 @@
 //! rename, fsync the directory, keeping its mode and owner), check it with `haproxy -c`, and run
 //! the reload command. A change haproxy refuses is undone by writing the previous text back.
 
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use crate::services::balancer::BalancerError;
-
-/// How long `haproxy -c` or the reload command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::services::balancer::{command, files, BalancerError};
 
 /// The config file's text.
 pub async fn read(path: &Path) -> Result<String, BalancerError> {
@@ -21,60 +15,14 @@ pub async fn read(path: &Path) -> Result<String, BalancerError> {
     })
 }
 
-/// Replaces the file's text in one rename, so haproxy never reads half of it.
+/// Replaces the file's text in one rename, so haproxy never reads half of it (mode and owner kept).
 pub async fn write(path: &Path, text: &str) -> Result<(), BalancerError> {
-    let (path, text) = (path.to_path_buf(), text.to_string());
-    let task = tokio::task::spawn_blocking(move || write_atomic(&path, &text));
-    task.await.map_err(|e| BalancerError::Invalid(format!("writing haproxy's config file failed: {e}")))?
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<(), BalancerError> {
-    let io = |what, cause| BalancerError::Io { what, path: path.to_path_buf(), cause };
-    let dir = parent(path);
-    let meta = std::fs::metadata(path).map_err(|e| io("stat", e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".vr-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
-        .map_err(|e| io("create a temp file beside", e))?;
-    tmp.write_all(text.as_bytes()).map_err(|e| io("write a temp file for", e))?;
-    let file = tmp.as_file();
-    file.set_permissions(meta.permissions()).map_err(|e| io("set the mode of a temp file for", e))?;
-    std::os::unix::fs::fchown(file, Some(meta.uid()), Some(meta.gid()))
-        .map_err(|e| io("set the owner of a temp file for", e))?;
-    file.sync_all().map_err(|e| io("fsync a temp file for", e))?;
-    tmp.persist(path).map_err(|e| io("rename a temp file onto", e.error))?;
-    std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|cause| BalancerError::Io {
-        what: "fsync the directory",
-        path: dir,
-        cause,
-    })
-}
-
-fn parent(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    files::put(path, Some(text)).await
 }
 
 /// Runs `argv` to completion; a failure carries its output.
 pub async fn run(argv: &[String], what: String) -> Result<(), BalancerError> {
-    let failed = |output: String| BalancerError::Command { what: what.clone(), output };
-    let (program, args) = argv.split_first().ok_or_else(|| failed("the command is empty".into()))?;
-    let mut command = tokio::process::Command::new(program);
-    command.args(args).stdin(std::process::Stdio::null()).kill_on_drop(true);
-    let output = match tokio::time::timeout(COMMAND_TIMEOUT, command.output()).await {
-        Ok(Ok(output)) => output,
-        Ok(Err(e)) => return Err(failed(format!("cannot run {program}: {e}"))),
-        Err(_) => return Err(failed(format!("it did not finish within {COMMAND_TIMEOUT:?}"))),
-    };
-    if output.status.success() {
-        return Ok(());
-    }
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    Err(failed(format!("{} ({})", text.trim(), output.status)))
+    command::run(&what, argv, None, command::CONTROL_TIMEOUT).await.map(|_| ())
 }
 
 /// Asks haproxy whether the file is a valid configuration; the error quotes its alerts.
@@ -111,14 +59,5 @@ mod tests {
         assert_eq!(read(&path).await.unwrap(), "new");
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a temp file was left behind");
-    }
-
-    #[tokio::test]
-    async fn a_failing_command_reports_its_output_and_status() {
-        let argv = ["sh", "-c", "echo nope >&2; exit 3"].map(String::from);
-        let err = run(&argv, "reloading".into()).await.unwrap_err().to_string();
-        assert!(err.starts_with("reloading failed: nope") && err.contains("3"), "{err}");
-        let err = run(&["/no/such/program".to_string()], "reloading".into()).await.unwrap_err().to_string();
-        assert!(err.contains("cannot run /no/such/program"), "{err}");
     }
 }
