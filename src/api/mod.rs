@@ -469,4 +469,9 @@ pub trait Vrd {
     /// The nodes of a pool as the balancer reports them.
     #[method(name = "balancers.nodes")]
     async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>>;
+
+    /// VR's scoopers: removes the containers and proc dirs nothing owns (or, with `dry_run`, only
+    /// says which); one line per thing. vrd also runs it every 30 minutes.
+    #[method(name = "housekeeping.scoop", with_extensions)]
+    async fn housekeeping_scoop(&self, dry_run: bool) -> RpcResult<Vec<String>>;
 }

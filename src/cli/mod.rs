@@ -247,6 +247,12 @@ pub enum Command {
         #[command(subcommand)]
         action: BalancersAction,
     },
+    /// Remove the containers and proc dirs nothing owns (vrd does it every 30 minutes).
+    Scoop {
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The deployment log: every step of every dispatch.
     Deploys {
         /// Only this dispatch.
@@ -378,6 +384,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Build { app, tag, detach } => swarms::build(&socket, app, tag, detach).await,
             Command::RebuildAll { filter, detach } => swarms::rebuild_all(&socket, filter, detach).await,
             Command::Balancers { action } => swarms::balancers(&socket, action).await,
+            Command::Scoop { dry_run } => procs::scoop(&socket, dry_run).await,
             Command::Uptests { run } => swarms::uptests(&socket, run).await,
             Command::Deploys { trace, follow, after } => swarms::deploys(&socket, trace, follow, after).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(0),

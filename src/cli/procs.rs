@@ -220,3 +220,17 @@ pub async fn audit(socket: &Path, limit: usize, json: bool) -> anyhow::Result<i3
     }
     Ok(0)
 }
+
+/// `vr scoop [--dry-run]`.
+pub async fn scoop(socket: &Path, dry_run: bool) -> anyhow::Result<i32> {
+    let client = connect(socket).await?;
+    let done = client.housekeeping_scoop(dry_run).await.map_err(explain)?;
+    if done.is_empty() {
+        eprintln!("vr: nothing to scoop");
+    }
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for line in done {
+        println!("{verb} {line}");
+    }
+    Ok(0)
+}

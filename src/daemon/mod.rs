@@ -126,6 +126,7 @@ impl Daemon {
             runner: Arc::clone(&runner),
         };
         let builds = BuildStore::new(&config.data_dir);
+        spawn_scooper(supervisor.clone());
         let swarms = start_swarms(config, &supervisor, &builder, &builds, &host).await?;
         Ok(Arc::new(Daemon {
             runner,
@@ -138,6 +139,23 @@ impl Daemon {
             _sealed_exe: sealed,
         }))
     }
+}
+
+/// VR ran its procs scooper every 30 minutes.
+const SCOOP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Runs the scooper every [`SCOOP_INTERVAL`] (not at once: adopted procs settle first).
+fn spawn_scooper(supervisor: Supervisor) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SCOOP_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = supervisor.scoop(false).await {
+                tracing::error!(error = %e, "the scooper failed");
+            }
+        }
+    });
 }
 
 /// The balancers of the config, and swarm dispatch over this host's supervisor.

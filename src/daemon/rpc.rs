@@ -360,6 +360,15 @@ impl VrdServer for RpcHandler {
     async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>> {
         self.pool_nodes(balancer, pool).await
     }
+
+    async fn housekeeping_scoop(&self, ext: &Extensions, dry_run: bool) -> RpcResult<Vec<String>> {
+        let params = serde_json::json!({ "dry_run": dry_run });
+        let work = async {
+            let sup = &self.daemon.supervisor;
+            sup.scoop(dry_run).await.map_err(super::proc_calls::supervisor_error)
+        };
+        self.audited(ext, "housekeeping.scoop", params, work).await
+    }
 }
 
 fn build_param(file: &BuildFile) -> serde_json::Value {

@@ -258,3 +258,48 @@ fn an_upgrade_replaces_the_binary_and_the_new_vrd_adopts_every_proc() {
     assert_eq!(after["pid"], before["pid"], "the app kept running through the upgrade");
     assert_eq!(d.launchers().len(), 1, "the old launcher (from its sealed copy) was adopted, not duplicated");
 }
+
+#[test]
+fn the_scooper_removes_only_containers_and_proc_dirs_nothing_owns() {
+    require_root!("the_scooper_removes_only_containers_and_proc_dirs_nothing_owns");
+    let d = TestDaemon::start();
+    let kept = deploy(&d, "kept.yaml", &proc_yaml("kept", crate::harness::free_port(), "cmd: sleep 1000"));
+    wait_for_state(&d, &kept, "RUNNING", Duration::from_secs(20));
+    // A container nothing owns: a cgroup under vrd's parent with a process in it, an hour old.
+    let ghost = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(&d.cgroup_parent)
+        .join("ghost-1-prod-abcd1234-web-6000");
+    std::fs::create_dir_all(&ghost).unwrap();
+    let mut sleeper = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    std::fs::write(ghost.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+    let aged = |path: &std::path::Path, ago: &str| {
+        let out = std::process::Command::new("touch").arg("-d").arg(ago).arg(path).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    aged(&ghost, "1 hour ago");
+    // Proc dirs nothing owns: one unknown for 10 days, one set up a moment ago.
+    let procs_dir = d.data().join("procs");
+    for (name, ago) in [
+        ("ghost-1-prod-abcd1234-web-6001", "10 days ago"),
+        ("fresh-1-prod-abcd1234-web-6002", "1 minute ago"),
+    ] {
+        std::fs::create_dir_all(procs_dir.join(name)).unwrap();
+        std::fs::write(procs_dir.join(name).join("proc.yaml"), "app_name: x\n").unwrap();
+        aged(&procs_dir.join(name).join("proc.yaml"), ago);
+    }
+    let out = d.run_vr(&["scoop", "--dry-run"]);
+    let (listed, _) = text(&out);
+    assert!(
+        listed.contains("ghost-1-prod-abcd1234-web-6000")
+            && listed.contains("ghost-1-prod-abcd1234-web-6001"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&kept) && !listed.contains("fresh-"), "{listed}");
+    assert!(ghost.exists(), "a dry run removes nothing");
+    let out = d.run_vr(&["scoop"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(sleeper.wait().is_ok() && !ghost.exists(), "the unowned container must be killed and removed");
+    assert!(!procs_dir.join("ghost-1-prod-abcd1234-web-6001").exists());
+    assert!(procs_dir.join("fresh-1-prod-abcd1234-web-6002").exists());
+    wait_for_state(&d, &kept, "RUNNING", Duration::from_secs(5));
+}

@@ -90,7 +90,7 @@ impl CgroupRoot {
     }
 
     /// The top of every tree a cgroup lives in: each v1 hierarchy, or the v2 root.
-    fn tree_roots(&self) -> Vec<PathBuf> {
+    pub fn tree_roots(&self) -> Vec<PathBuf> {
         hierarchy::tree_roots(&self.path, self.version)
     }
 }

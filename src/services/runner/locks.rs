@@ -45,6 +45,11 @@ impl Locks {
         busy.insert(name.to_string()).then(|| BusyGuard { locks: self, name: name.to_string() })
     }
 
+    /// The names busy now.
+    pub fn busy_names(&self) -> Vec<String> {
+        self.busy.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+
     /// Waits for and takes the lock of one artifact.
     pub fn artifact(&self, key: &str) -> ArtifactGuard<'_> {
         let mut held = self.artifacts.lock().unwrap_or_else(PoisonError::into_inner);

@@ -314,3 +314,91 @@ async fn builds_go_from_started_to_their_outcome_and_a_crash_leaves_them_failed(
     assert!(ok_now.collected.is_some() && ok_now.artifact.is_none() && ok_now.log_path.is_none());
     assert!(state.get_build(99).await.unwrap().is_none());
 }
+
+mod definitions {
+    use serde_json::json;
+
+    use crate::model::deploy::{Definition, Kind};
+    use crate::services::state::{State, StateError};
+
+    fn def(kind: Kind, v: serde_json::Value) -> Definition {
+        Definition::from_value(kind, v).unwrap()
+    }
+
+    #[tokio::test]
+    async fn references_are_checked_both_ways_with_messages_that_name_them() {
+        let s = State::open_in_memory().unwrap();
+        let app = def(Kind::App, json!({"name": "hello", "repo_url": "/r", "stack": "busybox"}));
+        let err = s.put_definition(app.clone(), true).await.unwrap_err();
+        assert!(matches!(err, StateError::MissingRef { .. }), "{err}");
+        assert!(err.to_string().contains("stack 'busybox'"), "{err}");
+        s.put_definition(def(Kind::Stack, json!({"name": "busybox", "base_image_url": "/i.tar"})), true)
+            .await
+            .unwrap();
+        s.put_definition(app.clone(), true).await.unwrap();
+        let err = s.put_definition(app, true).await.unwrap_err();
+        assert!(matches!(err, StateError::Exists { .. }), "{err}");
+        let err = s.delete_definition(Kind::Stack, "busybox".into()).await.unwrap_err();
+        assert!(err.to_string().contains("in use by app hello"), "{err}");
+        let err = s.delete_definition(Kind::App, "nope".into()).await.unwrap_err();
+        assert!(matches!(err, StateError::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn swarms_keep_their_ingredient_order_and_buildpacks_their_detect_order() {
+        let s = State::open_in_memory().unwrap();
+        s.put_definition(def(Kind::Stack, json!({"name": "st", "base_image_url": "/i.tar"})), true)
+            .await
+            .unwrap();
+        s.put_definition(def(Kind::App, json!({"name": "a", "repo_url": "/r", "stack": "st"})), true)
+            .await
+            .unwrap();
+        s.put_definition(def(Kind::Squad, json!({"name": "default"})), true).await.unwrap();
+        for n in ["zeta", "alpha"] {
+            s.put_definition(def(Kind::Ingredient, json!({"name": n})), true).await.unwrap();
+        }
+        let swarm = def(Kind::Swarm, json!({"app": "a", "version": "1", "ingredients": ["zeta", "alpha"]}));
+        s.put_definition(swarm, true).await.unwrap();
+        let Definition::Swarm(back) = s.definition(Kind::Swarm, "a-prod-web").await.unwrap() else {
+            panic!()
+        };
+        assert_eq!(back.ingredients, ["zeta", "alpha"]);
+        let err = s.delete_definition(Kind::Ingredient, "alpha".into()).await.unwrap_err();
+        assert!(err.to_string().contains("swarm a-prod-web"), "{err}");
+        for (n, order) in [("late", 20), ("early", 10)] {
+            let bp = def(Kind::Buildpack, json!({"name": n, "repo_url": "/b", "order": order}));
+            s.put_definition(bp, true).await.unwrap();
+        }
+        let names: Vec<String> =
+            s.list_definitions(Kind::Buildpack).await.unwrap().iter().map(|d| d.name().to_string()).collect();
+        assert_eq!(names, ["early", "late"]);
+    }
+
+    #[tokio::test]
+    async fn releases_are_reused_and_numbered_per_swarm() {
+        let s = State::open_in_memory().unwrap();
+        let build = s.start_build_on("a".into(), "1".into(), Some("md5".into())).await.unwrap();
+        let r1 = s.release_for(build, "aaaa1111".into(), json!({"x": 1})).await.unwrap();
+        let again = s.release_for(build, "aaaa1111".into(), json!({"x": 1})).await.unwrap();
+        assert_eq!(r1.id, again.id, "an equal release is reused");
+        let r2 = s.release_for(build, "bbbb2222".into(), json!({"x": 2})).await.unwrap();
+        s.put_definition(def(Kind::Stack, json!({"name": "st", "base_image_url": "/i.tar"})), true)
+            .await
+            .unwrap();
+        s.put_definition(def(Kind::App, json!({"name": "a", "repo_url": "/r", "stack": "st"})), true)
+            .await
+            .unwrap();
+        s.put_definition(def(Kind::Squad, json!({"name": "default"})), true).await.unwrap();
+        s.put_definition(def(Kind::Swarm, json!({"app": "a", "version": "1"})), true).await.unwrap();
+        let sw = "a-prod-web".to_string();
+        assert_eq!(s.number_release(sw.clone(), r1.id).await.unwrap(), 1);
+        assert_eq!(
+            s.number_release(sw.clone(), r1.id).await.unwrap(),
+            1,
+            "the same release keeps its number"
+        );
+        assert_eq!(s.number_release(sw.clone(), r2.id).await.unwrap(), 2);
+        assert_eq!(s.number_release(sw.clone(), r1.id).await.unwrap(), 3, "going back is a new step");
+        assert_eq!(s.swarm_releases(sw).await.unwrap().len(), 3);
+    }
+}

@@ -8,6 +8,7 @@
 //! SQLite first and then published as a VR `proc_events` event.
 
 pub mod machine;
+pub mod scoop;
 mod task;
 
 use std::collections::HashMap;
