@@ -174,6 +174,22 @@ pub struct GcReport {
 
 // ---- Deployments: definitions, swarms, releases ----
 
+/// What `vr swarm` changes in each matching swarm before dispatching it (VR's `--squad` and
+/// `--add-/--remove-/--replace-ingredients`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwarmChanges {
+    /// The version; `None` keeps each swarm's (VR's `-`).
+    pub version: Option<String>,
+    /// Move the swarms to this squad.
+    pub squad: Option<String>,
+    /// Ingredients to append (when not there yet).
+    pub add_ingredients: Vec<String>,
+    /// Ingredients to drop.
+    pub remove_ingredients: Vec<String>,
+    /// The whole ingredient list, in merge order.
+    pub replace_ingredients: Option<Vec<String>>,
+}
+
 /// A dispatch that was started: follow it with `deploys.follow(trace)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dispatched {
@@ -394,14 +410,14 @@ pub trait Vrd {
     async fn objects_delete(&self, kind: Kind, name: String) -> RpcResult<()>;
 
     /// VR's `swarm FILTER TAG`: every swarm whose name or `app-config-proc` matches the anchored
-    /// regex `filter` (and not `exclude`, searched case-insensitively) is set to `version` (`None`
-    /// keeps each swarm's version, VR's `-`) and dispatched. With `rebuild`, each distinct build
-    /// is made anew first (VR's `rebuild-all`). Returns one trace per swarm.
+    /// regex `filter` (and not `exclude`, searched case-insensitively) gets `changes` (its
+    /// version, squad, ingredients) and is dispatched. With `rebuild`, each distinct build is made
+    /// anew first (VR's `rebuild-all`). Returns one trace per swarm.
     #[method(name = "swarms.dispatch", with_extensions)]
     async fn swarms_dispatch(
         &self,
         filter: String,
-        version: Option<String>,
+        changes: SwarmChanges,
         exclude: Option<String>,
         rebuild: bool,
     ) -> RpcResult<Vec<Dispatched>>;

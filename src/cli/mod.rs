@@ -177,6 +177,18 @@ pub enum Command {
         /// Leave out swarms matching this regex (case-insensitive search).
         #[arg(short = 'x', long)]
         exclude: Option<String>,
+        /// Move the swarms to this squad.
+        #[arg(long)]
+        squad: Option<String>,
+        /// Append an ingredient (repeatable).
+        #[arg(long = "add-ingredient", value_name = "NAME")]
+        add: Vec<String>,
+        /// Drop an ingredient (repeatable).
+        #[arg(long = "remove-ingredient", value_name = "NAME")]
+        remove: Vec<String>,
+        /// Replace the ingredient list (comma-separated, in merge order).
+        #[arg(long = "replace-ingredients", value_name = "A,B", value_delimiter = ',')]
+        replace: Option<Vec<String>>,
         /// Print the trace ids and return at once.
         #[arg(long)]
         detach: bool,
@@ -370,8 +382,15 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Swarms { action: SwarmsAction::Releases { name, json } } => {
                 swarms::releases(&socket, name, json).await
             }
-            Command::Swarm { filter, tag, exclude, detach } => {
-                swarms::swarm(&socket, filter, tag, exclude, detach).await
+            Command::Swarm { filter, tag, exclude, squad, add, remove, replace, detach } => {
+                let changes = crate::api::SwarmChanges {
+                    version: Some(tag),
+                    squad,
+                    add_ingredients: add,
+                    remove_ingredients: remove,
+                    replace_ingredients: replace,
+                };
+                swarms::swarm(&socket, filter, changes, exclude, detach).await
             }
             Command::ListSwarms { filter } => swarms::list_swarms(&socket, filter).await,
             Command::Rollback { swarm, number, detach } => {

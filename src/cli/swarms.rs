@@ -12,20 +12,20 @@ use jsonrpsee::core::client::Client;
 use serde_json::Value;
 
 use super::client::{connect, explain};
-use crate::api::{DeployLogEntry, Dispatched, Kind, VrdClient};
+use crate::api::{DeployLogEntry, Dispatched, Kind, SwarmChanges, VrdClient};
 
 /// `vr swarm FILTER TAG|-`: sets the version of every matching swarm ('-' keeps each one's) and
-/// dispatches them; follows them unless `detach`.
+/// the other `changes`, and dispatches them; follows them unless `detach`.
 pub async fn swarm(
     socket: &Path,
     filter: String,
-    tag: String,
+    mut changes: SwarmChanges,
     exclude: Option<String>,
     detach: bool,
 ) -> anyhow::Result<i32> {
-    let version = (tag != "-").then_some(tag);
+    changes.version = changes.version.filter(|tag| tag != "-");
     let client = connect(socket).await?;
-    let started = client.swarms_dispatch(filter, version, exclude, false).await.map_err(explain)?;
+    let started = client.swarms_dispatch(filter, changes, exclude, false).await.map_err(explain)?;
     finish(&client, started, detach).await
 }
 
@@ -33,7 +33,8 @@ pub async fn swarm(
 /// swarms, then their dispatch.
 pub async fn rebuild_all(socket: &Path, filter: String, detach: bool) -> anyhow::Result<i32> {
     let client = connect(socket).await?;
-    let started = client.swarms_dispatch(filter, None, None, true).await.map_err(explain)?;
+    let started =
+        client.swarms_dispatch(filter, SwarmChanges::default(), None, true).await.map_err(explain)?;
     finish(&client, started, detach).await
 }
 

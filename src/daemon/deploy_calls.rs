@@ -10,8 +10,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::rpc::{error, RpcHandler};
 use crate::api::{
-    codes, DeployLogEntry, Dispatched, Kind, NumberedRelease, ProcInfo, ReleaseRecord, SwarmProcRecord,
-    UptestRun,
+    codes, DeployLogEntry, Dispatched, Kind, NumberedRelease, ProcInfo, ReleaseRecord, SwarmChanges,
+    SwarmProcRecord, UptestRun,
 };
 use crate::model::deploy::release::Placement;
 use crate::model::deploy::{Definition, SwarmSpec};
@@ -64,6 +64,27 @@ fn swarms_of(defs: Vec<Definition>) -> Vec<SwarmSpec> {
     defs.into_iter().filter_map(|d| if let Definition::Swarm(s) = d { Some(s) } else { None }).collect()
 }
 
+/// Applies `vr swarm`'s changes to one swarm; returns whether anything changed.
+fn apply(swarm: &mut SwarmSpec, changes: &SwarmChanges) -> bool {
+    let before = swarm.clone();
+    if let Some(v) = &changes.version {
+        swarm.version = v.clone();
+    }
+    if let Some(squad) = &changes.squad {
+        swarm.squad = squad.clone();
+    }
+    if let Some(list) = &changes.replace_ingredients {
+        swarm.ingredients = list.clone();
+    }
+    swarm.ingredients.retain(|i| !changes.remove_ingredients.contains(i));
+    for i in &changes.add_ingredients {
+        if !swarm.ingredients.contains(i) {
+            swarm.ingredients.push(i.clone());
+        }
+    }
+    *swarm != before
+}
+
 impl RpcHandler {
     pub(super) async fn put_object(&self, kind: Kind, spec: Value, create: bool) -> RpcResult<Value> {
         let def = Definition::from_value(kind, spec).map_err(|e| invalid(e.to_string()))?;
@@ -101,7 +122,7 @@ impl RpcHandler {
     pub(super) async fn dispatch(
         &self,
         filter: String,
-        version: Option<String>,
+        changes: SwarmChanges,
         exclude: Option<String>,
         rebuild: bool,
     ) -> RpcResult<Vec<Dispatched>> {
@@ -125,8 +146,7 @@ impl RpcHandler {
         }
         let mut started = Vec::new();
         for mut swarm in chosen {
-            if let Some(v) = &version {
-                swarm.version = v.clone();
+            if apply(&mut swarm, &changes) {
                 let def = Definition::Swarm(swarm.clone()).validated().map_err(|e| invalid(e.to_string()))?;
                 state.put_definition(def, false).await.map_err(state_error)?;
             }
@@ -275,5 +295,33 @@ impl RpcHandler {
 
     pub(super) async fn latest_uptests(&self) -> RpcResult<Option<UptestRun>> {
         Ok(self.daemon.swarms.latest_uptests())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn vr_swarm_changes_version_squad_and_ingredients_in_order() {
+        let mut s: SwarmSpec =
+            serde_json::from_value(json!({"app": "a", "version": "1", "ingredients": ["x", "y"]})).unwrap();
+        assert!(!apply(&mut s, &SwarmChanges::default()), "no change is no change");
+        let changes = SwarmChanges {
+            version: Some("2".into()),
+            squad: Some("east".into()),
+            add_ingredients: vec!["z".into(), "x".into()],
+            remove_ingredients: vec!["y".into()],
+            replace_ingredients: None,
+        };
+        assert!(apply(&mut s, &changes));
+        assert_eq!((s.version.as_str(), s.squad.as_str()), ("2", "east"));
+        assert_eq!(s.ingredients, ["x", "z"]);
+        let replace =
+            SwarmChanges { replace_ingredients: Some(vec!["b".into(), "a".into()]), ..Default::default() };
+        apply(&mut s, &replace);
+        assert_eq!(s.ingredients, ["b", "a"]);
     }
 }

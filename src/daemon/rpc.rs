@@ -17,7 +17,7 @@ use super::Daemon;
 use crate::api::{
     codes, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem,
     ExitStatus, GcReport, ImageBuilt, ImageFile, Kind, LogLine, NumberedRelease, ProcFile, ProcInfo,
-    ReleaseRecord, SetupReport, SwarmProcRecord, UptestResult, UptestRun, VrdServer,
+    ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord, UptestResult, UptestRun, VrdServer,
 };
 use crate::model::deploy::release::Placement;
 use crate::model::proc_data::ProcSpec;
@@ -272,16 +272,16 @@ impl VrdServer for RpcHandler {
         &self,
         ext: &Extensions,
         filter: String,
-        version: Option<String>,
+        changes: SwarmChanges,
         exclude: Option<String>,
         rebuild: bool,
     ) -> RpcResult<Vec<Dispatched>> {
-        let params = serde_json::json!({ "filter": filter, "version": version, "exclude": exclude, "rebuild": rebuild });
+        let params = serde_json::json!({ "filter": filter, "changes": changes, "exclude": exclude, "rebuild": rebuild });
         self.audited(
             ext,
             "swarms.dispatch",
             params,
-            self.dispatch(filter.clone(), version.clone(), exclude.clone(), rebuild),
+            self.dispatch(filter.clone(), changes.clone(), exclude.clone(), rebuild),
         )
         .await
     }
