@@ -231,6 +231,13 @@ fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
     );
     assert_eq!(fx.ok(&["balancers", "nodes", "builtin", "hello"]), before, "nothing may be routed");
     assert!(fx.page().contains("Hello from vr"));
+    // The scheduled uptest run (here on demand) reports the new proc's failure, and only it.
+    let out = fx.vr(&["uptests", "--run"]);
+    let (report, _) = text(&out);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("2 procs tested, 1 failed") && report.contains("hello-v2-"), "{report}");
+    let (latest, _) = text(&fx.vr(&["uptests"]));
+    assert!(latest.contains("02_broken failed"), "the latest run is kept: {latest}");
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! Scheduled uptests (VR's hourly `uptest_all_procs`): every proc a swarm owns is tested where it
-//! runs; failures go to the deployment log as one `scheduled,failed` entry, and the run is kept
+//! Scheduled uptests (VR's hourly `uptest_all_procs`): every running proc of every host is tested
+//! where it runs; failures go to the deployment log as one `scheduled,failed` entry, and the run is kept
 //! for `vr uptests`. The same schedule drops port locks a stopped vrd left behind.
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{SwarmError, Swarms};
 use crate::model::deploy::Kind;
+use crate::model::supervision::ProcState;
 use crate::model::uptest::{UptestFailure, UptestRun};
 
 /// VR's interval for scheduled uptests.
@@ -19,32 +20,36 @@ fn now() -> i64 {
 }
 
 impl Swarms {
-    /// Tests every proc swarms own now.
+    /// Tests every running proc of every reachable host (swarms' or not).
     pub async fn uptest_all(&self) -> Result<UptestRun, SwarmError> {
         let start = now();
-        let hosts = self.hosts().await?;
         let mut failures = Vec::new();
         let mut tested = 0;
-        for record in self.state.swarm_procs(None).await? {
-            let Some(spec) = hosts.iter().find(|h| h.name == record.host) else { continue };
-            let agent = match self.agent(spec) {
-                Ok(agent) => agent,
+        for host in self.hosts().await? {
+            let listed = match self.agent(&host) {
+                Ok(agent) => agent.procs().await.map(|procs| (agent, procs)),
+                Err(e) => Err(e),
+            };
+            let (agent, procs) = match listed {
+                Ok(found) => found,
                 Err(e) => {
-                    failures.push(failure(&record.host, &record.proc, e.to_string()));
+                    failures.push(failure(&host.name, "-", e.to_string()));
                     continue;
                 }
             };
-            tested += 1;
-            match agent.uptest(&record.proc).await {
-                Ok(results) if results.iter().all(|r| r.passed) => {}
-                Ok(results) => failures.push(UptestFailure {
-                    host: record.host.clone(),
-                    proc: record.proc.clone(),
-                    results: results.into_iter().filter(|r| !r.passed).collect(),
-                }),
-                // A proc that went away meanwhile is not a failure (VR's ignore_missing_procs).
-                Err(crate::services::hosts::HostError::NoProc { .. }) => tested -= 1,
-                Err(e) => failures.push(failure(&record.host, &record.proc, e.to_string())),
+            for proc in procs.into_iter().filter(|p| p.state == ProcState::Running) {
+                tested += 1;
+                match agent.uptest(&proc.name).await {
+                    Ok(results) if results.iter().all(|r| r.passed) => {}
+                    Ok(results) => failures.push(UptestFailure {
+                        host: host.name.clone(),
+                        proc: proc.name.clone(),
+                        results: results.into_iter().filter(|r| !r.passed).collect(),
+                    }),
+                    // A proc that went away meanwhile is not a failure (VR's ignore_missing_procs).
+                    Err(crate::services::hosts::HostError::NoProc { .. }) => tested -= 1,
+                    Err(e) => failures.push(failure(&host.name, &proc.name, e.to_string())),
+                }
             }
         }
         let run = UptestRun { start, end: now(), procs: tested, failures };
