@@ -142,6 +142,8 @@ pub async fn procs(socket: &Path, action: ProcsAction) -> anyhow::Result<i32> {
     let exact: Vec<ProcInfo> = all.iter().filter(|p| p.name == filter).cloned().collect();
     let chosen = if exact.is_empty() { matching(all, Some(&filter), host.as_deref())? } else { exact };
     if chosen.is_empty() {
+        // Let vrd answer for a name it does not know: its error suggests the closest names.
+        client.procs_act(filter.clone(), verb.into()).await.map_err(explain)?;
         anyhow::bail!("no proc matches '{filter}': `vr procs list` shows them");
     }
     for p in chosen {

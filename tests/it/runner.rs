@@ -216,6 +216,7 @@ fn a_hanging_uptest_is_stopped_and_reported() {
     assert_eq!(names, ["01_quick", "02_hangs", "uptester"]);
     assert_eq!(results[0]["Passed"], true);
     assert_eq!(results[1]["Passed"], false);
-    assert_eq!(results[1]["Output"], "hanging\n");
+    // What the test printed before it was stopped; its own shell may add "Terminated".
+    assert!(results[1]["Output"].as_str().unwrap().starts_with("hanging\n"), "{results}");
     assert!(results[2]["Output"].as_str().unwrap().contains("stopped after 2 s"), "{results}");
 }
