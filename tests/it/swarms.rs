@@ -193,6 +193,19 @@ fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_b
     assert_eq!(releases.lines().count(), 3, "{releases}");
     let diff = fx.ok(&["compare-releases", "1", "2"]);
     assert!(diff.contains("config.color") && diff.contains("env.MODE"), "{diff}");
+    // VR's manual deploy: release 2 as one more proc under another config name, not routed.
+    let host = fx.ok(&["hosts", "list"]).split_whitespace().next().unwrap().to_string();
+    let port = free_port().to_string();
+    fx.ok(&["deploy", "2", &host, &port, "web", "-c", "manual"]);
+    let manual: Vec<String> = fx.procs().into_iter().filter(|p| p.contains("-manual-")).collect();
+    assert_eq!(manual.len(), 1, "{manual:?}");
+    assert!(manual[0].ends_with(&format!("-web-{port}")));
+    assert_eq!(
+        fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count(),
+        2,
+        "a manual deploy is not routed"
+    );
+    fx.ok(&["procs", "destroy", &manual[0]]);
     fx.ok(&["rollback", "hello-prod-web"]);
     let unported = |names: Vec<String>| -> Vec<String> {
         names.iter().map(|n| n.rsplit_once('-').unwrap().0.to_string()).collect()
