@@ -132,6 +132,23 @@ pub struct Placement {
     pub port: u16,
 }
 
+impl ReleaseSpec {
+    /// The six-part name of the proc this release becomes at `at`.
+    pub fn proc_name(
+        &self,
+        at: &Placement,
+    ) -> Result<crate::model::names::ProcName, crate::model::names::NameError> {
+        crate::model::names::ProcName::new(
+            &self.app,
+            &self.build.version,
+            &at.config_name,
+            &self.hash(),
+            &at.proc_name,
+            at.port,
+        )
+    }
+}
+
 /// The proc.yaml of `release` placed at `at`: what a host's runner sets up and supervises.
 pub fn proc_yaml(release: &ReleaseSpec, at: &Placement) -> String {
     let env: Map<String, Value> =

@@ -314,16 +314,7 @@ impl Swarms {
             .agent(&at.host)
             .ok_or_else(|| SwarmError::Placement(format!("host {} went away", at.host)))?;
         let yaml = proc_yaml(release, at);
-        let name = ProcName::new(
-            &release.app,
-            &release.build.version,
-            &at.config_name,
-            &release.hash(),
-            &at.proc_name,
-            at.port,
-        )
-        .map_err(|e| SwarmError::Invalid(e.to_string()))?
-        .to_string();
+        let name = release.proc_name(at).map_err(|e| SwarmError::Invalid(e.to_string()))?.to_string();
         agent.deploy(yaml).await?;
         let record = SwarmProcRecord {
             host: at.host.clone(),

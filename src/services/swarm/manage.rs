@@ -70,15 +70,7 @@ impl Swarms {
             )));
         }
         agent.deploy(proc_yaml(&release, &at)).await?;
-        let name = crate::model::names::ProcName::new(
-            &release.app,
-            &release.build.version,
-            &at.config_name,
-            &release.hash(),
-            &at.proc_name,
-            at.port,
-        )
-        .map_err(|e| SwarmError::Invalid(e.to_string()))?;
+        let name = release.proc_name(&at).map_err(|e| SwarmError::Invalid(e.to_string()))?;
         Ok(name.to_string())
     }
 }
