@@ -395,7 +395,7 @@ impl Frontend {
         toml::to_string(&Tables { balancers: BTreeMap::from([(self.name(), &self.config)]) }).unwrap()
     }
 
-    /// The proxy's own log, for failure messages (empty for the builtin router: see vrd.log).
+    /// The proxy's own log, for failure messages (empty for the builtin router, which logs to vrd.log).
     pub fn log(&self) -> String {
         let file = match &self.proxy {
             Proxy::InsideVrd => return String::new(),
