@@ -50,10 +50,11 @@ pub fn shared_tempdir(prefix: &str) -> tempfile::TempDir {
 /// A private nginx: `web` is proxied through a variable (so the pool may be absent), `api` is
 /// named directly (so nginx -t refuses a config without it).
 pub struct TestNginx {
+    /// First, so it is stopped before its dir goes (fields drop in order).
+    _nginx: Daemon,
     pub dir: tempfile::TempDir,
     pub web_port: u16,
     pub api_port: u16,
-    _nginx: Daemon,
 }
 
 impl TestNginx {
@@ -114,9 +115,10 @@ impl TestNginx {
 /// A private varnishd booted on a VCL without pools; the balancer loads `main.vcl`, which routes
 /// every request to the `web` director.
 pub struct TestVarnish {
+    /// First, so it is stopped before its dir goes (fields drop in order).
+    _varnishd: Daemon,
     pub dir: tempfile::TempDir,
     pub port: u16,
-    _varnishd: Daemon,
 }
 
 impl TestVarnish {
