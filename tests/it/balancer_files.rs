@@ -7,16 +7,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vr::model::balancer::{ExecConfig, NginxConfig, VarnishConfig};
+use vr::model::balancer::{ExecConfig, NginxConfig};
 use vr::services::balancer::{exec::Exec, nginx::Nginx, varnish::Varnish, Balancer, Balancers, Node};
 
-use crate::harness::{free_port, skip, wait_for_port};
+use crate::harness::skip;
+use crate::proxies::{installed, TestNginx, TestVarnish};
 
 fn nodes(list: &[&str]) -> BTreeSet<Node> {
     list.iter().map(|n| (*n).to_string()).collect()
@@ -29,10 +29,6 @@ fn runtime() -> tokio::runtime::Runtime {
 fn registry(name: &str, backend: impl Balancer + 'static) -> Balancers {
     let backend: Arc<dyn Balancer> = Arc::new(backend);
     Balancers::from_backends(BTreeMap::from([(name.to_string(), backend)]))
-}
-
-fn installed(program: &str) -> bool {
-    Command::new(program).arg("-V").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
 /// An HTTP server on a loopback port that answers every request with `name`; stops on drop.
@@ -87,25 +83,6 @@ impl Drop for NamedBackend {
     }
 }
 
-/// A process started for a test, stopped (SIGTERM, then SIGKILL) and reaped on drop.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The status line and body of a GET through the proxy, or the connection error.
 fn get(port: u16) -> (String, String) {
     let mut s = match std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -150,80 +127,8 @@ fn wait_for_status(port: u16, status: &str) {
     panic!("port {port} answered {last:?}, wanted status {status}");
 }
 
-/// A temp dir the proxies' unprivileged workers (nobody, vcache) can traverse.
-fn shared_tempdir(prefix: &str) -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    dir
-}
-
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
-}
-
-// ---- nginx ----
-
-/// A private nginx: `web` is proxied through a variable (so the pool may be absent), `api` is
-/// named directly (so nginx -t refuses a config without it).
-struct TestNginx {
-    dir: tempfile::TempDir,
-    web_port: u16,
-    api_port: u16,
-    _nginx: Daemon,
-}
-
-impl TestNginx {
-    fn base_args(&self) -> Vec<String> {
-        let dir = self.dir.path().display().to_string();
-        ["nginx", "-p", &dir, "-c", &format!("{dir}/nginx.conf"), "-e", &format!("{dir}/error.log")]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    }
-
-    fn pools(&self) -> PathBuf {
-        self.dir.path().join("pools")
-    }
-
-    fn config(&self) -> NginxConfig {
-        let mut test_cmd = self.base_args();
-        test_cmd.push("-t".into());
-        let mut reload_cmd = self.base_args();
-        reload_cmd.extend(["-s".to_string(), "reload".to_string()]);
-        NginxConfig { include_dir: self.pools(), test_cmd, reload_cmd }
-    }
-
-    fn start(api_node: &str) -> TestNginx {
-        let dir = shared_tempdir("vr-nginx-");
-        let d = dir.path().display().to_string();
-        let (web_port, api_port) = (free_port(), free_port());
-        std::fs::create_dir(dir.path().join("pools")).unwrap();
-        // api's file as VR wrote it, so vr must read VR's files.
-        std::fs::write(
-            dir.path().join("pools/api.conf"),
-            format!("\nupstream api {{\n  server {api_node};\n}}\n"),
-        )
-        .unwrap();
-        let conf = format!(
-            "pid {d}/nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  \
-             include {d}/pools/*.conf;\n  \
-             server {{ listen 127.0.0.1:{web_port}; location / {{ set $pool web; proxy_pass http://$pool; }} }}\n  \
-             server {{ listen 127.0.0.1:{api_port}; location / {{ proxy_pass http://api; }} }}\n}}\n"
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let args = vec!["-p".to_string(), d.clone(), "-c".into(), format!("{d}/nginx.conf")];
-        let child = Command::new("nginx")
-            .args(&args)
-            .args(["-e", &format!("{d}/error.log"), "-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let nginx = TestNginx { dir, web_port, api_port, _nginx: Daemon(child) };
-        assert!(wait_for_port(api_port, Duration::from_secs(10)), "nginx did not start: {}", d);
-        nginx
-    }
 }
 
 #[test]
@@ -278,74 +183,6 @@ fn nginx_routes_pools_and_refuses_what_nginx_refuses() {
     let leftovers: Vec<_> =
         std::fs::read_dir(nginx.pools()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers, vec![std::ffi::OsString::from("api.conf")], "temp files left behind");
-}
-
-// ---- varnish ----
-
-/// A private varnishd booted on a VCL without pools; the balancer loads `main.vcl`, which routes
-/// every request to the `web` director.
-struct TestVarnish {
-    dir: tempfile::TempDir,
-    port: u16,
-    _varnishd: Daemon,
-}
-
-impl TestVarnish {
-    fn include_dir(&self) -> PathBuf {
-        self.dir.path().join("vcl")
-    }
-
-    fn config(&self) -> VarnishConfig {
-        let workdir = self.dir.path().join("n").display().to_string();
-        VarnishConfig {
-            include_dir: self.include_dir(),
-            main_vcl: self.dir.path().join("main.vcl"),
-            admin_cmd: vec!["varnishadm".into(), "-n".into(), workdir],
-            ..VarnishConfig::default()
-        }
-    }
-
-    fn start() -> TestVarnish {
-        let dir = shared_tempdir("vr-varnish-");
-        let d = dir.path().display().to_string();
-        std::fs::create_dir(dir.path().join("vcl")).unwrap();
-        std::fs::write(dir.path().join("boot.vcl"), "vcl 4.1;\nbackend default none;\n").unwrap();
-        let main = format!(
-            "vcl 4.1;\nimport directors;\nbackend default none;\ninclude \"{d}/vcl/pools.vcl\";\n\
-             sub vcl_recv {{ set req.backend_hint = web.backend(); return (pass); }}\n"
-        );
-        std::fs::write(dir.path().join("main.vcl"), main).unwrap();
-        let port = free_port();
-        let child = Command::new("varnishd")
-            .args(["-F", "-n", &format!("{d}/n"), "-a", &format!("127.0.0.1:{port}")])
-            .args(["-f", &format!("{d}/boot.vcl"), "-s", "malloc,16m"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let varnish = TestVarnish { dir, port, _varnishd: Daemon(child) };
-        assert!(wait_for_port(port, Duration::from_secs(20)), "varnishd did not start in {d}");
-        varnish
-    }
-
-    /// Checks that vr left one VCL of its own in use: every older one is discarded (varnish frees
-    /// a discarded VCL once no worker thread holds it any more, which may take a while).
-    fn assert_older_vcls_discarded(&self) {
-        let listed = self.vr_vcls();
-        let status = |l: &String| l.split_whitespace().next().unwrap_or_default().to_string();
-        let active = listed.iter().filter(|l| status(l) == "active").count();
-        let others: Vec<_> =
-            listed.iter().filter(|l| !["active", "discarded"].contains(&status(l).as_str())).collect();
-        assert!(active == 1 && others.is_empty(), "vcl.list: {listed:?}");
-    }
-
-    /// `vcl.list`'s lines for the VCLs vr loaded.
-    fn vr_vcls(&self) -> Vec<String> {
-        let out =
-            Command::new("varnishadm").args(&self.config().admin_cmd[1..]).arg("vcl.list").output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines().filter(|l| l.contains(" vr-")).map(String::from).collect()
-    }
 }
 
 #[test]

@@ -6,15 +6,13 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vr::model::balancer::HaproxyConfig;
 use vr::services::balancer::haproxy::Haproxy;
 use vr::services::balancer::Balancer;
 
-use crate::harness::{free_port, http_get, skip};
+use crate::harness::http_get;
+use crate::proxies::RealHaproxy;
 
 /// Starts an HTTP node on a free port that answers `name` to everything (after 1.5 s for `/slow`).
 fn http_node(name: &'static str) -> String {
@@ -57,127 +55,6 @@ fn bodies(port: u16, n: usize) -> BTreeSet<String> {
 
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
-}
-
-/// A haproxy master (`-W`) in the foreground on its own temp dir; stopped on drop.
-struct RealHaproxy {
-    dir: tempfile::TempDir,
-    child: Child,
-    /// `frontend web`: serves the user's own backend `vr_hello`.
-    web: u16,
-    /// `frontend fresh`: serves `vr_fresh`, a backend only vr writes.
-    fresh: u16,
-}
-
-impl RealHaproxy {
-    /// Starts haproxy, or skips the test when there is none.
-    fn start(test: &str) -> Option<RealHaproxy> {
-        if Command::new("haproxy").arg("-v").output().is_err() {
-            skip(test, "haproxy is not installed (apt-get install haproxy)");
-            return None;
-        }
-        let dir = tempfile::Builder::new().prefix("vr-haproxy-").tempdir().unwrap();
-        let (web, fresh) = (free_port(), free_port());
-        let cfg = format!(
-            "global\n    stats socket {}/admin.sock level admin\n\n\
-             defaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\n\
-             frontend web\n    bind 127.0.0.1:{web}\n    default_backend vr_hello\n\n\
-             frontend fresh\n    bind 127.0.0.1:{fresh}\n    use_backend %[str(vr_fresh)]\n\n\
-             backend vr_hello\n    balance roundrobin\n\n\
-             backend vr_static\n    balance static-rr\n",
-            dir.path().display()
-        );
-        std::fs::write(dir.path().join("haproxy.cfg"), cfg).unwrap();
-        let child = RealHaproxy::spawn(dir.path());
-        let haproxy = RealHaproxy { dir, child, web, fresh };
-        haproxy.wait_ready();
-        Some(haproxy)
-    }
-
-    fn spawn(dir: &std::path::Path) -> Child {
-        let log =
-            std::fs::OpenOptions::new().create(true).append(true).open(dir.join("haproxy.log")).unwrap();
-        Command::new("haproxy")
-            .args(["-W", "-f"])
-            .arg(dir.join("haproxy.cfg"))
-            .arg("-p")
-            .arg(dir.join("haproxy.pid"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
-    }
-
-    fn cfg_path(&self) -> PathBuf {
-        self.dir.path().join("haproxy.cfg")
-    }
-
-    fn cfg_text(&self) -> String {
-        std::fs::read_to_string(self.cfg_path()).unwrap()
-    }
-
-    /// The balancer's settings for this haproxy: reloads go to the master named in the pid file.
-    fn config(&self) -> HaproxyConfig {
-        let pid = self.dir.path().join("haproxy.pid");
-        HaproxyConfig {
-            admin_socket: self.dir.path().join("admin.sock"),
-            config_file: self.cfg_path(),
-            backend_prefix: "vr_".into(),
-            reload_cmd: vec!["sh".into(), "-c".into(), format!("kill -USR2 $(cat {})", pid.display())],
-            drain_secs: 10,
-        }
-    }
-
-    /// One runtime API command, answered to EOF (empty when the socket is not there).
-    fn cli(&self, command: &str) -> String {
-        let Ok(mut s) = std::os::unix::net::UnixStream::connect(self.dir.path().join("admin.sock")) else {
-            return String::new();
-        };
-        writeln!(s, "{command}").unwrap();
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        answer
-    }
-
-    /// The pid of the worker answering the runtime API; a reload replaces it.
-    fn worker_pid(&self) -> String {
-        let info = self.cli("show info");
-        info.lines().find(|l| l.starts_with("Pid:")).unwrap_or_default().to_string()
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.worker_pid().is_empty() {
-            let log = std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default();
-            assert!(Instant::now() < deadline, "haproxy did not start: {log}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill(); // the workers leave when their master is gone
-        let _ = self.child.wait();
-    }
-
-    /// Stops haproxy and starts it again from its config file, as a host reboot would.
-    fn restart(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_file(self.dir.path().join("admin.sock"));
-        self.child = RealHaproxy::spawn(self.dir.path());
-        self.wait_ready();
-    }
-}
-
-impl Drop for RealHaproxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

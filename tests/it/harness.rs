@@ -65,6 +65,7 @@ pub struct TestDaemon {
 fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vrd.log")).unwrap();
     Command::new(exe)
+        .env("NO_COLOR", "1") // plain text in vrd.log, which tests read (and print on failure)
         .arg("daemon")
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -297,7 +298,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 pub fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    // One write: a request in pieces waits for a proxy's delayed ACK (Nagle), 40 ms each time.
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Test helpers panic with the failure; that is the report.
 
+mod balancer_concurrency;
 mod balancer_files;
 mod balancer_haproxy;
 mod builder;
@@ -10,7 +11,11 @@ mod container;
 mod harness;
 mod imager;
 mod jobs;
+mod load;
+mod proxies;
 mod runner;
 mod supervision;
+mod swarm_fixture;
 mod swarms;
 mod tidy;
+mod zero_downtime;

@@ -1,137 +1,33 @@
 //! Swarms end to end as a user drives them with `vr`: real builds (git, the example static
 //! buildpack), real containers, real uptests, the builtin router and the dummy balancer.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use crate::harness::{busybox_image, free_port, http_get, repo, text, wait_for_port, TestDaemon};
+use crate::harness::{free_port, http_get, text, wait_for_port};
 use crate::require_root;
+use crate::swarm_fixture::{git, Fx};
 
-/// Each fixture gets its own port range, so daemons of tests running side by side never pick the
-/// same port for a proc.
-static NEXT_RANGE: AtomicU16 = AtomicU16::new(21000);
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+/// A fixture whose vrd has the builtin router on pool `hello` (its port returned) and the dummy
+/// balancer, and drains stale procs for 1 s.
+fn routed() -> (Fx, u16) {
+    let router = free_port();
+    let fx = Fx::with_config(&format!(
+        "drain_secs = 1\n[balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"127.0.0.1:{router}\" }}\n\
+         [balancers.dummy]\nkind = \"dummy\"\n"
+    ));
+    (fx, router)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    let out = Command::new("cp").arg("-a").arg(from).arg(to).output().unwrap();
-    assert!(out.status.success(), "cp: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A daemon with the builtin router on one pool, the busybox stack, the example static
-/// buildpack, and examples/hello as a git app tagged v1 (its Procfile removed, so `web` comes
-/// from the buildpack's default process types).
-struct Fx {
-    d: TestDaemon,
-    router: u16,
-    app: PathBuf,
-}
-
-impl Fx {
-    fn new() -> Fx {
-        let router = free_port();
-        let start = NEXT_RANGE.fetch_add(100, Ordering::SeqCst);
-        let config = format!(
-            "drain_secs = 1\nport_range_start = {start}\nport_range_end = {}\n\
-             [balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"127.0.0.1:{router}\" }}\n\
-             [balancers.dummy]\nkind = \"dummy\"\n",
-            start + 100
-        );
-        let d = TestDaemon::start_with_config(&config, &[]);
-        let app = d.dir.path().join("hello");
-        copy_dir(&repo().join("examples/hello"), &app);
-        std::fs::remove_file(app.join("Procfile")).unwrap();
-        git(&app, &["init", "-q", "-b", "main"]);
-        git(&app, &["add", "-A"]);
-        git(&app, &["commit", "-q", "-m", "v1"]);
-        git(&app, &["tag", "v1"]);
-        let bp = d.dir.path().join("static-bp");
-        copy_dir(&repo().join("examples/buildpacks/static"), &bp);
-        git(&bp, &["init", "-q", "-b", "main"]);
-        git(&bp, &["add", "-A"]);
-        git(&bp, &["commit", "-q", "-m", "bp"]);
-        let fx = Fx { d, router, app };
-        fx.ok(&[
-            "stacks",
-            "create",
-            "busybox",
-            "--set",
-            &format!("base_image_url={}", busybox_image().display()),
-        ]);
-        fx.ok(&["buildpacks", "create", "static", "--set", &format!("repo_url={}", bp.display())]);
-        fx.ok(&[
-            "apps",
-            "create",
-            "hello",
-            "--set",
-            &format!("repo_url={}", fx.app.display()),
-            "--set",
-            "stack=busybox",
-        ]);
-        fx
-    }
-
-    fn vr(&self, args: &[&str]) -> Output {
-        self.d.run_vr(args)
-    }
-
-    /// `vr ARGS`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.vr(args);
-        let (stdout, stderr) = text(&out);
-        assert!(
-            out.status.success(),
-            "vr {args:?} failed:\n{stdout}\n{stderr}\nvrd log:\n{}",
-            self.vrd_log()
-        );
-        stdout
-    }
-
-    fn vrd_log(&self) -> String {
-        std::fs::read_to_string(self.d.dir.path().join("vrd.log")).unwrap_or_default()
-    }
-
-    /// A new commit of the app with `file` set to `body`, tagged `tag`.
-    fn app_version(&self, tag: &str, file: &str, body: &str, mode: u32) {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.app.join(file);
-        std::fs::write(&path, body).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        git(&self.app, &["add", "-A"]);
-        git(&self.app, &["commit", "-q", "-m", tag]);
-        git(&self.app, &["tag", tag]);
-    }
-
-    /// The names of the procs `vr procs list` shows, sorted.
-    fn procs(&self) -> Vec<String> {
-        let list = self.ok(&["procs", "list"]);
-        let mut names: Vec<String> =
-            list.lines().skip(1).filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect();
-        names.sort();
-        names
-    }
-
-    fn page(&self) -> String {
-        assert!(wait_for_port(self.router, Duration::from_secs(5)), "the router does not listen");
-        http_get(self.router, "/")
-    }
+/// The page the router serves.
+fn page(router: u16) -> String {
+    assert!(wait_for_port(router, Duration::from_secs(5)), "the router does not listen");
+    http_get(router, "/")
 }
 
 #[test]
 fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
     require_root!("a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router");
-    let fx = Fx::new();
+    let (fx, router) = routed();
     fx.ok(&[
         "swarms",
         "create",
@@ -157,7 +53,7 @@ fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
     let procs = fx.procs();
     assert_eq!(procs.len(), 2, "{procs:?}");
     assert!(procs.iter().all(|p| p.starts_with("hello-v1-prod-") && p.contains("-web-")), "{procs:?}");
-    assert!(fx.page().contains("Hello from vr"));
+    assert!(page(router).contains("Hello from vr"));
     let nodes = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
     assert_eq!(nodes.lines().count(), 2, "{nodes}");
     let listed = fx.ok(&["list-swarms"]);
@@ -167,7 +63,7 @@ fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
 #[test]
 fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_back() {
     require_root!("a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_back");
-    let fx = Fx::new();
+    let (fx, router) = routed();
     fx.ok(&[
         "swarms",
         "create",
@@ -188,7 +84,7 @@ fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_b
     let second = fx.procs();
     assert_eq!(second.len(), 2);
     assert!(second.iter().all(|p| !first.contains(p)), "old procs must be gone: {first:?} {second:?}");
-    assert!(fx.page().contains("Hello from vr"));
+    assert!(page(router).contains("Hello from vr"));
     let releases = fx.ok(&["swarms", "releases", "hello-prod-web"]);
     assert_eq!(releases.lines().count(), 3, "{releases}");
     let diff = fx.ok(&["compare-releases", "1", "2"]);
@@ -216,7 +112,7 @@ fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_b
 #[test]
 fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
     require_root!("failed_uptests_route_nothing_and_keep_the_old_procs_serving");
-    let fx = Fx::new();
+    let (fx, router) = routed();
     fx.ok(&[
         "swarms",
         "create",
@@ -243,7 +139,7 @@ fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
         "{procs:?}"
     );
     assert_eq!(fx.ok(&["balancers", "nodes", "builtin", "hello"]), before, "nothing may be routed");
-    assert!(fx.page().contains("Hello from vr"));
+    assert!(page(router).contains("Hello from vr"));
     // The scheduled uptest run (here on demand) reports the new proc's failure, and only it.
     let out = fx.vr(&["uptests", "--run"]);
     let (report, _) = text(&out);
@@ -256,7 +152,7 @@ fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
 #[test]
 fn shrinking_and_destroying_deroute_before_stopping() {
     require_root!("shrinking_and_destroying_deroute_before_stopping");
-    let fx = Fx::new();
+    let (fx, _) = routed();
     fx.ok(&[
         "swarms",
         "create",
@@ -297,7 +193,7 @@ fn shrinking_and_destroying_deroute_before_stopping() {
 #[test]
 fn changing_a_swarms_identity_retires_the_procs_of_the_old_one() {
     require_root!("changing_a_swarms_identity_retires_the_procs_of_the_old_one");
-    let fx = Fx::new();
+    let (fx, router) = routed();
     fx.ok(&[
         "swarms",
         "create",
@@ -317,13 +213,13 @@ fn changing_a_swarms_identity_retires_the_procs_of_the_old_one() {
     let procs = fx.procs();
     assert_eq!(procs.len(), 1, "the prod proc must be gone: {procs:?}");
     assert!(procs[0].contains("-staging-"), "{procs:?}");
-    assert!(fx.page().contains("Hello from vr"));
+    assert!(page(router).contains("Hello from vr"));
 }
 
 #[test]
 fn a_failed_build_fails_every_swarm_that_waited_for_it() {
     require_root!("a_failed_build_fails_every_swarm_that_waited_for_it");
-    let fx = Fx::new();
+    let (fx, _) = routed();
     // Without public/ the static buildpack does not detect the app: the build fails.
     git(&fx.app, &["rm", "-q", "-r", "public"]);
     git(&fx.app, &["commit", "-q", "-m", "no site"]);
