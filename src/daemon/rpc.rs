@@ -360,6 +360,46 @@ impl VrdServer for RpcHandler {
     async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>> {
         self.pool_nodes(balancer, pool).await
     }
+
+    // ---- Stacks ----
+
+    async fn stacks_build(&self, ext: &Extensions, stack: String) -> RpcResult<crate::api::ImageInfo> {
+        self.audited(
+            ext,
+            "stacks.build",
+            serde_json::json!({ "stack": stack }),
+            self.build_stack(stack.clone()),
+        )
+        .await
+    }
+
+    async fn stacks_images(&self, stack: String) -> RpcResult<Vec<crate::api::ImageInfo>> {
+        self.stack_images(stack).await
+    }
+
+    async fn stacks_activate(
+        &self,
+        ext: &Extensions,
+        stack: String,
+        image: String,
+    ) -> RpcResult<crate::api::ImageInfo> {
+        let params = serde_json::json!({ "stack": stack, "image": image });
+        self.audited(ext, "stacks.activate", params, self.activate_stack_image(stack.clone(), image.clone()))
+            .await
+    }
+
+    async fn stacks_follow(
+        &self,
+        pending: PendingSubscriptionSink,
+        stack: String,
+        image: String,
+    ) -> SubscriptionResult {
+        self.follow_stack_image(pending, stack, image).await
+    }
+
+    async fn builds_follow(&self, pending: PendingSubscriptionSink, id: u64) -> SubscriptionResult {
+        self.follow_build(pending, id).await
+    }
 }
 
 fn build_param(file: &BuildFile) -> serde_json::Value {
