@@ -98,6 +98,10 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// The close message of `builds.follow` and `stacks.follow` once the log's writer has ended:
+/// vrd closes the subscription (jsonrpsee's close notification), and the client's stream ends.
+pub const LOG_ENDED: &str = "the log ended: its build is over";
+
 // ------------------------------------------------------------------------------------------------
 // Stack images (`vr imager`, Velociraptor's `vimage`)
 // ------------------------------------------------------------------------------------------------

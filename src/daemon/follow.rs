@@ -1,6 +1,7 @@
 //! Streaming a log that some work is still writing (a build's compile.log, a stack image's build
 //! log) to a subscriber: from its start, line by line as it grows, until the work has ended and
-//! everything it wrote was sent.
+//! everything it wrote was sent. Then the subscription is closed from this side (jsonrpsee's
+//! close notification, [`LOG_ENDED`]), which ends the client's stream.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -9,14 +10,14 @@ use std::time::Duration;
 use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::SubscriptionSink;
 
-use crate::api::LogLine;
+use crate::api::{LogLine, LOG_ENDED};
 use crate::services::logs::Follower;
 
 /// How often the log and the work's state are looked at.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Sends every line of `path` to `sink` until `running` says the work is over; ends early when the
-/// subscriber goes away.
+/// Sends every line of `path` to `sink` until `running` says the work is over, then closes the
+/// subscription; ends early when the subscriber goes away.
 pub(super) async fn stream_log<F, Fut>(
     sink: SubscriptionSink,
     path: PathBuf,
@@ -35,7 +36,7 @@ where
             sink.send(serde_json::value::to_raw_value(&LogLine { line })?).await?;
         }
         if !still_running {
-            return Ok(());
+            return Err(LOG_ENDED.into());
         }
         tokio::select! {
             _ = sink.closed() => return Ok(()),

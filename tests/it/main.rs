@@ -11,6 +11,7 @@ mod harness;
 mod imager;
 mod jobs;
 mod runner;
+mod stacks;
 mod supervision;
 mod swarms;
 mod tidy;

@@ -13,7 +13,7 @@ use crate::require_root;
 /// same port for a proc.
 static NEXT_RANGE: AtomicU16 = AtomicU16::new(21000);
 
-fn git(dir: &Path, args: &[&str]) {
+pub(crate) fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -31,15 +31,15 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A daemon with the builtin router on one pool, the busybox stack, the example static
 /// buildpack, and examples/hello as a git app tagged v1 (its Procfile removed, so `web` comes
-/// from the buildpack's default process types).
-struct Fx {
-    d: TestDaemon,
-    router: u16,
-    app: PathBuf,
+/// from the buildpack's default process types). Shared with the stack tests.
+pub(crate) struct Fx {
+    pub(crate) d: TestDaemon,
+    pub(crate) router: u16,
+    pub(crate) app: PathBuf,
 }
 
 impl Fx {
-    fn new() -> Fx {
+    pub(crate) fn new() -> Fx {
         let router = free_port();
         let start = NEXT_RANGE.fetch_add(100, Ordering::SeqCst);
         let config = format!(
@@ -82,12 +82,12 @@ impl Fx {
         fx
     }
 
-    fn vr(&self, args: &[&str]) -> Output {
+    pub(crate) fn vr(&self, args: &[&str]) -> Output {
         self.d.run_vr(args)
     }
 
     /// `vr ARGS`, which must succeed; its stdout.
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.vr(args);
         let (stdout, stderr) = text(&out);
         assert!(
@@ -114,7 +114,7 @@ impl Fx {
     }
 
     /// The names of the procs `vr procs list` shows, sorted.
-    fn procs(&self) -> Vec<String> {
+    pub(crate) fn procs(&self) -> Vec<String> {
         let list = self.ok(&["procs", "list"]);
         let mut names: Vec<String> =
             list.lines().skip(1).filter_map(|l| l.split_whitespace().last().map(str::to_string)).collect();
@@ -122,7 +122,7 @@ impl Fx {
         names
     }
 
-    fn page(&self) -> String {
+    pub(crate) fn page(&self) -> String {
         assert!(wait_for_port(self.router, Duration::from_secs(5)), "the router does not listen");
         http_get(self.router, "/")
     }
