@@ -494,11 +494,13 @@ pub trait Vrd {
     #[method(name = "stacks.activate", with_extensions)]
     async fn stacks_activate(&self, stack: String, image: String) -> RpcResult<ImageInfo>;
 
-    /// An image's build log from its start, live until its build ends.
+    /// An image's build log from its start, live until its build ends; then vrd closes the
+    /// subscription ([`LOG_ENDED`]).
     #[subscription(name = "stacks.follow" => "stacks.line", unsubscribe = "stacks.unfollow", item = LogLine)]
     async fn stacks_follow(&self, stack: String, image: String) -> jsonrpsee::core::SubscriptionResult;
 
-    /// A build's compile.log from its start, live until the build ends.
+    /// A build's compile.log from its start, live until the build ends; then vrd closes the
+    /// subscription ([`LOG_ENDED`]). UNKNOWN_BUILD when there is no such build or gc removed its log.
     #[subscription(name = "builds.follow" => "builds.line", unsubscribe = "builds.unfollow", item = LogLine)]
     async fn builds_follow(&self, id: u64) -> jsonrpsee::core::SubscriptionResult;
 }

@@ -19,7 +19,8 @@ pub enum StacksAction {
     #[command(flatten)]
     Object(ObjectAction),
     /// Build a new image of the stack (its base plus its provisioning script) and make it the
-    /// stack's active image; running procs keep theirs. Follows the script's output live.
+    /// stack's active image; running procs keep theirs. Follows the script's output live
+    /// (interrupting vr stops following, not the build).
     Build {
         /// The stack.
         name: String,

@@ -1,8 +1,8 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
 //! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
 //! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder), `builds_calls.rs` (builds
-//! as objects: list, show, log, gc), `deploy_calls.rs` (definitions, swarms, releases, the
-//! deployment log).
+//! as objects: list, show, log, follow, gc), `deploy_calls.rs` (definitions, swarms, releases, the
+//! deployment log), `stacks_calls.rs` (stacks' images).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;

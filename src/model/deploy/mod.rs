@@ -127,7 +127,9 @@ pub struct StackSpec {
     /// The base's md5, checked when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image_md5: Option<String>,
-    /// A provisioning script run as root on a copy of the base; none: the base is the image.
+    /// A provisioning script run as root on a copy of the base (`vr stacks build`): its absolute
+    /// path on vrd's host or its http(s):// or file:// URL, fetched at every build; none: the base
+    /// is the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_script: Option<String>,
     /// Environment for the script.
