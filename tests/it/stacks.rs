@@ -142,20 +142,32 @@ fn gc_keeps_what_is_active_or_in_use(fx: &Fx) {
     assert_eq!(marker(fx), "one-two", "the proc keeps serving after gc");
 }
 
-/// A script that fails leaves a failed image with its log, and the active image as it was.
+/// A script that fails leaves a failed image with its log, and the active image as it was; a
+/// stack builds one image at a time, and its log can be followed from another terminal.
 fn a_failed_build_keeps_the_active_image(fx: &Fx, script: &Path) {
-    std::fs::write(script, "#!/bin/sh\necho broken on purpose\nexit 3\n").unwrap();
+    std::fs::write(script, "#!/bin/sh\necho broken on purpose\nsleep 2\nexit 3\n").unwrap();
+    let started = fx.ok(&["stacks", "build", "marked", "--detach"]);
+    assert_eq!(started.trim(), "marked-3");
+    let out = fx.vr(&["stacks", "build", "marked"]);
+    assert!(!out.status.success() && text(&out).1.contains("being built already"), "{:?}", text(&out));
+    let log = fx.ok(&["stacks", "log", "marked", "3"]);
+    assert!(
+        log.contains("broken on purpose") && log.contains("failed with code 3"),
+        "followed to its end:\n{log}"
+    );
+    let all = images(fx);
+    assert_eq!(image(&all, "marked-3")["status"], "failed");
+    assert_eq!(image(&all, "marked-2")["active"], true);
+
     let out = fx.vr(&["stacks", "build", "marked"]);
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("broken on purpose"), "{stdout}");
     assert!(
-        stderr.contains("failed with code 3") && stderr.contains("vr stacks log marked marked-3"),
+        stderr.contains("failed with code 3") && stderr.contains("vr stacks log marked marked-4"),
         "{stderr}"
     );
-    let all = images(fx);
-    assert_eq!(image(&all, "marked-3")["status"], "failed");
-    assert_eq!(image(&all, "marked-2")["active"], true);
-    assert!(fx.ok(&["stacks", "log", "marked", "3"]).contains("broken on purpose"));
-    fx.ok(&["stacks", "activate", "marked", "marked-2"]);
+    assert_eq!(image(&images(fx), "marked-2")["active"], true);
+    let out = fx.vr(&["stacks", "build", "busybox"]);
+    assert!(!out.status.success() && text(&out).1.contains("no provisioning_script"), "{:?}", text(&out));
 }
