@@ -10,6 +10,7 @@ pub use crate::model::build_record::BuildRecord as BuildInfo;
 pub use crate::model::deploy::records::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
 pub use crate::model::deploy::Kind;
 pub use crate::model::exit::ExitStatus;
+pub use crate::model::image_record::ImageRecord as ImageInfo;
 pub use crate::model::supervision::ProcEvent;
 pub use crate::model::uptest::{UptestFailure, UptestResult, UptestRun};
 
@@ -90,12 +91,16 @@ pub struct EventItem {
     pub event: ProcEvent,
 }
 
-/// One line of a proc's log.
+/// One line of a proc's log (or of a build's or stack image's build log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
-    /// The line as stored: `<RFC 3339 time> <out|err> <text>`.
+    /// A proc's line as stored: `<RFC 3339 time> <out|err> <text>`; a build log's line as written.
     pub line: String,
 }
+
+/// The close message of `builds.follow` and `stacks.follow` once the log's writer has ended:
+/// vrd closes the subscription (jsonrpsee's close notification), and the client's stream ends.
+pub const LOG_ENDED: &str = "the log ended: its build is over";
 
 // ------------------------------------------------------------------------------------------------
 // Stack images (`vr imager`, Velociraptor's `vimage`)
@@ -166,6 +171,9 @@ pub const BUILD_FDS: usize = 5;
 pub struct GcReport {
     /// The builds whose artifact and log went.
     pub builds: Vec<u64>,
+    /// The stack images whose tarball and log went.
+    #[serde(default)]
+    pub images: Vec<u64>,
     /// One line per removed thing.
     pub removed: Vec<String>,
 }
@@ -490,4 +498,30 @@ pub trait Vrd {
     /// says which); one line per thing. vrd also runs it every 30 minutes.
     #[method(name = "housekeeping.scoop", with_extensions)]
     async fn housekeeping_scoop(&self, dry_run: bool) -> RpcResult<Vec<String>>;
+
+    // ---- Stacks ----
+
+    /// Starts building a new image of `stack` (its base plus its provisioning script, run by the
+    /// imager) and returns its record, `started`; on success it becomes the stack's active image.
+    /// Follow it with `stacks.follow`. BUSY while the stack is being built already.
+    #[method(name = "stacks.build", with_extensions)]
+    async fn stacks_build(&self, stack: String) -> RpcResult<ImageInfo>;
+
+    /// The images of a stack, oldest first (the active one marked).
+    #[method(name = "stacks.images")]
+    async fn stacks_images(&self, stack: String) -> RpcResult<Vec<ImageInfo>>;
+
+    /// Makes an earlier image (by name, or by its number) the stack's active image again.
+    #[method(name = "stacks.activate", with_extensions)]
+    async fn stacks_activate(&self, stack: String, image: String) -> RpcResult<ImageInfo>;
+
+    /// An image's build log from its start, live until its build ends; then vrd closes the
+    /// subscription ([`LOG_ENDED`]).
+    #[subscription(name = "stacks.follow" => "stacks.line", unsubscribe = "stacks.unfollow", item = LogLine)]
+    async fn stacks_follow(&self, stack: String, image: String) -> jsonrpsee::core::SubscriptionResult;
+
+    /// A build's compile.log from its start, live until the build ends; then vrd closes the
+    /// subscription ([`LOG_ENDED`]). UNKNOWN_BUILD when there is no such build or gc removed its log.
+    #[subscription(name = "builds.follow" => "builds.line", unsubscribe = "builds.unfollow", item = LogLine)]
+    async fn builds_follow(&self, id: u64) -> jsonrpsee::core::SubscriptionResult;
 }

@@ -1,6 +1,7 @@
-//! `vr builds list|show|log|gc`: the builds vrd recorded, their kept compile logs, and garbage
-//! collection of their artifacts (VR's rule: older than 30 days and not among the newest 10
-//! successful builds of the app).
+//! `vr builds list|show|log|gc`: the builds vrd recorded, their kept compile logs (followed live
+//! with `-f`), and garbage collection of their artifacts and of stack images (VR's rule: older
+//! than 30 days and not among the newest 10 successful builds of the app; never what a proc or a
+//! swarm uses, never a stack's active image).
 
 use clap::Subcommand;
 
@@ -30,9 +31,14 @@ pub enum BuildsAction {
     Log {
         /// The build id (from `vr builds list`).
         id: u64,
+        /// Follow the log while the build runs; ends when the build ends.
+        #[arg(short, long)]
+        follow: bool,
     },
     /// Remove the artifacts and logs of builds older than 30 days that are not among the 10
-    /// newest successful builds of their app, and store files no build references.
+    /// newest successful builds of their app, the tarballs and logs of stack images older than 30
+    /// days that are not active nor among the 10 newest of their stack, and store files nothing
+    /// references. What a proc or a swarm's current release uses is always kept.
     Gc {
         /// Only say what would be removed.
         #[arg(long)]
@@ -46,7 +52,8 @@ pub enum BuildsAction {
     },
 }
 
-fn time(secs: i64) -> String {
+/// Unix seconds as RFC 3339, or `-`.
+pub fn time(secs: i64) -> String {
     match u64::try_from(secs) {
         Ok(s) => humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
             .to_string(),
@@ -128,7 +135,13 @@ pub async fn run(socket: &std::path::Path, action: BuildsAction) -> anyhow::Resu
                 print_one(&build);
             }
         }
-        BuildsAction::Log { id } => {
+        BuildsAction::Log { id, follow: true } => {
+            let mut lines = client.builds_follow(id).await.map_err(explain)?;
+            while let Some(line) = lines.next().await {
+                println!("{}", line.map_err(|e| anyhow::anyhow!("the build's log stream broke: {e}"))?.line);
+            }
+        }
+        BuildsAction::Log { id, follow: false } => {
             let log = client.builds_log(id).await.map_err(explain)?;
             print!("{log}");
         }

@@ -9,6 +9,7 @@ pub mod imager;
 pub mod objects;
 pub mod procs;
 pub mod runner;
+pub mod stacks;
 pub mod swarms;
 pub mod terminal;
 
@@ -137,11 +138,11 @@ pub enum Command {
         #[command(subcommand)]
         action: objects::ObjectAction,
     },
-    /// OS stacks (base image, provisioning script, active image).
+    /// OS stacks (base image, provisioning script) and the images vrd builds for them.
     Stacks {
         /// What to do.
         #[command(subcommand)]
-        action: objects::ObjectAction,
+        action: stacks::StacksAction,
     },
     /// Squads: groups of hosts swarms are placed on.
     Squads {
@@ -372,7 +373,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,
             Command::Apps { action } => objects::run(&socket, Kind::App, action).await,
             Command::Buildpacks { action } => objects::run(&socket, Kind::Buildpack, action).await,
-            Command::Stacks { action } => objects::run(&socket, Kind::Stack, action).await,
+            Command::Stacks { action } => stacks::run(&socket, action).await,
             Command::Squads { action } => objects::run(&socket, Kind::Squad, action).await,
             Command::Hosts { action } => objects::run(&socket, Kind::Host, action).await,
             Command::Ingredients { action } => objects::run(&socket, Kind::Ingredient, action).await,

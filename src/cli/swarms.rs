@@ -1,12 +1,14 @@
 //! VR's deployment commands: `vr swarm FILTER TAG|-`, `vr list-swarms`, `vr rollback`,
 //! `vr swarms releases`, `vr deploy RELEASE HOST PORT PROC`, `vr compare-releases A B`,
 //! `vr build APP TAG`, `vr rebuild-all FILTER`, `vr uptests`, `vr deploys`. Dispatches are followed
-//! live: each step as it happens, then a one-line outcome; the exit code says whether all succeeded.
+//! live: each step as it happens (with the compile output of a build a step starts, indented under
+//! it), then a one-line outcome; the exit code says whether all succeeded.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::anyhow;
+use futures::future;
 use futures::stream::{self, StreamExt};
 use jsonrpsee::core::client::Client;
 use serde_json::Value;
@@ -67,17 +69,69 @@ async fn finish(client: &Client, started: Vec<Dispatched>, detach: bool) -> anyh
     follow(client, started).await
 }
 
-/// Prints every step of the dispatches as it happens; returns 0 when all finished well.
+/// What following a dispatch shows: its steps, and the compile output of a build it started.
+enum Shown {
+    Step(DeployLogEntry),
+    Output(String),
+}
+
+type Shows<'a> = stream::LocalBoxStream<'a, anyhow::Result<Shown>>;
+
+/// A dispatch's steps; after the step that starts a build, that build's output until it ends.
+async fn dispatch_stream(client: &Client, trace: String) -> anyhow::Result<Shows<'_>> {
+    let steps = client.deploys_follow(Some(trace), 0).await.map_err(explain)?;
+    let shows = steps.flat_map(move |entry| match entry {
+        Ok(e) => {
+            let build = e.build;
+            let step = stream::once(future::ready(Ok(Shown::Step(e))));
+            match build {
+                Some(id) => step.chain(build_output(client, id)).boxed_local(),
+                None => step.boxed_local(),
+            }
+        }
+        Err(e) => {
+            stream::once(future::ready(Err(anyhow!("the deployment log stream broke: {e}")))).boxed_local()
+        }
+    });
+    Ok(shows.boxed_local())
+}
+
+/// Build `id`'s compile output as it is written; a build whose output can't be followed only
+/// says so (the dispatch goes on).
+fn build_output(client: &Client, id: u64) -> Shows<'_> {
+    stream::once(client.builds_follow(id))
+        .flat_map(move |sub| match sub {
+            Ok(lines) => lines
+                .map(|l| {
+                    l.map(|l| Shown::Output(l.line)).map_err(|e| anyhow!("the build's log stream broke: {e}"))
+                })
+                .boxed_local(),
+            Err(e) => {
+                let note = format!("(the output of build {id} can't be followed: {})", explain(e));
+                stream::once(future::ready(Ok(Shown::Output(note)))).boxed_local()
+            }
+        })
+        .boxed_local()
+}
+
+/// Prints every step of the dispatches as it happens, and the compile output of the builds they
+/// start, indented under the step; returns 0 when all finished well.
 pub async fn follow(client: &Client, started: Vec<Dispatched>) -> anyhow::Result<i32> {
-    let mut subs = Vec::new();
+    let mut streams = Vec::new();
     for d in &started {
-        subs.push(client.deploys_follow(Some(d.trace.clone()), 0).await.map_err(explain)?);
+        streams.push(dispatch_stream(client, d.trace.clone()).await?);
     }
-    let mut all = stream::select_all(subs);
+    let mut all = stream::select_all(streams);
     let mut failed = BTreeSet::new();
     let mut ended = Vec::new();
-    while let Some(entry) = all.next().await {
-        let entry = entry.map_err(|e| anyhow!("the deployment log stream broke: {e}"))?;
+    while let Some(shown) = all.next().await {
+        let entry = match shown? {
+            Shown::Output(line) => {
+                println!("    | {line}");
+                continue;
+            }
+            Shown::Step(entry) => entry,
+        };
         print_entry(&entry);
         if entry.is_failure() {
             failed.insert(entry.trace.clone());

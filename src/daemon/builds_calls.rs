@@ -1,13 +1,16 @@
-//! Builds as objects over the API: `builds.list`, `builds.show`, `builds.log` and `builds.gc`.
+//! Builds as objects over the API: `builds.list`, `builds.show`, `builds.log`, `builds.follow`
+//! and `builds.gc` (which collects stack images too).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use jsonrpsee::core::RpcResult;
+use jsonrpsee::core::{RpcResult, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
+use jsonrpsee::PendingSubscriptionSink;
 
 use super::proc_calls::state_error;
 use super::rpc::{error, RpcHandler};
 use crate::api::{codes, BuildInfo, GcReport};
+use crate::model::build_record::STARTED;
 use crate::services::builds::{gc, BuildsError};
 
 /// Maps every build store error to its stable code: no wildcard, so a new variant must be mapped.
@@ -67,19 +70,70 @@ impl RpcHandler {
         let _quiet = self.daemon.builds.busy.write().await;
         let state = self.daemon.supervisor.state();
         let builds = state.list_builds(None).await.map_err(state_error)?;
-        let doomed = gc::doomed(&builds, now_secs(), max_age, keep);
+        let images = state.list_images(None).await.map_err(state_error)?;
+        let in_use = self.store_in_use().await?;
+        let mut doomed = gc::Doomed {
+            builds: gc::doomed(&builds, now_secs(), max_age, keep, &in_use),
+            images: gc::doomed_images(&images, now_secs(), max_age, keep, &in_use),
+        };
+        if !dry_run {
+            // Marked first: an image activated meanwhile is not marked, and so not removed.
+            doomed.images = state.mark_images_collected(doomed.images).await.map_err(state_error)?;
+        }
         let store = self.daemon.builds.clone();
-        let ids = doomed.clone();
+        let chosen = doomed.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            let orphans = gc::orphans(&store, &builds, &ids)?;
-            gc::sweep(&store, &builds, &ids, &orphans, dry_run)
+            let orphans = gc::orphans(&store, &builds, &images, &chosen, &in_use)?;
+            gc::sweep(&store, &builds, &images, &chosen, &orphans, dry_run)
         })
         .await
         .map_err(|e| error(codes::INTERNAL, format!("a daemon task failed: {e}")))?
         .map_err(builds_error)?;
         if !dry_run {
-            state.mark_builds_collected(doomed.clone()).await.map_err(state_error)?;
+            state.mark_builds_collected(doomed.builds.clone()).await.map_err(state_error)?;
         }
-        Ok(GcReport { builds: doomed, removed })
+        Ok(GcReport { builds: doomed.builds, images: doomed.images, removed })
+    }
+
+    /// What the supervisor's procs (by their proc.yaml) and the swarms' releases use now.
+    async fn store_in_use(&self) -> RpcResult<gc::InUse> {
+        let state = self.daemon.supervisor.state();
+        let procs = state.list_procs().await.map_err(state_error)?;
+        let yamls: Vec<String> = procs.into_iter().map(|p| p.yaml).collect();
+        let builds = state.builds_in_use().await.map_err(state_error)?;
+        Ok(gc::InUse::gather(&self.daemon.builds, &yamls, builds))
+    }
+}
+
+impl RpcHandler {
+    /// Streams build `id`'s compile.log from its start until the build has ended.
+    pub(super) async fn follow_build(&self, pending: PendingSubscriptionSink, id: u64) -> SubscriptionResult {
+        let build = match self.show_build(id).await {
+            Ok(build) => build,
+            Err(e) => {
+                pending.reject(e).await;
+                return Ok(());
+            }
+        };
+        if build.collected.is_some() {
+            pending
+                .reject(error(codes::UNKNOWN_BUILD, format!("build {id} has no compile log: gc removed it")))
+                .await;
+            return Ok(());
+        }
+        // A build just started may not have recorded its log's path yet; it is always this one.
+        let path = build
+            .log_path
+            .map_or_else(|| self.daemon.builds.build_dir(id).join("compile.log"), PathBuf::from);
+        let sink = pending.accept().await?;
+        let state = self.daemon.supervisor.state().clone();
+        super::follow::stream_log(sink, path, || {
+            let state = state.clone();
+            async move {
+                let build = state.get_build(id).await.map_err(state_error)?;
+                Ok(build.is_some_and(|b| b.status == STARTED))
+            }
+        })
+        .await
     }
 }

@@ -88,7 +88,7 @@ impl RpcHandler {
                 stderr,
                 log: File::from(log),
                 tarball: File::from(tarball),
-                md5: File::from(md5),
+                md5: Some(File::from(md5)),
             };
             let built = imager::build(&d.runner, &provision, outputs, &watch).map_err(imager_error)?;
             Ok(ImageBuilt {

@@ -6,11 +6,13 @@ pub mod attach;
 mod builder_calls;
 mod builds_calls;
 mod deploy_calls;
+mod follow;
 mod imager_calls;
 mod proc_calls;
 pub mod rpc;
 mod runner_calls;
 pub mod server;
+mod stacks_calls;
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -24,6 +26,7 @@ use crate::services::builder::Builder;
 use crate::services::builds::BuildStore;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
+use crate::services::stacks::StackImages;
 use crate::services::state::State;
 use crate::services::supervisor::machine::Policy;
 use crate::services::supervisor::Supervisor;
@@ -41,6 +44,8 @@ pub struct Daemon {
     pub supervisor: Supervisor,
     /// Swarm dispatch, releases, balancers.
     pub swarms: Arc<Swarms>,
+    /// Stacks' images: built by vrd, kept in the store, one active per stack.
+    pub stacks: Arc<StackImages>,
     /// This host's name, as events and listings show it.
     pub host: String,
     /// Foreground `run`s in progress, by proc name.
@@ -111,6 +116,11 @@ impl Daemon {
             Ok(n) => tracing::warn!(builds = n, "marked builds interrupted by a stopped vrd as failed"),
             Err(e) => return Err(DaemonError::Start(e.to_string())),
         }
+        match state.fail_started_images().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(images = n, "marked image builds interrupted by a stopped vrd as failed"),
+            Err(e) => return Err(DaemonError::Start(e.to_string())),
+        }
         let policy = Policy {
             stop_grace: std::time::Duration::from_secs(config.stop_grace_secs),
             ..Policy::standard()
@@ -128,12 +138,15 @@ impl Daemon {
         let builds = BuildStore::new(&config.data_dir);
         spawn_scooper(supervisor.clone());
         let swarms = start_swarms(config, &supervisor, &builder, &builds, &host).await?;
+        let stacks =
+            Arc::new(StackImages::new(Arc::clone(&runner), builds.clone(), supervisor.state().clone()));
         Ok(Arc::new(Daemon {
             runner,
             builder,
             builds,
             supervisor,
             swarms,
+            stacks,
             host,
             foreground: Default::default(),
             _sealed_exe: sealed,

@@ -1,8 +1,8 @@
 //! The API's implementation: the trait impl is a table of one-liners; the work is in
 //! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
 //! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder), `builds_calls.rs` (builds
-//! as objects: list, show, log, gc), `deploy_calls.rs` (definitions, swarms, releases, the
-//! deployment log).
+//! as objects: list, show, log, follow, gc), `deploy_calls.rs` (definitions, swarms, releases, the
+//! deployment log), `stacks_calls.rs` (stacks' images).
 //! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
 
 use std::sync::Arc;
@@ -368,6 +368,46 @@ impl VrdServer for RpcHandler {
             sup.scoop(dry_run).await.map_err(super::proc_calls::supervisor_error)
         };
         self.audited(ext, "housekeeping.scoop", params, work).await
+    }
+
+    // ---- Stacks ----
+
+    async fn stacks_build(&self, ext: &Extensions, stack: String) -> RpcResult<crate::api::ImageInfo> {
+        self.audited(
+            ext,
+            "stacks.build",
+            serde_json::json!({ "stack": stack }),
+            self.build_stack(stack.clone()),
+        )
+        .await
+    }
+
+    async fn stacks_images(&self, stack: String) -> RpcResult<Vec<crate::api::ImageInfo>> {
+        self.stack_images(stack).await
+    }
+
+    async fn stacks_activate(
+        &self,
+        ext: &Extensions,
+        stack: String,
+        image: String,
+    ) -> RpcResult<crate::api::ImageInfo> {
+        let params = serde_json::json!({ "stack": stack, "image": image });
+        self.audited(ext, "stacks.activate", params, self.activate_stack_image(stack.clone(), image.clone()))
+            .await
+    }
+
+    async fn stacks_follow(
+        &self,
+        pending: PendingSubscriptionSink,
+        stack: String,
+        image: String,
+    ) -> SubscriptionResult {
+        self.follow_stack_image(pending, stack, image).await
+    }
+
+    async fn builds_follow(&self, pending: PendingSubscriptionSink, id: u64) -> SubscriptionResult {
+        self.follow_build(pending, id).await
     }
 }
 

@@ -7,6 +7,7 @@ pub mod build_record;
 pub mod deploy;
 pub mod exit;
 pub mod image_data;
+pub mod image_record;
 pub mod limits;
 pub mod names;
 pub mod proc_data;

@@ -1,5 +1,6 @@
 //! Reading proc logs: the rotated files oldest first, then the live one; and following the live
-//! log as the launcher appends to it, across rotations, without losing or repeating a line.
+//! log as the launcher appends to it, across rotations, without losing or repeating a line. Build
+//! and image logs are followed the same way, from their start.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom};
@@ -71,6 +72,21 @@ impl Follower {
         f
     }
 
+    /// Starts at the beginning of a log that is still being written (a build's), or that does
+    /// not exist yet: it is read from its start once it appears.
+    pub fn from_start(path: &Path) -> Follower {
+        Follower { path: path.to_path_buf(), file: None, inode: 0, partial: Vec::new() }
+    }
+
+    /// After the writer is done: the new complete lines, then an unterminated last line, if any.
+    pub fn finish(&mut self) -> Vec<String> {
+        let mut out = self.poll();
+        if !self.partial.is_empty() {
+            out.push(String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned());
+        }
+        out
+    }
+
     fn drain(&mut self, out: &mut Vec<String>) {
         let Some(file) = self.file.as_mut() else { return };
         let mut buf = Vec::new();
@@ -133,6 +149,22 @@ mod tests {
         }
         let nums: Vec<String> = seen.iter().map(|l| l.rsplit(' ').next().unwrap().to_string()).collect();
         assert_eq!(nums, (0..30).map(|i| format!("n{i:02}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_log_followed_from_its_start_gives_every_line_once_even_before_it_exists() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("compile.log");
+        let mut follower = Follower::from_start(&path);
+        assert!(follower.poll().is_empty());
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"one\ntw").unwrap();
+        assert_eq!(follower.poll(), ["one"]);
+        f.write_all(b"o\nthree").unwrap();
+        assert_eq!(follower.poll(), ["two"]);
+        assert_eq!(follower.finish(), ["three"], "the unterminated last line comes at the end");
+        assert!(follower.finish().is_empty());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod hosts;
 pub mod imager;
 pub mod logs;
 pub mod runner;
+pub mod stacks;
 pub mod state;
 pub mod supervisor;
 pub mod swarm;

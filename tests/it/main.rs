@@ -14,6 +14,7 @@ mod jobs;
 mod load;
 mod proxies;
 mod runner;
+mod stacks;
 mod supervision;
 mod swarm_fixture;
 mod swarms;

@@ -9,7 +9,7 @@ use crate::swarm_fixture::{git, Fx};
 
 /// A fixture whose vrd has the builtin router on pool `hello` (its port returned) and the dummy
 /// balancer, and drains stale procs for 1 s.
-fn routed() -> (Fx, u16) {
+pub(crate) fn routed() -> (Fx, u16) {
     let router = free_port();
     let fx = Fx::with_config(&format!(
         "drain_secs = 1\n[balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"127.0.0.1:{router}\" }}\n\

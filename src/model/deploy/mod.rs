@@ -127,7 +127,9 @@ pub struct StackSpec {
     /// The base's md5, checked when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_image_md5: Option<String>,
-    /// A provisioning script run as root on a copy of the base; none: the base is the image.
+    /// A provisioning script run as root on a copy of the base (`vr stacks build`): its absolute
+    /// path on vrd's host or its http(s):// or file:// URL, fetched at every build; none: the base
+    /// is the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_script: Option<String>,
     /// Environment for the script.
@@ -364,9 +366,7 @@ impl Definition {
                 check_repo_url(&a.repo_url).map_err(&fail)?;
             }
             Definition::Buildpack(b) => check_repo_url(&b.repo_url).map_err(&fail)?,
-            Definition::Stack(s) if s.base_image_url.trim().is_empty() => {
-                return Err(fail("base_image_url is empty: give the URL or path of a base tarball".into()))
-            }
+            Definition::Stack(s) => check_stack(s).map_err(&fail)?,
             Definition::Swarm(s) => check_swarm(s).map_err(&fail)?,
             _ => {}
         }
@@ -388,6 +388,23 @@ fn check_object_name(name: &str) -> Result<(), String> {
 fn check_repo_url(url: &str) -> Result<(), String> {
     if url.trim().is_empty() {
         return Err("repo_url is empty: give the repository's URL or absolute path".into());
+    }
+    Ok(())
+}
+
+fn check_stack(s: &StackSpec) -> Result<(), String> {
+    if s.base_image_url.trim().is_empty() {
+        return Err("base_image_url is empty: give the URL or path of a base tarball".into());
+    }
+    let Some(script) = &s.provisioning_script else { return Ok(()) };
+    let fetchable =
+        ["http://", "https://", "file://"].iter().any(|p| script.starts_with(p)) || script.starts_with('/');
+    let named =
+        script.split(['?', '#']).next().unwrap_or_default().rsplit('/').next().is_some_and(|n| !n.is_empty());
+    if !fetchable || !named {
+        return Err(format!(
+            "provisioning_script '{script}' is not usable: give the absolute path of the script on vrd's host, or its http(s):// or file:// URL"
+        ));
     }
     Ok(())
 }

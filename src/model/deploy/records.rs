@@ -61,6 +61,9 @@ pub struct DeployLogEntry {
     pub tags: Vec<String>,
     /// The message.
     pub message: String,
+    /// The build this step started: its compile output can be followed (`builds.follow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<u64>,
 }
 
 impl DeployLogEntry {

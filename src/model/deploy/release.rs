@@ -185,7 +185,7 @@ pub fn proc_yaml(release: &ReleaseSpec, at: &Placement) -> String {
 }
 
 /// An env value as the text the proc sees: strings as they are, anything else as JSON.
-fn env_text(v: &Value) -> String {
+pub fn env_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),

@@ -44,3 +44,20 @@ fn hosts_are_active_and_routed_by_name_unless_told_otherwise() {
     assert!(h.active);
     assert_eq!(h.node_address(), "web1");
 }
+
+#[test]
+fn a_stacks_provisioning_script_is_a_path_or_url_vrd_can_fetch() {
+    let stack = |script: &str| {
+        Definition::from_value(
+            Kind::Stack,
+            json!({"name": "s", "base_image_url": "/b.tar", "provisioning_script": script}),
+        )
+    };
+    for ok in ["/srv/provision.sh", "https://example.com/p.sh?x=1", "file:///srv/p.sh"] {
+        assert!(stack(ok).is_ok(), "{ok}");
+    }
+    for bad in ["provision.sh", "./p.sh", "/srv/", "ftp://host/p.sh"] {
+        let e = stack(bad).unwrap_err().to_string();
+        assert!(e.contains("provisioning_script") && e.contains("absolute path"), "{bad}: {e}");
+    }
+}

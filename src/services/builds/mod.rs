@@ -1,5 +1,7 @@
 //! Builds as objects: where vrd keeps each build's compile log (`builds/<id>/compile.log`) and
 //! slug (a content-addressed store, `store/sha256/<hex>`), and their garbage collection ([`gc`]).
+//! Stack images share the store (their tarballs) and keep their build logs beside
+//! (`stack-images/<id>/build.log`).
 //!
 //! The store is written the crash-safe way: a temp file in the store dir, fsync, rename, fsync of
 //! the dir. Identical slugs have one address, so they are stored once.
@@ -93,6 +95,15 @@ impl BuildStore {
     /// then keeps it at its address (once: when the address exists, the temp file is dropped).
     /// Returns the sha256.
     pub fn publish(&self, temp: NamedTempFile, to: &mut File) -> Result<String, BuildsError> {
+        self.store(temp, Some(to))
+    }
+
+    /// Keeps the finished artifact in `temp` at its address; returns the sha256.
+    pub fn keep(&self, temp: NamedTempFile) -> Result<String, BuildsError> {
+        self.store(temp, None)
+    }
+
+    fn store(&self, temp: NamedTempFile, mut to: Option<&mut File>) -> Result<String, BuildsError> {
         let path = temp.path().to_path_buf();
         let mut file = temp.as_file();
         file.rewind().map_err(io_err("read", &path))?;
@@ -104,7 +115,9 @@ impl BuildStore {
                 break;
             }
             hash.update(&buf[..n]);
-            to.write_all(&buf[..n]).map_err(io_err("write the caller's copy of", &path))?;
+            if let Some(to) = to.as_mut() {
+                to.write_all(&buf[..n]).map_err(io_err("write the caller's copy of", &path))?;
+            }
         }
         let hex = format!("{:x}", hash.finalize());
         let dest = self.artifact_path(&hex);
@@ -120,6 +133,24 @@ impl BuildStore {
         let dir = self.store_dir();
         File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("sync", &dir))?;
         Ok(hex)
+    }
+
+    /// `stack-images/<id>`: the kept files of stack image `id`.
+    pub fn image_dir(&self, id: u64) -> PathBuf {
+        self.root.join("stack-images").join(id.to_string())
+    }
+
+    /// `stack-images/<id>/build.log`.
+    pub fn image_log(&self, id: u64) -> PathBuf {
+        self.image_dir(id).join("build.log")
+    }
+
+    /// Creates the build log of stack image `id`.
+    pub fn create_image_log(&self, id: u64) -> Result<File, BuildsError> {
+        let dir = self.image_dir(id);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let path = self.image_log(id);
+        File::create(&path).map_err(io_err("create", &path))
     }
 
     /// The kept compile log at `path`, up to [`MAX_LOG`] bytes.

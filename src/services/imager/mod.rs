@@ -115,8 +115,8 @@ pub struct BuildOutputs {
     pub log: File,
     /// `<new_image_name>.tar.gz`.
     pub tarball: File,
-    /// `<new_image_name>.tar.gz.md5`.
-    pub md5: File,
+    /// `<new_image_name>.tar.gz.md5`; none for a stack's image (its md5 goes to its record).
+    pub md5: Option<File>,
 }
 
 /// What a build made.
@@ -154,10 +154,11 @@ pub fn build(
     ws.finish()?;
     let (tarball_name, md5_name, _) = image.output_names();
     let archived = write_tar_gz(ws.root(), out.tarball, &tarball_name)?;
-    let mut md5_file = out.md5;
-    writeln!(md5_file, "{}  {tarball_name}", archived.md5)
-        .and_then(|()| md5_file.sync_all())
-        .map_err(|cause| ImagerError::Output { name: md5_name, cause })?;
+    if let Some(mut md5_file) = out.md5 {
+        writeln!(md5_file, "{}  {tarball_name}", archived.md5)
+            .and_then(|()| md5_file.sync_all())
+            .map_err(|cause| ImagerError::Output { name: md5_name, cause })?;
+    }
     Ok(Built { md5: archived.md5.clone(), archived })
 }
 

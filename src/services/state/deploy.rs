@@ -274,24 +274,25 @@ impl State {
         .await
     }
 
-    /// Appends to the deployment log; returns the entry.
+    /// Appends to the deployment log (with the build the step started, if any); returns the entry.
     pub async fn log_deploy(
         &self,
         trace: String,
         swarm: Option<String>,
         tags: Vec<String>,
         message: String,
+        build: Option<u64>,
     ) -> Result<DeployLogEntry, StateError> {
         self.call("append to the deployment log".into(), move |db, what| {
             let time = now_secs();
             db.conn
                 .execute(
-                    "INSERT INTO deploy_log (time, trace, swarm, tags, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![time, trace, swarm, tags.join(","), message],
+                    "INSERT INTO deploy_log (time, trace, swarm, tags, body, build) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![time, trace, swarm, tags.join(","), message, build.map(to_sql_int)],
                 )
                 .map_err(StateError::query(what))?;
             let id = to_id(db.conn.last_insert_rowid());
-            Ok(DeployLogEntry { id, time, trace, swarm, tags, message })
+            Ok(DeployLogEntry { id, time, trace, swarm, tags, message, build })
         })
         .await
     }
@@ -307,7 +308,7 @@ impl State {
             let mut stmt = db
                 .conn
                 .prepare(
-                    "SELECT id, time, trace, swarm, tags, body FROM deploy_log
+                    "SELECT id, time, trace, swarm, tags, body, build FROM deploy_log
                      WHERE id > ?1 AND (?2 IS NULL OR trace = ?2) ORDER BY id LIMIT ?3",
                 )
                 .map_err(StateError::query(what))?;
@@ -321,6 +322,7 @@ impl State {
                         swarm: r.get(3)?,
                         tags: tags.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
                         message: r.get(5)?,
+                        build: r.get::<_, Option<i64>>(6)?.map(to_id),
                     })
                 })
                 .map_err(StateError::query(what))?;

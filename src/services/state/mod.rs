@@ -9,6 +9,7 @@ mod audit;
 mod builds;
 mod deploy;
 mod events;
+mod images;
 mod migrations;
 mod objects;
 mod pools;
@@ -27,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use audit::AuditEntry;
 pub use builds::BuildOutcome;
+pub use images::BuiltImage;
 pub use procs::ProcRecord;
 
 /// How many proc events are kept when nothing else is configured.

@@ -153,7 +153,11 @@ impl Swarms {
         let (started, id) = tokio::sync::oneshot::channel();
         let announce = async {
             if let Ok(id) = id.await {
-                trace.step(&["build"], format!("Building {} {version} on {} as build {id} (`vr builds log {id}` shows its output)", app.name, image.name)).await;
+                let message = format!(
+                    "Building {} {version} on {} as build {id} (`vr builds log {id} -f` follows its output)",
+                    app.name, image.name
+                );
+                trace.build_started(id, message).await;
             }
         };
         let run = self.builds.run(

@@ -25,10 +25,19 @@ impl Trace {
 
     /// Writes one step. A failure to write the log is itself logged, never fatal to the dispatch.
     pub async fn step(&self, tags: &[&str], message: impl Into<String>) {
+        self.step_with_build(tags, message, None).await;
+    }
+
+    /// Writes the step that starts `build`, so followers can stream its compile output.
+    pub async fn build_started(&self, build: u64, message: impl Into<String>) {
+        self.step_with_build(&["build"], message, Some(build)).await;
+    }
+
+    async fn step_with_build(&self, tags: &[&str], message: impl Into<String>, build: Option<u64>) {
         let message = message.into();
         tracing::info!(trace = %self.id, subject = ?self.subject, tags = ?tags, "{message}");
         let tags = tags.iter().map(|t| (*t).to_string()).collect();
-        match self.state.log_deploy(self.id.clone(), self.subject.clone(), tags, message).await {
+        match self.state.log_deploy(self.id.clone(), self.subject.clone(), tags, message, build).await {
             Ok(entry) => {
                 let _ = self.live.send(entry);
             }

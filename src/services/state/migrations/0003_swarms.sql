@@ -14,18 +14,24 @@ CREATE TABLE stacks (
     updated INTEGER NOT NULL
 ) STRICT;
 
--- A stack's images; at most one active per stack. `artifact` is the tarball's sha256 in the store.
+-- A stack's images (`vr stacks build`); at most one active per stack. `artifact` is the tarball's
+-- sha256 in the store and `url` its path there; gc clears both (and `log_path`) and sets
+-- `collected`. Deleting a stack (no app uses it) forgets its images; their files stay while a proc
+-- uses them, and gc removes them after.
 CREATE TABLE images (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    stack    TEXT NOT NULL REFERENCES stacks (name) ON DELETE RESTRICT,
-    name     TEXT NOT NULL UNIQUE,
-    md5      TEXT,
-    artifact TEXT,
-    url      TEXT,
-    log_path TEXT,
-    status   TEXT NOT NULL CHECK (status IN ('started', 'succeeded', 'failed')),
-    active   INTEGER NOT NULL DEFAULT 0,
-    created  INTEGER NOT NULL
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    stack     TEXT NOT NULL REFERENCES stacks (name) ON DELETE CASCADE,
+    name      TEXT NOT NULL UNIQUE,
+    md5       TEXT,
+    artifact  TEXT,
+    url       TEXT,
+    log_path  TEXT,
+    status    TEXT NOT NULL CHECK (status IN ('started', 'succeeded', 'failed')),
+    error     TEXT,
+    active    INTEGER NOT NULL DEFAULT 0,
+    created   INTEGER NOT NULL,
+    ended     INTEGER,
+    collected INTEGER
 ) STRICT;
 
 CREATE UNIQUE INDEX one_active_image ON images (stack) WHERE active = 1;
@@ -135,7 +141,9 @@ CREATE TABLE deploy_log (
     trace  TEXT NOT NULL,
     swarm  TEXT,
     tags   TEXT NOT NULL,
-    body   TEXT NOT NULL
+    body   TEXT NOT NULL,
+    -- The build a step started, so a follower can stream its compile output.
+    build  INTEGER
 ) STRICT;
 
 CREATE INDEX deploy_log_by_trace ON deploy_log (trace, id);
