@@ -4,3 +4,4 @@
 pub mod cgroup;
 pub mod container;
 pub mod image;
+pub mod procfs;

@@ -63,6 +63,10 @@ pub struct NginxConfig {
     pub test_cmd: Vec<String>,
     /// Makes nginx load it [default: nginx -s reload].
     pub reload_cmd: Vec<String>,
+    /// nginx's pid file [default: /run/nginx.pid]. `nginx -s reload` returns before nginx has
+    /// switched; with the master's pid vrd waits until new workers run and the old ones stopped
+    /// accepting, so "routed" means routed.
+    pub pid_file: PathBuf,
 }
 
 impl Default for NginxConfig {
@@ -71,6 +75,7 @@ impl Default for NginxConfig {
             include_dir: "/etc/nginx/sites-enabled".into(),
             test_cmd: argv(&["nginx", "-t"]),
             reload_cmd: argv(&["nginx", "-s", "reload"]),
+            pid_file: "/run/nginx.pid".into(),
         }
     }
 }

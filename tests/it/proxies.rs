@@ -75,7 +75,12 @@ impl TestNginx {
         test_cmd.push("-t".into());
         let mut reload_cmd = self.base_args();
         reload_cmd.extend(["-s".to_string(), "reload".to_string()]);
-        NginxConfig { include_dir: self.pools(), test_cmd, reload_cmd }
+        NginxConfig {
+            include_dir: self.pools(),
+            test_cmd,
+            reload_cmd,
+            pid_file: self.dir.path().join("nginx.pid"),
+        }
     }
 
     pub fn start(api_node: &str) -> TestNginx {

@@ -17,7 +17,11 @@ use regex::Regex;
 use super::command::{self, CONTROL_TIMEOUT};
 use super::files::{self, Snapshot};
 use super::{check, Balancer, BalancerError, Node};
+use crate::host::procfs;
 use crate::model::balancer::NginxConfig;
+
+/// How long vrd waits for nginx to run a reloaded configuration.
+const SWITCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// VR's patterns, kept as they were so files VR wrote read the same.
 static UPSTREAM: LazyLock<Regex> =
@@ -113,9 +117,50 @@ impl Nginx {
             )
         };
         command::run(&step(&self.cfg.test_cmd), &self.cfg.test_cmd, None, CONTROL_TIMEOUT).await?;
+        let master = self.master();
+        let before: BTreeSet<i32> = master.map(procfs::children).unwrap_or_default().into_iter().collect();
         command::run(&step(&self.cfg.reload_cmd), &self.cfg.reload_cmd, None, CONTROL_TIMEOUT).await?;
+        match master {
+            Some(master) => self.wait_switched(master, &before).await?,
+            None => tracing::warn!(
+                balancer = %self.name,
+                pid_file = %self.cfg.pid_file.display(),
+                "cannot read nginx's pid file, so vrd cannot wait for nginx to switch; set pid_file"
+            ),
+        }
         tracing::info!(balancer = %self.name, pool, "nginx reloaded");
         Ok(())
+    }
+
+    /// nginx's master pid, from `pid_file`.
+    fn master(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.cfg.pid_file).ok()?.trim().parse().ok()
+    }
+
+    /// `nginx -s reload` only signals the master. Waits until it has started new workers and
+    /// every old one stopped accepting (it then calls itself "worker process is shutting down"
+    /// and finishes the requests it holds), so the change is live when vrd says "routed".
+    async fn wait_switched(&self, master: i32, before: &BTreeSet<i32>) -> Result<(), BalancerError> {
+        let accepting = |pid: i32| {
+            procfs::cmdline(pid).is_some_and(|l| l.contains("worker process") && !l.contains("shutting down"))
+        };
+        let deadline = std::time::Instant::now() + SWITCH_TIMEOUT;
+        loop {
+            let fresh = procfs::children(master).into_iter().any(|c| !before.contains(&c) && accepting(c));
+            if fresh && !before.iter().any(|&old| accepting(old)) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(BalancerError::Command {
+                    what: format!("balancer '{}': waiting for nginx (master {master}) to switch", self.name),
+                    output: format!(
+                        "nginx had not started new workers {} s after the reload; check its error log",
+                        SWITCH_TIMEOUT.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 
@@ -170,7 +215,12 @@ mod tests {
 
     fn balancer(dir: &std::path::Path) -> Nginx {
         let ok = vec!["true".to_string()];
-        let cfg = NginxConfig { include_dir: dir.to_path_buf(), test_cmd: ok.clone(), reload_cmd: ok };
+        let cfg = NginxConfig {
+            include_dir: dir.to_path_buf(),
+            test_cmd: ok.clone(),
+            reload_cmd: ok,
+            ..NginxConfig::default()
+        };
         Nginx::new("web", &cfg).unwrap()
     }
 

@@ -23,13 +23,7 @@ pub struct Launched {
     pub start_ticks: u64,
 }
 
-/// The start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat).
-pub fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
-}
+pub use crate::host::procfs::start_ticks;
 
 /// Whether the launcher recorded as `launched` is still that same, living process.
 pub fn is_alive(launched: Launched) -> bool {
