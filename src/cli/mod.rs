@@ -6,6 +6,7 @@ pub mod builds;
 pub mod client;
 pub mod docs;
 pub mod imager;
+pub mod oneshot;
 pub mod procs;
 pub mod runner;
 pub mod terminal;
@@ -184,7 +185,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(0),
             Command::Version => {
-                let client = client::connect(&socket).await?;
+                let client = client::call(&socket).await?;
                 let daemon = crate::api::VrdClient::version(&client).await.map_err(client::explain)?;
                 println!("vr {}\nvrd {daemon}", env!("CARGO_PKG_VERSION"));
                 Ok(0)

@@ -1,5 +1,7 @@
 //! Serving the API on a Unix socket: jsonrpsee's tower service over each accepted connection, with
-//! the caller's SO_PEERCRED identity attached to every request.
+//! the caller's SO_PEERCRED identity and the fds it passed on the connection (SCM_RIGHTS) attached
+//! to every request. The service speaks both WebSocket (subscriptions) and plain HTTP POST (one
+//! call per request, one round trip less: what the client uses for everything else).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,6 +14,8 @@ use tokio::net::UnixListener;
 use super::rpc::RpcHandler;
 use super::{Daemon, DaemonError};
 use crate::api::VrdServer;
+use crate::sys::fdstream::FdStream;
+pub use crate::sys::fdstream::ReceivedFds;
 
 /// Who is calling: the peer credentials of the connection.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +72,8 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let stream = FdStream::new(stream);
+        let passed = stream.received();
         let caller = match stream.peer_cred() {
             Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
             Err(e) => {
@@ -79,6 +85,7 @@ pub async fn serve(
         let svc = tower::ServiceBuilder::new()
             .map_request(move |mut req: http::Request<_>| {
                 req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(passed.clone());
                 req
             })
             .service(svc);
