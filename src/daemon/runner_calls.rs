@@ -91,13 +91,13 @@ impl RpcHandler {
     /// teardown cannot pull the files from under a running supervised container.
     async fn unsupervised(&self, spec: &ProcSpec) -> RpcResult<()> {
         let name = spec.name.to_string();
-        match self.daemon.supervisor.get(&name).await {
-            Ok(_) => Err(error(
+        if self.daemon.supervisor.supervises(&name) {
+            return Err(error(
                 codes::BUSY,
                 format!("{name} is supervised by vrd: use `vr procs stop|restart|destroy {name}` instead of the runner"),
-            )),
-            Err(_) => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     pub(super) async fn setup(&self, file: ProcFile) -> RpcResult<SetupReport> {
