@@ -10,6 +10,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,16 @@ pub fn main(plan_path: &Path, detach: bool) -> i32 {
 /// Launches the container of the plan at `plan_path`, waits for it and records how it ended;
 /// returns the exit code. The launcher proper, whether exec'd (`vrd init`) or forked by the spawner.
 pub fn run_plan(plan_path: &Path) -> i32 {
+    run_plan_with(plan_path, None)
+}
+
+/// [`run_plan`], telling the caller waiting on `report` how the container ended (a JSON line)
+/// as soon as its cgroup is gone, before writing status.json.
+pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
+    run_plan_with(plan_path, Some(report))
+}
+
+fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
     let _ = nix::sys::prctl::set_name(c"vrd-init");
     let plan: LaunchPlan = match fs::read(plan_path)
         .map_err(|e| e.to_string())
@@ -80,10 +91,22 @@ pub fn run_plan(plan_path: &Path) -> i32 {
             error: Some(message),
         },
     };
+    if let Some(conn) = report {
+        // A caller that went away has nothing left to hear; status.json still records it.
+        let _ = serde_json::to_string(&status).map(|line| writeln!(conn, "{line}"));
+    }
     if let Err(e) = write_status(&plan.status_path, &status) {
         eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
     }
     status.code
+}
+
+/// Makes `stdio` (stdin, stdout, stderr, in that order) this process's fds 0, 1 and 2.
+pub(super) fn take_stdio(stdio: [OwnedFd; 3]) -> Result<(), String> {
+    let [stdin, stdout, stderr] = stdio;
+    nix::unistd::dup2_stdin(&stdin).map_err(|e| e.to_string())?;
+    nix::unistd::dup2_stdout(&stdout).map_err(|e| e.to_string())?;
+    nix::unistd::dup2_stderr(&stderr).map_err(|e| e.to_string())
 }
 
 /// Forks; the parent prints the child's pid and returns `false`, the child (the launcher that goes
