@@ -58,6 +58,15 @@ pub fn reset_signals() -> nix::Result<()> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
 
+/// Whether the kernel reaps this process's children by itself (SIGCHLD ignored) instead of
+/// leaving zombies for `wait`. The setting is inherited across fork: a forked child that waits for
+/// its own children must switch it off again.
+pub fn reap_children_automatically(on: bool) -> nix::Result<()> {
+    let handler = if on { SigHandler::SigIgn } else { SigHandler::SigDfl };
+    // SAFETY: SIG_IGN and SIG_DFL involve no handler code, so no async-signal-safety concerns.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, handler) }.map(|_| ())
+}
+
 /// Unlocks a pty master opened from a devpts `ptmx` and opens its peer (the slave) directly by fd,
 /// with TIOCGPTPEER (Linux 4.13), so no `/dev/pts/N` path is looked up in a mount namespace that
 /// is about to change.

@@ -2,10 +2,11 @@
 //! container from a [`LaunchPlan`], stays beside it as its shim, and records how it ended.
 //!
 //! The daemon is multi-threaded and must never fork, so all namespace work starts here. The
-//! launcher makes the cgroup, enters a new pid namespace for its children, forks the container's
-//! pid 1 (which waits until it has been put in the cgroup, so every descendant is accounted for),
-//! then copies the container's output to the log and its own stdout/stderr, forwards signals, waits,
-//! reads the OOM counter, removes the cgroup and writes the [`ExitStatus`].
+//! launcher enters a new pid namespace for its children, forks the container's pid 1, makes the
+//! cgroup while that child mounts its root, and puts the child in it (the child waits for that
+//! before it can fork or exec, so every descendant is accounted for); then it copies the
+//! container's output to the log and its own stdout/stderr, forwards signals, waits, reads the OOM
+//! counter, removes the cgroup and writes the [`ExitStatus`].
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -70,6 +71,12 @@ pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
 
 fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
     let _ = nix::sys::prctl::set_name(c"vrd-init");
+    // A launcher forked by the spawner inherits its ignored SIGCHLD, under which the container's
+    // exit status would be lost to the kernel's reaping.
+    if let Err(e) = sys::reap_children_automatically(false) {
+        eprintln!("vrd init: failed to restore SIGCHLD: {e}");
+        return SETUP_FAILED_CODE;
+    }
     let plan: LaunchPlan = match fs::read(plan_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -194,16 +201,6 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
 fn launch(plan: &LaunchPlan) -> Result<ExitStatus, String> {
     check_sources(plan)?;
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
-    let cgroup =
-        ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits).map_err(|e| e.to_string())?;
-    let result = launch_in(plan, &cgroup);
-    if let Err(e) = cgroup.destroy() {
-        eprintln!("vrd init: {}: {e}", plan.name);
-    }
-    result
-}
-
-fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, String> {
     let (ours, theirs) = make_io(plan)?;
     let mut blocked = SigSet::empty();
     FORWARDED.iter().for_each(|s| blocked.add(*s));
@@ -220,7 +217,24 @@ fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, Strin
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            supervise(plan, cgroup, ours, &signals, child)
+            // The cgroup is made while the child mounts its root; the child waits for "go" (after
+            // the cgroup) before anything in it can fork or exec.
+            let cgroup = match ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits) {
+                Ok(cgroup) => cgroup,
+                Err(e) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e.to_string());
+                }
+            };
+            let result = supervise(plan, &cgroup, ours, &signals, child);
+            // The container's tasks died with its pid 1, so the cgroup is normally empty by now.
+            if !cgroup.remove_if_empty() {
+                if let Err(e) = cgroup.destroy() {
+                    eprintln!("vrd init: {}: {e}", plan.name);
+                }
+            }
+            result
         }
     }
 }

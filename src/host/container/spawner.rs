@@ -12,8 +12,9 @@
 //!   parent is init, as with `vrd init --detach`) and answers the launcher's pid; the launcher
 //!   runs in a session of its own with stdio on /dev/null.
 //! - `attach PLAN`, sent with three fds (SCM_RIGHTS): a foreground container (`vr runner run`, a
-//!   shell, a build). The launcher, forked the same way, takes the fds as its stdin, stdout and
-//!   stderr and keeps the connection: it writes its pid as the first line and, when the
+//!   shell, a build). The launcher, forked once (one process less on the way to the container),
+//!   takes the fds as its stdin, stdout and stderr in a session of its own and keeps the
+//!   connection: it writes its pid as the first line and, when the
 //!   container has ended and its cgroup is gone, the [`ExitStatus`] as a JSON line. vrd answers
 //!   its caller on that line, without waiting for the launcher's exit or reading status.json.
 
@@ -51,6 +52,12 @@ pub fn main(socket: &Path) -> i32 {
         }
     };
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600));
+    // Launchers and intermediate children are reaped by the kernel: the spawner never waits for
+    // a foreground launcher, which lives as long as its container.
+    if let Err(e) = sys::reap_children_automatically(true) {
+        eprintln!("vrd spawner: failed to ignore SIGCHLD: {e}");
+        return 1;
+    }
     for conn in listener.incoming().flatten() {
         if let Err(e) = serve(&listener, conn) {
             eprintln!("vrd spawner: {e}");
@@ -95,42 +102,62 @@ fn read_request(conn: &UnixStream) -> Result<Option<Request>, String> {
 }
 
 fn serve(listener: &UnixListener, conn: UnixStream) -> Result<(), String> {
-    let Some(request) = read_request(&conn)? else { return Ok(()) };
-    match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
-        ForkResult::Parent { child } => {
-            drop(conn);
-            drop(request);
-            waitpid(child, None).map_err(|e| format!("failed to reap a child: {e}"))?;
-            Ok(())
-        }
-        ForkResult::Child => sys::exit_now(fork_launcher(listener, conn, request)),
+    match read_request(&conn)? {
+        None => Ok(()),
+        Some(Request::Attach(plan, stdio)) => fork_attached(listener, conn, &plan, stdio),
+        Some(Request::Detach(plan)) => fork_detached(listener, conn, &plan),
     }
 }
 
-/// In the intermediate child: forks the launcher and exits, so the launcher is reparented to init.
-/// A detached launcher's pid is answered here; an attached one answers itself (it may finish
-/// before this process gets to run again).
-fn fork_launcher(listener: &UnixListener, mut conn: UnixStream, request: Request) -> i32 {
+/// Forks the attached launcher once: it is the spawner's child, reaped by the kernel when it ends
+/// (the spawner ignores SIGCHLD), and reparented to init should vrd and the spawner go first.
+fn fork_attached(
+    listener: &UnixListener,
+    conn: UnixStream,
+    plan: &Path,
+    stdio: [OwnedFd; 3],
+) -> Result<(), String> {
+    match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
+        ForkResult::Parent { .. } => Ok(()),
+        ForkResult::Child => {
+            // The launcher keeps nothing of the spawner's: not its socket.
+            let _ = nix::unistd::close(listener.as_raw_fd());
+            sys::exit_now(run_attached(plan, stdio, conn))
+        }
+    }
+}
+
+/// Forks twice for a supervised launcher, so that its parent is init from the start.
+fn fork_detached(listener: &UnixListener, conn: UnixStream, plan: &Path) -> Result<(), String> {
+    match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
+        ForkResult::Parent { child } => {
+            drop(conn);
+            // With SIGCHLD ignored the kernel reaps the child: waitpid then reports ECHILD.
+            match waitpid(child, None) {
+                Ok(_) | Err(nix::errno::Errno::ECHILD) => Ok(()),
+                Err(e) => Err(format!("failed to wait for a child: {e}")),
+            }
+        }
+        ForkResult::Child => sys::exit_now(fork_launcher(listener, conn, plan)),
+    }
+}
+
+/// In the intermediate child: forks the launcher, tells the caller its pid, and exits so the
+/// launcher is reparented to init.
+fn fork_launcher(listener: &UnixListener, mut conn: UnixStream, plan: &Path) -> i32 {
     match sys::fork_single_threaded() {
         Ok(ForkResult::Parent { child }) => {
-            if matches!(request, Request::Detach(_)) {
-                let _ = writeln!(conn, "{child}");
-            }
+            let _ = writeln!(conn, "{child}");
             0
         }
         Ok(ForkResult::Child) => {
-            // The launcher keeps nothing of the spawner's: not its socket.
+            // The launcher keeps nothing of the spawner's: not its socket, not the request.
             let _ = nix::unistd::close(listener.as_raw_fd());
-            sys::exit_now(match request {
-                Request::Detach(plan) => {
-                    drop(conn);
-                    match new_session() {
-                        Ok(()) => run_plan(&plan),
-                        Err(_) => SETUP_FAILED_CODE,
-                    }
-                }
-                Request::Attach(plan, stdio) => run_attached(&plan, stdio, conn),
-            })
+            drop(conn);
+            if new_session().is_err() {
+                return SETUP_FAILED_CODE;
+            }
+            sys::exit_now(run_plan(plan))
         }
         Err(e) => {
             let _ = writeln!(conn, "error: failed to fork the launcher: {e}");
