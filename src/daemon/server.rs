@@ -58,12 +58,27 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // Accepting on a runtime worker, not on the thread that runs `block_on`: a connection task
+    // spawned from a worker starts on that same worker, without waking another thread.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let accepting = tokio::spawn(accept_until(listener, daemon, stopped));
+    shutdown.await;
+    let _ = stop.send(());
+    if let Err(e) = accepting.await {
+        tracing::error!(error = %e, "the accept loop failed");
+    }
+}
+
+async fn accept_until(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
     let methods: Methods = RpcHandler { daemon }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     let builder = jsonrpsee::server::Server::builder()
         .set_config(ServerConfig::builder().max_connections(256).max_request_body_size(64 << 20).build())
         .to_service_builder();
-    tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {

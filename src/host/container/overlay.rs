@@ -14,7 +14,8 @@
 //! host crash the upper dir may have lost writes. So each mount records the boot it happened in
 //! ([`BOOT_STAMP`], beside overlayfs's own `work/work`); the next mount clears the marker when the
 //! host has not restarted since (the page cache still holds every write), and otherwise starts
-//! from an empty upper dir, saying so on stderr.
+//! from an empty upper dir, saying so on stderr. A root's writes thus last across runs and vrd
+//! restarts, not across host restarts (on Heroku they do not even last across restarts).
 
 use std::fs;
 use std::io;
