@@ -87,7 +87,8 @@ fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
             return SETUP_FAILED_CODE;
         }
     };
-    let status = match launch(&plan) {
+    // Only supervision reads app.pid; a caller that waits on the report has no use for it.
+    let status = match launch(&plan, report.is_none()) {
         Ok(status) => status,
         // The caller reads the reason from the status file and shows it; no second copy here.
         Err(message) => ExitStatus {
@@ -102,6 +103,7 @@ fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
         // A caller that went away has nothing left to hear; status.json still records it.
         let _ = serde_json::to_string(&status).map(|line| writeln!(conn, "{line}"));
     }
+    super::overlay::remove_stale_work(&plan.rootfs);
     if let Err(e) = write_status(&plan.status_path, &status) {
         eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
     }
@@ -198,7 +200,7 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
     Ok((ours, theirs))
 }
 
-fn launch(plan: &LaunchPlan) -> Result<ExitStatus, String> {
+fn launch(plan: &LaunchPlan, write_app_pid: bool) -> Result<ExitStatus, String> {
     check_sources(plan)?;
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
     let (ours, theirs) = make_io(plan)?;
@@ -227,7 +229,7 @@ fn launch(plan: &LaunchPlan) -> Result<ExitStatus, String> {
                     return Err(e.to_string());
                 }
             };
-            let result = supervise(plan, &cgroup, ours, &signals, child);
+            let result = supervise(plan, &cgroup, ours, &signals, child, write_app_pid);
             // The container's tasks died with its pid 1, so the cgroup is normally empty by now.
             if !cgroup.remove_if_empty() {
                 if let Err(e) = cgroup.destroy() {
@@ -245,6 +247,7 @@ fn supervise(
     io: LauncherIo,
     signals: &SignalFd,
     child: Pid,
+    write_app_pid: bool,
 ) -> Result<ExitStatus, String> {
     let started = cgroup.add_pid(child.as_raw()).map_err(|e| e.to_string()).and_then(|_| {
         File::from(io.go).write_all(b"g").map_err(|e| format!("failed to start the container: {e}"))
@@ -260,7 +263,9 @@ fn supervise(
         let _ = waitpid(child, None);
         return Err(message);
     }
-    let _ = fs::write(app_pid_path(plan), child.to_string());
+    if write_app_pid {
+        let _ = fs::write(app_pid_path(plan), child.to_string());
+    }
     let mut fwd = Forwarder {
         signals,
         cgroup,

@@ -13,18 +13,29 @@
 //! behind, and overlayfs refuses to mount that upper dir again while it is there, because after a
 //! host crash the upper dir may have lost writes. So each mount records the boot it happened in
 //! ([`BOOT_STAMP`], beside overlayfs's own `work/work`); the next mount clears the marker when the
-//! host has not restarted since (the page cache still holds every write), and otherwise starts
+//! host has not restarted since (the page cache still holds every write: it moves `work/work`
+//! aside with one rename, and the launcher deletes it once that container has ended, since on a
+//! busy disk every deleted directory costs), and otherwise starts
 //! from an empty upper dir, saying so on stderr. A root's writes thus last across runs and vrd
 //! restarts, not across host restarts (on Heroku they do not even last across restarts).
 
 use std::fs;
 use std::io;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::plan::Overlay;
 
 /// overlayfs's marker of a volatile mount, relative to the work dir.
 const VOLATILE_MARKER: &str = "work/incompat/volatile";
+
+/// overlayfs's own dir in the work dir, which holds the marker.
+const OVERLAY_WORK: &str = "work";
+
+/// The name prefix under which an old `work/work` (and its marker) waits to be deleted, off the
+/// container's way. Each gets a name of its own, so a launcher still deleting older ones never
+/// races the next container's start.
+const STALE_WORK: &str = "vr-stale-work.";
 
 /// The boot id of the last volatile mount of this upper dir, in the work dir.
 pub const BOOT_STAMP: &str = "vr-boot-id";
@@ -72,8 +83,12 @@ pub fn prepare_work_dir(o: &Overlay, boot: &str) -> Result<Option<String>, Strin
     let marked = fs::symlink_metadata(o.work.join(VOLATILE_MARKER)).is_ok();
     let mut warning = None;
     if marked && stamp.trim() == boot {
-        let incompat = o.work.join("work/incompat");
-        fs::remove_dir_all(&incompat).map_err(|e| at("remove", &incompat, e))?;
+        // One rename now; the deletes (each one a block freed on the host's disk) wait for
+        // `remove_stale_work`, after the container.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let work = o.work.join(OVERLAY_WORK);
+        fs::rename(&work, o.work.join(format!("{STALE_WORK}{nanos}")))
+            .map_err(|e| at("move aside", &work, e))?;
     } else if marked {
         for dir in [&o.upper, &o.work] {
             fs::remove_dir_all(dir).map_err(|e| at("remove", dir, e))?;
@@ -89,6 +104,20 @@ pub fn prepare_work_dir(o: &Overlay, boot: &str) -> Result<Option<String>, Strin
         fs::write(&stamp_path, boot).map_err(|e| at("write", &stamp_path, e))?;
     }
     Ok(warning)
+}
+
+/// Deletes the old overlayfs work dirs [`prepare_work_dir`] moved aside: once the container has
+/// ended, so that its start did not wait for it. Best effort; what is left goes next time.
+pub fn remove_stale_work(o: &Overlay) {
+    if o.lowers.is_empty() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(&o.work) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(STALE_WORK) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn at(what: &str, path: &Path, e: io::Error) -> String {
@@ -135,6 +164,24 @@ mod tests {
         assert_eq!(prepare_work_dir(&o, "boot-1").unwrap(), None);
         assert!(!o.work.join("work/incompat").exists(), "overlayfs would refuse the next mount");
         assert!(o.upper.join("kept").exists());
+        remove_stale_work(&o);
+        let left: Vec<_> = fs::read_dir(&o.work).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [BOOT_STAMP], "the old work dir is gone after the container");
+    }
+
+    #[test]
+    fn a_stale_work_dir_left_by_a_killed_launcher_does_not_block_the_next_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = overlay(dir.path());
+        prepare_work_dir(&o, "boot-1").unwrap();
+        mark(&o);
+        prepare_work_dir(&o, "boot-1").unwrap();
+        mark(&o);
+        assert_eq!(prepare_work_dir(&o, "boot-1").unwrap(), None, "the older stale dir is no obstacle");
+        assert!(!o.work.join(VOLATILE_MARKER).exists());
+        remove_stale_work(&o);
+        let left: Vec<_> = fs::read_dir(&o.work).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [BOOT_STAMP], "both stale dirs are gone after the next container");
     }
 
     #[test]
