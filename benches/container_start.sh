@@ -245,7 +245,8 @@ elif [ "$(stat -fc %T "$cg")" = cgroup2fs ]; then
 else
   mode="legacy (v1)"
 fi
-rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+rev="at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ -n "${BIN_DIR:-}" ] && rev="from $BIN_DIR (not built from the checkout)"
 
 names=("vrd: vr runner run" "vrd: vrd init --plan" "crun run" "runc run" "floor: unshare+chroot")
 includes=(
@@ -258,7 +259,7 @@ includes=(
 
 echo
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $(nproc) CPUs, kernel $(uname -r), cgroup $mode." \
-  "Versions: $(crun --version | head -n1), $(runc --version | head -n1), vrd at $rev." \
+  "Versions: $(crun --version | head -n1), $(runc --version | head -n1), vrd $rev." \
   "hyperfine -N, $ROUNDS rounds of $per_round runs of each command in turn (warmup $WARMUP, then 1 per round), same busybox rootfs for all; load average before: $load."
 echo
 echo "| command | median (ms) | mean ± σ (ms) | min (ms) |"
