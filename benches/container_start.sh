@@ -5,8 +5,13 @@
 # Prints a markdown table of medians and ratios (the form used in docs/benchmarks.md).
 #
 # Usage (as root, from anywhere): bash benches/container_start.sh
-# Environment: RUNS (default 40), WARMUP (default 5), CARGO_TARGET_DIR (where cargo builds),
-#              KEEP_JSON=FILE (copy hyperfine's JSON export there).
+# Environment: RUNS (default 40), ROUNDS (default 8), WARMUP (default 5), CARGO_TARGET_DIR (where
+#              cargo builds), BIN_DIR (use the vr and vrd there instead of building),
+#              KEEP_JSON=FILE (copy the merged timings, hyperfine's JSON form, there).
+#
+# The RUNS of each command are spread over ROUNDS hyperfine calls that each time all five commands
+# in turn, so that load from other work on the machine falls on all of them alike; the medians
+# are over all rounds.
 #
 # Everything made here is removed on exit, error or Ctrl-C: the vrd daemon, containers and their
 # cgroups (all under the cgroup parent vrd-bench-PID), crun/runc state (private --root dirs), the
@@ -19,6 +24,7 @@
 set -euo pipefail
 
 RUNS=${RUNS:-40}
+ROUNDS=${ROUNDS:-8}
 WARMUP=${WARMUP:-5}
 prog=container_start.sh
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -178,6 +184,13 @@ floor=(unshare -fpmuin --mount-proc chroot "$rootfs" /bin/true)
 "${runc_run[@]}" || die "runc run failed (see above)"
 "${floor[@]}" || die "the floor command failed"
 
+# Let what setup wrote (two unpacked images, the proc dir) reach the disk before timing, as on a
+# host whose images were unpacked long ago. On ext4 without a journal this matters: while an
+# inode-table block is dirty, the allocator skips the inodes freed there in the last 300 s (5 s
+# once written), one by one, so every file a run creates costs more right after setup.
+sync -f "$work"
+sleep 5
+
 # Before every timed run: remove any state a failed run of that runtime left (normally a no-op,
 # since a foreground `run` deletes its container on exit), so the fixed id never collides.
 cat >"$work/prep-crun.sh" <<EOF
@@ -190,21 +203,38 @@ echo 'true' >"$work/prep-none.sh"
 
 json=$work/hyperfine.json
 load=$(cut -d' ' -f1-3 /proc/loadavg)
-note "timing: hyperfine -N --warmup $WARMUP --runs $RUNS"
-hyperfine -N --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" --style basic \
-  -n "vrd: vr runner run" --prepare "sh $work/prep-none.sh" "$bin/vr runner run $procyaml" \
-  -n "vrd: vrd init --plan" --prepare "sh $work/prep-none.sh" "$bin/vrd init --plan $plan" \
-  -n "crun run" --prepare "sh $work/prep-crun.sh" "${crun_run[*]}" \
-  -n "runc run" --prepare "sh $work/prep-runc.sh" "${runc_run[*]}" \
-  -n "floor: unshare+chroot" --prepare "sh $work/prep-none.sh" "${floor[*]}" >&2 &
-hf_pid=$!  # in the background so that a signal to this script is handled at once
-wait "$hf_pid" || die "hyperfine failed"
-hf_pid=""
+per_round=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+note "timing: $ROUNDS rounds of hyperfine -N --runs $per_round (warmup $WARMUP in the first round, 1 after)"
+for round in $(seq 1 "$ROUNDS"); do
+  warmup=1
+  [ "$round" = 1 ] && warmup=$WARMUP
+  hyperfine -N --warmup "$warmup" --runs "$per_round" --export-json "$work/round-$round.json" --style basic \
+    -n "vrd: vr runner run" --prepare "sh $work/prep-none.sh" "$bin/vr runner run $procyaml" \
+    -n "vrd: vrd init --plan" --prepare "sh $work/prep-none.sh" "$bin/vrd init --plan $plan" \
+    -n "crun run" --prepare "sh $work/prep-crun.sh" "${crun_run[*]}" \
+    -n "runc run" --prepare "sh $work/prep-runc.sh" "${runc_run[*]}" \
+    -n "floor: unshare+chroot" --prepare "sh $work/prep-none.sh" "${floor[*]}" >&2 &
+  hf_pid=$!  # in the background so that a signal to this script is handled at once
+  wait "$hf_pid" || die "hyperfine failed"
+  hf_pid=""
+done
+# Every command's times from all rounds, in hyperfine's JSON shape.
+jq -s '{results: [.[0].results[].command as $c
+  | {command: $c, times: [.[].results[] | select(.command == $c) | .times[]]}]}' \
+  "$work"/round-*.json >"$json"
 [ -n "${KEEP_JSON:-}" ] && cp "$json" "$KEEP_JSON"
 
 # ---------------------------------------------------------------------------------------------
 # Report.
-ms() { jq -r --arg n "$1" --arg f "$2" '.results[] | select(.command == $n) | .[$f] * 1000' "$json"; }
+ms() { # $1: command name, $2: median, mean, stddev or min; in ms
+  jq -r --arg n "$1" --arg f "$2" '.results[] | select(.command == $n) | .times
+    | (sort) as $t | length as $k | (add / $k) as $mean
+    | if $f == "median" then ($t[(($k - 1) / 2 | floor)] + $t[($k / 2 | floor)]) / 2
+      elif $f == "mean" then $mean
+      elif $f == "min" then $t[0]
+      else ((map((. - $mean) * (. - $mean)) | add) / ([$k - 1, 1] | max) | sqrt) end
+    | . * 1000' "$json"
+}
 fmt() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
@@ -215,12 +245,13 @@ elif [ "$(stat -fc %T "$cg")" = cgroup2fs ]; then
 else
   mode="legacy (v1)"
 fi
-rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+rev="at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+[ -n "${BIN_DIR:-}" ] && rev="from $BIN_DIR (not built from the checkout)"
 
 names=("vrd: vr runner run" "vrd: vrd init --plan" "crun run" "runc run" "floor: unshare+chroot")
 includes=(
-  "the \`vr\` client starts, takes the flock on proc.yaml, calls \`runner.run\` over the Unix socket (WebSocket JSON-RPC) and hands over its stdio (SCM_RIGHTS via an attach socket); vrd writes launch.json and starts \`vrd init\` (sealed memfd copy of itself), which does everything in the next line; vrd reads status.json back and answers"
-  "the launcher alone, on the launch.json the daemon left: cgroup in every v1 hierarchy (pids.max set), new pid namespace, fork, attach, mount/uts/ipc/cgroup namespaces, overlay root (meta + image lowers), pivot_root, /proc, read-only /sys, tmpfs /dev with devices, devpts, shm, mqueue, masks, 2 read-only binds (/etc/resolv.conf, /etc/hosts), hostname, capabilities, no_new_privs, exec \`/bin/sh /proc.sh run\` -> \`sh -c /bin/true\` -> /bin/true, output copied to the log, wait, OOM counter read, cgroup removed, status.json written"
+  "the \`vr\` client starts, takes the flock on proc.yaml and POSTs \`runner.run\` over the Unix socket (one HTTP/1.1 JSON-RPC request; its stdin, stdout and stderr ride on the request with SCM_RIGHTS); vrd plans, rewrites launch.json only if it changed, and asks its spawner to fork the launcher with the caller's stdio; the launcher does everything in the next line except its own exec, and reports the exit status on the spawner connection, which vrd answers with"
+  "the launcher alone, exec'd on the launch.json the daemon left: new pid namespace, fork; the child makes mount/uts/ipc namespaces, a volatile overlay root (meta + image lowers), pivot_root, /proc, read-only /sys, tmpfs /dev with devices, devpts, shm, mqueue, masks, 2 read-only binds (/etc/resolv.conf, /etc/hosts), hostname, while the launcher makes the cgroup in the 5 v1 hierarchies vr uses (pids.max set) and attaches it; cgroup namespace, capabilities, no_new_privs, exec \`/bin/true\` directly (proc.sh's environment, no shell), output copied to the log, wait, OOM counter read, empty cgroup removed, status.json written"
   "default \`crun spec\` (pid/net/ipc/uts/mount namespaces, 7 mounts, no overlay, rootfs is the unpacked image), \`linux.cgroupsPath\` under the same cgroup parent, foreground \`run\` (the container is deleted when it exits), private \`--root\` state dir"
   "the same bundle config with runc, foreground \`run\` (deleted on exit unless --keep), private \`--root\` state dir"
   "\`unshare -fpmuin --mount-proc chroot ROOTFS /bin/true\`: 5 namespaces (including net) and /proc, chroot into the same unpacked image; no cgroup, no overlay, no pivot_root"
@@ -228,8 +259,8 @@ includes=(
 
 echo
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $(nproc) CPUs, kernel $(uname -r), cgroup $mode." \
-  "Versions: $(crun --version | head -n1), $(runc --version | head -n1), vrd at $rev." \
-  "hyperfine -N --warmup $WARMUP --runs $RUNS, same busybox rootfs for all; load average before: $load."
+  "Versions: $(crun --version | head -n1), $(runc --version | head -n1), vrd $rev." \
+  "hyperfine -N, $ROUNDS rounds of $per_round runs of each command in turn (warmup $WARMUP, then 1 per round), same busybox rootfs for all; load average before: $load."
 echo
 echo "| command | median (ms) | mean ± σ (ms) | min (ms) |"
 echo "|---|---|---|---|"
@@ -250,7 +281,7 @@ r=$(ratio "$vrd" "$flr"); echo "| vrd / floor | $r | ≤ 2.5 | $(met "$r" 2.5) |
 r=$(ratio "$init" "$crun"); echo "| vrd init alone / crun | $r | – | – |"
 r=$(ratio "$init" "$flr"); echo "| vrd init alone / floor | $r | – | – |"
 echo
-echo "Client + RPC + daemon share of a vrd run: $(fmt "$(awk -v a="$vrd" -v b="$init" 'BEGIN { print a - b }')") ms of $(fmt "$vrd") ms (difference of the medians)."
+echo "vr runner run minus vrd init alone: $(fmt "$(awk -v a="$vrd" -v b="$init" 'BEGIN { print a - b }')") ms of $(fmt "$vrd") ms (difference of the medians): the client, the RPC and the daemon, less the exec and post-report cleanup the standalone launcher pays and the spawner-forked one does not."
 echo
 echo "What each command includes:"
 for i in "${!names[@]}"; do echo "- **${names[$i]}**: ${includes[$i]}."; done

@@ -35,12 +35,29 @@ pub struct SetupReport {
     pub warnings: Vec<String>,
 }
 
-/// Where the client waits to hand over its terminal: a Unix socket it listens on. vrd connects,
-/// checks the peer is the caller, and receives stdin, stdout and stderr with SCM_RIGHTS.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How the client hands over its terminal (stdin, stdout and stderr, with SCM_RIGHTS): with the
+/// request itself, on the API connection (`inline`), or on a Unix socket it listens on, where vrd
+/// connects, checks the peer is the caller, and receives them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Attach {
-    /// The socket path.
+    /// The socket path; unused when `inline`.
+    #[serde(default)]
     pub socket: String,
+    /// The fds came with the request on the API connection, in order; no socket to connect to.
+    #[serde(default)]
+    pub inline: bool,
+}
+
+impl Attach {
+    /// The fds travel with the request.
+    pub fn inline() -> Attach {
+        Attach { socket: String::new(), inline: true }
+    }
+
+    /// The fds wait on the Unix socket at `path`.
+    pub fn socket(path: impl Into<String>) -> Attach {
+        Attach { socket: path.into(), inline: false }
+    }
 }
 
 /// One proc as `vr procs list` shows it: VR's `Proc.as_dict()` fields.

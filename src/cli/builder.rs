@@ -89,7 +89,7 @@ async fn build(socket: &Path, file: &Path) -> anyhow::Result<i32> {
     let attach = AttachSocket::new()?;
     let path = attach.path().display().to_string();
     attach.serve_fds(outputs.fds()?);
-    let call = client.builder_build(file, Attach { socket: path });
+    let call = client.builder_build(file, Attach::socket(path));
     // On Ctrl-C or TERM the temp files are removed here; vrd stops the build when we hang up.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let report = tokio::select! {
@@ -116,7 +116,7 @@ pub async fn run(socket: &Path, action: BuilderAction) -> anyhow::Result<i32> {
             let path = attach.path().display().to_string();
             attach.serve();
             let raw = RawMode::enter();
-            let status = client.builder_shell(file, Attach { socket: path }).await;
+            let status = client.builder_shell(file, Attach::socket(path)).await;
             drop(raw);
             Ok(super::runner::report_exit(&status.map_err(explain)?))
         }

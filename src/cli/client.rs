@@ -1,5 +1,6 @@
-//! Connecting to vrd: the socket's location, a JSON-RPC client over it, and errors that say what to
-//! do (start vrd, join its group).
+//! Connecting to vrd: the socket's location, the JSON-RPC clients over it (one HTTP request per
+//! plain call, WebSocket for subscriptions), and errors that say what to do (start vrd, join its
+//! group).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use anyhow::anyhow;
 use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
 use jsonrpsee::core::client::{Client, ClientBuilder};
 
+use super::oneshot::OneShot;
 use crate::config::{DEFAULT_SOCKET, SOCKET_ENV};
 
 /// `--socket`, else `$VR_SOCKET`, else the default.
@@ -19,9 +21,9 @@ pub fn socket_path(flag: Option<PathBuf>) -> PathBuf {
 /// Calls such as `runner run` last as long as the app runs.
 const LONG_CALL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Connects to vrd.
-pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
-    let stream = tokio::net::UnixStream::connect(socket).await.map_err(|e| match e.kind() {
+/// Connects to vrd's socket; errors say what to do (start vrd, join its group).
+pub async fn open_socket(socket: &Path) -> anyhow::Result<tokio::net::UnixStream> {
+    tokio::net::UnixStream::connect(socket).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => anyhow!(
             "vrd is not running at {}: start it (`systemctl start vrd`, or `vrd daemon --socket {}`), \
              or point --socket or ${SOCKET_ENV} at the socket it listens on",
@@ -34,7 +36,17 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
             socket.display()
         ),
         _ => anyhow!("failed to connect to vrd at {}: {e}", socket.display()),
-    })?;
+    })
+}
+
+/// The client for plain calls: one HTTP request per call (see [`OneShot`]).
+pub async fn call(socket: &Path) -> anyhow::Result<OneShot> {
+    OneShot::connect(socket).await
+}
+
+/// The WebSocket client, for subscriptions (`logs -f`, `events -f`).
+pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
+    let stream = open_socket(socket).await?;
     let url = Url::parse("ws://vrd.local/").map_err(|e| anyhow!("bad url: {e}"))?;
     let (tx, rx) = WsTransportClientBuilder::default()
         .max_request_size(64 << 20)

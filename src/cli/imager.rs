@@ -94,7 +94,7 @@ async fn build(socket: &Path, path: &Path) -> anyhow::Result<i32> {
     let attach = AttachSocket::new()?;
     let socket_path = attach.path().display().to_string();
     attach.serve_fds(fds);
-    let call = client.imager_build(file, Attach { socket: socket_path }, term());
+    let call = client.imager_build(file, Attach::socket(socket_path), term());
     // Ctrl-C drops the call, which makes vrd stop the container; the temporary files go too.
     let built = tokio::select! {
         built = call => built.map_err(explain)?,
@@ -134,7 +134,7 @@ async fn shell(socket: &Path, path: &Path) -> anyhow::Result<i32> {
     let socket_path = attach.path().display().to_string();
     attach.serve();
     let raw = RawMode::enter();
-    let status = client.imager_shell(file, Attach { socket: socket_path }, term()).await;
+    let status = client.imager_shell(file, Attach::socket(socket_path), term()).await;
     drop(raw);
     let status = status.map_err(explain)?;
     if let Some(error) = &status.error {

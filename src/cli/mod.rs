@@ -7,6 +7,7 @@ pub mod client;
 pub mod docs;
 pub mod imager;
 pub mod objects;
+pub mod oneshot;
 pub mod procs;
 pub mod runner;
 pub mod stacks;
@@ -409,7 +410,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Deploys { trace, follow, after } => swarms::deploys(&socket, trace, follow, after).await,
             Command::Completions { .. } | Command::Man { .. } => Ok(0),
             Command::Version => {
-                let client = client::connect(&socket).await?;
+                let client = client::call(&socket).await?;
                 let daemon = crate::api::VrdClient::version(&client).await.map_err(client::explain)?;
                 println!("vr {}\nvrd {daemon}", env!("CARGO_PKG_VERSION"));
                 Ok(0)

@@ -8,8 +8,9 @@ use anyhow::{anyhow, Context};
 use clap::Subcommand;
 use nix::fcntl::{Flock, FlockArg};
 
-use super::client::{connect, explain};
-use super::terminal::{AttachSocket, RawMode};
+use super::client::{call, explain};
+use super::oneshot::OneShot;
+use super::terminal::{own_stdio, RawMode};
 use crate::api::{Attach, ExitStatus, ProcFile, VrdClient};
 
 /// The runner's actions, each on one proc.yaml.
@@ -70,9 +71,15 @@ pub(super) fn report_exit(status: &ExitStatus) -> i32 {
     status.code
 }
 
+/// Lends our stdin, stdout and stderr to vrd with the next call (the container's terminal).
+fn lend_stdio(client: &OneShot) -> anyhow::Result<Attach> {
+    client.send_fds_with_next_call(own_stdio()?);
+    Ok(Attach::inline())
+}
+
 /// Runs one runner action; returns the exit code.
 pub async fn run(socket: &Path, action: RunnerAction) -> anyhow::Result<i32> {
-    let client = connect(socket).await?;
+    let client = call(socket).await?;
     match action {
         RunnerAction::Setup { file } => {
             let (file, _lock) = read_file(&file, true)?;
@@ -85,10 +92,7 @@ pub async fn run(socket: &Path, action: RunnerAction) -> anyhow::Result<i32> {
         }
         RunnerAction::Run { file } => {
             let (file, _lock) = read_file(&file, true)?;
-            let attach = AttachSocket::new()?;
-            let path = attach.path().display().to_string();
-            attach.serve();
-            let call = client.runner_run(file.clone(), Attach { socket: path });
+            let call = client.runner_run(file.clone(), lend_stdio(&client)?);
             tokio::pin!(call);
             // Ctrl-C or a TERM stops the container (vrd escalates to KILL after its grace period)
             // while we keep showing its output until it has ended.
@@ -105,11 +109,9 @@ pub async fn run(socket: &Path, action: RunnerAction) -> anyhow::Result<i32> {
         }
         RunnerAction::Shell { file } => {
             let (file, _) = read_file(&file, false)?;
-            let attach = AttachSocket::new()?;
-            let path = attach.path().display().to_string();
-            attach.serve();
+            let attach = lend_stdio(&client)?;
             let raw = RawMode::enter();
-            let status = client.runner_shell(file, Attach { socket: path }).await;
+            let status = client.runner_shell(file, attach).await;
             drop(raw);
             Ok(report_exit(&status.map_err(explain)?))
         }

@@ -1,5 +1,5 @@
-//! The client's side of `run` and `shell`: lend the terminal to vrd through an attach socket, and
-//! put it in raw mode for a shell.
+//! The client's side of `run` and `shell`: lend the terminal to vrd (with the request, or through an
+//! attach socket), and put it in raw mode for a shell.
 
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixListener;
@@ -33,9 +33,7 @@ impl AttachSocket {
 
     /// In the background, hands stdin, stdout and stderr to the first (and only) connection.
     pub fn serve(self) {
-        let fds = [std::io::stdin().as_fd(), std::io::stdout().as_fd(), std::io::stderr().as_fd()]
-            .map(|fd| fd.try_clone_to_owned());
-        match fds.into_iter().collect::<std::io::Result<Vec<_>>>() {
+        match own_stdio() {
             Ok(fds) => self.serve_fds(fds),
             Err(_) => drop(self),
         }
@@ -51,6 +49,15 @@ impl AttachSocket {
             drop(self.dir);
         });
     }
+}
+
+/// Copies of our stdin, stdout and stderr, in that order, to lend to vrd.
+pub fn own_stdio() -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
+    [std::io::stdin().as_fd(), std::io::stdout().as_fd(), std::io::stderr().as_fd()]
+        .map(|fd| fd.try_clone_to_owned())
+        .into_iter()
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("failed to duplicate stdin, stdout or stderr")
 }
 
 /// Raw mode on stdin while alive, when stdin is a terminal; restores it on drop.

@@ -1,24 +1,59 @@
-//! Taking over a caller's terminal: vrd connects to the Unix socket the client listens on, checks
-//! that the process there belongs to the caller, and receives its stdin, stdout and stderr.
+//! Taking over a caller's terminal and files: the fds a call needs (stdin, stdout, stderr, or
+//! output files the client opened in its own directory) come with the request on the API
+//! connection (`Attach::inline`), or vrd connects to the Unix socket the client listens on, checks
+//! that the process there belongs to the caller, and receives them there.
 
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use super::server::Caller;
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::Extensions;
+
+use super::rpc::caller;
+use super::server::{Caller, ReceivedFds};
+use crate::api::Attach;
 use crate::services::runner::CallerStdio;
 
-/// Connects to `socket`, verifies its owner, and returns the three fds it sends.
-pub fn receive_stdio(socket: &str, caller: Caller) -> Result<CallerStdio, String> {
-    let mut fds = receive_fds(socket, caller, 3)?.into_iter();
-    match (fds.next(), fds.next(), fds.next()) {
-        (Some(stdin), Some(stdout), Some(stderr)) => Ok(CallerStdio { stdin, stdout, stderr }),
-        _ => Err(format!("the client at {socket} sent fewer than 3 fds (stdin, stdout, stderr)")),
+/// Where one call's fds come from.
+pub struct Handover {
+    attach: Attach,
+    passed: ReceivedFds,
+    caller: Caller,
+}
+
+impl Handover {
+    /// The handover a call asked for, with the caller and the fds of its connection.
+    pub fn new(attach: Attach, ext: &Extensions) -> RpcResult<Handover> {
+        let passed = ext.get::<ReceivedFds>().cloned().unwrap_or_default();
+        Ok(Handover { attach, passed, caller: caller(ext)? })
+    }
+
+    /// Exactly `count` fds, in the order the client sent them.
+    pub fn fds(&self, count: usize) -> Result<Vec<OwnedFd>, String> {
+        let fds = if self.attach.inline {
+            self.passed.take_all()
+        } else {
+            receive_fds(&self.attach.socket, self.caller, count)?
+        };
+        if fds.len() != count {
+            return Err(format!("the client sent {} fds, expected {count}", fds.len()));
+        }
+        Ok(fds)
+    }
+
+    /// The caller's stdin, stdout and stderr.
+    pub fn stdio(&self) -> Result<CallerStdio, String> {
+        let mut fds = self.fds(3)?.into_iter();
+        match (fds.next(), fds.next(), fds.next()) {
+            (Some(stdin), Some(stdout), Some(stderr)) => Ok(CallerStdio { stdin, stdout, stderr }),
+            _ => Err("the client sent fewer than 3 fds (stdin, stdout, stderr)".to_string()),
+        }
     }
 }
 
-/// Connects to `socket`, verifies its owner, and returns exactly `count` fds it sends (stdio, or
-/// output files the client opened in its own directory, such as a build's build.tar.gz).
-pub fn receive_fds(socket: &str, caller: Caller, count: usize) -> Result<Vec<std::os::fd::OwnedFd>, String> {
+/// Connects to `socket`, verifies its owner, and returns the fds it sends.
+fn receive_fds(socket: &str, caller: Caller, count: usize) -> Result<Vec<OwnedFd>, String> {
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("failed to connect to the attach socket {socket}: {e}"))?;
     let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
@@ -31,10 +66,6 @@ pub fn receive_fds(socket: &str, caller: Caller, count: usize) -> Result<Vec<std
         ));
     }
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let fds = crate::sys::recv_fds(&stream, count)
-        .map_err(|e| format!("failed to receive the client's files from {socket}: {e}"))?;
-    if fds.len() != count {
-        return Err(format!("the client at {socket} sent {} fds, expected {count}", fds.len()));
-    }
-    Ok(fds)
+    crate::sys::recv_fds(&stream, count)
+        .map_err(|e| format!("failed to receive the client's files from {socket}: {e}"))
 }

@@ -1,5 +1,5 @@
 //! Velociraptor's builder over the API: `builder.build` (the caller's output files and stdio come
-//! over its attach socket) and `builder.shell`. The work runs on a blocking thread; when the caller
+//! with the request or over its attach socket) and `builder.shell`. The work runs on a blocking thread; when the caller
 //! goes away, a build waiting for a lock gives up and a running build container is stopped.
 //! Every build is recorded in the state (`started` before the work, the outcome after); its
 //! compile log is kept under `builds/<id>/` and its slug in the content-addressed store.
@@ -13,10 +13,9 @@ use jsonrpsee::Extensions;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::attach::{receive_fds, receive_stdio};
+use super::attach::Handover;
 use super::proc_calls::state_error;
-use super::rpc::{caller, error, runner_error, RpcHandler};
-use super::server::Caller;
+use super::rpc::{error, runner_error, RpcHandler};
 use super::Daemon;
 use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
 use crate::model::build_data::BuildData;
@@ -35,9 +34,9 @@ pub fn builder_error(e: BuilderError) -> ErrorObjectOwned {
     error(code, e.to_string())
 }
 
-/// Receives the caller's stdout, stderr and output files ([`BUILD_FDS`]) over its attach socket.
-fn receive_build_files(socket: &str, caller: Caller) -> Result<BuildFiles, BuilderError> {
-    let fds = receive_fds(socket, caller, BUILD_FDS).map_err(BuilderError::Io)?;
+/// Receives the caller's stdout, stderr and output files ([`BUILD_FDS`]).
+fn receive_build_files(handover: &Handover) -> Result<BuildFiles, BuilderError> {
+    let fds = handover.fds(BUILD_FDS).map_err(BuilderError::Io)?;
     let mut fds = fds.into_iter();
     let mut next = || fds.next().ok_or_else(|| BuilderError::Io("the client sent too few fds".into()));
     Ok(BuildFiles {
@@ -90,10 +89,10 @@ impl RpcHandler {
         attach: Attach,
     ) -> RpcResult<BuildReport> {
         let data = parse(&file)?;
-        let caller = caller(ext)?;
+        let handover = Handover::new(attach, ext)?;
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
-        let receive = move || receive_build_files(&attach.socket, caller);
+        let receive = move || receive_build_files(&handover);
         let service = self.daemon.build_service();
         let (_, result) = service
             .run(data, None, Outputs::Caller(Box::new(receive)), watch, None)
@@ -115,11 +114,11 @@ impl RpcHandler {
         attach: Attach,
     ) -> RpcResult<ExitStatus> {
         let data = parse(&file)?;
-        let caller = caller(ext)?;
+        let handover = Handover::new(attach, ext)?;
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
         self.build_blocking(move |d| {
-            let stdio = receive_stdio(&attach.socket, caller).map_err(BuilderError::Io)?;
+            let stdio = handover.stdio().map_err(BuilderError::Io)?;
             d.builder.shell(&data, stdio, &watch)
         })
         .await

@@ -10,8 +10,8 @@ use jsonrpsee::core::RpcResult;
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::Extensions;
 
-use super::attach::{receive_fds, receive_stdio};
-use super::rpc::{caller, error, runner_error, RpcHandler};
+use super::attach::Handover;
+use super::rpc::{error, runner_error, RpcHandler};
 use super::runner_calls::StopOnDrop;
 use super::Daemon;
 use crate::api::{codes, Attach, ExitStatus, ImageBuilt, ImageFile, IMAGER_BUILD_FDS};
@@ -75,12 +75,11 @@ impl RpcHandler {
         term: Option<String>,
     ) -> RpcResult<ImageBuilt> {
         let (provision, warnings) = parse(&file, term)?;
-        let caller = caller(ext)?;
+        let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
         let _stop = StopOnDrop(Arc::clone(&watch));
         self.imager_blocking(move |d| {
-            let fds =
-                receive_fds(&attach.socket, caller, IMAGER_BUILD_FDS).map_err(|e| error(codes::LAUNCH, e))?;
+            let fds = handover.fds(IMAGER_BUILD_FDS).map_err(|e| error(codes::LAUNCH, e))?;
             let [stdout, stderr, log, tarball, md5] = <[_; IMAGER_BUILD_FDS]>::try_from(fds)
                 .map_err(|_| error(codes::LAUNCH, "wrong number of fds"))?;
             let outputs = BuildOutputs {
@@ -110,11 +109,11 @@ impl RpcHandler {
         term: Option<String>,
     ) -> RpcResult<ExitStatus> {
         let (provision, _) = parse(&file, term)?;
-        let caller = caller(ext)?;
+        let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
         let _stop = StopOnDrop(Arc::clone(&watch));
         self.imager_blocking(move |d| {
-            let stdio = receive_stdio(&attach.socket, caller).map_err(|e| error(codes::LAUNCH, e))?;
+            let stdio = handover.stdio().map_err(|e| error(codes::LAUNCH, e))?;
             imager::shell(&d.runner, &provision, stdio, &watch).map_err(imager_error)
         })
         .await

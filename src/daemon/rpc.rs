@@ -92,7 +92,8 @@ impl RpcHandler {
             params: params.to_string(),
             outcome,
         };
-        if let Err(e) = self.daemon.supervisor.state().append_audit(entry).await {
+        // Queued, not awaited: the answer need not wait for the disk, and the next call sees it.
+        if let Err(e) = self.daemon.supervisor.state().queue_audit(entry).await {
             tracing::error!(error = %e, method, "failed to write the audit log");
         }
         result

@@ -9,8 +9,8 @@ use jsonrpsee::Extensions;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::attach::receive_stdio;
-use super::rpc::{caller, error, parse, runner_error, RpcHandler};
+use super::attach::Handover;
+use super::rpc::{error, parse, runner_error, RpcHandler};
 use super::Daemon;
 use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
 use crate::model::proc_data::ProcSpec;
@@ -59,7 +59,7 @@ impl RpcHandler {
         if !shell {
             self.unsupervised(&spec).await?;
         }
-        let caller = caller(ext)?;
+        let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
         // If the caller goes away mid-run (this future is dropped), the container is stopped.
         let _stop = StopOnDrop(Arc::clone(&watch));
@@ -73,7 +73,7 @@ impl RpcHandler {
         }
         let result = self
             .blocking(move |d| {
-                let stdio = receive_stdio(&attach.socket, caller).map_err(RunnerError::Launch)?;
+                let stdio = handover.stdio().map_err(RunnerError::Launch)?;
                 if shell {
                     d.runner.shell(&spec, stdio, &watch)
                 } else {
@@ -91,13 +91,13 @@ impl RpcHandler {
     /// teardown cannot pull the files from under a running supervised container.
     async fn unsupervised(&self, spec: &ProcSpec) -> RpcResult<()> {
         let name = spec.name.to_string();
-        match self.daemon.supervisor.get(&name).await {
-            Ok(_) => Err(error(
+        if self.daemon.supervisor.supervises(&name) {
+            return Err(error(
                 codes::BUSY,
                 format!("{name} is supervised by vrd: use `vr procs stop|restart|destroy {name}` instead of the runner"),
-            )),
-            Err(_) => Ok(()),
+            ));
         }
+        Ok(())
     }
 
     pub(super) async fn setup(&self, file: ProcFile) -> RpcResult<SetupReport> {

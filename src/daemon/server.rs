@@ -1,5 +1,7 @@
 //! Serving the API on a Unix socket: jsonrpsee's tower service over each accepted connection, with
-//! the caller's SO_PEERCRED identity attached to every request.
+//! the caller's SO_PEERCRED identity and the fds it passed on the connection (SCM_RIGHTS) attached
+//! to every request. The service speaks both WebSocket (subscriptions) and plain HTTP POST (one
+//! call per request, one round trip less: what the client uses for everything else).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,6 +14,8 @@ use tokio::net::UnixListener;
 use super::rpc::RpcHandler;
 use super::{Daemon, DaemonError};
 use crate::api::VrdServer;
+use crate::sys::fdstream::FdStream;
+pub use crate::sys::fdstream::ReceivedFds;
 
 /// Who is calling: the peer credentials of the connection.
 #[derive(Debug, Clone, Copy)]
@@ -54,12 +58,27 @@ pub async fn serve(
     daemon: Arc<Daemon>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    // Accepting on a runtime worker, not on the thread that runs `block_on`: a connection task
+    // spawned from a worker starts on that same worker, without waking another thread.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let accepting = tokio::spawn(accept_until(listener, daemon, stopped));
+    shutdown.await;
+    let _ = stop.send(());
+    if let Err(e) = accepting.await {
+        tracing::error!(error = %e, "the accept loop failed");
+    }
+}
+
+async fn accept_until(
+    listener: UnixListener,
+    daemon: Arc<Daemon>,
+    mut shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
     let methods: Methods = RpcHandler { daemon }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     let builder = jsonrpsee::server::Server::builder()
         .set_config(ServerConfig::builder().max_connections(256).max_request_body_size(64 << 20).build())
         .to_service_builder();
-    tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -68,6 +87,8 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let stream = FdStream::new(stream);
+        let passed = stream.received();
         let caller = match stream.peer_cred() {
             Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
             Err(e) => {
@@ -79,6 +100,7 @@ pub async fn serve(
         let svc = tower::ServiceBuilder::new()
             .map_request(move |mut req: http::Request<_>| {
                 req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(passed.clone());
                 req
             })
             .service(svc);

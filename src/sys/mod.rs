@@ -4,6 +4,7 @@
 //! Everything here is small on purpose; the callers (the container launcher, the image unpacker,
 //! the client's terminal handling) hold the logic.
 
+pub mod fdstream;
 pub mod fs;
 
 use std::fs::File;
@@ -55,6 +56,15 @@ pub fn reset_signals() -> nix::Result<()> {
         unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) }?;
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+}
+
+/// Whether the kernel reaps this process's children by itself (SIGCHLD ignored) instead of
+/// leaving zombies for `wait`. The setting is inherited across fork: a forked child that waits for
+/// its own children must switch it off again.
+pub fn reap_children_automatically(on: bool) -> nix::Result<()> {
+    let handler = if on { SigHandler::SigIgn } else { SigHandler::SigDfl };
+    // SAFETY: SIG_IGN and SIG_DFL involve no handler code, so no async-signal-safety concerns.
+    unsafe { nix::sys::signal::signal(Signal::SIGCHLD, handler) }.map(|_| ())
 }
 
 /// Unlocks a pty master opened from a devpts `ptmx` and opens its peer (the slave) directly by fd,

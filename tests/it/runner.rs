@@ -113,6 +113,34 @@ fn the_exit_code_is_the_apps() {
 }
 
 #[test]
+fn a_client_killed_mid_run_stops_its_container_and_frees_the_proc() {
+    require_root!("a_client_killed_mid_run_stops_its_container_and_frees_the_proc");
+    let d = TestDaemon::start();
+    let file = d.write("p.yaml", &proc_yaml("gone", 0, "cmd: sleep 300"));
+    let file = file.to_str().unwrap();
+    assert!(d.run_vr(&["runner", "setup", file]).status.success());
+    let mut client = d.vr().args(["runner", "run", file]).spawn().unwrap();
+    crate::container::wait_for_launcher(&d);
+    // No goodbye: the connection just closes, as when a terminal is closed or ssh drops.
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !d.launchers().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the container outlived its caller");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // vrd lets go of the proc a moment after the launcher is gone.
+    loop {
+        let teardown = d.run_vr(&["runner", "teardown", file]);
+        if teardown.status.success() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the proc stayed busy: {:?}", text(&teardown));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
 fn shell_gives_an_interactive_terminal_in_a_sibling_container() {
     require_root!("shell_gives_an_interactive_terminal_in_a_sibling_container");
     let d = TestDaemon::start();

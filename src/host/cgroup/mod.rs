@@ -289,6 +289,22 @@ impl ProcCgroup {
         Ok(())
     }
 
+    /// Removes the cgroup if it is already empty: one `rmdir` per tree, no scan for tasks. This is
+    /// the usual end of a container, whose tasks all died with its pid 1 (they could not leave its
+    /// pid namespace, nor make sub-cgroups without cgroupfs). Returns `false`, having removed
+    /// what it could, when something is left; [`ProcCgroup::destroy`] then kills and sweeps.
+    pub fn remove_if_empty(&self) -> bool {
+        let mut all_gone = true;
+        for tree in self.root.tree_roots() {
+            match std::fs::remove_dir(tree.join(&self.name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => all_gone = false,
+            }
+        }
+        all_gone
+    }
+
     fn handle(root: &CgroupRoot, name: &str) -> ProcCgroup {
         ProcCgroup { root: root.clone(), name: name.to_string(), cg: root.hierarchy().load(name) }
     }

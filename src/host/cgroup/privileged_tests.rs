@@ -321,3 +321,25 @@ fn root_v2_paths_work_on_the_hybrid_unified_mount() {
     assert!(remove_empty_parent(&root, &guard.base).unwrap());
     assert!(!unified.join(&guard.base).exists());
 }
+
+#[test]
+fn root_remove_if_empty_removes_an_emptied_cgroup_and_leaves_a_busy_one() {
+    let Some(root) = root_or_skip("root_remove_if_empty_removes_an_emptied_cgroup_and_leaves_a_busy_one")
+    else {
+        return;
+    };
+    let guard = Guard::new(&root, "ifempty");
+    let pc = ProcCgroup::create(&root, &guard.name("web-1"), &Limits::default()).unwrap();
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    pc.add_pid(pid_of(&sleeper)).unwrap();
+    assert!(!pc.remove_if_empty(), "a cgroup with a live task is not empty");
+    assert!(!pc.paths().is_empty(), "and it stays");
+
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert!(pc.remove_if_empty(), "the only task is gone and reaped");
+    assert!(pc.paths().is_empty());
+    assert!(pc.remove_if_empty(), "removing it again finds nothing to do");
+    assert!(remove_empty_parent(&root, &guard.base).unwrap());
+    guard.assert_gone();
+}

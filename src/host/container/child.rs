@@ -63,7 +63,7 @@ fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infal
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>),
     )?;
     let sources = open_bind_sources(plan)?;
-    mount_overlay(plan)?;
+    super::overlay::mount_root(&plan.rootfs)?;
     pivot_into(&plan.rootfs.target)?;
     let binds: Vec<(String, bool)> =
         plan.volumes.iter().chain(&plan.host_files).map(|b| (b.inside.clone(), b.read_only)).collect();
@@ -97,30 +97,6 @@ fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<BindSource>, String> {
         .chain(&plan.host_files)
         .map(|b| BindSource::clone_host_path(&b.outside).map_err(|e| e.to_string()))
         .collect()
-}
-
-fn mount_overlay(plan: &LaunchPlan) -> Result<(), String> {
-    let o = &plan.rootfs;
-    if o.lowers.is_empty() {
-        // The root is the upper dir itself, written in place (a stack image being provisioned).
-        return sys_mount::Mount::builder()
-            .fstype("")
-            .flags(sys_mount::MountFlags::BIND | sys_mount::MountFlags::REC)
-            .mount(&o.upper, &o.target)
-            .map(|_| ())
-            .map_err(|e| {
-                format!("failed to bind the root {} on {}: {e}", o.upper.display(), o.target.display())
-            });
-    }
-    let lowers: Vec<String> = o.lowers.iter().map(|p| p.display().to_string()).collect();
-    let data =
-        format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());
-    sys_mount::Mount::builder()
-        .fstype("overlay")
-        .data(&data)
-        .mount("overlay", &o.target)
-        .map(|_| ())
-        .map_err(|e| format!("failed to mount the overlay root on {}: {e}", o.target.display()))
 }
 
 /// pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root

@@ -2,14 +2,16 @@
 //! container from a [`LaunchPlan`], stays beside it as its shim, and records how it ended.
 //!
 //! The daemon is multi-threaded and must never fork, so all namespace work starts here. The
-//! launcher makes the cgroup, enters a new pid namespace for its children, forks the container's
-//! pid 1 (which waits until it has been put in the cgroup, so every descendant is accounted for),
-//! then copies the container's output to the log and its own stdout/stderr, forwards signals, waits,
-//! reads the OOM counter, removes the cgroup and writes the [`ExitStatus`].
+//! launcher enters a new pid namespace for its children, forks the container's pid 1, makes the
+//! cgroup while that child mounts its root, and puts the child in it (the child waits for that
+//! before it can fork or exec, so every descendant is accounted for); then it copies the
+//! container's output to the log and its own stdout/stderr, forwards signals, waits, reads the OOM
+//! counter, removes the cgroup and writes the [`ExitStatus`].
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -58,7 +60,23 @@ pub fn main(plan_path: &Path, detach: bool) -> i32 {
 /// Launches the container of the plan at `plan_path`, waits for it and records how it ended;
 /// returns the exit code. The launcher proper, whether exec'd (`vrd init`) or forked by the spawner.
 pub fn run_plan(plan_path: &Path) -> i32 {
+    run_plan_with(plan_path, None)
+}
+
+/// [`run_plan`], telling the caller waiting on `report` how the container ended (a JSON line)
+/// as soon as its cgroup is gone, before writing status.json.
+pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
+    run_plan_with(plan_path, Some(report))
+}
+
+fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
     let _ = nix::sys::prctl::set_name(c"vrd-init");
+    // A launcher forked by the spawner inherits its ignored SIGCHLD, under which the container's
+    // exit status would be lost to the kernel's reaping.
+    if let Err(e) = sys::reap_children_automatically(false) {
+        eprintln!("vrd init: failed to restore SIGCHLD: {e}");
+        return SETUP_FAILED_CODE;
+    }
     let plan: LaunchPlan = match fs::read(plan_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -69,7 +87,8 @@ pub fn run_plan(plan_path: &Path) -> i32 {
             return SETUP_FAILED_CODE;
         }
     };
-    let status = match launch(&plan) {
+    // Only supervision reads app.pid; a caller that waits on the report has no use for it.
+    let status = match launch(&plan, report.is_none()) {
         Ok(status) => status,
         // The caller reads the reason from the status file and shows it; no second copy here.
         Err(message) => ExitStatus {
@@ -80,10 +99,23 @@ pub fn run_plan(plan_path: &Path) -> i32 {
             error: Some(message),
         },
     };
+    if let Some(conn) = report {
+        // A caller that went away has nothing left to hear; status.json still records it.
+        let _ = serde_json::to_string(&status).map(|line| writeln!(conn, "{line}"));
+    }
+    super::overlay::remove_stale_work(&plan.rootfs);
     if let Err(e) = write_status(&plan.status_path, &status) {
         eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
     }
     status.code
+}
+
+/// Makes `stdio` (stdin, stdout, stderr, in that order) this process's fds 0, 1 and 2.
+pub(super) fn take_stdio(stdio: [OwnedFd; 3]) -> Result<(), String> {
+    let [stdin, stdout, stderr] = stdio;
+    nix::unistd::dup2_stdin(&stdin).map_err(|e| e.to_string())?;
+    nix::unistd::dup2_stdout(&stdout).map_err(|e| e.to_string())?;
+    nix::unistd::dup2_stderr(&stderr).map_err(|e| e.to_string())
 }
 
 /// Forks; the parent prints the child's pid and returns `false`, the child (the launcher that goes
@@ -168,19 +200,9 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
     Ok((ours, theirs))
 }
 
-fn launch(plan: &LaunchPlan) -> Result<ExitStatus, String> {
+fn launch(plan: &LaunchPlan, write_app_pid: bool) -> Result<ExitStatus, String> {
     check_sources(plan)?;
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
-    let cgroup =
-        ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits).map_err(|e| e.to_string())?;
-    let result = launch_in(plan, &cgroup);
-    if let Err(e) = cgroup.destroy() {
-        eprintln!("vrd init: {}: {e}", plan.name);
-    }
-    result
-}
-
-fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, String> {
     let (ours, theirs) = make_io(plan)?;
     let mut blocked = SigSet::empty();
     FORWARDED.iter().for_each(|s| blocked.add(*s));
@@ -197,7 +219,24 @@ fn launch_in(plan: &LaunchPlan, cgroup: &ProcCgroup) -> Result<ExitStatus, Strin
         }
         ForkResult::Parent { child } => {
             drop(theirs);
-            supervise(plan, cgroup, ours, &signals, child)
+            // The cgroup is made while the child mounts its root; the child waits for "go" (after
+            // the cgroup) before anything in it can fork or exec.
+            let cgroup = match ProcCgroup::create(&root, &plan.cgroup.name, &plan.cgroup.limits) {
+                Ok(cgroup) => cgroup,
+                Err(e) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e.to_string());
+                }
+            };
+            let result = supervise(plan, &cgroup, ours, &signals, child, write_app_pid);
+            // The container's tasks died with its pid 1, so the cgroup is normally empty by now.
+            if !cgroup.remove_if_empty() {
+                if let Err(e) = cgroup.destroy() {
+                    eprintln!("vrd init: {}: {e}", plan.name);
+                }
+            }
+            result
         }
     }
 }
@@ -208,6 +247,7 @@ fn supervise(
     io: LauncherIo,
     signals: &SignalFd,
     child: Pid,
+    write_app_pid: bool,
 ) -> Result<ExitStatus, String> {
     let started = cgroup.add_pid(child.as_raw()).map_err(|e| e.to_string()).and_then(|_| {
         File::from(io.go).write_all(b"g").map_err(|e| format!("failed to start the container: {e}"))
@@ -223,7 +263,9 @@ fn supervise(
         let _ = waitpid(child, None);
         return Err(message);
     }
-    let _ = fs::write(app_pid_path(plan), child.to_string());
+    if write_app_pid {
+        let _ = fs::write(app_pid_path(plan), child.to_string());
+    }
     let mut fwd = Forwarder {
         signals,
         cgroup,

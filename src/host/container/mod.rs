@@ -5,6 +5,7 @@ pub mod child;
 pub mod launcher;
 pub mod log;
 pub mod mounts;
+pub mod overlay;
 pub mod passwd;
 pub mod plan;
 pub mod spawner;

@@ -2,6 +2,7 @@
 //! done by the daemon with vr's own containers.
 
 pub mod job;
+mod launch;
 pub mod layout;
 pub mod locks;
 pub mod scripts;
@@ -12,7 +13,6 @@ pub mod uptest;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use layout::{Layout, ProcDir};
 use locks::Locks;
@@ -267,56 +267,7 @@ impl Runner {
         }
         Ok(Some(DirectLaunch { argv, env: scripts::direct_env(&spec.env, spec.name.port) }))
     }
-
-    /// Writes the launch plan next to the container's dirs.
-    fn write_plan(&self, plan: &LaunchPlan, cdir: &Path) -> Result<PathBuf, RunnerError> {
-        let plan_path = cdir.join("launch.json");
-        let json = serde_json::to_vec_pretty(plan)
-            .map_err(|e| RunnerError::Launch(format!("failed to encode the launch plan: {e}")))?;
-        fs::write(&plan_path, json)
-            .map_err(|e| RunnerError::Io(format!("failed to write {}: {e}", plan_path.display())))?;
-        let _ = fs::remove_file(&plan.status_path);
-        Ok(plan_path)
-    }
-
-    /// Writes the plan, runs the launcher with the caller's stdio, and reads back how it ended.
-    fn launch(
-        &self,
-        plan: &LaunchPlan,
-        cdir: &Path,
-        stdio: CallerStdio,
-        watch: &LaunchWatch,
-    ) -> Result<ExitStatus, RunnerError> {
-        let plan_path = self.write_plan(plan, cdir)?;
-        let mut child = Command::new(&self.exe)
-            .arg0("vrd")
-            .arg("init")
-            .arg("--plan")
-            .arg(&plan_path)
-            .stdin(Stdio::from(stdio.stdin))
-            .stdout(Stdio::from(stdio.stdout))
-            .stderr(Stdio::from(stdio.stderr))
-            .env_clear()
-            .spawn()
-            .map_err(|e| {
-                RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display()))
-            })?;
-        watch.store(child.id(), std::sync::atomic::Ordering::SeqCst);
-        let code = child.wait();
-        watch.store(0, std::sync::atomic::Ordering::SeqCst);
-        let code = code.map_err(|e| RunnerError::Launch(format!("failed to wait for the launcher: {e}")))?;
-        let text = fs::read(&plan.status_path).map_err(|e| {
-            RunnerError::Launch(format!(
-                "the launcher ended ({code}) without recording how the container ended in {}: {e}",
-                plan.status_path.display()
-            ))
-        })?;
-        serde_json::from_slice(&text)
-            .map_err(|e| RunnerError::Launch(format!("failed to read {}: {e}", plan.status_path.display())))
-    }
 }
-
-use std::os::unix::process::CommandExt;
 
 /// A command the launcher execs itself, with the environment proc.sh would have built.
 struct DirectLaunch {

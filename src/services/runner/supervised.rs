@@ -38,6 +38,8 @@ impl Runner {
         let mut plan = self.plan(spec, &dir, dir.path(), Mode::Run)?;
         plan.stop_grace_secs = stop_grace.as_secs();
         let plan_path = self.write_plan(&plan, dir.path())?;
+        // The supervisor reads both once the launcher is gone: nothing may be left of a run before.
+        let _ = fs::remove_file(&plan.status_path);
         let _ = fs::remove_file(app_pid_path(&plan));
         let spawned = self.spawner.as_deref().map(|socket| spawner::request(socket, &plan_path));
         let pid = match spawned {

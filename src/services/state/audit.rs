@@ -13,6 +13,16 @@ impl State {
         self.call(what, move |db, what| append(&db.conn, &entry).map_err(StateError::query(what))).await
     }
 
+    /// Records `entry` without waiting for the write: it is queued before this returns, so any
+    /// later state call (`vr audit`) sees it. A failed write is logged.
+    pub async fn queue_audit(&self, entry: AuditEntry) -> Result<(), StateError> {
+        let what = format!("record the audit entry for {}", entry.method);
+        self.queue(what, move |db, what| {
+            append(&db.conn, &entry).map(|_| ()).map_err(StateError::query(what))
+        })
+        .await
+    }
+
     /// Up to `limit` entries with ids above `since_id`, oldest first.
     pub async fn list_audit(&self, limit: usize, since_id: u64) -> Result<Vec<AuditEntry>, StateError> {
         self.call("list the audit log".into(), move |db, what| {

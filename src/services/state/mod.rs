@@ -241,6 +241,20 @@ impl State {
         Ok(State { jobs })
     }
 
+    /// Queues `f` for the database thread and returns once it is queued, not done: jobs run in
+    /// order, so every later call sees its effect. A failure is logged there, since nobody waits.
+    async fn queue<F>(&self, what: String, f: F) -> Result<(), StateError>
+    where
+        F: FnOnce(&mut Db, &str) -> Result<(), StateError> + Send + 'static,
+    {
+        let job: Job = Box::new(move |db| match catch_unwind(AssertUnwindSafe(|| f(db, &what))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "a queued state write failed"),
+            Err(_) => tracing::error!(error = %StateError::Panicked(what), "a queued state write failed"),
+        });
+        self.jobs.send(job).await.map_err(|_| StateError::Closed)
+    }
+
     /// Runs `f` on the database thread and returns its result. `what` names the call in errors
     /// ("store proc web-1") and is handed to `f` for its own.
     async fn call<T, F>(&self, what: String, f: F) -> Result<T, StateError>

@@ -277,6 +277,15 @@ async fn audit_entries_list_in_order_after_an_id() {
 }
 
 #[tokio::test]
+async fn a_queued_audit_entry_is_seen_by_the_next_call_without_being_awaited() {
+    let state = State::open_in_memory().unwrap();
+    state.queue_audit(audit("runner.run")).await.unwrap();
+    state.queue_audit(audit("runner.teardown")).await.unwrap();
+    let methods: Vec<String> = state.latest_audit(10).await.unwrap().into_iter().map(|e| e.method).collect();
+    assert_eq!(methods, ["runner.run", "runner.teardown"], "jobs run in the order they were queued");
+}
+
+#[tokio::test]
 async fn latest_audit_is_the_newest_entries_oldest_first() {
     let state = State::open_in_memory().unwrap();
     for i in 0..5 {

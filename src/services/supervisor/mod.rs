@@ -138,6 +138,12 @@ impl Supervisor {
         self.shared.tasks.lock().unwrap_or_else(PoisonError::into_inner).get(name).cloned()
     }
 
+    /// Whether `name` is under supervision (a deployed proc, whatever its state), without asking
+    /// the database.
+    pub fn supervises(&self, name: &str) -> bool {
+        self.task(name).is_some()
+    }
+
     async fn known(&self, name: &str) -> Result<mpsc::Sender<Command>, SupervisorError> {
         if let Some(tx) = self.task(name) {
             return Ok(tx);

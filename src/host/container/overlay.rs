@@ -1,0 +1,200 @@
+//! The container's root file system: an overlay of the plan's lowers and a private upper dir,
+//! mounted `volatile`, or the upper dir itself bound in place when there are no lowers.
+//!
+//! Why volatile: without it, unmounting an overlay (which happens when the container's last
+//! process exits and its mount namespace goes) runs `syncfs` on the upper dir's *whole file
+//! system*. On a host busy writing (builds, logs) that took 10–600 ms per container stop, always
+//! on the path from the app's exit to the caller hearing of it. A volatile overlay skips every sync
+//! to the upper file system, including the app's own fsync(2) calls on files of its root: the root
+//! is scratch space (Heroku's "ephemeral filesystem"); data meant to last goes in volumes, which
+//! are plain bind mounts and sync as usual.
+//!
+//! The price is overlayfs's crash rule: a volatile mount leaves `<work>/work/incompat/volatile`
+//! behind, and overlayfs refuses to mount that upper dir again while it is there, because after a
+//! host crash the upper dir may have lost writes. So each mount records the boot it happened in
+//! ([`BOOT_STAMP`], beside overlayfs's own `work/work`); the next mount clears the marker when the
+//! host has not restarted since (the page cache still holds every write: it moves `work/work`
+//! aside with one rename, and the launcher deletes it once that container has ended, since on a
+//! busy disk every deleted directory costs), and otherwise starts
+//! from an empty upper dir, saying so on stderr. A root's writes thus last across runs and vrd
+//! restarts, not across host restarts (on Heroku they do not even last across restarts).
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::plan::Overlay;
+
+/// overlayfs's marker of a volatile mount, relative to the work dir.
+const VOLATILE_MARKER: &str = "work/incompat/volatile";
+
+/// overlayfs's own dir in the work dir, which holds the marker.
+const OVERLAY_WORK: &str = "work";
+
+/// The name prefix under which an old `work/work` (and its marker) waits to be deleted, off the
+/// container's way. Each gets a name of its own, so a launcher still deleting older ones never
+/// races the next container's start.
+const STALE_WORK: &str = "vr-stale-work.";
+
+/// The boot id of the last volatile mount of this upper dir, in the work dir.
+pub const BOOT_STAMP: &str = "vr-boot-id";
+
+/// Where the kernel says which boot this is (a random UUID per boot).
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Mounts the root described by `o` on `o.target`; before pivot_root, while host paths resolve.
+pub fn mount_root(o: &Overlay) -> Result<(), String> {
+    if o.lowers.is_empty() {
+        // The root is the upper dir itself, written in place (a stack image being provisioned).
+        return sys_mount::Mount::builder()
+            .fstype("")
+            .flags(sys_mount::MountFlags::BIND | sys_mount::MountFlags::REC)
+            .mount(&o.upper, &o.target)
+            .map(|_| ())
+            .map_err(|e| {
+                format!("failed to bind the root {} on {}: {e}", o.upper.display(), o.target.display())
+            });
+    }
+    let boot = fs::read_to_string(BOOT_ID).map_err(|e| format!("failed to read {BOOT_ID}: {e}"))?;
+    if let Some(warning) = prepare_work_dir(o, boot.trim())? {
+        eprintln!("vrd init: {warning}");
+    }
+    let lowers: Vec<String> = o.lowers.iter().map(|p| p.display().to_string()).collect();
+    let data =
+        format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());
+    let mount =
+        |data: &str| sys_mount::Mount::builder().fstype("overlay").data(data).mount("overlay", &o.target);
+    match mount(&format!("{data},volatile")) {
+        Ok(_) => Ok(()),
+        // Kernels before 5.10 have no volatile mounts; they sync on unmount as before.
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EINVAL as i32) => mount(&data).map(|_| ()),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| format!("failed to mount the overlay root on {}: {e}", o.target.display()))
+}
+
+/// Clears the marker a volatile mount of `o` left in this boot, or resets the upper and work dirs
+/// when the last volatile mount was in an earlier boot (the host may have crashed and lost writes);
+/// records this boot. Returns a warning for the user when it reset anything.
+pub fn prepare_work_dir(o: &Overlay, boot: &str) -> Result<Option<String>, String> {
+    let stamp_path = o.work.join(BOOT_STAMP);
+    let stamp = fs::read_to_string(&stamp_path).unwrap_or_default();
+    let marked = fs::symlink_metadata(o.work.join(VOLATILE_MARKER)).is_ok();
+    let mut warning = None;
+    if marked && stamp.trim() == boot {
+        // One rename now; the deletes (each one a block freed on the host's disk) wait for
+        // `remove_stale_work`, after the container.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let work = o.work.join(OVERLAY_WORK);
+        fs::rename(&work, o.work.join(format!("{STALE_WORK}{nanos}")))
+            .map_err(|e| at("move aside", &work, e))?;
+    } else if marked {
+        for dir in [&o.upper, &o.work] {
+            fs::remove_dir_all(dir).map_err(|e| at("remove", dir, e))?;
+            fs::create_dir(dir).map_err(|e| at("create", dir, e))?;
+        }
+        warning = Some(format!(
+            "the host restarted since the container root {} was last mounted (without syncs), so \
+             its writes may be incomplete: it starts empty again (keep lasting data in volumes)",
+            o.upper.display()
+        ));
+    }
+    if stamp.trim() != boot {
+        fs::write(&stamp_path, boot).map_err(|e| at("write", &stamp_path, e))?;
+    }
+    Ok(warning)
+}
+
+/// Deletes the old overlayfs work dirs [`prepare_work_dir`] moved aside: once the container has
+/// ended, so that its start did not wait for it. Best effort; what is left goes next time.
+pub fn remove_stale_work(o: &Overlay) {
+    if o.lowers.is_empty() {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(&o.work) else { return };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(STALE_WORK) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn at(what: &str, path: &Path, e: io::Error) -> String {
+    format!("failed to {what} {}: {e}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overlay(dir: &Path) -> Overlay {
+        for sub in ["upper", "work"] {
+            fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        Overlay {
+            lowers: vec![dir.join("lower")],
+            upper: dir.join("upper"),
+            work: dir.join("work"),
+            target: dir.join("rootfs"),
+        }
+    }
+
+    fn mark(o: &Overlay) {
+        fs::create_dir_all(o.work.join(VOLATILE_MARKER).join("dirty")).unwrap();
+    }
+
+    #[test]
+    fn a_first_mount_records_the_boot_and_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = overlay(dir.path());
+        fs::write(o.upper.join("kept"), "x").unwrap();
+        assert_eq!(prepare_work_dir(&o, "boot-1").unwrap(), None);
+        assert_eq!(fs::read_to_string(o.work.join(BOOT_STAMP)).unwrap(), "boot-1");
+        assert!(o.upper.join("kept").exists());
+    }
+
+    #[test]
+    fn the_marker_of_this_boot_is_cleared_and_the_upper_dir_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = overlay(dir.path());
+        prepare_work_dir(&o, "boot-1").unwrap();
+        mark(&o);
+        fs::write(o.upper.join("kept"), "x").unwrap();
+        assert_eq!(prepare_work_dir(&o, "boot-1").unwrap(), None);
+        assert!(!o.work.join("work/incompat").exists(), "overlayfs would refuse the next mount");
+        assert!(o.upper.join("kept").exists());
+        remove_stale_work(&o);
+        let left: Vec<_> = fs::read_dir(&o.work).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [BOOT_STAMP], "the old work dir is gone after the container");
+    }
+
+    #[test]
+    fn a_stale_work_dir_left_by_a_killed_launcher_does_not_block_the_next_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = overlay(dir.path());
+        prepare_work_dir(&o, "boot-1").unwrap();
+        mark(&o);
+        prepare_work_dir(&o, "boot-1").unwrap();
+        mark(&o);
+        assert_eq!(prepare_work_dir(&o, "boot-1").unwrap(), None, "the older stale dir is no obstacle");
+        assert!(!o.work.join(VOLATILE_MARKER).exists());
+        remove_stale_work(&o);
+        let left: Vec<_> = fs::read_dir(&o.work).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [BOOT_STAMP], "both stale dirs are gone after the next container");
+    }
+
+    #[test]
+    fn the_marker_of_an_earlier_boot_resets_the_root_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = overlay(dir.path());
+        prepare_work_dir(&o, "boot-1").unwrap();
+        mark(&o);
+        fs::write(o.upper.join("maybe-torn"), "x").unwrap();
+        let warning = prepare_work_dir(&o, "boot-2").unwrap().expect("a reset is reported");
+        assert!(warning.contains("restarted") && warning.contains("upper"), "{warning}");
+        assert_eq!(fs::read_dir(&o.upper).unwrap().count(), 0, "the upper dir starts empty");
+        assert!(!o.work.join(VOLATILE_MARKER).exists());
+        assert_eq!(fs::read_to_string(o.work.join(BOOT_STAMP)).unwrap(), "boot-2");
+    }
+}
