@@ -102,7 +102,7 @@ pub async fn deploy(socket: &Path, file: &Path, json: bool) -> anyhow::Result<i3
 /// Procs whose name matches the anchored regex `filter` and whose host matches `host`.
 fn matching(procs: Vec<ProcInfo>, filter: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<ProcInfo>> {
     let anchored = |what: &str, re: &str| {
-        regex::Regex::new(&format!("^(?:{re})"))
+        regex_lite::Regex::new(&format!("^(?:{re})"))
             .with_context(|| format!("{what} '{re}' is not a regular expression"))
     };
     let name_re = filter.map(|f| anchored("FILTER", f)).transpose()?;

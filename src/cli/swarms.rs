@@ -163,7 +163,7 @@ fn print_entry(e: &DeployLogEntry) {
 pub async fn list_swarms(socket: &Path, filter: Option<String>) -> anyhow::Result<i32> {
     let client = connect(socket).await?;
     let matching = filter
-        .map(|f| regex::Regex::new(&format!("^(?:{f})")))
+        .map(|f| regex_lite::Regex::new(&format!("^(?:{f})")))
         .transpose()
         .map_err(|e| anyhow!("FILTER is not a regular expression: {e}"))?;
     let procs = client.swarms_procs(None).await.map_err(explain)?;
