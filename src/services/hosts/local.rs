@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{HostAgent, HostError, HostProc};
-use crate::model::supervision::ProcState;
+use crate::model::supervision::{Desired, ProcState};
 use crate::model::uptest::UptestResult;
 use crate::services::runner;
 use crate::services::supervisor::{Supervisor, SupervisorError};
@@ -80,7 +80,10 @@ impl HostAgent for LocalHost {
             let record = self.supervisor.get(proc).await.map_err(|e| self.supervisor_error(proc, e))?;
             match record.state {
                 ProcState::Running => return Ok(()),
-                ProcState::Fatal | ProcState::Exited | ProcState::Stopped => {
+                // FATAL is the supervisor giving up; a proc someone stopped will not start either.
+                // STOPPED and EXITED while it should run are steps on the way (the supervisor's
+                // task has not started it yet, or restarts it), so they wait like the rest.
+                ProcState::Fatal => {
                     let why = record.spawn_err.unwrap_or_else(|| {
                         format!("it exited with status {}", record.exit_status.unwrap_or(-1))
                     });
@@ -88,6 +91,12 @@ impl HostAgent for LocalHost {
                         "{proc} did not start ({}): {why}{}",
                         record.state.as_str(),
                         self.log_tail(proc)
+                    )));
+                }
+                _ if record.desired != Desired::Running => {
+                    return Err(self.failed(format!(
+                        "{proc} was {} while vrd waited for it to start",
+                        record.desired.as_str()
                     )));
                 }
                 _ if Instant::now() >= deadline => {
