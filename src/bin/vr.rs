@@ -4,8 +4,11 @@ use clap::Parser;
 
 fn main() {
     let args = vr::cli::normalize_args(std::env::args().collect());
-    let cli = vr::cli::Cli::parse_from(args);
-    let code = match vr::cli::run(cli) {
+    let result = match vr::cli::RunnerCli::parse_runner(&args) {
+        Some(runner) => runner.run(),
+        None => vr::cli::run(vr::cli::Cli::parse_from(args)),
+    };
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vr: {e:#}");

@@ -336,6 +336,42 @@ pub enum BalancersAction {
     },
 }
 
+/// `vr runner ...` (and `vrun ...`) with only the runner's commands. The runner's `run` is the
+/// path whose start-up is timed against crun, and clap then builds only the runner's part of
+/// the command tree. Anything this does not parse (help, `--socket` before `runner`, mistakes)
+/// goes through [`Cli`] as usual.
+#[derive(Debug, Parser)]
+#[command(name = "vr runner")]
+pub struct RunnerCli {
+    /// vrd's API socket.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// What to do with the proc.
+    #[command(subcommand)]
+    pub action: runner::RunnerAction,
+}
+
+impl RunnerCli {
+    /// Parses `args` (as [`normalize_args`] left them) when they are a plain runner command.
+    pub fn parse_runner(args: &[String]) -> Option<RunnerCli> {
+        if args.get(1).map(String::as_str) != Some("runner") {
+            return None;
+        }
+        RunnerCli::try_parse_from(&args[1..]).ok()
+    }
+
+    /// Runs it; returns the process exit code.
+    pub fn run(self) -> anyhow::Result<i32> {
+        let socket = client::socket_path(self.socket);
+        current_thread()?.block_on(runner::run(&socket, self.action))
+    }
+}
+
+/// The client's runtime: one thread is all a client needs.
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
 /// Runs the command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     use clap::CommandFactory;
@@ -353,8 +389,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => {}
     }
     let socket = client::socket_path(cli.socket);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async move {
+    current_thread()?.block_on(async move {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
             Command::Builder { action } => builder::run(&socket, action).await,
