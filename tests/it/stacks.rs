@@ -41,7 +41,7 @@ fn app_serving_the_marker(fx: &Fx) {
     git(&fx.app, &["commit", "-q", "-m", "marker"]);
     git(&fx.app, &["tag", "vm"]);
     fx.ok(&["apps", "edit", "hello", "--set", "stack=marked"]);
-    fx.ok(&["swarms", "create", "--set", "app=hello", "--set", "version=vm", "--set", "pool=hello"]);
+    fx.create_swarm(&["app=hello", "version=vm", "pool=hello"]);
 }
 
 fn marker(router: u16) -> String {

@@ -92,6 +92,15 @@ impl Fx {
         stdout
     }
 
+    /// `vr swarms create --set F1 --set F2 ...`, which must succeed.
+    pub fn create_swarm(&self, fields: &[&str]) -> String {
+        let mut args = vec!["swarms", "create"];
+        for field in fields {
+            args.extend(["--set", field]);
+        }
+        self.ok(&args)
+    }
+
     pub fn vrd_log(&self) -> String {
         std::fs::read_to_string(self.d.dir.path().join("vrd.log")).unwrap_or_default()
     }

@@ -28,18 +28,7 @@ fn page(router: u16) -> String {
 fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
     require_root!("a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router");
     let (fx, router) = routed();
-    fx.ok(&[
-        "swarms",
-        "create",
-        "--set",
-        "app=hello",
-        "--set",
-        "version=v1",
-        "--set",
-        "size=2",
-        "--set",
-        "pool=hello",
-    ]);
+    fx.create_swarm(&["app=hello", "version=v1", "size=2", "pool=hello"]);
     let out = fx.ok(&["swarm", "hello-prod-web", "v1"]);
     for step in [
         "Building hello v1",
@@ -64,18 +53,7 @@ fn a_swarm_is_built_deployed_uptested_and_served_through_the_builtin_router() {
 fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_back() {
     require_root!("a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_back");
     let (fx, router) = routed();
-    fx.ok(&[
-        "swarms",
-        "create",
-        "--set",
-        "app=hello",
-        "--set",
-        "version=v1",
-        "--set",
-        "size=2",
-        "--set",
-        "pool=hello",
-    ]);
+    fx.create_swarm(&["app=hello", "version=v1", "size=2", "pool=hello"]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     let first = fx.procs();
     fx.ok(&["swarms", "edit", "hello-prod-web", "--set", "config.color=blue", "--set", "env.MODE=fast"]);
@@ -113,18 +91,7 @@ fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_b
 fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
     require_root!("failed_uptests_route_nothing_and_keep_the_old_procs_serving");
     let (fx, router) = routed();
-    fx.ok(&[
-        "swarms",
-        "create",
-        "--set",
-        "app=hello",
-        "--set",
-        "version=v1",
-        "--set",
-        "size=1",
-        "--set",
-        "pool=hello",
-    ]);
+    fx.create_swarm(&["app=hello", "version=v1", "size=1", "pool=hello"]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     let before = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
     fx.app_version("v2", "uptests/web/02_broken", "#!/bin/sh\necho database unreachable\nexit 1\n", 0o755);
@@ -153,20 +120,7 @@ fn failed_uptests_route_nothing_and_keep_the_old_procs_serving() {
 fn shrinking_and_destroying_deroute_before_stopping() {
     require_root!("shrinking_and_destroying_deroute_before_stopping");
     let (fx, _) = routed();
-    fx.ok(&[
-        "swarms",
-        "create",
-        "--set",
-        "app=hello",
-        "--set",
-        "version=v1",
-        "--set",
-        "size=3",
-        "--set",
-        "pool=web",
-        "--set",
-        "balancer=dummy",
-    ]);
+    fx.create_swarm(&["app=hello", "version=v1", "size=3", "pool=web", "balancer=dummy"]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     assert_eq!(fx.ok(&["balancers", "nodes", "dummy", "web"]).lines().count(), 3);
     fx.ok(&["swarms", "edit", "hello-prod-web", "--set", "size=2"]);
@@ -194,18 +148,7 @@ fn shrinking_and_destroying_deroute_before_stopping() {
 fn changing_a_swarms_identity_retires_the_procs_of_the_old_one() {
     require_root!("changing_a_swarms_identity_retires_the_procs_of_the_old_one");
     let (fx, router) = routed();
-    fx.ok(&[
-        "swarms",
-        "create",
-        "--set",
-        "name=site",
-        "--set",
-        "app=hello",
-        "--set",
-        "version=v1",
-        "--set",
-        "pool=hello",
-    ]);
+    fx.create_swarm(&["name=site", "app=hello", "version=v1", "pool=hello"]);
     fx.ok(&["swarm", "site", "v1"]);
     assert!(fx.procs()[0].contains("-prod-"));
     fx.ok(&["swarms", "edit", "site", "--set", "config_name=staging"]);
@@ -225,18 +168,8 @@ fn a_failed_build_fails_every_swarm_that_waited_for_it() {
     git(&fx.app, &["commit", "-q", "-m", "no site"]);
     git(&fx.app, &["tag", "vbad"]);
     for name in ["bad_a", "bad_b"] {
-        fx.ok(&[
-            "swarms",
-            "create",
-            "--set",
-            &format!("name={name}"),
-            "--set",
-            "app=hello",
-            "--set",
-            "version=vbad",
-            "--set",
-            &format!("proc_name={}", name.replace('_', "")),
-        ]);
+        let (named, proc_name) = (format!("name={name}"), format!("proc_name={}", name.replace('_', "")));
+        fx.create_swarm(&[&named, "app=hello", "version=vbad", &proc_name]);
     }
     let out = fx.vr(&["swarm", "bad_.", "vbad"]);
     let (stdout, stderr) = text(&out);

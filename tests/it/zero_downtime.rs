@@ -77,8 +77,7 @@ fn redeploy_under_load(kind: Kind, redeploys: usize, test: &str) -> Option<Run> 
     let fx = Fx::with_config(&frontend.vrd_toml());
     fx.app_version("zdt", "public/cgi-bin/release", RELEASE_CGI, 0o755);
     let (pool, balancer) = (format!("pool={}", frontend.pool), format!("balancer={}", frontend.name()));
-    let create = ["swarms", "create", "--set", "app=hello", "--set", "version=zdt", "--set", "size=2"];
-    fx.ok(&[&create[..], &["--set", &pool, "--set", &balancer, "--set", "config.n=0"]].concat());
+    fx.create_swarm(&["app=hello", "version=zdt", "size=2", &pool, &balancer, "config.n=0"]);
     fx.ok(&["swarm", SWARM, "zdt"]);
     wait_for_release(frontend.port, 0);
 

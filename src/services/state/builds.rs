@@ -99,14 +99,16 @@ impl State {
 
     /// Marks every build still `started` as failed: the vrd that ran it stopped. Returns how many.
     pub async fn fail_started_builds(&self) -> Result<usize, StateError> {
-        self.call("mark interrupted builds failed".into(), move |db, what| {
-            db.conn
-                .execute(
-                    "UPDATE builds SET status = ?1, error = 'vrd stopped during the build', ended = ?2
-                     WHERE status = ?3",
-                    params![FAILED, now_secs(), STARTED],
-                )
-                .map_err(StateError::query(what))
+        self.fail_started_in("builds").await
+    }
+
+    /// Marks every row of `table` (builds or images) still `started` as failed.
+    pub(super) async fn fail_started_in(&self, table: &'static str) -> Result<usize, StateError> {
+        self.call(format!("mark interrupted {table} failed"), move |db, what| {
+            let sql = format!(
+                "UPDATE {table} SET status = ?1, error = 'vrd stopped during the build', ended = ?2 WHERE status = ?3"
+            );
+            db.conn.execute(&sql, params![FAILED, now_secs(), STARTED]).map_err(StateError::query(what))
         })
         .await
     }

@@ -160,16 +160,7 @@ impl State {
 
     /// Marks every image build still `started` as failed: the vrd that ran it stopped.
     pub async fn fail_started_images(&self) -> Result<usize, StateError> {
-        self.call("mark interrupted image builds failed".into(), move |db, what| {
-            db.conn
-                .execute(
-                    "UPDATE images SET status = ?1, error = 'vrd stopped during the build', ended = ?2
-                     WHERE status = ?3",
-                    params![FAILED, now_secs(), STARTED],
-                )
-                .map_err(StateError::query(what))
-        })
-        .await
+        self.fail_started_in("images").await
     }
 
     /// Records that gc removes the tarballs and logs of these images; an image that became active
