@@ -81,17 +81,9 @@ cleanup() {
   fi
   local h
   for h in "$cg"/*/"$parent"; do rm_cgroup_tree "$h"; done
-  if [ -n "$work" ] && [ -d "$work" ]; then
-    local m
-    # Containers mount in their own namespaces, so nothing should be mounted here; but be sure.
-    for m in $(findmnt -rn -o TARGET | grep -F "$work/" | sort -r); do umount -l "$m"; done
-    rm -rf "$work"
-  fi
+  rm_workdir
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 # ---------------------------------------------------------------------------------------------
 # vr and vrd, the stack image, the daemon.

@@ -98,17 +98,9 @@ cleanup() {
     done
     [ "$back" = 1 ] || note "WARNING: hugetlb is not back on $cg/unified yet (the kernel frees the v1 hierarchy lazily); check $cg/unified/cgroup.controllers"
   fi
-  if [ -n "$work" ] && [ -d "$work" ]; then
-    local m
-    # Nothing should be mounted here (containers mount in their own namespaces), but be sure.
-    for m in $(findmnt -rn -o TARGET | grep -F "$work/" | sort -r); do umount -l "$m"; done
-    rm -rf "$work"
-  fi
+  rm_workdir
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 # ---------------------------------------------------------------------------------------------
 # Build vrd and make the image and the OCI bundles.

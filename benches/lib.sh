@@ -53,4 +53,21 @@ rm_cgroup_tree() {
 }
 
 # "yes" when ratio $1 is at most target $2, else a bold "no" (for the markdown tables).
+# Removes the bench's temp dir $work. Containers mount in their own namespaces, so nothing should
+# be mounted under it; unmount whatever is, deepest first, to be sure.
+rm_workdir() {
+  [ -n "${work:-}" ] && [ -d "$work" ] || return 0
+  local m
+  for m in $(findmnt -rn -o TARGET | grep -F "$work/" | sort -r); do umount -l "$m"; done
+  rm -rf "$work"
+}
+
+# Runs the script's `cleanup` on exit, and turns INT, TERM and HUP into exits so it runs then too.
+trap_cleanup() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
+}
+
 met() { awk -v r="$1" -v t="$2" 'BEGIN { print (r <= t) ? "yes" : "**no**" }'; }

@@ -141,17 +141,9 @@ cleanup() {
     for p in $left; do kill -KILL "$p" 2>/dev/null; done
   fi
   for h in "$cg"/*/"$parent"; do rm_cgroup_tree "$h"; done
-  if [ -n "$work" ] && [ -d "$work" ]; then
-    local m
-    # Containers mount in their own namespaces, but be sure nothing under the temp dir is mounted.
-    for m in $(findmnt -rn -o TARGET | grep -F "$work/" | sort -r); do umount -l "$m"; done
-    rm -rf "$work"
-  fi
+  rm_workdir
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap_cleanup
 
 # Long steps run in the background and are waited for, so a signal is handled at once.
 bg() { "$@" & bg_pid=$!; local rc=0; wait "$bg_pid" || rc=$?; bg_pid=""; return "$rc"; }
