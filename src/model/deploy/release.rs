@@ -117,22 +117,7 @@ impl ReleaseSpec {
         ]);
         full[..8].to_string()
     }
-}
 
-/// Where and as what one proc of a release runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    /// The config name.
-    pub config_name: String,
-    /// The Procfile entry.
-    pub proc_name: String,
-    /// The host's name (uptests get it as their host).
-    pub host: String,
-    /// The port.
-    pub port: u16,
-}
-
-impl ReleaseSpec {
     /// The six-part name of the proc this release becomes at `at`.
     pub fn proc_name(
         &self,
@@ -147,6 +132,19 @@ impl ReleaseSpec {
             at.port,
         )
     }
+}
+
+/// Where and as what one proc of a release runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The config name.
+    pub config_name: String,
+    /// The Procfile entry.
+    pub proc_name: String,
+    /// The host's name (uptests get it as their host).
+    pub host: String,
+    /// The port.
+    pub port: u16,
 }
 
 /// The proc.yaml of `release` placed at `at`: what a host's runner sets up and supervises.
