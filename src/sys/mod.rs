@@ -6,6 +6,8 @@
 
 pub mod fdstream;
 pub mod fs;
+#[cfg(test)]
+pub mod testing;
 
 use std::fs::File;
 use std::io;

@@ -248,6 +248,14 @@ impl Drop for TestDaemon {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // Procs' roots stay mounted between runs until teardown; a test that ends without one
+        // leaves them, and the temp dir could not go while they are mounted.
+        let mut kept: Vec<String> =
+            self.mounts_left().iter().filter_map(|l| l.split(' ').nth(4).map(str::to_string)).collect();
+        kept.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for target in kept {
+            let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
         // Containers die with their launchers; give the kernel a moment, then remove the parents.
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
             let parent = hierarchy.path().join(&self.cgroup_parent);

@@ -15,20 +15,10 @@ use std::time::{Duration, Instant};
 
 use super::*;
 
-/// The host root, or `None` (after printing why) when the test cannot run here.
+/// The host root, or `None` (after saying why) when the test cannot run here.
 fn root_or_skip(test: &str) -> Option<CgroupRoot> {
-    if !nix::unistd::geteuid().is_root() {
-        skip(test, "needs root");
-        return None;
-    }
-    Some(CgroupRoot::detect(DEFAULT_CGROUP_ROOT).expect("detect the host cgroup root"))
-}
-
-fn skip(test: &str, reason: &str) {
-    if std::env::var("VRD_TEST_STRICT").as_deref() == Ok("1") {
-        panic!("{test}: {reason}, and VRD_TEST_STRICT=1 turns skips into failures");
-    }
-    println!("SKIPPED {test}: {reason}");
+    crate::sys::testing::root_or_skip(test)
+        .then(|| CgroupRoot::detect(DEFAULT_CGROUP_ROOT).expect("detect the host cgroup root"))
 }
 
 /// Owns one test's parent cgroup; on drop, destroys every cgroup under it and the parent itself.
@@ -165,7 +155,7 @@ fn root_memory_hog_is_oom_killed_and_counted() {
         return;
     };
     if Command::new("python3").arg("-c").arg("pass").status().is_err() {
-        return skip(test, "needs python3");
+        return crate::sys::testing::skip(test, "needs python3");
     }
     let guard = Guard::new(&root, "oom");
     let limits = Limits { memory: Some(32 << 20), ..Limits::default() };

@@ -202,6 +202,9 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
 
 fn launch(plan: &LaunchPlan, write_app_pid: bool) -> Result<ExitStatus, String> {
     check_sources(plan)?;
+    if plan.rootfs.keep_mounted {
+        super::overlay::ensure_kept_root(&plan.rootfs)?;
+    }
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
     let (ours, theirs) = make_io(plan)?;
     let mut blocked = SigSet::empty();

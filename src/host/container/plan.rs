@@ -60,8 +60,13 @@ pub struct Overlay {
     pub upper: PathBuf,
     /// overlayfs's work dir, on the same file system as `upper`.
     pub work: PathBuf,
-    /// An empty directory the overlay is mounted on (inside the container's mount namespace).
+    /// An empty directory the overlay is mounted on.
     pub target: PathBuf,
+    /// Whether the overlay stays mounted on `target` in vrd's mount namespace between containers
+    /// (a proc's own root, until setup or teardown releases it); otherwise it is mounted inside
+    /// each container's mount namespace and goes with it (uptest and shell siblings, builds).
+    #[serde(default)]
+    pub keep_mounted: bool,
 }
 
 /// A host path bound into the container.

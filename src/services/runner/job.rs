@@ -105,6 +105,7 @@ impl Runner {
                 upper,
                 work: dir.path().join("work"),
                 target: dir.path().join("rootfs"),
+                keep_mounted: false,
             },
             volumes: job.volumes.clone(),
             host_files: host_files(),

@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::RunnerError;
+use crate::host::container::overlay;
 use crate::host::container::passwd::UserIds;
 use crate::model::names::ProcName;
 
@@ -61,5 +63,22 @@ impl ProcDir {
     /// The proc dir itself.
     pub fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// Unmounts the proc's kept root from vrd's mount namespace, if it is mounted (setup is
+    /// about to change its layers, or teardown to remove it).
+    pub fn release_root(&self) -> Result<(), RunnerError> {
+        overlay::release_kept_root(&self.join("rootfs")).map_err(RunnerError::Io)
+    }
+
+    /// Removes the proc dir, its kept root unmounted first (a removal through the mount would
+    /// write whiteouts, and the mount point itself could not go); a missing dir is no error.
+    pub fn remove(&self) -> Result<(), RunnerError> {
+        if !self.0.exists() {
+            return Ok(());
+        }
+        self.release_root()?;
+        std::fs::remove_dir_all(&self.0)
+            .map_err(|e| RunnerError::Io(format!("failed to remove {}: {e}", self.0.display())))
     }
 }

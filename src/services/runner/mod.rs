@@ -143,12 +143,7 @@ impl Runner {
     /// `teardown`: removes the proc dir; caches stay.
     pub fn teardown(&self, spec: &ProcSpec) -> Result<(), RunnerError> {
         let _busy = self.busy(spec)?;
-        let dir = self.layout.proc_dir(&spec.name);
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RunnerError::Io(format!("failed to remove {}: {e}", dir.display()))),
-        }
+        ProcDir(self.layout.proc_dir(&spec.name)).remove()
     }
 
     fn set_up_dir(&self, spec: &ProcSpec) -> Result<ProcDir, RunnerError> {
@@ -225,6 +220,8 @@ impl Runner {
                 upper: cdir.join("upper"),
                 work: cdir.join("work"),
                 target: cdir.join("rootfs"),
+                // The proc's own root, not a sibling's: mounted once, reused by every run.
+                keep_mounted: matches!(mode, Mode::Run) && cdir == dir.path(),
             },
             volumes,
             host_files: host_files(),

@@ -175,6 +175,8 @@ pub fn setup(runner: &Runner, spec: &ProcSpec, yaml: &str) -> Result<ProcDir, Ru
     let cmd = command(spec, layer.as_deref())?;
     let dir = ProcDir(runner.layout.proc_dir(&spec.name));
     fs::create_dir_all(dir.path()).map_err(|e| io_err("create", dir.path(), e))?;
+    // The next run mounts the root again, on the layers written below.
+    dir.release_root()?;
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
         .map_err(|e| io_err("chmod", dir.path(), e))?;
     write_file(&dir.join("proc.yaml"), yaml, 0o600)?;

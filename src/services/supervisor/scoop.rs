@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Supervisor, SupervisorError};
 use crate::host::cgroup::{self, CgroupRoot, ProcCgroup};
+use crate::services::runner::layout::ProcDir;
 use crate::services::runner::RunnerError;
 
 /// A container younger than this may still be starting.
@@ -94,8 +95,7 @@ impl Supervisor {
             for dir in &v.dirs {
                 let path = runner.layout.data_dir.join("procs").join(dir);
                 if !dry_run {
-                    std::fs::remove_dir_all(&path)
-                        .map_err(|e| RunnerError::Io(format!("failed to remove {}: {e}", path.display())))?;
+                    ProcDir(path.clone()).remove()?;
                 }
                 done.push(format!("proc dir {}: unknown to vrd for over 7 days", path.display()));
             }

@@ -18,6 +18,7 @@ use tar::{EntryType, Header};
 use tempfile::TempDir;
 
 use super::*;
+use crate::sys::testing::root_or_skip;
 
 mod fetch;
 mod hostile;
@@ -132,20 +133,6 @@ fn multi_gzip(data: &[u8]) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------------------------
 // Running unpacks
-
-fn root_or_skip(test: &str) -> bool {
-    if geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("VRD_TEST_STRICT").as_deref() != Ok("1"),
-        "{test} needs root and VRD_TEST_STRICT=1 forbids skipping"
-    );
-    // Written past libtest's capture so a skip is visible in every run (and not a `println!`,
-    // which the tidy rules keep out of src/).
-    let _ = writeln!(std::io::stdout(), "SKIPPED {test}: needs root");
-    false
-}
 
 /// Not a test: when `VR_TEST_UNPACK_ARGS` is set, this process is a stand-in for `vrd unpack`.
 #[test]
