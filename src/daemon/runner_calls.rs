@@ -14,7 +14,7 @@ use super::rpc::{error, parse, runner_error, RpcHandler};
 use super::Daemon;
 use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
 use crate::model::proc_data::ProcSpec;
-use crate::services::runner::{LaunchWatch, RunnerError};
+use crate::services::runner::{LaunchWatch, RunnerError, Started};
 
 /// Sends SIGTERM to a launcher still running when dropped; the launcher passes it on to the
 /// container and SIGKILLs it after the grace period.
@@ -59,6 +59,7 @@ impl RpcHandler {
         if !shell {
             self.unsupervised(&spec).await?;
         }
+        let inline = attach.inline;
         let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
         // If the caller goes away mid-run (this future is dropped), the container is stopped.
@@ -71,16 +72,33 @@ impl RpcHandler {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(name.clone(), Arc::clone(&watch));
         }
-        let result = self
-            .blocking(move |d| {
-                let stdio = handover.stdio().map_err(RunnerError::Launch)?;
-                if shell {
-                    d.runner.shell(&spec, stdio, &watch)
-                } else {
-                    d.runner.run(&spec, stdio, &watch)
-                }
-            })
-            .await;
+        // Taking inline fds and starting the launcher are short file work, done here; the
+        // container's end is awaited on the runtime, so neither crosses to another thread.
+        // Fds from an attach socket mean a connect to the client: that goes to a blocking thread.
+        let start = move |d: &Daemon| {
+            let stdio = handover.stdio().map_err(RunnerError::Launch)?;
+            if shell {
+                d.runner.start_shell(&spec, stdio)
+            } else {
+                d.runner.start_run(&spec, stdio)
+            }
+        };
+        let started =
+            if inline { start(&self.daemon).map_err(runner_error) } else { self.blocking(start).await };
+        let result = match started {
+            // Spawned apart, so a caller that goes away does not end the wait: the proc stays busy
+            // until its container has stopped.
+            Ok(Started::Spawned(foreground)) => match tokio::spawn(foreground.wait(Arc::clone(&watch))).await
+            {
+                Ok(outcome) => outcome.map_err(runner_error),
+                Err(e) => Err(error(codes::INTERNAL, format!("a daemon task failed: {e}"))),
+            },
+            Ok(Started::Exec(launch)) => {
+                let watch = Arc::clone(&watch);
+                self.blocking(move |_| launch.wait(&watch)).await
+            }
+            Err(e) => Err(e),
+        };
         if !shell {
             self.daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
         }

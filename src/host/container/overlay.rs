@@ -211,8 +211,7 @@ mod tests {
         let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
         let target = target.to_str().unwrap();
         info.lines()
-            .filter(|l| l.split(' ').nth(4) == Some(target))
-            .last()
+            .rfind(|l| l.split(' ').nth(4) == Some(target))
             .map(|l| l.split(' ').next().unwrap().into())
     }
 

@@ -191,16 +191,10 @@ pub fn request(socket: &Path, plan: &Path) -> Result<i32, String> {
     answer.trim().parse().map_err(|_| format!("the spawner could not start the launcher: {}", answer.trim()))
 }
 
-/// A foreground launcher started by the spawner, still running.
-pub struct Attached {
-    /// The launcher's pid.
-    pub pid: i32,
-    reader: BufReader<UnixStream>,
-}
-
 /// Asks the spawner at `socket` to start the launcher of `plan` with `stdio` (stdin, stdout,
-/// stderr; the launcher gets copies) and returns once the launcher runs.
-pub fn request_attached(socket: &Path, plan: &Path, stdio: [BorrowedFd<'_>; 3]) -> Result<Attached, String> {
+/// stderr; the launcher gets copies). Returns the connection on which the launcher will answer
+/// its pid ([`parse_pid`]) and then its report ([`parse_report`]), without waiting for either.
+pub fn send_attached(socket: &Path, plan: &Path, stdio: [BorrowedFd<'_>; 3]) -> Result<UnixStream, String> {
     let conn = UnixStream::connect(socket)
         .map_err(|e| format!("failed to reach the spawner at {}: {e}", socket.display()))?;
     let line = format!("attach {}\n", plan.display());
@@ -209,29 +203,22 @@ pub fn request_attached(socket: &Path, plan: &Path, stdio: [BorrowedFd<'_>; 3]) 
     if sent != line.len() {
         return Err("failed to ask the spawner: the request was cut short".into());
     }
-    let mut reader = BufReader::new(conn);
-    let answer = read_line(&mut reader).map_err(|e| format!("failed to hear from the spawner: {e}"))?;
-    let pid = answer
-        .trim()
-        .parse()
-        .map_err(|_| format!("the spawner could not start the launcher: {}", answer.trim()))?;
-    Ok(Attached { pid, reader })
+    Ok(conn)
 }
 
-impl Attached {
-    /// Waits for the container's end; `None` when the launcher went away without saying how the
-    /// container ended (it was killed).
-    pub fn wait(mut self) -> io::Result<Option<ExitStatus>> {
-        let line = read_line(&mut self.reader)?;
-        if line.trim().is_empty() {
-            return Ok(None);
-        }
-        serde_json::from_str(&line).map(Some).map_err(io::Error::other)
+/// The launcher's first line on an attached connection: its pid, or why it could not start.
+pub fn parse_pid(answer: &str) -> Result<i32, String> {
+    answer.trim().parse().map_err(|_| match answer.trim() {
+        "" => "the spawner went away without starting the launcher".to_string(),
+        other => format!("the spawner could not start the launcher: {other}"),
+    })
+}
+
+/// The launcher's last line on an attached connection: how the container ended, or `None` when
+/// the connection closed without one (the launcher was killed).
+pub fn parse_report(line: &str) -> io::Result<Option<ExitStatus>> {
+    if line.trim().is_empty() {
+        return Ok(None);
     }
-}
-
-fn read_line(reader: &mut BufReader<UnixStream>) -> io::Result<String> {
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    Ok(line)
+    serde_json::from_str(line).map(Some).map_err(io::Error::other)
 }

@@ -3,7 +3,7 @@
 //! wait for it.
 
 use std::collections::HashSet;
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// The runner's locks.
 #[derive(Debug, Default)]
@@ -13,13 +13,14 @@ pub struct Locks {
     artifact_freed: Condvar,
 }
 
-/// Held while a proc is busy; frees the name when dropped.
-pub struct BusyGuard<'a> {
-    locks: &'a Locks,
+/// Held while a proc is busy; frees the name when dropped. It owns its share of the locks, so a
+/// foreground run can hand it to the task that waits for the container's end.
+pub struct BusyGuard {
+    locks: Arc<Locks>,
     name: String,
 }
 
-impl Drop for BusyGuard<'_> {
+impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.locks.busy.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.name);
     }
@@ -40,9 +41,9 @@ impl Drop for ArtifactGuard<'_> {
 
 impl Locks {
     /// Marks `name` busy, or returns `None` if it already is.
-    pub fn try_busy(&self, name: &str) -> Option<BusyGuard<'_>> {
+    pub fn try_busy(self: &Arc<Self>, name: &str) -> Option<BusyGuard> {
         let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        busy.insert(name.to_string()).then(|| BusyGuard { locks: self, name: name.to_string() })
+        busy.insert(name.to_string()).then(|| BusyGuard { locks: Arc::clone(self), name: name.to_string() })
     }
 
     /// The names busy now.
@@ -67,7 +68,7 @@ mod tests {
 
     #[test]
     fn a_busy_proc_refuses_a_second_caller_until_released() {
-        let locks = Locks::default();
+        let locks = Arc::new(Locks::default());
         let first = locks.try_busy("a").unwrap();
         assert!(locks.try_busy("a").is_none());
         assert!(locks.try_busy("b").is_some());

@@ -14,13 +14,13 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use launch::Held;
+pub use launch::{ExecLaunch, Foreground, Started};
 use layout::{Layout, ProcDir};
 use locks::Locks;
 
 use crate::host::container::passwd::PasswdError;
-use crate::host::container::plan::{
-    Bind, CgroupPlan, ExitStatus, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES,
-};
+use crate::host::container::plan::{Bind, CgroupPlan, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES};
 use crate::model::proc_data::{ProcData, ProcSpec};
 
 /// What can go wrong in a runner call; every message says what to do.
@@ -77,7 +77,7 @@ pub struct Runner {
     /// The cgroup every container of this daemon is created under.
     pub cgroup_parent: String,
     /// Busy procs and artifact locks.
-    pub locks: Locks,
+    pub locks: std::sync::Arc<Locks>,
     /// How long one `uptest` run (all tests of a proc) may take before it is stopped.
     pub uptest_timeout: std::time::Duration,
     /// The spawner's socket, which forks supervised launchers (else each is exec'd).
@@ -104,7 +104,7 @@ enum Mode {
 }
 
 impl Runner {
-    fn busy(&self, spec: &ProcSpec) -> Result<locks::BusyGuard<'_>, RunnerError> {
+    fn busy(&self, spec: &ProcSpec) -> Result<locks::BusyGuard, RunnerError> {
         self.locks.try_busy(&spec.name.to_string()).ok_or_else(|| RunnerError::Busy(spec.name.to_string()))
     }
 
@@ -114,30 +114,23 @@ impl Runner {
         setup::setup(self, spec, yaml).map(|d| d.0)
     }
 
-    /// `run`: the proc's container in the foreground; returns how it ended.
-    pub fn run(
-        &self,
-        spec: &ProcSpec,
-        stdio: CallerStdio,
-        watch: &LaunchWatch,
-    ) -> Result<ExitStatus, RunnerError> {
-        let _busy = self.busy(spec)?;
+    /// `run`: starts the proc's container in the foreground; the proc stays busy until the
+    /// container has ended (see [`Started`]).
+    pub fn start_run(&self, spec: &ProcSpec, stdio: CallerStdio) -> Result<Started, RunnerError> {
+        let busy = self.busy(spec)?;
         let dir = self.set_up_dir(spec)?;
         let plan = self.plan(spec, &dir, dir.path(), Mode::Run)?;
-        self.launch(&plan, dir.path(), stdio, watch)
+        self.start(&plan, dir.path(), stdio, Held { _busy: Some(busy), _sibling: None })
     }
 
-    /// `shell`: an interactive shell in a sibling container with the proc's image, build and env.
-    pub fn shell(
-        &self,
-        spec: &ProcSpec,
-        stdio: CallerStdio,
-        watch: &LaunchWatch,
-    ) -> Result<ExitStatus, RunnerError> {
+    /// `shell`: starts an interactive shell in a sibling container with the proc's image, build
+    /// and env.
+    pub fn start_shell(&self, spec: &ProcSpec, stdio: CallerStdio) -> Result<Started, RunnerError> {
         let dir = self.set_up_dir(spec)?;
         let sibling = Sibling::new(&dir, "shell")?;
         let plan = self.plan(spec, &dir, sibling.path(), Mode::Shell)?;
-        self.launch(&plan, sibling.path(), stdio, watch)
+        let cdir = sibling.path().to_path_buf();
+        self.start(&plan, &cdir, stdio, Held { _busy: None, _sibling: Some(sibling) })
     }
 
     /// `teardown`: removes the proc dir; caches stay.

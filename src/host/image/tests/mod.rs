@@ -13,7 +13,6 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::geteuid;
 use tar::{EntryType, Header};
 use tempfile::TempDir;
 
