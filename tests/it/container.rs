@@ -156,7 +156,8 @@ fn a_missing_volume_source_is_a_clear_error_before_anything_is_mounted() {
 fn a_procs_root_keeps_its_writes_between_runs_and_a_new_setup_is_seen() {
     require_root!("a_procs_root_keeps_its_writes_between_runs_and_a_new_setup_is_seen");
     let d = TestDaemon::start();
-    let cmd = "cmd: \"sh -c 'echo before=$(cat /kept 2>/dev/null); cat /settings.yaml > /kept; echo now=$(cat /settings.yaml)'\"";
+    // Each run also removes /dev/zero: /dev is the run's own, so the next run has it again.
+    let cmd = "cmd: \"sh -c 'echo before=$(cat /kept 2>/dev/null); cat /settings.yaml > /kept; echo now=$(cat /settings.yaml); echo zero=$(test -c /dev/zero && echo yes); rm /dev/zero'\"";
     let first = proc_yaml("kept", 0, &format!("user: root\nsettings: {{v: first}}\n{cmd}"));
     let (code, kv, err) = run_probe(&d, &first);
     assert_eq!(code, 0, "{err}");
@@ -165,12 +166,14 @@ fn a_procs_root_keeps_its_writes_between_runs_and_a_new_setup_is_seen() {
     let again = d.run_vr(&["runner", "run", d.dir.path().join("proc.yaml").to_str().unwrap()]);
     assert!(again.status.success(), "{:?}", text(&again));
     assert!(text(&again).0.contains("before=v: first"), "{:?}", text(&again));
+    assert!(text(&again).0.contains("zero=yes"), "{:?}", text(&again));
     // A new setup rewrites the proc's own layer (settings.yaml): the next run must see it, on
     // the same upper dir.
     let second = first.replace("v: first", "v: second");
     let (code, kv, err) = run_probe(&d, &second);
     assert_eq!(code, 0, "{err}");
     assert_eq!((kv["before"].as_str(), kv["now"].as_str()), ("v: first", "v: second"));
+    assert_eq!(kv["zero"], "yes");
 }
 
 #[test]

@@ -13,14 +13,14 @@ use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{
     chdir, dup2_stderr, dup2_stdin, dup2_stdout, pivot_root, setgroups, setresgid, setresuid, setsid,
 };
 use nix::unistd::{Gid, Uid};
 
-use super::mounts::{apply, standard_steps, BindSource};
+use super::mounts::{apply, per_run_steps, standard_steps, BindSource};
 use super::plan::{LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
 use crate::sys;
 
@@ -35,6 +35,8 @@ pub struct ChildIo {
     pub output: Option<(OwnedFd, OwnedFd)>,
     /// A socket to hand the pty master to the launcher (tty mode).
     pub console: Option<OwnedFd>,
+    /// The proc's kept mount namespace, to start from (a proc's own run; see `kept_ns`).
+    pub kept_ns: Option<OwnedFd>,
 }
 
 /// Sets the container up and execs the app; never returns.
@@ -55,22 +57,10 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Strin
 fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infallible, String> {
     // A container must not outlive its launcher: the launcher is what records how it ended.
     step("set the parent-death signal", nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL))?;
-    let flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    step("create namespaces", unshare(flags))?;
-    // systemd makes / shared; without this our mounts would propagate to the host.
-    step(
-        "make mounts private",
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>),
-    )?;
-    let sources = open_bind_sources(plan)?;
-    super::overlay::mount_root(&plan.rootfs)?;
-    pivot_into(&plan.rootfs.target)?;
-    let binds: Vec<(String, bool)> =
-        plan.volumes.iter().chain(&plan.host_files).map(|b| (b.inside.clone(), b.read_only)).collect();
-    for s in standard_steps(&binds) {
-        step("mount", apply(&s, &sources))?;
+    match &io.kept_ns {
+        Some(ns) => enter_kept_namespace(plan, ns)?,
+        None => build_namespace(plan)?,
     }
-    drop(sources);
     step("set the hostname", nix::unistd::sethostname(&plan.hostname))?;
     // The mounts above overlap with the launcher putting us in the cgroup; nothing forks before
     // this point, so every task of the container is accounted for.
@@ -80,6 +70,46 @@ fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infal
     wire_stdio(plan, io)?;
     become_user(plan)?;
     exec(plan)
+}
+
+/// The whole mount namespace, from a copy of vrd's: overlay root, pivot, every mount.
+fn build_namespace(plan: &LaunchPlan) -> Result<(), String> {
+    step("create namespaces", unshare(NAMESPACES))?;
+    // systemd makes / shared; without this our mounts would propagate to the host.
+    step(
+        "make mounts private",
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>),
+    )?;
+    let sources = open_bind_sources(plan)?;
+    super::overlay::mount_root(&plan.rootfs)?;
+    pivot_into(&plan.rootfs.target)?;
+    for s in standard_steps(&binds_of(plan)) {
+        step("mount", apply(&s, &sources))?;
+    }
+    Ok(())
+}
+
+/// A private copy of the proc's kept namespace (root, /sys and /dev made once; see `kept_ns`),
+/// then what each run mounts afresh. The host paths to bind are cloned first, while they resolve.
+fn enter_kept_namespace(plan: &LaunchPlan, ns: &OwnedFd) -> Result<(), String> {
+    let sources = open_bind_sources(plan)?;
+    step("enter the proc's mount namespace", setns(ns, CloneFlags::CLONE_NEWNS))?;
+    // The copy: nothing this run mounts reaches the kept namespace or another run.
+    step("create namespaces", unshare(NAMESPACES))?;
+    step("chdir to /", chdir("/"))?;
+    for s in per_run_steps(&binds_of(plan)) {
+        step("mount", apply(&s, &sources))?;
+    }
+    Ok(())
+}
+
+/// The namespaces a container unshares (pid before the fork, cgroup once in its cgroup).
+const NAMESPACES: CloneFlags =
+    CloneFlags::CLONE_NEWNS.union(CloneFlags::CLONE_NEWUTS).union(CloneFlags::CLONE_NEWIPC);
+
+/// Volumes, then the host's resolver files: (inside path, read-only), in the order of the sources.
+fn binds_of(plan: &LaunchPlan) -> Vec<(String, bool)> {
+    plan.volumes.iter().chain(&plan.host_files).map(|b| (b.inside.clone(), b.read_only)).collect()
 }
 
 fn wait_for_cgroup(io: &ChildIo) -> Result<(), String> {

@@ -184,7 +184,7 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
     let (err_r, err_w) = pipe()?;
     let (mut ours, mut theirs) = (
         LauncherIo { go: go_w, errors: err_r, output: None, console: None },
-        ChildIo { go: go_r, errors: err_w, output: None, console: None },
+        ChildIo { go: go_r, errors: err_w, output: None, console: None, kept_ns: None },
     );
     match plan.stdio {
         StdioPlan::Pipes { .. } => {
@@ -205,11 +205,16 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
 
 fn launch(plan: &LaunchPlan, write_app_pid: bool, mount_ns: &mut Option<File>) -> Result<ExitStatus, String> {
     check_sources(plan)?;
-    if plan.rootfs.keep_mounted {
-        super::overlay::ensure_kept_root(&plan.rootfs)?;
-    }
+    let kept_ns = match plan.rootfs.keep_mounted {
+        true => {
+            let fresh = super::overlay::ensure_kept_root(&plan.rootfs)?;
+            Some(super::kept_ns::ensure(&plan.rootfs, fresh)?)
+        }
+        false => None,
+    };
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
-    let (ours, theirs) = make_io(plan)?;
+    let (ours, mut theirs) = make_io(plan)?;
+    theirs.kept_ns = kept_ns;
     let mut blocked = SigSet::empty();
     FORWARDED.iter().for_each(|s| blocked.add(*s));
     blocked.thread_block().map_err(|e| format!("failed to block signals: {e}"))?;

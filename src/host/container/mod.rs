@@ -2,6 +2,7 @@
 //! (`vrd init`), and the pieces it needs (mounts, the image's users).
 
 pub mod child;
+pub mod kept_ns;
 pub mod launcher;
 pub mod log;
 pub mod mounts;

@@ -149,6 +149,30 @@ pub fn standard_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
     steps
 }
 
+/// Whether `step` can be made once in a proc's kept namespace and serve every run: what lives on
+/// /sys, which is read-only. /proc belongs to the run's pid namespace and /dev/mqueue to its ipc
+/// namespace; /dev is writable (an app may add a socket there, or remove a node) and so fresh per
+/// run, as are binds, so that a host file replaced by rename (as resolvers rewrite
+/// /etc/resolv.conf) is seen by the next run.
+pub fn lasts(step: &MountStep) -> bool {
+    let path = match step {
+        MountStep::Fs { target, .. } | MountStep::BindFd { target, .. } => target,
+        MountStep::Device { path, .. } | MountStep::Mask(path) | MountStep::ReadOnly(path) => path,
+        MountStep::Symlink { link, .. } => link,
+    };
+    !matches!(step, MountStep::BindFd { .. }) && path.starts_with("/sys")
+}
+
+/// The steps a proc's kept namespace is made with (see [`lasts`]).
+pub fn lasting_steps() -> Vec<MountStep> {
+    standard_steps(&[]).into_iter().filter(lasts).collect()
+}
+
+/// The steps a run in a proc's kept namespace still makes: the rest, in the same order.
+pub fn per_run_steps(binds: &[(String, bool)]) -> Vec<MountStep> {
+    standard_steps(binds).into_iter().filter(|s| !lasts(s)).collect()
+}
+
 /// A host path cloned as a detached mount tree before the pivot.
 pub struct BindSource {
     /// The tree (from open_tree).
@@ -222,6 +246,10 @@ pub fn apply(step: &MountStep, sources: &[BindSource]) -> io::Result<()> {
             }
             crate::sys::attach_tree(src.tree.as_fd(), target)
                 .map_err(|e| at(target, "attach a volume at", e))?;
+            // A tree cloned from a shared host mount would share its peer group: mounts made in
+            // it would show on the host and the host's in the container.
+            mount(None::<&str>, target, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                .map_err(|e| at(target, "make private", e))?;
             if *read_only {
                 remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
             }
@@ -258,6 +286,29 @@ mod tests {
         let mask_at = steps.iter().position(|s| matches!(s, MountStep::Mask(_))).unwrap();
         assert!(bind_at < mask_at, "a volume must not be able to unmask /proc/kcore");
         assert!(steps.contains(&MountStep::BindFd { source: 1, target: "/conf".into(), read_only: true }));
+    }
+
+    #[test]
+    fn a_kept_namespace_plus_a_run_make_every_step_once() {
+        let binds = [("/data".to_string(), false), ("/dev/shm/x".to_string(), false)];
+        let (lasting, per_run) = (lasting_steps(), per_run_steps(&binds));
+        assert!(lasting.iter().any(|s| matches!(s, MountStep::Fs { fstype: "sysfs", .. })));
+        assert!(lasting.contains(&MountStep::Mask("/sys/firmware".into())));
+        for fresh in ["proc", "devpts", "mqueue"] {
+            assert!(per_run.iter().any(|s| matches!(s, MountStep::Fs { fstype, .. } if *fstype == fresh)));
+        }
+        assert!(per_run
+            .iter()
+            .any(|s| matches!(s, MountStep::Fs { target, .. } if target == Path::new("/dev/shm"))));
+        assert_eq!(
+            per_run.iter().filter(|s| matches!(s, MountStep::BindFd { .. })).count(),
+            2,
+            "binds are per run"
+        );
+        assert_eq!(lasting.len() + per_run.len(), standard_steps(&binds).len());
+        let bind_at = per_run.iter().position(|s| matches!(s, MountStep::BindFd { .. })).unwrap();
+        let mask_at = per_run.iter().position(|s| matches!(s, MountStep::Mask(_))).unwrap();
+        assert!(bind_at < mask_at, "a volume must not be able to unmask /proc/kcore");
     }
 
     #[test]

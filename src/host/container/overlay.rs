@@ -81,24 +81,28 @@ pub fn mount_root(o: &Overlay) -> Result<(), String> {
 
 /// Makes sure a kept root ([`Overlay::keep_mounted`]) is mounted from `o`'s layers in this (vrd's)
 /// mount namespace: leaves a matching mount alone, mounts a missing one, and mounts again one
-/// whose layers differ. Run by the launcher before it forks the container.
-pub fn ensure_kept_root(o: &Overlay) -> Result<(), String> {
+/// whose layers differ. Returns whether it mounted the root now. Run by the launcher before it
+/// forks the container.
+pub fn ensure_kept_root(o: &Overlay) -> Result<bool, String> {
     let from = overlay_options(o);
     let stamp = o.work.join(MOUNTED_FROM);
     if is_overlay_mount(&o.target) {
         if fs::read_to_string(&stamp).is_ok_and(|s| s == from) {
-            return Ok(());
+            return Ok(false);
         }
         release_kept_root(&o.target)?;
     }
     mount_overlay(o)?;
-    fs::write(&stamp, from).map_err(|e| at("write", &stamp, e))
+    fs::write(&stamp, from).map_err(|e| at("write", &stamp, e))?;
+    Ok(true)
 }
 
-/// Unmounts a kept root from vrd's mount namespace if it is mounted there (a running container
-/// keeps its own copy until it ends). Lazy, so that a shell of the host's sitting in it cannot
-/// block a teardown; nothing is written through it afterwards.
+/// Unmounts a kept root, and first its kept namespace, which holds it (see `kept_ns`), from vrd's
+/// mount namespace if they are mounted there (a running container keeps its own copy until it
+/// ends). Lazy, so that a shell of the host's sitting in it cannot block a teardown; nothing is
+/// written through it afterwards.
 pub fn release_kept_root(target: &Path) -> Result<(), String> {
+    super::kept_ns::release(target)?;
     if !is_overlay_mount(target) {
         return Ok(());
     }
@@ -241,11 +245,11 @@ mod tests {
         fs::create_dir_all(&o.target).unwrap();
         let _unmount = Unmount(o.target.clone());
         assert!(!is_overlay_mount(&o.target));
-        ensure_kept_root(&o).unwrap();
+        assert!(ensure_kept_root(&o).unwrap(), "mounted now");
         assert!(is_overlay_mount(&o.target) && o.target.join("a").exists());
         fs::write(o.target.join("written"), "x").unwrap();
         let first = mount_id(&o.target);
-        ensure_kept_root(&o).unwrap();
+        assert!(!ensure_kept_root(&o).unwrap());
         assert_eq!(mount_id(&o.target), first, "the same layers: the mount is reused");
         o.lowers.insert(0, dir.path().join("lower2"));
         ensure_kept_root(&o).unwrap();
