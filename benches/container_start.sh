@@ -141,16 +141,7 @@ done
 [ -S "$VR_SOCKET" ] || { cat "$work/vrd.log" >&2; die "vrd did not create $VR_SOCKET within 10 s"; }
 
 procyaml=$work/proc.yaml
-cat >"$procyaml" <<EOF
-app_name: bench
-version: "1"
-config_name: bench
-proc_name: "true"
-cmd: /bin/true
-user: root
-image_url: file://$img
-image_name: busybox
-EOF
+true_proc_yaml "$procyaml"
 "$bin/vr" runner setup "$procyaml" >/dev/null 2>"$work/setup.log" \
   || { cat "$work/setup.log" >&2; die "vr runner setup failed"; }
 "$bin/vr" runner run "$procyaml" || die "a first vr runner run failed"
@@ -243,7 +234,7 @@ rev="at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 names=("vrd: vr runner run" "vrd: vrd init --plan" "crun run" "runc run" "floor: unshare+chroot")
 includes=(
   "the \`vr\` client starts, takes the flock on proc.yaml and POSTs \`runner.run\` over the Unix socket (one HTTP/1.1 JSON-RPC request; its stdin, stdout and stderr ride on the request with SCM_RIGHTS); vrd plans, rewrites launch.json only if it changed, and asks its spawner to fork the launcher with the caller's stdio; the launcher does everything in the next line except its own exec, and reports the exit status on the spawner connection, which vrd answers with"
-  "the launcher alone, exec'd on the launch.json the daemon left: new pid namespace, fork; the child makes mount/uts/ipc namespaces, a volatile overlay root (meta + image lowers), pivot_root, /proc, read-only /sys, tmpfs /dev with devices, devpts, shm, mqueue, masks, 2 read-only binds (/etc/resolv.conf, /etc/hosts), hostname, while the launcher makes the cgroup in the 5 v1 hierarchies vr uses (pids.max set) and attaches it; cgroup namespace, capabilities, no_new_privs, exec \`/bin/true\` directly (proc.sh's environment, no shell), output copied to the log, wait, OOM counter read, empty cgroup removed, status.json written"
+  "the launcher alone, exec'd on the launch.json the daemon left: new pid namespace, fork; the child enters the proc's kept mount namespace (its volatile overlay root, meta + image lowers, pivoted into and the read-only /sys mounted on the first run) and unshares a private copy with uts/ipc namespaces, then mounts /proc, tmpfs /dev with devices, devpts, shm, mqueue, masks, 2 read-only binds (/etc/resolv.conf, /etc/hosts), sets the hostname, while the launcher makes the cgroup in the 5 v1 hierarchies vr uses (pids.max set) and attaches it; cgroup namespace, capabilities, no_new_privs, exec \`/bin/true\` directly (proc.sh's environment, no shell), output copied to the log, wait, OOM counter read, empty cgroup removed, status.json written"
   "default \`crun spec\` (pid/net/ipc/uts/mount namespaces, 7 mounts, no overlay, rootfs is the unpacked image), \`linux.cgroupsPath\` under the same cgroup parent, foreground \`run\` (the container is deleted when it exits), private \`--root\` state dir"
   "the same bundle config with runc, foreground \`run\` (deleted on exit unless --keep), private \`--root\` state dir"
   "\`unshare -fpmuin --mount-proc chroot ROOTFS /bin/true\`: 5 namespaces (including net) and /proc, chroot into the same unpacked image; no cgroup, no overlay, no pivot_root"

@@ -28,6 +28,20 @@ bench_workdir() {
   sh "$repo/examples/busybox-image.sh" "$img" || die "examples/busybox-image.sh failed"
 }
 
+# Writes to $1 the proc.yaml the start benchmarks time: `/bin/true` as root in the image $img.
+true_proc_yaml() {
+  cat >"$1" <<EOF
+app_name: bench
+version: "1"
+config_name: bench
+proc_name: "true"
+cmd: /bin/true
+user: root
+image_url: file://$img
+image_name: busybox
+EOF
+}
+
 # Every pid in the cgroup dirs given (recursively).
 pids_in_cgroups() {
   local dir d
