@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    let _ = vr::sys::request_slice(vr::sys::SHORT_SLICE_NS);
     let args = vr::cli::normalize_args(std::env::args().collect());
     let result = match vr::cli::RunnerCli::parse_runner(&args) {
         Some(runner) => runner.run(),

@@ -81,7 +81,13 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new()?;
+    let _ = vr::sys::request_slice(vr::sys::SHORT_SLICE_NS);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(|| {
+            let _ = vr::sys::request_slice(vr::sys::SHORT_SLICE_NS);
+        })
+        .build()?;
     let result = runtime.block_on(async move {
         let daemon = vr::daemon::Daemon::open(&config).await?;
         // Socket activation: systemd holds the socket, so clients queue while vrd restarts.

@@ -100,6 +100,8 @@ fn the_app_runs_as_the_images_user_with_velociraptors_environment() {
     assert_eq!(get("CapEff"), "0000000000000000");
     assert_eq!(get("CapPrm"), "0000000000000000");
     assert_eq!(get("NoNewPrivs"), "1");
+    // vrd's processes ask for short scheduler slices; the app must not inherit them.
+    assert_ne!(get("slice"), vr::sys::SHORT_SLICE_NS.to_string(), "the app runs with the default slice");
     assert_eq!(get("PORT"), "5999", "PORT is set last: neither .profile.d nor proc.yaml env can override it");
     assert_eq!(get("GREETING"), "from-proc-yaml", "proc.yaml env comes after .profile.d");
     assert_eq!(get("FROM_PROFILE"), "yes", ".profile.d scripts are sourced");

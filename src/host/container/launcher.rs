@@ -71,6 +71,7 @@ pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
 
 fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
     let _ = nix::sys::prctl::set_name(c"vrd-init");
+    let _ = sys::request_slice(sys::SHORT_SLICE_NS);
     // A launcher forked by the spawner inherits its ignored SIGCHLD, under which the container's
     // exit status would be lost to the kernel's reaping.
     if let Err(e) = sys::reap_children_automatically(false) {

@@ -38,6 +38,7 @@ const MAX_REQUEST: usize = 8192;
 /// Entry point of `vrd spawner --socket PATH`; returns the exit code.
 pub fn main(socket: &Path) -> i32 {
     let _ = nix::sys::prctl::set_name(c"vrd-spawner");
+    let _ = sys::request_slice(sys::SHORT_SLICE_NS);
     // vrd starts a fresh spawner when it starts; an orphaned one would only hold old code.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
     if nix::unistd::getppid().as_raw() == 1 {
