@@ -67,8 +67,8 @@ rm_cgroup_tree() {
 }
 
 # "yes" when ratio $1 is at most target $2, else a bold "no" (for the markdown tables).
-# Removes the bench's temp dir $work. Containers mount in their own namespaces, so nothing should
-# be mounted under it; unmount whatever is, deepest first, to be sure.
+# Removes the bench's temp dir $work. vrd keeps its procs dir as a private mount of its own, and a
+# proc's root and mount namespace mounted until teardown: unmount what is left, deepest first.
 rm_workdir() {
   [ -n "${work:-}" ] && [ -d "$work" ] || return 0
   local m

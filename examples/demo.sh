@@ -29,6 +29,9 @@ cleanup() {
   for h in /sys/fs/cgroup/*/"$cgroup_parent" /sys/fs/cgroup/"$cgroup_parent"; do
     [ -d "$h" ] && rmdir "$h" 2>/dev/null
   done
+  # vrd keeps its procs dir as a private mount of its own (and a proc's root mounted until it is
+  # torn down): unmount what is left under the temp dir, deepest first, before removing it.
+  findmnt -rn -o TARGET | grep -F "$work/" | sort -r | while read -r m; do umount -l "$m"; done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM

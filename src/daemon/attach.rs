@@ -29,6 +29,11 @@ impl Handover {
         Ok(Handover { attach, passed, caller: caller(ext)? })
     }
 
+    /// Whether the fds came with the request (else vrd connects to the client's attach socket).
+    pub fn inline(&self) -> bool {
+        self.attach.inline
+    }
+
     /// Exactly `count` fds, in the order the client sent them.
     pub fn fds(&self, count: usize) -> Result<Vec<OwnedFd>, String> {
         let fds = if self.attach.inline {

@@ -77,7 +77,7 @@ impl RpcHandler {
         let (provision, warnings) = parse(&file, term)?;
         let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
-        let _stop = StopOnDrop(Arc::clone(&watch));
+        let _stop = StopOnDrop::new(&watch);
         self.imager_blocking(move |d| {
             let fds = handover.fds(IMAGER_BUILD_FDS).map_err(|e| error(codes::LAUNCH, e))?;
             let [stdout, stderr, log, tarball, md5] = <[_; IMAGER_BUILD_FDS]>::try_from(fds)
@@ -111,7 +111,7 @@ impl RpcHandler {
         let (provision, _) = parse(&file, term)?;
         let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
-        let _stop = StopOnDrop(Arc::clone(&watch));
+        let _stop = StopOnDrop::new(&watch);
         self.imager_blocking(move |d| {
             let stdio = handover.stdio().map_err(|e| error(codes::LAUNCH, e))?;
             imager::shell(&d.runner, &provision, stdio, &watch).map_err(imager_error)

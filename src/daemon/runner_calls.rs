@@ -1,7 +1,7 @@
 //! VR's runner contract over the API: setup, run and shell (with the caller's terminal), signal,
 //! uptest, teardown. The work runs on blocking threads; the runner does file and process work.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError};
 
 use jsonrpsee::core::RpcResult;
@@ -16,13 +16,62 @@ use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult}
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::{LaunchWatch, RunnerError, Started};
 
-/// Sends SIGTERM to a launcher still running when dropped; the launcher passes it on to the
-/// container and SIGKILLs it after the grace period.
-pub(super) struct StopOnDrop(pub(super) LaunchWatch);
+/// Sends SIGTERM to a launcher still running when dropped (its caller went away); the launcher
+/// passes it on to the container and SIGKILLs it after the grace period. A launcher whose pid is
+/// not known yet is stopped by whoever learns it ([`Foreground::wait`] reads `abandoned`).
+pub(super) struct StopOnDrop {
+    watch: LaunchWatch,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl StopOnDrop {
+    pub(super) fn new(watch: &LaunchWatch) -> StopOnDrop {
+        StopOnDrop { watch: Arc::clone(watch), abandoned: Arc::default() }
+    }
+}
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
-        signal_launcher(&self.0, Signal::SIGTERM);
+        self.abandoned.store(true, Ordering::SeqCst);
+        signal_launcher(&self.watch, Signal::SIGTERM);
+    }
+}
+
+/// Runs `f` on a blocking thread.
+async fn on_blocking_thread<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, RunnerError> + Send + 'static,
+) -> Result<T, RunnerError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "a runner task failed");
+        Err(RunnerError::Launch(format!("a daemon task failed: {e}")))
+    })
+}
+
+/// Starts a foreground container and waits for its end. Taking inline fds and starting the
+/// launcher are short file work, done on this worker, and the end is awaited on the runtime, so
+/// neither crosses to another thread; fds from an attach socket mean a connect to the client, and
+/// an exec'd launcher (no spawner) a blocking wait: those go to a blocking thread.
+async fn run_attached(
+    daemon: Arc<Daemon>,
+    handover: Handover,
+    spec: ProcSpec,
+    shell: bool,
+    stop: (LaunchWatch, Arc<AtomicBool>),
+) -> Result<ExitStatus, RunnerError> {
+    let inline = handover.inline();
+    let start = move || {
+        let stdio = handover.stdio().map_err(RunnerError::Launch)?;
+        if shell {
+            daemon.runner.start_shell(&spec, stdio)
+        } else {
+            daemon.runner.start_run(&spec, stdio)
+        }
+    };
+    let started = if inline { start()? } else { on_blocking_thread(start).await? };
+    let (watch, abandoned) = stop;
+    match started {
+        Started::Spawned(foreground) => foreground.wait(watch, abandoned).await,
+        Started::Exec(launch) => on_blocking_thread(move || launch.wait(&watch)).await,
     }
 }
 
@@ -39,13 +88,7 @@ impl RpcHandler {
         f: impl FnOnce(&Daemon) -> Result<T, RunnerError> + Send + 'static,
     ) -> RpcResult<T> {
         let daemon = Arc::clone(&self.daemon);
-        match tokio::task::spawn_blocking(move || f(&daemon)).await {
-            Ok(result) => result.map_err(runner_error),
-            Err(e) => {
-                tracing::error!(error = %e, "a runner task failed");
-                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
-            }
-        }
+        on_blocking_thread(move || f(&daemon)).await.map_err(runner_error)
     }
 
     pub(super) async fn attached(
@@ -59,11 +102,10 @@ impl RpcHandler {
         if !shell {
             self.unsupervised(&spec).await?;
         }
-        let inline = attach.inline;
         let handover = Handover::new(attach, ext)?;
         let watch = LaunchWatch::default();
         // If the caller goes away mid-run (this future is dropped), the container is stopped.
-        let _stop = StopOnDrop(Arc::clone(&watch));
+        let stop = StopOnDrop::new(&watch);
         let name = spec.name.to_string();
         if !shell {
             self.daemon
@@ -72,37 +114,21 @@ impl RpcHandler {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(name.clone(), Arc::clone(&watch));
         }
-        // Taking inline fds and starting the launcher are short file work, done here; the
-        // container's end is awaited on the runtime, so neither crosses to another thread.
-        // Fds from an attach socket mean a connect to the client: that goes to a blocking thread.
-        let start = move |d: &Daemon| {
-            let stdio = handover.stdio().map_err(RunnerError::Launch)?;
-            if shell {
-                d.runner.start_shell(&spec, stdio)
-            } else {
-                d.runner.start_run(&spec, stdio)
+        let daemon = Arc::clone(&self.daemon);
+        let abandoned = Arc::clone(&stop.abandoned);
+        // One task from start to end, apart from this call: a caller that goes away cannot cut it
+        // short, so the proc stays busy (and a shell's dirs stay) until its container has ended.
+        let task = tokio::spawn(async move {
+            let outcome = run_attached(Arc::clone(&daemon), handover, spec, shell, (watch, abandoned)).await;
+            if !shell {
+                daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
             }
-        };
-        let started =
-            if inline { start(&self.daemon).map_err(runner_error) } else { self.blocking(start).await };
-        let result = match started {
-            // Spawned apart, so a caller that goes away does not end the wait: the proc stays busy
-            // until its container has stopped.
-            Ok(Started::Spawned(foreground)) => match tokio::spawn(foreground.wait(Arc::clone(&watch))).await
-            {
-                Ok(outcome) => outcome.map_err(runner_error),
-                Err(e) => Err(error(codes::INTERNAL, format!("a daemon task failed: {e}"))),
-            },
-            Ok(Started::Exec(launch)) => {
-                let watch = Arc::clone(&watch);
-                self.blocking(move |_| launch.wait(&watch)).await
-            }
-            Err(e) => Err(e),
-        };
-        if !shell {
-            self.daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+            outcome
+        });
+        match task.await {
+            Ok(outcome) => outcome.map_err(runner_error),
+            Err(e) => Err(error(codes::INTERNAL, format!("a daemon task failed: {e}"))),
         }
-        result
     }
 
     /// The runner's commands act on procs outside supervision; a supervised one is refused, so a

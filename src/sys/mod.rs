@@ -277,7 +277,9 @@ pub const SHORT_SLICE_NS: u64 = 100_000;
 /// Asks the scheduler for `slice_ns`-long time slices for the calling thread (EEVDF custom slices,
 /// Linux 6.12+; `0` restores the default). A task with a shorter slice gets an earlier deadline,
 /// so on waking it preempts a CPU-bound task sooner instead of waiting out that task's slice.
-/// Older kernels ignore the request.
+/// A short slice is not inherited (reset on fork): threads and children that want it ask
+/// themselves, and programs vrd starts (git, nginx, the app) get the default. Older kernels
+/// ignore the request.
 pub fn request_slice(slice_ns: u64) -> io::Result<()> {
     let size = std::mem::size_of::<libc::sched_attr>() as u32;
     // SAFETY: sched_attr is plain data; zeroed is a valid value for every field.
@@ -293,10 +295,33 @@ pub fn request_slice(slice_ns: u64) -> io::Result<()> {
     }
     attr.size = size;
     attr.sched_runtime = slice_ns;
+    if slice_ns > 0 {
+        attr.sched_flags |= libc::SCHED_FLAG_RESET_ON_FORK as u64;
+    }
     // SAFETY: `attr` is a valid sched_attr of `size` bytes; the kernel only reads it.
     let rc = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const libc::sched_attr, 0) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8+): true for a
+/// bind mount of a directory onto itself too, which st_dev cannot tell.
+pub fn is_mount_root(path: &Path) -> io::Result<bool> {
+    use std::os::unix::ffi::OsStrExt;
+    let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: statx is plain data; zeroed is a valid value.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: the path is NUL-terminated and `st` is a live, writable statx for the kernel to fill.
+    let rc = unsafe { libc::statx(libc::AT_FDCWD, cpath.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, 0, &mut st) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let known = st.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    if !known {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "the kernel does not report mount roots"));
+    }
+    Ok(st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
 }

@@ -3,6 +3,7 @@
 //! failure.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 /// Whether this process may run a test that needs root; otherwise says so (or fails under
 /// `VRD_TEST_STRICT=1`) and the test returns early.
@@ -22,4 +23,25 @@ pub fn skip(test: &str, reason: &str) {
     );
     // Written past libtest's capture so a skip is visible in every run.
     let _ = writeln!(std::io::stdout(), "SKIPPED {test}: {reason}");
+}
+
+/// Unmounts every mount under a test's directory when dropped, deepest first, so a failed test
+/// leaves no mount behind.
+pub struct MountsUnder(pub PathBuf);
+
+impl Drop for MountsUnder {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.to_str() else { return };
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut targets: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| t.starts_with(&format!("{dir}/")))
+            .map(str::to_string)
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for target in targets {
+            let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
 }

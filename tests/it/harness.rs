@@ -214,11 +214,24 @@ impl TestDaemon {
         self.wait_for_socket();
     }
 
-    /// Mounts whose mount point is under this daemon's dirs, as the host sees them.
+    /// Mounts whose mount point is under this daemon's dirs, as the host sees them; all but the
+    /// private mount vrd makes of its procs dir once (it holds no proc's files of its own).
     pub fn mounts_left(&self) -> Vec<String> {
+        self.mounts_under_dir()
+            .into_iter()
+            .filter(|l| l.split(' ').nth(4) != self.procs_dir().to_str())
+            .collect()
+    }
+
+    /// Every mount under this daemon's dirs, the procs dir's own included.
+    fn mounts_under_dir(&self) -> Vec<String> {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = self.dir.path().to_string_lossy().to_string();
         info.lines().filter(|l| l.contains(&root)).map(str::to_string).collect()
+    }
+
+    fn procs_dir(&self) -> PathBuf {
+        self.data().join("procs")
     }
 }
 
@@ -251,7 +264,7 @@ impl Drop for TestDaemon {
         // Procs' roots stay mounted between runs until teardown; a test that ends without one
         // leaves them, and the temp dir could not go while they are mounted.
         let mut kept: Vec<String> =
-            self.mounts_left().iter().filter_map(|l| l.split(' ').nth(4).map(str::to_string)).collect();
+            self.mounts_under_dir().iter().filter_map(|l| l.split(' ').nth(4).map(str::to_string)).collect();
         kept.sort_by_key(|m| std::cmp::Reverse(m.len()));
         for target in kept {
             let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);

@@ -13,12 +13,13 @@
 //! ([`release`], called by [`super::overlay::release_kept_root`]).
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::statfs::{statfs, NSFS_MAGIC};
 use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, pipe2, pivot_root, ForkResult};
@@ -39,6 +40,7 @@ pub fn ensure(o: &Overlay, fresh_root: bool) -> Result<OwnedFd, String> {
     let path = path_of(&o.target);
     if fresh_root || !is_bound(&path) {
         release(&o.target)?;
+        super::overlay::make_parent_private(o)?;
         build(o, &path)?;
     }
     File::open(&path).map(OwnedFd::from).map_err(|e| format!("failed to open {}: {e}", path.display()))
@@ -59,40 +61,38 @@ fn is_bound(path: &Path) -> bool {
     statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
-/// Forks a child that makes the namespace and waits; binds the child's namespace at `path`.
+/// Forks a helper that makes the namespace and reports on a pipe, binds the helper's namespace at
+/// `path`, then ends the helper. The report is one line, not EOF, and the helper is ended by a
+/// signal, not by closing a pipe: nothing here waits on a pipe end another fork may have copied.
 fn build(o: &Overlay, path: &Path) -> Result<(), String> {
-    let pipe = || pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("failed to create a pipe: {e}"));
-    let (ready_r, ready_w) = pipe()?;
-    let (done_r, done_w) = pipe()?;
+    let (ready_r, ready_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("failed to create a pipe: {e}"))?;
     match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
         ForkResult::Child => {
-            drop((ready_r, done_w));
-            let outcome = make_namespace(&o.target);
-            let mut ready = File::from(ready_w);
-            let code = match outcome {
-                Ok(()) => i32::from(ready.write_all(b"+").is_err()),
-                Err(message) => {
-                    let _ = ready.write_all(format!("-{message}").as_bytes());
-                    1
-                }
+            drop(ready_r);
+            let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+            let line = match make_namespace(&o.target) {
+                Ok(()) => "+\n".to_string(),
+                Err(message) => format!("-{}\n", message.replace('\n', " ")),
             };
-            drop(ready);
-            // Stay until the launcher has bound the namespace (EOF when it closes its end).
-            let _ = File::from(done_r).read(&mut [0u8; 1]);
-            sys::exit_now(code)
+            let _ = File::from(ready_w).write_all(line.as_bytes());
+            // Holds the namespace until the launcher has bound it and ends this process.
+            loop {
+                nix::unistd::pause();
+            }
         }
         ForkResult::Parent { child } => {
-            drop((ready_w, done_r));
+            drop(ready_w);
             let mut answer = String::new();
-            let _ = File::from(ready_r).read_to_string(&mut answer);
+            let _ = BufReader::new(File::from(ready_r)).read_line(&mut answer);
             let bound = match answer.strip_prefix('+') {
                 Some(_) => bind_namespace(child, path),
                 None => Err(format!(
                     "failed to prepare the proc's mount namespace: {}",
-                    answer.strip_prefix('-').unwrap_or("the helper died")
+                    answer.strip_prefix('-').map(str::trim).unwrap_or("the helper died")
                 )),
             };
-            drop(done_w);
+            let _ = kill(child, Signal::SIGKILL);
             let _ = waitpid(child, None);
             bound
         }
@@ -135,20 +135,11 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
-    use crate::host::container::overlay::{ensure_kept_root, release_kept_root};
+    use crate::host::container::overlay::{ensure_kept_root, release_kept_root, test_overlay};
 
     /// The namespace's identity: its nsfs inode.
     fn ns_id(fd: &OwnedFd) -> u64 {
         File::from(fd.try_clone().unwrap()).metadata().unwrap().ino()
-    }
-
-    /// Releases a test's kept root (and namespace) on drop, so a failed test leaves no mount.
-    struct Release(PathBuf);
-
-    impl Drop for Release {
-        fn drop(&mut self) {
-            let _ = release_kept_root(&self.0);
-        }
     }
 
     #[test]
@@ -159,18 +150,9 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let sub = |s: &str| dir.path().join(s);
-        for d in ["lower/sys", "upper", "work", "rootfs"] {
-            fs::create_dir_all(sub(d)).unwrap();
-        }
-        let o = Overlay {
-            lowers: vec![sub("lower")],
-            upper: sub("upper"),
-            work: sub("work"),
-            target: sub("rootfs"),
-            keep_mounted: true,
-        };
-        let _release = Release(o.target.clone());
+        fs::create_dir_all(dir.path().join("lower/sys")).unwrap();
+        let o = Overlay { keep_mounted: true, ..test_overlay(dir.path()) };
+        let _mounts = crate::sys::testing::MountsUnder(dir.path().to_path_buf());
         let fresh = ensure_kept_root(&o).unwrap();
         let first = ensure(&o, fresh).unwrap();
         assert!(is_bound(&path_of(&o.target)));
@@ -178,7 +160,42 @@ mod tests {
         assert_ne!(ns_id(&ensure(&o, true).unwrap()), ns_id(&first), "a new root, a new namespace");
         release_kept_root(&o.target).unwrap();
         assert!(!is_bound(&path_of(&o.target)), "released with the root");
+        let procs = dir.path().join("procs");
         let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(!info.contains(dir.path().to_str().unwrap()), "nothing left mounted: {info}");
+        let left: Vec<&str> = info
+            .lines()
+            .filter(|l| l.contains(dir.path().to_str().unwrap()))
+            .filter(|l| l.split(' ').nth(4) != procs.to_str())
+            .collect();
+        assert!(left.is_empty(), "nothing but the procs dir's private mount is left: {left:?}");
+    }
+
+    #[test]
+    fn a_kept_namespace_is_bound_and_nothing_propagates_when_the_data_dir_is_on_a_shared_mount() {
+        if !crate::sys::testing::root_or_skip(
+            "a_kept_namespace_is_bound_and_nothing_propagates_when_the_data_dir_is_on_a_shared_mount",
+        ) {
+            return;
+        }
+        // As on a systemd host: `/` is shared, and sandboxed services hold copies of it (a peer).
+        let dir = tempfile::tempdir().unwrap();
+        let _mounts = crate::sys::testing::MountsUnder(dir.path().to_path_buf());
+        let (shared, peer) = (dir.path().join("shared"), dir.path().join("peer"));
+        for d in [&shared, &peer] {
+            fs::create_dir_all(d).unwrap();
+        }
+        mount(Some(&shared), &shared, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        mount(None::<&str>, &shared, None::<&str>, MsFlags::MS_SHARED, None::<&str>).unwrap();
+        mount(Some(&shared), &peer, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        fs::create_dir_all(shared.join("lower/sys")).unwrap();
+        let o = Overlay { keep_mounted: true, ..test_overlay(&shared) };
+        let fresh = ensure_kept_root(&o).unwrap();
+        ensure(&o, fresh).expect("the namespace is bound although its dir is on a shared mount");
+        let seen_by_peer = peer.join("procs/p/rootfs");
+        assert!(
+            seen_by_peer.is_dir() && !seen_by_peer.join("sys").exists(),
+            "the kept root did not propagate"
+        );
+        assert!(!is_bound(&peer.join("procs/p/mntns")), "nor did the namespace");
     }
 }

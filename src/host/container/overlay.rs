@@ -92,9 +92,40 @@ pub fn ensure_kept_root(o: &Overlay) -> Result<bool, String> {
         }
         release_kept_root(&o.target)?;
     }
+    // A namespace still bound from an earlier mount (the root was unmounted some other way) holds
+    // the old overlay on these very upper and work dirs: it goes before the new mount.
+    super::kept_ns::release(&o.target)?;
+    make_parent_private(o)?;
     mount_overlay(o)?;
     fs::write(&stamp, from).map_err(|e| at("write", &stamp, e))?;
     Ok(true)
+}
+
+/// Makes the directory holding the proc dirs (`<data dir>/procs`) a private mount of its own, once,
+/// before a kept root is mounted or a kept namespace bound below it. On a host whose `/` is shared
+/// (systemd's default) a mount made there would otherwise propagate into every mount namespace
+/// that is a slave of the host's (each sandboxed service), pinning the overlay there too; and the
+/// kernel refuses to bind a mount namespace file on a shared mount at all. Serialized with a lock
+/// on the directory, so two first runs do not both bind it.
+pub(super) fn make_parent_private(o: &Overlay) -> Result<(), String> {
+    use nix::fcntl::{Flock, FlockArg};
+    use nix::mount::{mount, MsFlags};
+    let dir =
+        o.target.parent().and_then(Path::parent).filter(|d| d.file_name().is_some_and(|n| n == "procs"));
+    // Only ever the procs dir: binding some other parent (a test's /tmp) would change the host.
+    let Some(dir) = dir else {
+        return Err(format!("a kept root must be <data dir>/procs/NAME/rootfs, not {}", o.target.display()));
+    };
+    let file = fs::File::open(dir).map_err(|e| at("open", dir, e))?;
+    let _lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("failed to lock {}: {e}", dir.display()))?;
+    let mounted = crate::sys::is_mount_root(dir).map_err(|e| at("inspect", dir, e))?;
+    if !mounted {
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(|e| format!("failed to bind {} onto itself: {e}", dir.display()))?;
+    }
+    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("failed to make {} a private mount: {e}", dir.display()))
 }
 
 /// Unmounts a kept root, and first its kept namespace, which holds it (see `kept_ns`), from vrd's
@@ -191,24 +222,26 @@ fn at(what: &str, path: &Path, e: io::Error) -> String {
     format!("failed to {what} {}: {e}", path.display())
 }
 
+/// A proc's dirs as the runner lays them out: `<dir>/procs/p/{upper,work,rootfs}`, lowers in
+/// `<dir>`.
+#[cfg(test)]
+pub(super) fn test_overlay(dir: &Path) -> Overlay {
+    let proc_dir = dir.join("procs/p");
+    for sub in ["upper", "work", "rootfs"] {
+        fs::create_dir_all(proc_dir.join(sub)).unwrap();
+    }
+    Overlay {
+        lowers: vec![dir.join("lower")],
+        upper: proc_dir.join("upper"),
+        work: proc_dir.join("work"),
+        target: proc_dir.join("rootfs"),
+        keep_mounted: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-
-    fn overlay(dir: &Path) -> Overlay {
-        for sub in ["upper", "work"] {
-            fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        Overlay {
-            lowers: vec![dir.join("lower")],
-            upper: dir.join("upper"),
-            work: dir.join("work"),
-            target: dir.join("rootfs"),
-            keep_mounted: false,
-        }
-    }
 
     /// The mount id of what is mounted on `target` (the last mount there), from mountinfo.
     fn mount_id(target: &Path) -> Option<String> {
@@ -219,17 +252,6 @@ mod tests {
             .map(|l| l.split(' ').next().unwrap().into())
     }
 
-    /// Unmounts a test's kept root on drop, so a failed test leaves no mount behind.
-    struct Unmount(PathBuf);
-
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            while is_overlay_mount(&self.0) {
-                let _ = umount2(&self.0, MntFlags::MNT_DETACH);
-            }
-        }
-    }
-
     #[test]
     fn a_kept_root_is_mounted_once_and_again_when_its_layers_change() {
         if !crate::sys::testing::root_or_skip("a_kept_root_is_mounted_once_and_again_when_its_layers_change")
@@ -237,13 +259,13 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut o = Overlay { keep_mounted: true, ..overlay(dir.path()) };
+        let mut o = Overlay { keep_mounted: true, ..test_overlay(dir.path()) };
         for (layer, file) in [("lower", "a"), ("lower2", "b")] {
             fs::create_dir_all(dir.path().join(layer)).unwrap();
             fs::write(dir.path().join(layer).join(file), file).unwrap();
         }
         fs::create_dir_all(&o.target).unwrap();
-        let _unmount = Unmount(o.target.clone());
+        let _mounts = crate::sys::testing::MountsUnder(dir.path().to_path_buf());
         assert!(!is_overlay_mount(&o.target));
         assert!(ensure_kept_root(&o).unwrap(), "mounted now");
         assert!(is_overlay_mount(&o.target) && o.target.join("a").exists());
@@ -268,7 +290,7 @@ mod tests {
     #[test]
     fn a_first_mount_records_the_boot_and_keeps_everything() {
         let dir = tempfile::tempdir().unwrap();
-        let o = overlay(dir.path());
+        let o = test_overlay(dir.path());
         fs::write(o.upper.join("kept"), "x").unwrap();
         assert_eq!(prepare_work_dir(&o, "boot-1").unwrap(), None);
         assert_eq!(fs::read_to_string(o.work.join(BOOT_STAMP)).unwrap(), "boot-1");
@@ -278,7 +300,7 @@ mod tests {
     #[test]
     fn the_marker_of_this_boot_is_cleared_and_the_upper_dir_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let o = overlay(dir.path());
+        let o = test_overlay(dir.path());
         prepare_work_dir(&o, "boot-1").unwrap();
         mark(&o);
         fs::write(o.upper.join("kept"), "x").unwrap();
@@ -293,7 +315,7 @@ mod tests {
     #[test]
     fn a_stale_work_dir_left_by_a_killed_launcher_does_not_block_the_next_mount() {
         let dir = tempfile::tempdir().unwrap();
-        let o = overlay(dir.path());
+        let o = test_overlay(dir.path());
         prepare_work_dir(&o, "boot-1").unwrap();
         mark(&o);
         prepare_work_dir(&o, "boot-1").unwrap();
@@ -308,7 +330,7 @@ mod tests {
     #[test]
     fn the_marker_of_an_earlier_boot_resets_the_root_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let o = overlay(dir.path());
+        let o = test_overlay(dir.path());
         prepare_work_dir(&o, "boot-1").unwrap();
         mark(&o);
         fs::write(o.upper.join("maybe-torn"), "x").unwrap();

@@ -130,8 +130,6 @@ fn parse_number(flag: &str, value: &str) -> Result<u64, ImageError> {
 /// Returns the process exit code: 0 after printing the `UnpackStats` JSON line on stdout, 1 after
 /// printing an unpack error on stderr, 2 for bad arguments.
 pub fn unpack_main(args: &[String]) -> i32 {
-    // Bulk work: the default slices, not the short ones vrd's control processes ask for.
-    let _ = crate::sys::request_slice(0);
     let parsed = match parse_args(args) {
         Ok(parsed) => parsed,
         Err(e) => {

@@ -16,7 +16,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::locks::BusyGuard;
 use super::{CallerStdio, LaunchWatch, Runner, RunnerError};
@@ -106,8 +107,13 @@ pub struct Foreground {
 
 impl Foreground {
     /// Waits for the container's end on the runtime (no thread of its own), publishing the
-    /// launcher's pid in `watch` meanwhile.
-    pub async fn wait(self, watch: LaunchWatch) -> Result<ExitStatus, RunnerError> {
+    /// launcher's pid in `watch` meanwhile; stops the container at once (SIGTERM to the launcher)
+    /// when its caller is gone (`abandoned`) before the pid was known.
+    pub async fn wait(
+        self,
+        watch: LaunchWatch,
+        abandoned: Arc<AtomicBool>,
+    ) -> Result<ExitStatus, RunnerError> {
         use tokio::io::AsyncBufReadExt;
         let io = |e: std::io::Error| RunnerError::Launch(format!("failed to hear from the launcher: {e}"));
         self.conn.set_nonblocking(true).map_err(io)?;
@@ -118,6 +124,11 @@ impl Foreground {
         let pid = spawner::parse_pid(&line).map_err(RunnerError::Launch)?;
         line.clear();
         watch.store(u32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
+        // Published first, read second: whichever of this and the caller's stop comes last sends it.
+        if abandoned.load(Ordering::SeqCst) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
         let report = reader.read_line(&mut line).await.and_then(|_| spawner::parse_report(&line));
         watch.store(0, Ordering::SeqCst);
         outcome(pid, report)

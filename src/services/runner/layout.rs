@@ -78,7 +78,20 @@ impl ProcDir {
             return Ok(());
         }
         self.release_root()?;
-        std::fs::remove_dir_all(&self.0)
-            .map_err(|e| RunnerError::Io(format!("failed to remove {}: {e}", self.0.display())))
+        // The launcher of the last run answers before it writes status.json: a removal right after
+        // it may meet that file appearing, and tries again.
+        for attempt in 1.. {
+            match std::fs::remove_dir_all(&self.0) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempt < 5 => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => {
+                    return Err(RunnerError::Io(format!("failed to remove {}: {e}", self.0.display())));
+                }
+            }
+        }
+        unreachable!("the loop returns")
     }
 }
