@@ -212,7 +212,9 @@ fn root_kill_all_wins_against_a_fork_loop() {
         return;
     };
     let guard = Guard::new(&root, "forkloop");
-    let limits = Limits { pids_max: Some(200), ..Limits::default() };
+    // High enough that the loop cannot reach it before the kill (dash exits on a failed fork, and
+    // then nothing would have been won); the kill comes after a dozen forks.
+    let limits = Limits { pids_max: Some(5000), ..Limits::default() };
     let pc = ProcCgroup::create(&root, &guard.name("loop"), &limits).unwrap();
     let mut child = held_shell("while :; do sleep 30 & done");
     pc.add_pid(pid_of(&child)).unwrap();
