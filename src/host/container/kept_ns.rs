@@ -28,20 +28,40 @@ use super::mounts::{apply, lasting_steps};
 use super::plan::Overlay;
 use crate::sys;
 
+/// The way a kept namespace is built ([`build`]), as a version: raise it when that changes. With
+/// the [`lasting_steps`] themselves it makes the namespace's [`layout`], so a namespace built by
+/// an older vrd is built again on its proc's next run rather than kept until its teardown.
+const BUILD_METHOD: u32 = 1;
+
+/// What a kept namespace built now is made of.
+fn layout() -> String {
+    format!("{BUILD_METHOD}\n{:?}\n", lasting_steps())
+}
+
 /// Where the namespace of the kept root mounted on `root` is bound: beside it.
 pub fn path_of(root: &Path) -> PathBuf {
     root.with_file_name("mntns")
 }
 
-/// Makes sure the kept namespace of `o` exists, building it when it does not or when the root was
-/// just mounted (`fresh_root`); returns it opened, for the container to enter. Run by the launcher
-/// (single-threaded, in vrd's mount namespace) before it forks the container.
+/// The [`layout`] a bound namespace was built with, beside it.
+fn layout_path(root: &Path) -> PathBuf {
+    root.with_file_name("mntns.layout")
+}
+
+/// Makes sure the kept namespace of `o` exists, building it when it does not, when the root was
+/// just mounted (`fresh_root`) or when it was built to another layout; returns it opened, for
+/// the container to enter. Run by the launcher (single-threaded, in vrd's mount namespace) before
+/// it forks the container.
 pub fn ensure(o: &Overlay, fresh_root: bool) -> Result<OwnedFd, String> {
     let path = path_of(&o.target);
-    if fresh_root || !is_bound(&path) {
+    let wanted = layout();
+    let current = || fs::read_to_string(layout_path(&o.target)).is_ok_and(|l| l == wanted);
+    if fresh_root || !is_bound(&path) || !current() {
         release(&o.target)?;
         super::overlay::make_parent_private(o)?;
         build(o, &path)?;
+        let layout = layout_path(&o.target);
+        fs::write(&layout, &wanted).map_err(|e| format!("failed to write {}: {e}", layout.display()))?;
     }
     File::open(&path).map(OwnedFd::from).map_err(|e| format!("failed to open {}: {e}", path.display()))
 }
@@ -158,6 +178,9 @@ mod tests {
         assert!(is_bound(&path_of(&o.target)));
         assert_eq!(ns_id(&ensure(&o, false).unwrap()), ns_id(&first), "kept between runs");
         assert_ne!(ns_id(&ensure(&o, true).unwrap()), ns_id(&first), "a new root, a new namespace");
+        let third = ensure(&o, false).unwrap();
+        fs::write(layout_path(&o.target), "0").unwrap();
+        assert_ne!(ns_id(&ensure(&o, false).unwrap()), ns_id(&third), "built by an older vrd: built again");
         release_kept_root(&o.target).unwrap();
         assert!(!is_bound(&path_of(&o.target)), "released with the root");
         let procs = dir.path().join("procs");

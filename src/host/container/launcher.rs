@@ -72,6 +72,7 @@ pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
 fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
     let _ = nix::sys::prctl::set_name(c"vrd-init");
     let _ = sys::request_slice(sys::SHORT_SLICE_NS);
+    let reporting = report.is_some();
     // A launcher forked by the spawner inherits its ignored SIGCHLD, under which the container's
     // exit status would be lost to the kernel's reaping.
     if let Err(e) = sys::reap_children_automatically(false) {
@@ -108,8 +109,14 @@ fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
     // Only now the container's mounts go (see `hold_mount_namespace`).
     drop(mount_ns);
     super::overlay::remove_stale_work(&plan.rootfs);
-    if let Err(e) = write_status(&plan.status_path, &status) {
-        eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display());
+    match write_status(&plan.status_path, &status) {
+        // A caller that heard the outcome may remove its dir at once (a build's or a shell's
+        // temporary one): nothing is left to record it in, and nothing is lost.
+        Err(e) if reporting && e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            eprintln!("vrd init: failed to record the exit status in {}: {e}", plan.status_path.display())
+        }
+        Ok(()) => {}
     }
     status.code
 }
