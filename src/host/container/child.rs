@@ -229,8 +229,6 @@ fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
     let env = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
     let program = resolve_program(plan)?;
     step("reset signal handling", sys::reset_signals())?;
-    // The app gets the scheduler's default slices, not the launcher's short ones.
-    let _ = sys::request_slice(0);
     step("close inherited fds", sys::cloexec_from(3))?;
     match nix::unistd::execve(&program, &argv, &env) {
         Err(e) => Err(format!("failed to execute {}: {e}", plan.argv[0])),

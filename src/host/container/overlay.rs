@@ -143,10 +143,8 @@ pub fn release_kept_root(target: &Path) -> Result<(), String> {
 /// Whether an overlay is mounted on `target` (not merely: `target` lies on one, as it does when
 /// vrd's own data dir is on an overlay).
 fn is_overlay_mount(target: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let on_overlay = statfs(target).is_ok_and(|s| s.filesystem_type() == OVERLAYFS_SUPER_MAGIC);
-    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev()).ok();
-    on_overlay && target.parent().is_some_and(|parent| dev(parent) != dev(target))
+    crate::sys::is_mount_root(target).unwrap_or(false)
+        && statfs(target).is_ok_and(|s| s.filesystem_type() == OVERLAYFS_SUPER_MAGIC)
 }
 
 fn overlay_options(o: &Overlay) -> String {

@@ -353,9 +353,8 @@ mod definitions {
         assert!(matches!(err, StateError::NotFound { .. }), "{err}");
     }
 
-    #[tokio::test]
-    async fn swarms_keep_their_ingredient_order_and_buildpacks_their_detect_order() {
-        let s = State::open_in_memory().unwrap();
+    /// Stack `st`, app `a` on it, and squad `default`: what a swarm of `a` needs.
+    async fn seed_app(s: &State) {
         s.put_definition(def(Kind::Stack, json!({"name": "st", "base_image_url": "/i.tar"})), true)
             .await
             .unwrap();
@@ -363,6 +362,12 @@ mod definitions {
             .await
             .unwrap();
         s.put_definition(def(Kind::Squad, json!({"name": "default"})), true).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn swarms_keep_their_ingredient_order_and_buildpacks_their_detect_order() {
+        let s = State::open_in_memory().unwrap();
+        seed_app(&s).await;
         for n in ["zeta", "alpha"] {
             s.put_definition(def(Kind::Ingredient, json!({"name": n})), true).await.unwrap();
         }
@@ -391,13 +396,7 @@ mod definitions {
         let again = s.release_for(build, "aaaa1111".into(), json!({"x": 1})).await.unwrap();
         assert_eq!(r1.id, again.id, "an equal release is reused");
         let r2 = s.release_for(build, "bbbb2222".into(), json!({"x": 2})).await.unwrap();
-        s.put_definition(def(Kind::Stack, json!({"name": "st", "base_image_url": "/i.tar"})), true)
-            .await
-            .unwrap();
-        s.put_definition(def(Kind::App, json!({"name": "a", "repo_url": "/r", "stack": "st"})), true)
-            .await
-            .unwrap();
-        s.put_definition(def(Kind::Squad, json!({"name": "default"})), true).await.unwrap();
+        seed_app(&s).await;
         s.put_definition(def(Kind::Swarm, json!({"app": "a", "version": "1"})), true).await.unwrap();
         let sw = "a-prod-web".to_string();
         assert_eq!(s.number_release(sw.clone(), r1.id).await.unwrap(), 1);
