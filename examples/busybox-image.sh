@@ -2,6 +2,8 @@
 # Makes a small OS image tarball from Debian's busybox-static: a shell, httpd, wget, and an
 # /etc/passwd with root, nobody and an app user. Used by the README demo and by the tests, so both
 # run on the same image. Usage: busybox-image.sh OUT.tar.gz
+# WITH_BASH=/bin/bash-static (Debian's bash-static) adds it as /bin/bash: a stack with bash, as
+# Heroku's stacks have, for tests of buildpacks that need it.
 set -eu
 out=${1:?usage: busybox-image.sh OUT.tar.gz}
 busybox=${BUSYBOX:-/bin/busybox}
@@ -22,6 +24,9 @@ cp "$busybox" "$root"/bin/busybox
 for applet in $("$busybox" --list-full); do
   [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
 done
+if [ -n "${WITH_BASH:-}" ]; then
+  cp "$WITH_BASH" "$root"/bin/bash
+fi
 cat > "$root"/etc/passwd <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
 app:x:1000:1000:app:/app:/bin/sh

@@ -52,6 +52,10 @@ pub enum ProcsAction {
     Destroy {
         /// The proc name.
         name: String,
+        /// Destroy it even when its balancer refuses to take it out of its pool (the node then
+        /// stays listed until the pool's next change).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -131,8 +135,9 @@ pub async fn procs(socket: &Path, action: ProcsAction) -> anyhow::Result<i32> {
         ProcsAction::Start { filter, host } => (filter, host, "start"),
         ProcsAction::Stop { filter, host } => (filter, host, "stop"),
         ProcsAction::Restart { filter, host } => (filter, host, "restart"),
-        ProcsAction::Destroy { name } => {
-            client.procs_act(name.clone(), "destroy".into()).await.map_err(explain)?;
+        ProcsAction::Destroy { name, force } => {
+            let action = if force { "force-destroy" } else { "destroy" };
+            client.procs_act(name.clone(), action.into()).await.map_err(explain)?;
             eprintln!("vr: destroy: {name}");
             return Ok(0);
         }

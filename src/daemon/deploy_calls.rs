@@ -45,7 +45,7 @@ pub fn swarm_error(e: SwarmError) -> ErrorObjectOwned {
         SwarmError::Invalid(_) => codes::INVALID,
         SwarmError::Build(_) | SwarmError::Uptests(_) | SwarmError::Placement(_) => codes::DISPATCH,
         SwarmError::Host(_) => codes::HOST,
-        SwarmError::Balancer(_) => codes::BALANCER,
+        SwarmError::Balancer(_) | SwarmError::Deroute { .. } => codes::BALANCER,
     };
     error(code, e.to_string())
 }

@@ -76,19 +76,20 @@ impl RpcHandler {
             "start" => sup.start_proc(name).await,
             "stop" => sup.stop_proc(name).await,
             "restart" => sup.restart_proc(name).await,
-            // A proc a swarm routes leaves its pool before it stops (VR #200).
-            "destroy" => {
+            // A proc a swarm routes leaves its pool before it stops (VR #200); `force-destroy`
+            // goes on when its balancer refuses.
+            "destroy" | "force-destroy" => {
                 return self
                     .daemon
                     .swarms
-                    .destroy_local_proc(name)
+                    .destroy_local_proc(name, action == "force-destroy")
                     .await
                     .map_err(super::deploy_calls::swarm_error)
             }
             other => {
                 return Err(error(
                     codes::INVALID,
-                    format!("'{other}' is not an action: use start, stop, restart or destroy"),
+                    format!("'{other}' is not an action: use start, stop, restart, destroy or force-destroy"),
                 ))
             }
         };

@@ -8,6 +8,8 @@
 //! revision a build used; it wins over `version` when present) and requires `image_url`, because
 //! every vr build runs in a container of the stack image.
 
+use std::collections::BTreeMap;
+
 use super::yaml::{self, BadKey};
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
@@ -73,6 +75,10 @@ pub struct BuildData {
     /// What the buildpacks' `bin/release` printed (set by a build).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub release_data: Option<Value>,
+    /// vr extension: environment for the build, written to ENV_DIR one file per variable (as
+    /// Heroku hands an app's config vars to buildpacks).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_env: BTreeMap<String, String>,
     /// Keys the file held that vr does not know (reported as warnings, not kept).
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -150,6 +156,7 @@ const KNOWN_KEYS: &[&str] = &[
     "image_md5",
     "build_md5",
     "release_data",
+    "build_env",
 ];
 
 impl From<BadKey> for BuildDataError {
@@ -280,6 +287,7 @@ impl BuildData {
             image_md5: text("image_md5")?,
             build_md5: text("build_md5")?,
             release_data,
+            build_env: yaml::env_pairs("build_env", &get("build_env"))?.into_iter().collect(),
             unknown_keys,
         })
     }

@@ -28,6 +28,14 @@ pub fn scalar_text(key: &str, value: &Value) -> Result<Option<String>, BadKey> {
     }
 }
 
+/// Whether `name` is a shell variable name: letters, digits and `_`, not starting with a digit.
+/// The one rule for every environment a user names (proc.yaml `env`, build env, ENV_DIR files).
+pub fn is_var_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// An `env` mapping of NAME: value, in file order. Names are shell variable names; values are any
 /// scalar, without NUL bytes (they end up in a process environment).
 pub fn env_pairs(key: &str, value: &Value) -> Result<Vec<(String, String)>, BadKey> {
@@ -39,10 +47,7 @@ pub fn env_pairs(key: &str, value: &Value) -> Result<Vec<(String, String)>, BadK
     let mut pairs = Vec::new();
     for (k, v) in map {
         let name = scalar_text(key, k)?.unwrap_or_default();
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !is_var_name(&name) {
             return Err(bad(key, format!("'{name}' is not a valid variable name (letters, digits, '_')")));
         }
         let value_key = format!("{key}.{name}");

@@ -11,17 +11,17 @@ use crate::harness::{busybox_image, proc_yaml, text, TestDaemon};
 use crate::require_root;
 
 /// A daemon plus a place for repositories and build directories.
-struct Fx {
-    d: TestDaemon,
+pub(crate) struct Fx {
+    pub(crate) d: TestDaemon,
 }
 
-fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     run(Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -29,7 +29,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .args(args))
 }
 
-fn hg(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn hg(dir: &Path, args: &[&str]) -> String {
     run(Command::new("hg")
         .arg("--cwd")
         .arg(dir)
@@ -39,7 +39,7 @@ fn hg(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Writes files (executable when the name is under bin/) into `dir`.
-fn write_files(dir: &Path, files: &[(&str, &str)]) {
+pub(crate) fn write_files(dir: &Path, files: &[(&str, &str)]) {
     use std::os::unix::fs::PermissionsExt;
     for (name, body) in files {
         let path = dir.join(name);
@@ -52,16 +52,16 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) {
 }
 
 impl Fx {
-    fn new() -> Fx {
+    pub(crate) fn new() -> Fx {
         Fx { d: TestDaemon::start() }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.d.dir.path().join(name)
     }
 
     /// A git repository with these files, committed; returns its path.
-    fn git_repo(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    pub(crate) fn git_repo(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = self.path(name);
         std::fs::create_dir_all(&dir).unwrap();
         git(&dir, &["init", "-q", "-b", "main"]);
@@ -70,7 +70,7 @@ impl Fx {
     }
 
     /// Adds a commit; returns its hash.
-    fn git_commit(&self, dir: &Path, files: &[(&str, &str)], message: &str) -> String {
+    pub(crate) fn git_commit(&self, dir: &Path, files: &[(&str, &str)], message: &str) -> String {
         write_files(dir, files);
         git(dir, &["add", "-A"]);
         git(dir, &["commit", "-q", "-m", message]);
@@ -78,13 +78,13 @@ impl Fx {
     }
 
     /// A buildpack repository with these scripts (a missing detect always detects, as "Test").
-    fn buildpack(&self, name: &str, scripts: &[(&str, &str)]) -> String {
+    pub(crate) fn buildpack(&self, name: &str, scripts: &[(&str, &str)]) -> String {
         let mut files: Vec<(&str, &str)> = vec![("bin/detect", "#!/bin/sh\necho Test\n")];
         files.extend_from_slice(scripts);
         self.git_repo(name, &files).display().to_string()
     }
 
-    fn build_yaml(
+    pub(crate) fn build_yaml(
         &self,
         name: &str,
         repo_type: &str,
@@ -93,17 +93,40 @@ impl Fx {
         buildpacks: &[&str],
     ) -> PathBuf {
         let list: String = buildpacks.iter().map(|b| format!("- {b}\n")).collect();
+        self.build_yaml_on(
+            busybox_image(),
+            name,
+            repo_type,
+            url,
+            version,
+            &format!("buildpack_urls:\n{list}"),
+        )
+    }
+
+    /// build.yaml on `image` (named after its file) with `rest` (buildpack keys and the like).
+    pub(crate) fn build_yaml_on(
+        &self,
+        image: &Path,
+        name: &str,
+        repo_type: &str,
+        url: &Path,
+        version: &str,
+        rest: &str,
+    ) -> PathBuf {
+        // busybox-<pid>.tar.gz is the stack "busybox", busybox-bash-<pid>.tar.gz "busybox-bash".
+        let file = image.file_name().unwrap().to_str().unwrap().split('.').next().unwrap();
+        let image_name = file.trim_end_matches(|c: char| c.is_ascii_digit()).trim_end_matches('-');
         let yaml = format!(
             "app_name: {name}\napp_repo_type: {repo_type}\napp_repo_url: {}\nversion: {version}\n\
-             image_url: file://{}\nimage_name: busybox\nbuildpack_urls:\n{list}",
+             image_url: file://{}\nimage_name: {image_name}\n{rest}",
             url.display(),
-            busybox_image().display()
+            image.display()
         );
         self.d.write(&format!("{name}-{version}.yaml"), &yaml)
     }
 
     /// `vr builder build FILE` in a fresh directory `cwd` (created); returns the output.
-    fn build_in(&self, file: &Path, cwd: &str) -> (Output, PathBuf) {
+    pub(crate) fn build_in(&self, file: &Path, cwd: &str) -> (Output, PathBuf) {
         let dir = self.path(cwd);
         std::fs::create_dir_all(&dir).unwrap();
         let out = self
@@ -119,23 +142,23 @@ impl Fx {
     }
 
     /// A build that must succeed.
-    fn build_ok(&self, file: &Path, cwd: &str) -> (Output, PathBuf) {
+    pub(crate) fn build_ok(&self, file: &Path, cwd: &str) -> (Output, PathBuf) {
         let (out, dir) = self.build_in(file, cwd);
         assert!(out.status.success(), "{:?}\ncompile.log: {}", text(&out), read(&dir.join("compile.log")));
         (out, dir)
     }
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-fn result(dir: &Path) -> serde_yaml_ng::Value {
+pub(crate) fn result(dir: &Path) -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(&read(&dir.join("build_result.yaml"))).unwrap()
 }
 
 /// Every entry of build.tar.gz: path → contents (or `-> target` for symlinks, `/` for dirs).
-fn slug(dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn slug(dir: &Path) -> BTreeMap<String, String> {
     let file = std::fs::File::open(dir.join("build.tar.gz")).unwrap();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut all = BTreeMap::new();
@@ -375,7 +398,9 @@ fn a_failing_compile_fails_the_build_and_keeps_compile_log() {
 fn a_buildpack_cannot_write_outside_its_dirs_or_read_the_host_through_links() {
     require_root!("a_buildpack_cannot_write_outside_its_dirs_or_read_the_host_through_links");
     let fx = Fx::new();
-    let compile = "#!/bin/sh\nfor f in /etc/vr-escape /buildpacks/1/vr-escape /env/vr-escape /vr-escape /build/vr-escape; do\n\
+    // The buildpack's own dir is writable (its `export` goes there), but it is this build's copy:
+    // what it writes never reaches the cached repository.
+    let compile = "#!/bin/sh\ntouch /buildpacks/1/vr-own-copy || exit 3\nfor f in /etc/vr-escape /env/vr-escape /vr-escape /build/vr-escape; do\n\
                    if touch $f 2>/dev/null; then echo \"wrote $f\"; else echo \"denied $f\"; fi; done > $1/attempts\n\
                    ln -s /etc/shadow $1/shadow; ln -s /etc/passwd $1/Procfile; mkfifo $1/fifo; echo ok > /cache/beside-the-cache\n";
     let bp = fx.buildpack("bp", &[("bin/compile", compile), ("bin/release", RELEASE)]);
@@ -390,6 +415,9 @@ fn a_buildpack_cannot_write_outside_its_dirs_or_read_the_host_through_links() {
     let data = fx.d.data();
     let found = Command::new("find").arg(&data).args(["-name", "vr-escape"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&found.stdout), "", "no cache, image or buildpack was written");
+    let cache = data.join("builder/buildpacks");
+    let found = Command::new("find").arg(&cache).args(["-name", "vr-own-copy"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&found.stdout), "", "the buildpack cache was written");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::harness::{proc_yaml, tar_gz, text, TestDaemon};
+use crate::harness::{busybox_image, proc_yaml, tar_gz, text, TestDaemon};
 use crate::require_root;
 
 /// The probe build as a tarball in the daemon's temp dir.
@@ -103,7 +103,7 @@ fn the_app_runs_as_the_images_user_with_velociraptors_environment() {
     // vrd's processes ask for short scheduler slices; the app must not inherit them.
     assert_ne!(get("slice"), vr::sys::SHORT_SLICE_NS.to_string(), "the app runs with the default slice");
     assert_eq!(get("PORT"), "5999", "PORT is set last: neither .profile.d nor proc.yaml env can override it");
-    assert_eq!(get("GREETING"), "from-proc-yaml", "proc.yaml env comes after .profile.d");
+    assert_eq!(get("GREETING"), "from-profile", ".profile.d comes after proc.yaml env (Heroku's order)");
     assert_eq!(get("FROM_PROFILE"), "yes", ".profile.d scripts are sourced");
     assert_eq!(get("HOME"), "/app");
     assert_eq!(get("TMPDIR"), "/tmp");
@@ -189,7 +189,9 @@ fn teardown_leaves_no_mount_and_no_cgroup_behind() {
     let out = d.run_vr(&["runner", "teardown", file.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(!d.data().join("procs/clean-1.0-rc1-test-abcd1234-web-0").exists(), "the proc dir is gone");
-    assert!(d.data().join("images/busybox/contents/bin/busybox").exists(), "the image cache stays");
+    let md5 = vr::host::image::md5_file(busybox_image()).unwrap();
+    let contents = d.data().join(format!("images/busybox/{md5}/contents/bin/busybox"));
+    assert!(contents.exists(), "the image cache stays, keyed by content");
     assert!(d.mounts_left().is_empty(), "{:?}", d.mounts_left());
     assert!(d.cgroups_left().is_empty(), "{:?}", d.cgroups_left());
 }

@@ -46,6 +46,23 @@ pub fn busybox_image() -> &'static Path {
     })
 }
 
+/// The busybox image with Debian's bash-static as /bin/bash (a stack with bash).
+pub fn bash_image() -> &'static Path {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("busybox-bash-{}.tar.gz", std::process::id()));
+        let status = Command::new("sh")
+            .arg(repo().join("examples/busybox-image.sh"))
+            .arg(&out)
+            .env("WITH_BASH", "/bin/bash-static")
+            .status()
+            .unwrap();
+        assert!(status.success(), "examples/busybox-image.sh failed: is bash-static installed?");
+        out
+    })
+}
+
 /// A tar.gz of a directory, as a build.
 pub fn tar_gz(dir: &Path, out: &Path) {
     let status = Command::new("tar").arg("-C").arg(dir).arg("-czf").arg(out).arg(".").status().unwrap();

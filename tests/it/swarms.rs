@@ -183,3 +183,18 @@ fn a_failed_build_fails_every_swarm_that_waited_for_it() {
     let builds = fx.ok(&["builds", "list"]);
     assert_eq!(builds.lines().filter(|l| l.contains("failed")).count(), 1, "one build, shared: {builds}");
 }
+
+#[test]
+fn an_apps_pinned_buildpack_and_build_env_reach_its_builds() {
+    require_root!("an_apps_pinned_buildpack_and_build_env_reach_its_builds");
+    let (fx, _) = routed();
+    fx.ok(&["apps", "edit", "hello", "--set", "buildpack=static", "--set", "build_env.NODE_ENV=production"]);
+    let shown = fx.ok(&["apps", "show", "hello"]);
+    assert!(shown.contains("NODE_ENV: production"), "{shown}");
+    fx.create_swarm(&["app=hello", "version=v1", "size=1"]);
+    let out = fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    assert!(out.contains("Using the pinned buildpack"), "{out}");
+    assert!(out.contains("Build env in ENV_DIR: NODE_ENV"), "{out}");
+    let out = fx.vr(&["apps", "edit", "hello", "--set", "build_env.9LIVES=x"]);
+    assert!(text(&out).1.contains("'9LIVES' is not a valid variable name"), "{:?}", text(&out));
+}

@@ -472,8 +472,13 @@ impl Stream {
         };
         let chunk = &buf[..n];
         // Our own stdout/stderr may be a user's terminal that went away: keep logging regardless.
-        let _ =
-            if self.name == "out" { io::stdout().write_all(chunk) } else { io::stderr().write_all(chunk) };
+        // stdout is line-buffered: flushed at once, or output without a final newline (`printf
+        // v1`) would sit in the buffer until the launcher exits, and be lost when it exits hard.
+        let _ = if self.name == "out" {
+            io::stdout().write_all(chunk).and_then(|()| io::stdout().flush())
+        } else {
+            io::stderr().write_all(chunk)
+        };
         if let Some(log) = log {
             self.partial.extend_from_slice(chunk);
             let end = if n == 0 {

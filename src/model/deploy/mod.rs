@@ -7,6 +7,7 @@ pub mod plan;
 pub mod records;
 pub mod release;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -88,6 +89,10 @@ pub struct AppSpec {
     pub buildpack: Option<String>,
     /// The stack whose active image it builds and runs on.
     pub stack: String,
+    /// Environment for its builds (ENV_DIR, one file per variable, as Heroku gives buildpacks the
+    /// app's config vars: NPM_CONFIG_PRODUCTION, APP_BASE, ...). Used by the next build.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_env: BTreeMap<String, String>,
 }
 
 /// A buildpack; `order` (then name) is the detect order.
@@ -364,6 +369,7 @@ impl Definition {
             Definition::App(a) => {
                 names::app_name(&a.name).map_err(|e| fail(e.to_string()))?;
                 check_repo_url(&a.repo_url).map_err(&fail)?;
+                check_build_env(&a.build_env).map_err(&fail)?;
             }
             Definition::Buildpack(b) => check_repo_url(&b.repo_url).map_err(&fail)?,
             Definition::Stack(s) => check_stack(s).map_err(&fail)?,
@@ -388,6 +394,20 @@ fn check_object_name(name: &str) -> Result<(), String> {
 fn check_repo_url(url: &str) -> Result<(), String> {
     if url.trim().is_empty() {
         return Err("repo_url is empty: give the repository's URL or absolute path".into());
+    }
+    Ok(())
+}
+
+fn check_build_env(env: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in env {
+        if !super::yaml::is_var_name(name) {
+            return Err(format!(
+                "build_env '{name}' is not a valid variable name: use letters, digits and '_', not starting with a digit"
+            ));
+        }
+        if value.contains('\0') {
+            return Err(format!("build_env.{name} contains a NUL byte; remove it"));
+        }
     }
     Ok(())
 }

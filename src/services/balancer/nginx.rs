@@ -2,10 +2,13 @@
 //! atomically, checked with `test_cmd` and loaded with `reload_cmd`. When either command fails the
 //! previous file is put back, so the files on disk are always the ones nginx last accepted.
 //!
-//! One deviation from VR: a pool with no nodes has no file. VR wrote an empty `upstream` block,
-//! which nginx refuses ("no servers are inside upstream"), so VR's reload failed and nginx kept
-//! serving the old nodes; here the file goes, and the user's `proxy_pass http://<pool>` (if any)
-//! makes `nginx -t` say so, which refuses the change with nginx's own words.
+//! One deviation from VR: a pool with no nodes keeps its `upstream` block with one placeholder
+//! server marked `down`. VR wrote an empty block, which nginx refuses ("no servers are inside
+//! upstream"), so emptying a pool (a swarm at size 0, deleting a swarm, destroying its last proc)
+//! failed and left procs running; removing the file instead breaks the server block that proxies
+//! to the pool (the seed's setup: "host not found in upstream"). A `down` server is never used,
+//! so clients get 502 at once, and the pool reads back as empty. `delete_pool_if_empty` removes
+//! the file only when nginx accepts its removal (no server block names the pool).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -28,18 +31,27 @@ static UPSTREAM: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"upstream +(.*?) +\{").expect("a constant pattern"));
 static SERVER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"server +(.*?);").expect("a constant pattern"));
 
+/// The line of an empty pool (see the module comment); never read back as a node.
+const PLACEHOLDER: &str = "  # vr: this pool has no nodes; the one below is never used (clients get 502)\n  server 127.0.0.1:9 down;";
+
 /// VR's upstream block, byte for byte: a newline, `upstream <pool> {`, one `  server host:port;`
 /// line per node, `}`.
 pub fn render(pool: &str, nodes: &BTreeSet<Node>) -> String {
     let lines: Vec<String> = nodes.iter().map(|n| format!("  server {n};")).collect();
-    format!("\nupstream {pool} {{\n{}\n}}\n", lines.join("\n"))
+    let body = if lines.is_empty() { PLACEHOLDER.to_string() } else { lines.join("\n") };
+    format!("\nupstream {pool} {{\n{body}\n}}\n")
 }
 
 /// The pool name and nodes of an upstream file, read with VR's patterns; `None` when the text
 /// holds no `upstream` block at all.
 pub fn parse(text: &str) -> Option<(String, BTreeSet<Node>)> {
     let pool = UPSTREAM.captures(text)?.get(1)?.as_str().to_string();
-    let nodes = SERVER.captures_iter(text).filter_map(|c| c.get(1)).map(|m| m.as_str().to_string());
+    let nodes = SERVER
+        .captures_iter(text)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.as_str())
+        .filter(|server| !server.ends_with(" down"))
+        .map(str::to_string);
     Some((pool, nodes.collect()))
 }
 
@@ -95,13 +107,30 @@ impl Nginx {
         let snapshot = Snapshot::take(&self.path(pool)).await?;
         let mut nodes = self.nodes_in(pool, snapshot.before())?;
         change(&mut nodes);
-        let wanted = (!nodes.is_empty()).then(|| render(pool, &nodes));
-        if wanted.as_deref() == snapshot.before() {
+        let wanted = render(pool, &nodes);
+        if Some(wanted.as_str()) == snapshot.before() {
             return Ok(());
         }
-        files::put(&self.path(pool), wanted.as_deref()).await?;
+        files::put(&self.path(pool), Some(&wanted)).await?;
         if let Err(e) = self.test_and_reload(pool).await {
             return Err(files::restore_all(&[snapshot], e).await);
+        }
+        Ok(())
+    }
+
+    /// Removes an empty pool's file if nginx accepts that; keeps it (and says why in the log)
+    /// when nginx's config still names the pool.
+    async fn remove_if_empty(&self, pool: &str) -> Result<(), BalancerError> {
+        check::pool_name(&self.name, pool)?;
+        let _one_at_a_time = self.writing.lock().await;
+        let snapshot = Snapshot::take(&self.path(pool)).await?;
+        if snapshot.before().is_none() || !self.nodes_in(pool, snapshot.before())?.is_empty() {
+            return Ok(());
+        }
+        files::put(&self.path(pool), None).await?;
+        if let Err(e) = self.test_and_reload(pool).await {
+            snapshot.restore().await?;
+            tracing::info!(balancer = %self.name, pool, error = %e, "kept the empty pool's file: nginx's configuration still names the pool");
         }
         Ok(())
     }
@@ -182,8 +211,7 @@ impl Balancer for Nginx {
     }
 
     async fn delete_pool_if_empty(&self, pool: &str) -> Result<(), BalancerError> {
-        // An empty pool already has no file (see the module comment); this removes one VR left.
-        self.change(pool, |_| ()).await
+        self.remove_if_empty(pool).await
     }
 }
 
@@ -199,7 +227,9 @@ mod tests {
     fn renders_vr_upstream_text_byte_for_byte() {
         let text = render("web", &nodes(&["10.0.0.1:5001", "10.0.0.2:5002"]));
         assert_eq!(text, "\nupstream web {\n  server 10.0.0.1:5001;\n  server 10.0.0.2:5002;\n}\n");
-        assert_eq!(render("web", &BTreeSet::new()), "\nupstream web {\n\n}\n");
+        let empty = render("web", &BTreeSet::new());
+        assert!(empty.starts_with("\nupstream web {\n") && empty.contains("\n  server 127.0.0.1:9 down;\n}"));
+        assert_eq!(parse(&empty), Some(("web".to_string(), BTreeSet::new())), "the placeholder is no node");
     }
 
     #[test]
@@ -213,26 +243,32 @@ mod tests {
         assert_eq!(parse("server a:1;"), None);
     }
 
-    fn balancer(dir: &std::path::Path) -> Nginx {
-        let ok = vec!["true".to_string()];
+    fn balancer_testing_with(dir: &std::path::Path, test: &str) -> Nginx {
         let cfg = NginxConfig {
             include_dir: dir.to_path_buf(),
-            test_cmd: ok.clone(),
-            reload_cmd: ok,
+            test_cmd: vec![test.to_string()],
+            reload_cmd: vec!["true".to_string()],
             ..NginxConfig::default()
         };
         Nginx::new("web", &cfg).unwrap()
     }
 
+    fn balancer(dir: &std::path::Path) -> Nginx {
+        balancer_testing_with(dir, "true")
+    }
+
     #[tokio::test]
-    async fn an_emptied_pool_has_no_file_and_a_stranger_file_is_refused() {
+    async fn an_emptied_pool_keeps_a_valid_upstream_and_a_stranger_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let b = balancer(dir.path());
         b.add_nodes("app", &nodes(&["h:1", "h:2"])).await.unwrap();
         assert_eq!(b.get_nodes("app").await.unwrap(), nodes(&["h:1", "h:2"]));
         b.delete_nodes("app", &nodes(&["h:1", "h:2", "h:3"])).await.unwrap();
-        assert!(!dir.path().join("app.conf").exists());
+        let text = std::fs::read_to_string(dir.path().join("app.conf")).unwrap();
+        assert!(text.contains("upstream app {") && text.contains(" down;"), "{text}");
         assert_eq!(b.get_nodes("app").await.unwrap(), BTreeSet::new());
+        b.delete_pool_if_empty("app").await.unwrap();
+        assert!(!dir.path().join("app.conf").exists(), "nginx accepted the removal");
         std::fs::write(dir.path().join("mine.conf"), "server { listen 80; }").unwrap();
         let err = b.add_nodes("mine", &nodes(&["h:1"])).await.unwrap_err().to_string();
         assert!(err.contains("mine.conf") && err.contains("upstream"), "{err}");
@@ -240,6 +276,20 @@ mod tests {
         assert!(err.contains("pool name"), "{err}");
         let err = b.add_nodes("app", &nodes(&["h:1;evil"])).await.unwrap_err().to_string();
         assert!(err.contains("host:port"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_empty_pool_nginx_still_names_keeps_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = balancer(dir.path());
+        b.add_nodes("app", &nodes(&["h:1"])).await.unwrap();
+        b.delete_nodes("app", &nodes(&["h:1"])).await.unwrap();
+        // `nginx -t` now refuses anything: as it refuses a config whose server block names a
+        // pool that has no upstream.
+        let refusing = balancer_testing_with(dir.path(), "false");
+        refusing.delete_pool_if_empty("app").await.unwrap();
+        assert!(dir.path().join("app.conf").exists(), "the placeholder upstream stays");
+        assert_eq!(refusing.get_nodes("app").await.unwrap(), BTreeSet::new());
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl Builder {
             .map_err(|e| BuilderError::Io(format!("failed to open /dev/null: {e}")))?;
         let tees = [out.tee(out_r.into(), false), out.tee(err_r.into(), true)];
         let mut job = prep.job.clone();
-        job.argv = vec!["/bin/sh".into(), script::SCRIPT.into()];
+        job.argv = vec![prep.shell_program(), script::SCRIPT.into()];
         job.stdio = StdioPlan::Pipes { log: None };
         let stdio = CallerStdio { stdin: stdin.into(), stdout: out_w.into(), stderr: err_w.into() };
         let status = self.runner.run_job_watched(&job, stdio, &watch.launch);
@@ -249,34 +249,65 @@ impl Builder {
         let label = |n: usize| prep.label(n);
         match script::stopped(&prep.meta_file("step").unwrap_or_default()) {
             Stopped::NoneDetected => {
-                let tried: Vec<String> =
-                    (1..=prep.buildpacks.len()).map(|n| format!("\n  {}", label(n))).collect();
+                let tried: Vec<String> = (1..=prep.buildpacks.len())
+                    .map(|n| {
+                        let why = prep.not_runnable(n, "bin/detect");
+                        format!(
+                            "\n  {}: {}",
+                            label(n),
+                            why.unwrap_or_else(|| "bin/detect exited non-zero".into())
+                        )
+                    })
+                    .collect();
                 step(
                     Step::Detect,
                     format!(
-                        "no buildpack detected this app (each bin/detect exited non-zero); tried:{}\nadd a buildpack for this kind of app to build.yaml, or a .buildpacks file to the app",
+                        "no buildpack detected this app; tried:{}\nadd a buildpack for this kind of app to build.yaml, or a .buildpacks file to the app",
                         tried.concat()
                     ),
                 )
             }
-            Stopped::Step { step: name, n } => {
-                let kind = match name.as_str() {
-                    "detect" => Step::Detect,
-                    "release" => Step::Release,
-                    _ => Step::Compile,
-                };
-                let hint = if kind == Step::Detect && prep.mode == Mode::All {
-                    "; every buildpack of .buildpacks must detect the app"
-                } else {
-                    ""
-                };
-                step(kind, format!("{} {}{hint}; its output is in compile.log", label(n), how(status)))
-            }
+            Stopped::Step { step: name, n } => self.step_failure(prep, status, &name, n),
             Stopped::Setup | Stopped::Done | Stopped::Unknown => step(
                 Step::Compile,
                 format!("the build container {} outside any buildpack; see compile.log", how(status)),
             ),
         }
+    }
+
+    /// The error for a build that stopped in step `name` (detect, compile, release, export) of
+    /// buildpack `n`.
+    fn step_failure(&self, prep: &Prepared, status: &ExitStatus, name: &str, n: usize) -> BuilderError {
+        let kind = match name {
+            "detect" => Step::Detect,
+            "release" => Step::Release,
+            _ => Step::Compile,
+        };
+        let program = format!("bin/{name}");
+        if let Some(why) = prep.not_runnable(n, &program).filter(|_| name != "export") {
+            return step(kind, format!("{}: {why}", prep.label(n)));
+        }
+        if name == "export" {
+            let bash = if prep.shell_program() == "/bin/sh" {
+                "; the stack image has no /bin/bash, so the file was read by sh: write plain `export NAME=value` lines, or build on a stack with bash"
+            } else {
+                ""
+            };
+            return step(
+                kind,
+                format!(
+                    "{} wrote an export file that failed to load (a line in it {}){bash}; its output is in compile.log",
+                    prep.label(n),
+                    how(status)
+                ),
+            );
+        }
+        let hint = if kind == Step::Detect && prep.mode == Mode::All {
+            "; every buildpack of .buildpacks must detect the app"
+        } else {
+            ""
+        };
+        step(kind, format!("{} {}{hint}; its output is in compile.log", prep.label(n), how(status)))
     }
 
     /// An interactive shell in the build container, set up as for a build (VR's `vbuild shell`).

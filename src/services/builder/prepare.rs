@@ -99,29 +99,13 @@ fn chown_tree(dir: &Path, ids: UserIds) -> Result<(), BuilderError> {
     walk(dir, &mut |p, _| std::os::unix::fs::lchown(p, Some(ids.uid), Some(ids.gid)))
 }
 
-/// Makes a root-owned tree readable (and, where it was for its owner, executable) by everyone,
-/// whatever vrd's umask was when git or hg wrote it.
-fn open_up(dir: &Path) -> Result<(), BuilderError> {
-    walk(dir, &mut |p, m| {
-        if m.file_type().is_symlink() {
-            return Ok(());
-        }
-        let mode = m.mode() & 0o7777;
-        let exec = if m.is_dir() || mode & 0o100 != 0 { 0o055 } else { 0o044 };
-        fs::set_permissions(p, fs::Permissions::from_mode(mode | exec))
-    })
-}
-
-/// ENV_DIR: one file per config var (name = variable, contents = value), read-only to the build.
-/// build.yaml carries no config vars today, so builds get an empty one; the app config of a
-/// release will fill it.
+/// ENV_DIR: one file per variable (name = variable, contents = value, no newline added), as
+/// Heroku writes an app's config vars; read-only to the build. The variables are build.yaml's
+/// `build_env` (a vr extension; swarms fill it from the app's `build_env`).
 pub fn write_env_dir(dir: &Path, vars: &[(String, String)]) -> Result<(), BuilderError> {
     make_dir(dir, 0o755, None)?;
     for (name, value) in vars {
-        let valid = !name.is_empty()
-            && !name.starts_with(|c: char| c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !crate::model::yaml::is_var_name(name) {
             return Err(BuilderError::Invalid(format!(
                 "config var '{name}' is not a valid variable name (letters, digits, '_'): rename it"
             )));
@@ -164,6 +148,45 @@ fn buildpacks_file(text: &str, pins: &[BuildpackRef]) -> Result<Vec<BuildpackRef
 }
 
 impl Builder {
+    /// The buildpacks of this build and how they run: a pinned `buildpack_url` (the app or
+    /// build.yaml names its buildpack) runs alone and the app's `.buildpacks` is ignored, as on
+    /// Heroku and VR, where only heroku-buildpack-multi read that file; otherwise `.buildpacks`
+    /// (all of them, in order) when the app has one, else build.yaml's list (the first that
+    /// detects the app). The build output says which list was used.
+    fn buildpack_list(
+        &self,
+        data: &BuildData,
+        app_dir: &Path,
+        out: &Output,
+    ) -> Result<(Mode, Vec<BuildpackRef>), BuilderError> {
+        let dot_buildpacks = package::read_small(app_dir, ".buildpacks", SMALL_FILE);
+        if data.buildpack_url.is_some() {
+            let ignored =
+                if dot_buildpacks.is_some() { "; the app's .buildpacks file is ignored" } else { "" };
+            out.step(&format!("Using the pinned buildpack (build.yaml's buildpack_url){ignored}"));
+            return Ok((Mode::Detect, data.buildpacks()));
+        }
+        let (mode, refs) = match dot_buildpacks {
+            Some(text) => {
+                out.step("Using the app's .buildpacks file: every buildpack in it runs, in order");
+                (Mode::All, buildpacks_file(&text, &data.pins())?)
+            }
+            None => {
+                out.step(
+                    "Using build.yaml's buildpack_urls: the first whose bin/detect passes builds the app",
+                );
+                (Mode::Detect, data.buildpacks())
+            }
+        };
+        if refs.is_empty() {
+            return Err(BuilderError::Invalid(match mode {
+                Mode::All => "the app's .buildpacks file names no buildpack: add one URL per line".into(),
+                Mode::Detect => "build.yaml has neither buildpack_url nor buildpack_urls, and the app has no .buildpacks file: name at least one buildpack".into(),
+            }));
+        }
+        Ok((mode, refs))
+    }
+
     /// Prepares a build of `data` up to the container; holds the app's lock until dropped.
     pub(super) fn prepare(
         &self,
@@ -186,27 +209,26 @@ impl Builder {
             .map_err(|e| io_err("create a build dir in", &work_root, e))?;
         let app_dir = work.path().join("app");
         let (app_commit, commit_time) = self.checkout_app(data, &app_dir, out, watch)?;
-        let (mode, refs) = match package::read_small(&app_dir, ".buildpacks", SMALL_FILE) {
-            Some(text) => (Mode::All, buildpacks_file(&text, &data.pins())?),
-            None => (Mode::Detect, data.buildpacks()),
-        };
-        if refs.is_empty() {
-            return Err(BuilderError::Invalid(match mode {
-                Mode::All => "the app's .buildpacks file names no buildpack: add one URL per line".into(),
-                Mode::Detect => "build.yaml has neither buildpack_url nor buildpack_urls, and the app has no .buildpacks file: name at least one buildpack".into(),
-            }));
-        }
+        let (mode, refs) = self.buildpack_list(data, &app_dir, out)?;
         let mut buildpacks = Vec::new();
         for (i, r) in refs.iter().enumerate() {
             let dest = work.path().join("buildpacks").join((i + 1).to_string());
             buildpacks.push(self.checkout_buildpack(r, i + 1, &dest, out, watch)?);
+            // The build's own copy, writable by the build user: buildpacks write their `export`
+            // file there (Heroku's API); nothing goes back to the cached repository.
+            chown_tree(&dest, user)?;
         }
         chown_tree(&app_dir, user)?;
         make_dir(&cache, 0o700, Some(user))?;
         if fs::metadata(&cache).map(|m| m.uid() != user.uid).unwrap_or(true) {
             chown_tree(&cache, user)?;
         }
-        write_env_dir(&work.path().join("env"), &[])?;
+        let build_env: Vec<(String, String)> = data.build_env.clone().into_iter().collect();
+        write_env_dir(&work.path().join("env"), &build_env)?;
+        if !build_env.is_empty() {
+            let names: Vec<&str> = build_env.iter().map(|(k, _)| k.as_str()).collect();
+            out.step(&format!("Build env in ENV_DIR: {}", names.join(", ")));
+        }
         make_dir(&work.path().join("meta"), 0o700, Some(user))?;
         script::write_layer(&work.path().join("layer"))?;
         let job = job_spec(data, &app_commit, &work, &cache, buildpacks.len(), mode);
@@ -263,7 +285,6 @@ impl Builder {
             make_dir(parent, 0o755, None)?;
         }
         repo.export(&commit, dest).map_err(context)?;
-        open_up(dest)?;
         let fetched = Fetched { url: r.url.clone(), commit };
         out.step(&format!("Buildpack {n}: {}", fetched.pinned()));
         Ok(fetched)
@@ -290,7 +311,7 @@ fn job_spec(
     ];
     let dirs: Vec<String> = (1..=count).map(|n| format!("{}/{n}", script::BUILDPACKS)).collect();
     for (n, inside) in dirs.iter().enumerate() {
-        volumes.push(bind(work.path().join("buildpacks").join((n + 1).to_string()), inside, true));
+        volumes.push(bind(work.path().join("buildpacks").join((n + 1).to_string()), inside, false));
     }
     let env = [
         ("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()),
@@ -395,6 +416,20 @@ impl Prepared {
                 record.buildpack_version = None;
                 record.buildpack_urls = (1..=self.buildpacks.len()).map(pinned).collect();
             }
+        }
+    }
+
+    /// Why buildpack `n`'s `program` (`bin/detect`, `bin/compile`) cannot run, when it cannot:
+    /// missing, or not executable (third-party buildpacks are often committed as mode 644).
+    pub fn not_runnable(&self, n: usize, program: &str) -> Option<String> {
+        let path = self.work_dir().join("buildpacks").join(n.to_string()).join(program);
+        match fs::symlink_metadata(&path) {
+            Err(_) => Some(format!("it has no {program}: a Heroku buildpack needs bin/detect and bin/compile")),
+            Ok(m) if m.is_file() && m.mode() & 0o111 == 0 => Some(format!(
+                "{program} is not executable (mode {:o}); make it executable in the buildpack's repository (git update-index --chmod=+x bin/*) and commit",
+                m.mode() & 0o7777
+            )),
+            Ok(_) => None,
         }
     }
 

@@ -1,11 +1,13 @@
-//! The builder script: the Heroku classic buildpack API in POSIX sh, run as the build user inside
-//! the build container (Velociraptor's `builder.sh`, extended). It sits in a read-only layer of its
-//! own; what it learns for vrd (the step it is on, each buildpack's release YAML) goes to the meta
-//! dir, the only place in the container besides the app and the cache that it may write.
+//! The builder script: the Heroku classic buildpack API, run as the build user inside the build
+//! container (Velociraptor's `builder.sh`, extended). It is POSIX sh, run by bash where the stack
+//! image has it (as Heroku runs buildpacks, so `export` files in bash syntax load) and by sh
+//! otherwise. It sits in a read-only layer of its own; what it learns for vrd (the step it is on,
+//! each buildpack's release YAML) goes to the meta dir.
 //!
-//! Container paths: the app at `/build/<app_name>`, buildpacks read-only at `/buildpacks/<n>`, the
-//! cache at `/cache` (CACHE_DIR is `/cache/buildpack_cache`, as in VR), config vars read-only at
-//! `/env` (ENV_DIR, one file per var).
+//! Container paths: the app at `/build/<app_name>`, buildpacks at `/buildpacks/<n>` (the build's
+//! own writable copies, where buildpacks write their `export` files), the cache at `/cache`
+//! (CACHE_DIR is `/cache/buildpack_cache`, as in VR), build env read-only at `/env` (ENV_DIR, one
+//! file per variable).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -25,9 +27,12 @@ pub const CACHE: &str = "/cache";
 pub const ENV_DIR: &str = "/env";
 
 /// The script. `VR_MODE=detect` runs the first buildpack whose `bin/detect` passes; `all` runs every
-/// buildpack in order (an app's `.buildpacks`), each of which must detect the app. Between
-/// buildpacks the earlier ones' `export` files are sourced. Exit status: 0 built; otherwise the
-/// failing program's status, with the step in `$VR_META/step`.
+/// buildpack in order (an app's `.buildpacks`), each of which must detect the app. After each
+/// buildpack its `export` file, if it wrote one, is sourced with `set -e`, so a line that fails
+/// (bash syntax under sh, a failing command) fails the build at step `export N` instead of being
+/// skipped. A `bin/detect` or `bin/compile` that is not executable stops with status 126 at its
+/// step. Exit status: 0 built; otherwise the failing program's status, with the step in
+/// `$VR_META/step`.
 const TEXT: &str = r#"# vr's builder: the Heroku classic buildpack API. Written by vrd; see
 # src/services/builder/script.rs. Runs as the build user in the build container.
 app=$VR_APP_DIR
@@ -57,11 +62,13 @@ for bp in $chosen; do
   n=${bp##*/}
   if [ "$VR_MODE" = all ]; then
     step "detect $n"
+    [ -x "$bp/bin/detect" ] || exit 126
     "$bp/bin/detect" "$app" > "$meta/detect-$n" || exit 1
   fi
   name=$(head -n 1 "$meta/detect-$n")
   echo "-----> ${name:-Buildpack $n} app detected"
   step "compile $n"
+  [ -x "$bp/bin/compile" ] || exit 126
   "$bp/bin/compile" "$app" "$cache" /env || exit $?
   step "release $n"
   if [ -e "$bp/bin/release" ]; then
@@ -69,7 +76,10 @@ for bp in $chosen; do
   fi
   printf '%s\n' "$n" >> "$meta/used"
   if [ -f "$bp/export" ]; then
+    step "export $n"
+    set -e
     . "$bp/export"
+    set +e
   fi
 done
 step done
@@ -99,7 +109,7 @@ pub enum Stopped {
     NoneDetected,
     /// In a step of buildpack `n`.
     Step {
-        /// detect, compile or release.
+        /// detect, compile, release or export.
         step: String,
         /// The buildpack's index.
         n: usize,
@@ -117,7 +127,7 @@ pub fn stopped(text: &str) -> Stopped {
         None if line == "setup" => Stopped::Setup,
         None if line == "detect" => Stopped::NoneDetected,
         None if line == "done" => Stopped::Done,
-        Some((step, n)) if ["detect", "compile", "release"].contains(&step) => match n.parse() {
+        Some((step, n)) if ["detect", "compile", "release", "export"].contains(&step) => match n.parse() {
             Ok(n) => Stopped::Step { step: step.to_string(), n },
             Err(_) => Stopped::Unknown,
         },
@@ -132,6 +142,7 @@ mod tests {
     #[test]
     fn steps_read_back() {
         assert_eq!(stopped("compile 2\n"), Stopped::Step { step: "compile".into(), n: 2 });
+        assert_eq!(stopped("export 1\n"), Stopped::Step { step: "export".into(), n: 1 });
         assert_eq!(stopped("detect\n"), Stopped::NoneDetected);
         assert_eq!(stopped("done\n"), Stopped::Done);
         assert_eq!(stopped("setup\n"), Stopped::Setup);

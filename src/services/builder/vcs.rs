@@ -31,8 +31,9 @@ fn program(kind: RepoType) -> Command {
     let mut cmd = match kind {
         RepoType::Git => {
             let mut c = Command::new("git");
-            // The cache is vrd's own; repositories owned by other users may be cloned from.
-            c.args(["-c", "safe.directory=*", "-c", "core.symlinks=true"]);
+            // No safe.directory exception: the caches are vrd's own, and a local repository of
+            // another user is read as that user (see `upload_pack_as`).
+            c.args(["-c", "core.symlinks=true"]);
             c.env("GIT_TERMINAL_PROMPT", "0");
             c
         }
@@ -71,11 +72,41 @@ fn debian_package(kind: RepoType) -> &'static str {
     }
 }
 
-/// The last lines of a failed command's stderr, for the message.
+/// The lines of a failed command's stderr that say why: every `fatal:`, `error:` and `abort:` line
+/// (git's first fatal line is the reason, its last a generic "could not read"), else the last three.
 fn tail(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join("; ")
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let says_why = |l: &&str| {
+        let l = l.strip_prefix("remote: ").unwrap_or(l);
+        ["fatal:", "error:", "abort:"].iter().any(|p| l.starts_with(p))
+    };
+    let why: Vec<&str> = lines.iter().copied().filter(says_why).take(10).collect();
+    if why.is_empty() {
+        lines[lines.len().saturating_sub(3)..].join("; ")
+    } else {
+        why.join("; ")
+    }
+}
+
+/// The owner of a local repository (a path or a `file://` URL) when it is not vrd's own user.
+/// git refuses to read such a repository as root ("detected dubious ownership"), and rightly: its
+/// config could run programs. vrd then reads it as its owner (see [`upload_pack_as`]).
+fn foreign_owner(url: &str) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
+    if !path.is_absolute() {
+        return None;
+    }
+    let meta = fs::metadata(path).ok()?;
+    (meta.uid() != nix::unistd::geteuid().as_raw()).then_some((meta.uid(), meta.gid()))
+}
+
+/// git's `--upload-pack` program that serves a local repository as its owner: the repository's
+/// own config and hooks then run with its owner's rights, never root's, and vrd only receives
+/// the objects. (setpriv is util-linux's, present wherever git is.)
+fn upload_pack_as((uid, gid): (u32, u32)) -> String {
+    format!("setpriv --reuid={uid} --regid={gid} --clear-groups --reset-env git-upload-pack")
 }
 
 fn checked(kind: RepoType, args: &[&OsStr], what: &str) -> Result<Output, BuilderError> {
@@ -106,20 +137,22 @@ impl Repo<'_> {
             return Ok(());
         }
         let dir = self.dir.as_os_str();
-        let args: Vec<&OsStr> = match self.kind {
+        let mut args: Vec<std::ffi::OsString> = match self.kind {
             RepoType::Git => {
-                vec![
-                    "--git-dir".as_ref(),
-                    dir,
-                    "fetch".as_ref(),
-                    "--quiet".as_ref(),
-                    "--prune".as_ref(),
-                    "origin".as_ref(),
-                ]
+                os(&["--git-dir"]).into_iter().chain([dir.into()]).chain(os(&["fetch"])).collect()
             }
-            RepoType::Hg => vec!["-R".as_ref(), dir, "pull".as_ref(), "--quiet".as_ref()],
+            RepoType::Hg => {
+                os(&["-R"]).into_iter().chain([dir.into()]).chain(os(&["pull", "--quiet"])).collect()
+            }
         };
-        checked(self.kind, &args, &format!("failed to update {} from {}", self.dir.display(), self.url))
+        if self.kind == RepoType::Git {
+            if let Some(owner) = self.foreign_git_owner() {
+                args.extend(os(&["--upload-pack", &upload_pack_as(owner)]));
+            }
+            args.extend(os(&["--quiet", "--prune", "origin"]));
+        }
+        let refs: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        checked(self.kind, &refs, &format!("failed to update {} from {}", self.dir.display(), self.url))
             .map(|_| ())
     }
 
@@ -132,15 +165,26 @@ impl Repo<'_> {
         })?;
         let target = tmp.path().join("repo");
         let mut args = match self.kind {
-            RepoType::Git => os(&["clone", "--mirror", "--quiet", "--"]),
-            RepoType::Hg => os(&["clone", "--noupdate", "--quiet", "--"]),
+            RepoType::Git => os(&["clone", "--mirror", "--quiet"]),
+            RepoType::Hg => os(&["clone", "--noupdate", "--quiet"]),
         };
+        if let Some(owner) = self.foreign_git_owner() {
+            // Not the local shortcut (hardlinks, read by root): a real transfer from the owner.
+            args.extend(os(&["--no-local", "--upload-pack", &upload_pack_as(owner)]));
+        }
+        args.push("--".into());
         args.push(self.url.into());
         args.push(target.clone().into());
         let refs: Vec<&OsStr> = args.iter().map(|a| a.as_os_str()).collect();
         checked(self.kind, &refs, &format!("failed to clone {}", self.url))?;
         fs::rename(&target, self.dir)
             .map_err(|e| BuilderError::Io(format!("failed to move a clone to {}: {e}", self.dir.display())))
+    }
+
+    /// The owner of a local git repository that is not vrd's user (hg reads such repositories
+    /// safely itself: it ignores an untrusted repository's hgrc).
+    fn foreign_git_owner(&self) -> Option<(u32, u32)> {
+        (self.kind == RepoType::Git).then(|| foreign_owner(self.url)).flatten()
     }
 
     /// The full hash `candidate` names in the cache, if it names one.

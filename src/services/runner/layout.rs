@@ -2,12 +2,20 @@
 //!
 //! ```text
 //! images/<image_name>/<archive>        the downloaded OS image (shared)
-//! images/<image_name>/contents/        unpacked once, the read-only lower of every proc
+//! images/<image_name>/<md5>/contents/  unpacked once per content, the read-only lower of procs
 //! builds/<archive>                     a downloaded build (shared, never removed by teardown)
-//! builds/<archive>.layers/<uid>-<gid>/app/   unpacked once per run-as user, a read-only lower
-//! procs/<proc name>/                   proc.yaml, meta/ (proc.sh, env.sh, settings.yaml),
-//!                                      upper/, work/, rootfs/, log, launch.json, status.json
+//! builds/<archive>.layers/<md5>/<uid>-<gid>/app/   unpacked once per content and run-as user
+//! procs/<proc name>/                   proc.yaml, layers.json, meta/ (proc.sh, env.sh,
+//!                                      settings.yaml), upper/, work/, rootfs/, log, launch.json,
+//!                                      status.json
 //! ```
+//!
+//! Unpacked trees are keyed by the archive's content (its md5), never by its file name alone:
+//! vbuild always writes `build.tar.gz`, so a name says nothing about what is inside. A proc's
+//! `layers.json` records the trees its setup chose; runs read it. Trees no proc names are
+//! collected by the scooper ([`super::caches`]). vrds before content keys unpacked into
+//! `images/<name>/contents` and `builds/<archive>.layers/<uid>-<gid>`; procs set up by them
+//! (no `layers.json`) keep running on those.
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +37,13 @@ impl Layout {
         self.data_dir.join("images").join(name)
     }
 
-    /// The unpacked image.
-    pub fn image_contents(&self, name: &str) -> PathBuf {
+    /// The image `name` unpacked from the archive whose md5 is `md5`.
+    pub fn image_contents(&self, name: &str, md5: &str) -> PathBuf {
+        self.image_dir(name).join(md5).join("contents")
+    }
+
+    /// Where a vrd before content keys unpacked image `name`.
+    pub fn legacy_image_contents(&self, name: &str) -> PathBuf {
         self.image_dir(name).join("contents")
     }
 
@@ -39,8 +52,13 @@ impl Layout {
         self.data_dir.join("builds")
     }
 
-    /// The unpacked build for one run-as user; holds `app/`.
-    pub fn build_layer(&self, build: &str, user: UserIds) -> PathBuf {
+    /// The build archive `build` whose md5 is `md5`, unpacked for one run-as user; holds `app/`.
+    pub fn build_layer(&self, build: &str, md5: &str, user: UserIds) -> PathBuf {
+        self.builds_dir().join(format!("{build}.layers")).join(md5).join(format!("{}-{}", user.uid, user.gid))
+    }
+
+    /// Where a vrd before content keys unpacked build `build` for one run-as user.
+    pub fn legacy_build_layer(&self, build: &str, user: UserIds) -> PathBuf {
         self.builds_dir().join(format!("{build}.layers")).join(format!("{}-{}", user.uid, user.gid))
     }
 

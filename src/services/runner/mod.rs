@@ -1,6 +1,7 @@
 //! The runner: Velociraptor's `vrun` contract (setup, run, shell, uptest, teardown of one proc.yaml),
 //! done by the daemon with vr's own containers.
 
+pub mod caches;
 pub mod job;
 mod launch;
 pub mod layout;
@@ -155,16 +156,11 @@ impl Runner {
         cdir: &Path,
         mode: Mode,
     ) -> Result<LaunchPlan, RunnerError> {
-        let contents = self.layout.image_contents(&spec.image.name);
-        if !contents.exists() {
-            return Err(RunnerError::NotSetUp(spec.name.to_string()));
-        }
-        let user = setup::resolve_user(&contents, spec)?;
+        let layers = caches::Layers::of(&self.layout, dir, spec)?;
+        let user = setup::resolve_user(&layers.image, spec)?;
         let mut lowers = vec![dir.join("meta")];
-        if let Some(build) = &spec.build {
-            lowers.push(self.layout.build_layer(&build.name, user));
-        }
-        lowers.push(contents);
+        lowers.extend(layers.build);
+        lowers.push(layers.image);
         let mut volumes: Vec<Bind> = spec
             .volumes
             .iter()

@@ -74,8 +74,10 @@ pub fn direct_env(env: &[(String, String)], port: u16) -> Vec<(String, String)> 
     out
 }
 
-/// /proc.sh in VR's order: HOME and TMPDIR → .profile.d → env.sh → APP_SETTINGS_YAML → PORT (last,
-/// so nothing overrides it). `proc.sh run` starts the command (see [`exec_line`]);
+/// /proc.sh in Heroku's order: PATH, HOME and TMPDIR → env.sh (the release's config and env) →
+/// .profile.d (so a buildpack's script builds on the config, e.g. prepends `.apt/usr/bin` to a
+/// PATH the config set) → APP_SETTINGS_YAML → PORT (last, so nothing overrides it). VR sourced
+/// .profile.d first, so config_vars' PATH erased what the scripts had added. `proc.sh run` starts the command (see [`exec_line`]);
 /// `proc.sh PROGRAM ARGS...` execs that instead (shells and uptests get the same environment).
 pub fn proc_sh(command: &str, port: u16) -> String {
     format!(
@@ -85,10 +87,10 @@ export PATH={path}
 export HOME=/app
 export TMPDIR=/tmp
 cd /app 2>/dev/null || cd /
+. /env.sh
 for f in /app/.profile.d/*; do
   [ -f "$f" ] && . "$f"
 done
-. /env.sh
 export APP_SETTINGS_YAML=/settings.yaml
 export PORT={port}
 if [ "$1" = run ]; then
@@ -141,9 +143,9 @@ mod tests {
     fn port_is_set_after_everything_that_could_override_it() {
         let sh = proc_sh("busybox httpd -f -p $PORT", 5000);
         let at = |needle: &str| sh.find(needle).unwrap_or_else(|| panic!("{needle} missing"));
-        assert!(at("HOME=/app") < at(".profile.d"));
-        assert!(at(".profile.d") < at(". /env.sh"));
-        assert!(at(". /env.sh") < at("APP_SETTINGS_YAML"));
+        assert!(at("HOME=/app") < at(". /env.sh"));
+        assert!(at(". /env.sh") < at(".profile.d"), "config first, .profile.d builds on it (Heroku)");
+        assert!(at(".profile.d") < at("APP_SETTINGS_YAML"));
         assert!(at("APP_SETTINGS_YAML") < at("PORT=5000"));
         assert!(sh.contains("\n  exec busybox httpd -f -p $PORT\n"));
     }

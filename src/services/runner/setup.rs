@@ -5,11 +5,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::caches::{self, Layers};
 use super::layout::ProcDir;
 use super::scripts::{env_sh, proc_sh};
 use super::{Runner, RunnerError};
 use crate::host::container::passwd::{self, UserIds};
-use crate::host::image::{fetch, unpack_with_helper, UnpackOptions};
+use crate::host::image::{fetch, md5_file, unpack_with_helper, UnpackOptions};
 use crate::model::proc_data::{Artifact, ProcSpec};
 use crate::model::procfile;
 use crate::sys;
@@ -51,9 +52,23 @@ fn unpack_once(
     fs::rename(&done, dest).map_err(|e| io_err("move into place", dest, e))
 }
 
-fn fetch_artifact(artifact: &Artifact, dir: &Path) -> Result<PathBuf, RunnerError> {
+/// A fetched archive and the md5 of its content: the key of the trees unpacked from it.
+struct Fetched {
+    archive: PathBuf,
+    md5: String,
+}
+
+/// Fetches an artifact (VR's md5 rules); its content md5 is the one it was checked against, or,
+/// when the artifact names none, computed from the file.
+fn fetch_artifact(artifact: &Artifact, dir: &Path) -> Result<Fetched, RunnerError> {
+    let artifact_err = |e: crate::host::image::ImageError| RunnerError::Artifact(e.to_string());
     fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
-    fetch(&artifact.url, dir, artifact.md5.as_deref()).map_err(|e| RunnerError::Artifact(e.to_string()))
+    let archive = fetch(&artifact.url, dir, artifact.md5.as_deref()).map_err(artifact_err)?;
+    let md5 = match &artifact.md5 {
+        Some(md5) => md5.trim().to_ascii_lowercase(),
+        None => md5_file(&archive).map_err(artifact_err)?,
+    };
+    Ok(Fetched { archive, md5 })
 }
 
 /// Fetches and unpacks the OS image; returns its contents dir.
@@ -64,15 +79,16 @@ pub fn prepare_image(runner: &Runner, spec: &ProcSpec) -> Result<PathBuf, Runner
 /// Fetches and unpacks an OS image once; returns its contents dir.
 pub fn prepare_artifact_image(runner: &Runner, image: &Artifact) -> Result<PathBuf, RunnerError> {
     let _lock = runner.locks.artifact(&format!("image:{}", image.name));
-    let archive = fetch_artifact(image, &runner.layout.image_dir(&image.name))?;
-    let contents = runner.layout.image_contents(&image.name);
+    let fetched = fetch_artifact(image, &runner.layout.image_dir(&image.name))?;
+    let contents = runner.layout.image_contents(&image.name, &fetched.md5);
     let opts = UnpackOptions {
         untrusted: false,
         owner: None,
         max_bytes: IMAGE_LIMITS.0,
         max_entries: IMAGE_LIMITS.1,
     };
-    unpack_once(runner, &archive, &contents, &opts, "")?;
+    unpack_once(runner, &fetched.archive, &contents, &opts, "")?;
+    caches::mark_used(&contents);
     Ok(contents)
 }
 
@@ -100,15 +116,16 @@ pub fn prepare_build(
 ) -> Result<Option<PathBuf>, RunnerError> {
     let Some(build) = &spec.build else { return Ok(None) };
     let _lock = runner.locks.artifact(&format!("build:{}", build.name));
-    let archive = fetch_artifact(build, &runner.layout.builds_dir())?;
-    let layer = runner.layout.build_layer(&build.name, user);
+    let fetched = fetch_artifact(build, &runner.layout.builds_dir())?;
+    let layer = runner.layout.build_layer(&build.name, &fetched.md5, user);
     let opts = UnpackOptions {
         untrusted: true,
         owner: Some((user.uid, user.gid)),
         max_bytes: BUILD_LIMITS.0,
         max_entries: BUILD_LIMITS.1,
     };
-    unpack_once(runner, &archive, &layer, &opts, "app")?;
+    unpack_once(runner, &fetched.archive, &layer, &opts, "app")?;
+    caches::mark_used(&layer);
     let app = layer.join("app");
     std::os::unix::fs::chown(&app, Some(user.uid), Some(user.gid)).map_err(|e| io_err("chown", &app, e))?;
     Ok(Some(layer))
@@ -180,6 +197,7 @@ pub fn setup(runner: &Runner, spec: &ProcSpec, yaml: &str) -> Result<ProcDir, Ru
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
         .map_err(|e| io_err("chmod", dir.path(), e))?;
     write_file(&dir.join("proc.yaml"), yaml, 0o600)?;
+    Layers { image: contents, build: layer }.write(&dir)?;
     write_meta(&dir.join("meta"), spec, &cmd)?;
     make_container_dirs(dir.path())?;
     Ok(dir)

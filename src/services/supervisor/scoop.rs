@@ -4,6 +4,7 @@
 //! set up is never touched) is killed and removed. A proc dir is owned when a known proc claims it;
 //! an unowned one whose proc.yaml is older than a week (VR's rule) and whose container is gone is
 //! removed. The decisions are a pure function ([`verdicts`]); [`Supervisor::scoop`] applies them.
+//! It also collects the unpacked images and builds no proc uses ([`caches`]).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use super::{Supervisor, SupervisorError};
 use crate::host::cgroup::{self, CgroupRoot, ProcCgroup};
+use crate::services::runner::caches;
 use crate::services::runner::layout::ProcDir;
 use crate::services::runner::RunnerError;
 
@@ -99,6 +101,7 @@ impl Supervisor {
                 }
                 done.push(format!("proc dir {}: unknown to vrd for over 7 days", path.display()));
             }
+            done.extend(caches::collect(&runner.layout, dry_run)?);
             Ok(done)
         };
         let done = tokio::task::spawn_blocking(work)

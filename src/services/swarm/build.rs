@@ -11,7 +11,7 @@ use super::{SwarmError, Swarms};
 use crate::model::build_data::BuildData;
 use crate::model::build_record::{BuildRecord, SUCCEEDED};
 use crate::model::deploy::release::{BuildRef, ImageRef};
-use crate::model::deploy::{AppSpec, BuildpackSpec, Definition, Kind, StackSpec};
+use crate::model::deploy::{AppSpec, Definition, Kind, StackSpec};
 use crate::model::proc_data::image_name_from_url;
 use crate::services::builder::BuildWatch;
 use crate::services::builds::recorded::Outputs;
@@ -195,25 +195,32 @@ impl Swarms {
         self.build_ref(&record, image)
     }
 
-    /// build.yaml for the app: its buildpack, or every buildpack in detect order.
+    /// build.yaml for the app: its buildpack pinned (the app's `.buildpacks` is then ignored), or
+    /// every buildpack in detect order; its build env.
     async fn build_data(
         &self,
         app: &AppSpec,
         version: &str,
         image: &ImageRef,
     ) -> Result<BuildData, SwarmError> {
-        let packs: Vec<BuildpackSpec> = match &app.buildpack {
+        let (buildpack_url, buildpack_urls) = match &app.buildpack {
             Some(name) => match self.state.definition(Kind::Buildpack, name).await? {
-                Definition::Buildpack(b) => vec![b],
-                _ => Vec::new(),
+                Definition::Buildpack(b) => (Some(b.repo_url), Vec::new()),
+                _ => {
+                    return Err(SwarmError::Invalid(format!(
+                        "app '{}': '{name}' is not a buildpack",
+                        app.name
+                    )))
+                }
             },
-            None => self
-                .state
-                .list_definitions(Kind::Buildpack)
-                .await?
-                .into_iter()
-                .filter_map(|d| if let Definition::Buildpack(b) = d { Some(b) } else { None })
-                .collect(),
+            None => {
+                let all = self.state.list_definitions(Kind::Buildpack).await?;
+                let urls = all
+                    .into_iter()
+                    .filter_map(|d| if let Definition::Buildpack(b) = d { Some(b.repo_url) } else { None })
+                    .collect();
+                (None, urls)
+            }
         };
         Ok(BuildData {
             app_name: app.name.clone(),
@@ -221,14 +228,15 @@ impl Swarms {
             app_repo_url: app.repo_url.clone(),
             version: version.to_string(),
             app_commit: None,
-            buildpack_url: None,
-            buildpack_urls: packs.into_iter().map(|b| b.repo_url).collect(),
+            buildpack_url,
+            buildpack_urls,
             buildpack_version: None,
             image_name: Some(image.name.clone()),
             image_url: image.url.clone(),
             image_md5: Some(image.md5.clone()),
             build_md5: None,
             release_data: None,
+            build_env: app.build_env.clone(),
             unknown_keys: Vec::new(),
         })
     }

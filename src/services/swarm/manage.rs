@@ -11,8 +11,10 @@ use crate::model::deploy::release::{proc_yaml, Placement, ReleaseSpec};
 use crate::model::deploy::{Definition, Kind};
 
 impl Swarms {
-    /// Destroys a proc of this vrd; when a swarm owns it, it leaves its pool first.
-    pub async fn destroy_local_proc(&self, proc: &str) -> Result<(), SwarmError> {
+    /// Destroys a proc of this vrd; when a swarm owns it, it leaves its pool first. A balancer
+    /// that refuses stops the destroy (the proc keeps serving), unless `force`: then the proc goes
+    /// and its node is left for the next change of the pool to drop.
+    pub async fn destroy_local_proc(&self, proc: &str, force: bool) -> Result<(), SwarmError> {
         let records = self.state.swarm_procs(None).await?;
         let hosts = self.hosts().await?;
         let local = hosts.iter().find(|h| h.peer.is_none());
@@ -21,7 +23,20 @@ impl Swarms {
         {
             if let (Some((balancer, pool)), Some(host)) = (&record.routed, local) {
                 let node = format!("{}:{}", host.node_address(), record.port);
-                self.balancers.remove(balancer, pool, &BTreeSet::from([node])).await?;
+                match self.balancers.remove(balancer, pool, &BTreeSet::from([node.clone()])).await {
+                    Ok(()) => {}
+                    Err(e) if force => tracing::warn!(
+                        proc, pool = %pool, node, error = %e,
+                        "destroying a proc whose node its balancer refused to remove (--force)"
+                    ),
+                    Err(source) => {
+                        return Err(SwarmError::Deroute {
+                            proc: proc.to_string(),
+                            pool: pool.clone(),
+                            source: Box::new(source),
+                        })
+                    }
+                }
             }
             self.state.forget_swarm_proc(record.host.clone(), record.proc.clone()).await?;
         }

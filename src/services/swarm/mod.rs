@@ -48,6 +48,23 @@ pub enum SwarmError {
     /// A balancer failed.
     #[error(transparent)]
     Balancer(#[from] BalancerError),
+    /// A proc could not leave its pool, so it was not destroyed (it still serves).
+    #[error(
+        "{source}; {proc} was NOT destroyed: it is still running and still in pool '{pool}'. Fix what \
+         the balancer reports and destroy it again, or run `vr procs destroy {proc} --force` to \
+         destroy it now: its node then stays listed in the pool until the balancer accepts a \
+         change (the next `vr swarm` routes the pool afresh), and the balancer sends its share of \
+         requests to the next node (nginx, haproxy and the builtin router try another node on a \
+         refused connection)"
+    )]
+    Deroute {
+        /// The proc.
+        proc: String,
+        /// Its pool.
+        pool: String,
+        /// What the balancer said.
+        source: Box<BalancerError>,
+    },
     /// Uptests failed; nothing was routed and the old procs keep serving.
     #[error("{0}")]
     Uptests(String),
