@@ -15,6 +15,7 @@ use crate::api::{
 };
 use crate::model::deploy::release::Placement;
 use crate::model::deploy::{Definition, SwarmSpec};
+use crate::services::hosts::HostError;
 use crate::services::state::StateError;
 use crate::services::swarm::{SwarmError, Target};
 
@@ -44,7 +45,8 @@ pub fn swarm_error(e: SwarmError) -> ErrorObjectOwned {
         SwarmError::State(s) => return state_error(s),
         SwarmError::Invalid(_) => codes::INVALID,
         SwarmError::Build(_) | SwarmError::Uptests(_) | SwarmError::Placement(_) => codes::DISPATCH,
-        SwarmError::Host(_) => codes::HOST,
+        SwarmError::Host(HostError::NoProc { .. }) => codes::UNKNOWN_PROC,
+        SwarmError::Host(HostError::Unreachable { .. } | HostError::Failed { .. }) => codes::HOST,
         SwarmError::Balancer(_) | SwarmError::Deroute { .. } => codes::BALANCER,
     };
     error(code, e.to_string())

@@ -24,6 +24,7 @@ use crate::services::balancer::{self, Balancers};
 use crate::services::builder::layout::BuilderLayout;
 use crate::services::builder::Builder;
 use crate::services::builds::BuildStore;
+use crate::services::hosts::directory::LocalDirectory;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
 use crate::services::stacks::StackImages;
@@ -196,7 +197,8 @@ async fn start_swarms(
         local_host: host.to_string(),
         drain: std::time::Duration::from_secs(config.drain_secs),
     };
-    let swarms = Swarms::start(state, Arc::new(balancers), supervisor.clone(), builds, settings)
+    let hosts = Arc::new(LocalDirectory::new(supervisor.clone(), store.clone()));
+    let swarms = Swarms::start(state, Arc::new(balancers), hosts, builds, settings)
         .await
         .map_err(|e| DaemonError::Start(e.to_string()))?;
     swarms.spawn_schedule(swarm::UPTEST_INTERVAL);

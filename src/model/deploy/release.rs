@@ -12,15 +12,30 @@ use serde_json::{Map, Value};
 use super::hash::make_hash;
 use super::{IngredientSpec, SwarmSpec, VolumeSpec};
 
-/// A stack image as procs get it: the image cache name, where to fetch it, its md5.
+/// A file of the coordinator's content-addressed store, named by its content: every host that
+/// runs a proc of it resolves it to a file of its own (its store, filled from the coordinator's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// Its sha256, 64 lowercase hex digits.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A stack image as procs get it: the image cache name, where it comes from, its md5.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRef {
     /// Its name in the image cache.
     pub name: String,
-    /// Where a host fetches it (a path in the data dir's store for local images).
+    /// Where a host fetches it when it is not in the store (a stack's base tarball: a URL or a
+    /// path every host can read). Releases made before content addresses hold a store path here.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// Its md5.
     pub md5: String,
+    /// The image in the store (images vrd built), by content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRef>,
 }
 
 /// A successful build as a release needs it.
@@ -30,10 +45,15 @@ pub struct BuildRef {
     pub id: u64,
     /// The version it built.
     pub version: String,
-    /// Where a host fetches the slug.
+    /// Where a host fetches the slug when it has no `artifact` (releases made before content
+    /// addresses hold a store path of the coordinator here).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
     /// The slug's md5.
     pub md5: String,
+    /// The slug in the store, by content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactRef>,
     /// The image it was built on (and runs on).
     pub image: ImageRef,
     /// The buildpacks' config_vars.
@@ -135,7 +155,7 @@ impl ReleaseSpec {
 }
 
 /// Where and as what one proc of a release runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     /// The config name.
     pub config_name: String,
@@ -147,39 +167,73 @@ pub struct Placement {
     pub port: u16,
 }
 
-/// The proc.yaml of `release` placed at `at`: what a host's runner sets up and supervises.
-pub fn proc_yaml(release: &ReleaseSpec, at: &Placement) -> String {
-    let env: Map<String, Value> =
-        release.env.iter().map(|(k, v)| (k.clone(), Value::String(env_text(v)))).collect();
-    let mut doc = Map::new();
-    let mut put = |k: &str, v: Value| {
-        doc.insert(k.to_string(), v);
-    };
-    put("app_name", release.app.clone().into());
-    put("version", release.build.version.clone().into());
-    put("config_name", at.config_name.clone().into());
-    put("proc_name", at.proc_name.clone().into());
-    put("release_hash", release.hash().into());
-    put("host", at.host.clone().into());
-    put("port", at.port.into());
-    put("user", release.run_as.clone().into());
-    put("build_url", release.build.url.clone().into());
-    put("build_md5", release.build.md5.clone().into());
-    put("image_name", release.build.image.name.clone().into());
-    put("image_url", release.build.image.url.clone().into());
-    put("image_md5", release.build.image.md5.clone().into());
-    put("env", Value::Object(env));
-    put("settings", Value::Object(release.config.clone()));
-    if !release.volumes.is_empty() {
-        put("volumes", Value::from(release.volumes.clone()));
+/// One proc to run: a release at a placement. Typed in-process; its JSON is the wire form to a
+/// peer, and a host turns it into the proc.yaml its supervisor keeps ([`ProcOrder::proc_yaml`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcOrder {
+    /// The release.
+    pub release: ReleaseSpec,
+    /// Where and as what.
+    pub at: Placement,
+}
+
+/// Where a host found a release's build and image: files (or URLs) its runner fetches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The slug.
+    pub build_url: String,
+    /// The stack image.
+    pub image_url: String,
+}
+
+impl ProcOrder {
+    /// The proc's six-part name.
+    pub fn name(&self) -> Result<crate::model::names::ProcName, crate::model::names::NameError> {
+        self.release.proc_name(&self.at)
     }
-    if let Some(m) = &release.mem_limit {
-        put("mem_limit", m.clone().into());
+
+    /// The proc.yaml of this order with its artifacts `at` the host's own locations: what the
+    /// host's runner sets up and supervises (VR's keys, plus `build_sha256`/`image_sha256`).
+    pub fn proc_yaml(&self, located: &Located) -> String {
+        let (release, at) = (&self.release, &self.at);
+        let env: Map<String, Value> =
+            release.env.iter().map(|(k, v)| (k.clone(), Value::String(env_text(v)))).collect();
+        let mut doc = Map::new();
+        let mut put = |k: &str, v: Value| {
+            doc.insert(k.to_string(), v);
+        };
+        put("app_name", release.app.clone().into());
+        put("version", release.build.version.clone().into());
+        put("config_name", at.config_name.clone().into());
+        put("proc_name", at.proc_name.clone().into());
+        put("release_hash", release.hash().into());
+        put("host", at.host.clone().into());
+        put("port", at.port.into());
+        put("user", release.run_as.clone().into());
+        put("build_url", located.build_url.clone().into());
+        put("build_md5", release.build.md5.clone().into());
+        if let Some(a) = &release.build.artifact {
+            put("build_sha256", a.sha256.clone().into());
+        }
+        put("image_name", release.build.image.name.clone().into());
+        put("image_url", located.image_url.clone().into());
+        put("image_md5", release.build.image.md5.clone().into());
+        if let Some(a) = &release.build.image.artifact {
+            put("image_sha256", a.sha256.clone().into());
+        }
+        put("env", Value::Object(env));
+        put("settings", Value::Object(release.config.clone()));
+        if !release.volumes.is_empty() {
+            put("volumes", Value::from(release.volumes.clone()));
+        }
+        if let Some(m) = &release.mem_limit {
+            put("mem_limit", m.clone().into());
+        }
+        if let Some(m) = &release.memsw_limit {
+            put("memsw_limit", m.clone().into());
+        }
+        serde_yaml_ng::to_string(&Value::Object(doc)).unwrap_or_default()
     }
-    if let Some(m) = &release.memsw_limit {
-        put("memsw_limit", m.clone().into());
-    }
-    serde_yaml_ng::to_string(&Value::Object(doc)).unwrap_or_default()
 }
 
 /// An env value as the text the proc sees: strings as they are, anything else as JSON.
@@ -202,9 +256,15 @@ mod tests {
         BuildRef {
             id: 7,
             version: "1.0-rc1".into(),
-            url: "/var/lib/vrd/store/sha256/ab".into(),
+            url: String::new(),
+            artifact: Some(ArtifactRef { sha256: "ab".repeat(32), size: 10 }),
             md5: "0123456789abcdef0123456789abcdef".into(),
-            image: ImageRef { name: "base".into(), url: "/img.tar.gz".into(), md5: "f".repeat(32) },
+            image: ImageRef {
+                name: "base".into(),
+                url: "/img.tar.gz".into(),
+                md5: "f".repeat(32),
+                artifact: None,
+            },
             env: Map::from_iter([("A".to_string(), json!("build")), ("B".to_string(), json!("build"))]),
         }
     }
@@ -255,7 +315,14 @@ mod tests {
         let r = ReleaseSpec::merge("hello", build(), &s, &[]);
         let at =
             Placement { config_name: "prod".into(), proc_name: "web".into(), host: "h1".into(), port: 5007 };
-        let spec = ProcData::from_yaml(&proc_yaml(&r, &at)).unwrap().spec().unwrap();
+        let order = ProcOrder { release: r.clone(), at };
+        let located = Located { build_url: "/store/slug".into(), image_url: "/img.tar.gz".into() };
+        let yaml = order.proc_yaml(&located);
+        let data = ProcData::from_yaml(&yaml).unwrap();
+        assert!(data.unknown_keys.is_empty(), "{:?}", data.unknown_keys);
+        assert!(yaml.contains(&format!("build_sha256: {}", "ab".repeat(32))), "{yaml}");
+        let spec = data.spec().unwrap();
+        assert_eq!(order.name().unwrap(), spec.name);
         assert_eq!(spec.name.to_string(), format!("hello-1.0-rc1-prod-{}-web-5007", r.hash()));
         assert!(spec.env.contains(&("N".to_string(), "3".to_string())), "{:?}", spec.env);
         assert_eq!(spec.volumes.len(), 1);

@@ -37,10 +37,11 @@ impl InUse {
         for yaml in proc_yamls {
             let Ok(doc) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(yaml) else { continue };
             let text = |key: &str| doc.get(key).and_then(serde_yaml_ng::Value::as_str).map(str::to_string);
-            for url in [text("build_url"), text("image_url")].into_iter().flatten() {
-                if let Some(sha) = store_address(&store_dir, &url) {
-                    in_use.artifacts.insert(sha);
-                }
+            for (sha_key, url_key) in [("build_sha256", "build_url"), ("image_sha256", "image_url")] {
+                // Swarm procs name their artifacts by content; procs deployed before that (or by
+                // hand) only by path, which is read back for them alone.
+                let sha = text(sha_key).or_else(|| store_address(&store_dir, &text(url_key)?));
+                in_use.artifacts.extend(sha);
             }
             if let Some(md5) = text("image_md5") {
                 in_use.image_md5s.insert(md5.to_ascii_lowercase());
@@ -50,7 +51,8 @@ impl InUse {
     }
 }
 
-/// The sha256 of a url that names a file of the store (`/data/store/sha256/<hex>`, or file://).
+/// The sha256 of a url that names a file of the store (`/data/store/sha256/<hex>`, or file://):
+/// only for proc.yaml files without `build_sha256`/`image_sha256`.
 fn store_address(store_dir: &Path, url: &str) -> Option<String> {
     let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
     let name = path.file_name()?.to_str()?;
@@ -337,9 +339,11 @@ mod tests {
             ),
             "build_url: https://builds.example.com/x.tar.gz\nimage_url: /srv/other/".to_string() + &"c".repeat(64),
             "not: [valid".to_string(),
+            // A peer's proc.yaml: its own paths, the coordinator's addresses.
+            format!("build_url: /elsewhere/slug\nbuild_sha256: {}\n", "d".repeat(64)),
         ];
         let in_use = InUse::gather(&store, &yamls, [7]);
-        assert_eq!(in_use.artifacts, HashSet::from([slug, tarball]));
+        assert_eq!(in_use.artifacts, HashSet::from([slug, tarball, "d".repeat(64)]));
         assert_eq!(in_use.image_md5s, HashSet::from(["abcdef0123456789abcdef0123456789".to_string()]));
         assert_eq!(in_use.builds, HashSet::from([7]));
     }

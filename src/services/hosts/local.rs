@@ -1,12 +1,15 @@
-//! The local host: this vrd's own supervisor and runner behind the [`HostAgent`] interface.
+//! The local host: this vrd's own supervisor and runner behind the [`HostAgent`] interface. It
+//! resolves a release's artifacts (by sha256) to files of its own store.
 
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use super::{HostAgent, HostError, HostProc};
+use crate::model::deploy::release::{ArtifactRef, Located, ProcOrder};
 use crate::model::supervision::{Desired, ProcState};
 use crate::model::uptest::UptestResult;
+use crate::services::builds::BuildStore;
 use crate::services::runner;
 use crate::services::supervisor::{Supervisor, SupervisorError};
 
@@ -17,12 +20,44 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct LocalHost {
     name: String,
     supervisor: Supervisor,
+    store: BuildStore,
 }
 
 impl LocalHost {
-    /// The host called `name`, served by `supervisor`.
-    pub fn new(name: &str, supervisor: Supervisor) -> LocalHost {
-        LocalHost { name: name.to_string(), supervisor }
+    /// The host called `name`, served by `supervisor`, with artifacts from `store`.
+    pub fn new(name: &str, supervisor: Supervisor, store: BuildStore) -> LocalHost {
+        LocalHost { name: name.to_string(), supervisor, store }
+    }
+
+    /// A store file of this host, checked against the size the release names.
+    fn local_file(&self, artifact: &ArtifactRef) -> Result<String, HostError> {
+        let path = self.store.artifact_path(&artifact.sha256);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() == artifact.size => Ok(path.display().to_string()),
+            Ok(m) => Err(self.failed(format!(
+                "store file {} has {} bytes, not the {} its release names: remove it so it is fetched again",
+                path.display(),
+                m.len(),
+                artifact.size
+            ))),
+            Err(e) => {
+                Err(self
+                    .failed(format!("artifact sha256:{} is not in this host's store ({e})", artifact.sha256)))
+            }
+        }
+    }
+
+    /// Where this host finds the order's build and image.
+    fn locate(&self, order: &ProcOrder) -> Result<Located, HostError> {
+        let build = &order.release.build;
+        let file_or_url = |artifact: &Option<ArtifactRef>, url: &str| match artifact {
+            Some(a) => self.local_file(a),
+            None => Ok(url.to_string()),
+        };
+        Ok(Located {
+            build_url: file_or_url(&build.artifact, &build.url)?,
+            image_url: file_or_url(&build.image.artifact, &build.image.url)?,
+        })
     }
 
     fn failed(&self, message: impl Into<String>) -> HostError {
@@ -31,8 +66,8 @@ impl LocalHost {
 
     fn supervisor_error(&self, proc: &str, e: SupervisorError) -> HostError {
         match e {
-            SupervisorError::Unknown { .. } => {
-                HostError::NoProc { host: self.name.clone(), proc: proc.into() }
+            SupervisorError::Unknown { hint, .. } => {
+                HostError::NoProc { host: self.name.clone(), proc: proc.into(), hint }
             }
             other => self.failed(other.to_string()),
         }
@@ -67,7 +102,8 @@ impl HostAgent for LocalHost {
         Ok(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
     }
 
-    async fn deploy(&self, proc_yaml: String) -> Result<(), HostError> {
+    async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
+        let proc_yaml = order.proc_yaml(&self.locate(order)?);
         let (spec, _) = runner::parse(&proc_yaml).map_err(|e| self.failed(e.to_string()))?;
         let name = spec.name.to_string();
         self.supervisor.deploy(spec, proc_yaml).await.map_err(|e| self.supervisor_error(&name, e))?;

@@ -1,10 +1,19 @@
 //! Hosts as dispatch reaches them: the [`HostAgent`] trait is the one interface a swarm uses to
-//! deploy, test and destroy procs on a machine. [`local::LocalHost`] is this vrd's own supervisor;
-//! the peer mode adds an agent that speaks to another vrd. Dispatch never assumes one machine.
+//! deploy, test and destroy procs on a machine, and a [`HostDirectory`] (injected into `Swarms`)
+//! is the one way it finds the agent of a host definition. [`local::LocalHost`] is this vrd's own
+//! supervisor; the peer mode adds an agent that speaks to another vrd; [`fake::FakeHost`] (tests)
+//! records calls and fails on demand. Dispatch never assumes one machine.
 
+pub mod directory;
+#[cfg(test)]
+pub mod fake;
 pub mod local;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::model::deploy::release::ProcOrder;
+use crate::model::deploy::HostSpec;
 
 use async_trait::async_trait;
 
@@ -24,12 +33,14 @@ pub struct HostProc {
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
     /// The host has no such proc.
-    #[error("host {host} has no proc {proc}")]
+    #[error("host {host} has no proc {proc}{hint}")]
     NoProc {
         /// The host.
         host: String,
         /// The proc.
         proc: String,
+        /// ": did you mean ...?", or a pointer to `vr procs list`; may be empty.
+        hint: String,
     },
     /// The host could not be reached (a dead peer must not hang a dispatch).
     #[error("host {host} could not be reached: {why}; check that its vrd runs, or mark it inactive (vr hosts edit {host} --set active=false)")]
@@ -58,8 +69,9 @@ pub trait HostAgent: Send + Sync {
     async fn procs(&self) -> Result<Vec<HostProc>, HostError>;
     /// Whether nothing listens on `port` there (a proc of another kind might).
     async fn port_is_free(&self, port: u16) -> Result<bool, HostError>;
-    /// Sets up the proc of a proc.yaml and keeps it running.
-    async fn deploy(&self, proc_yaml: String) -> Result<(), HostError>;
+    /// Sets up the proc a release becomes at a placement, and keeps it running. The order is
+    /// typed in-process; the host resolves its artifacts (by sha256) to files of its own.
+    async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError>;
     /// Waits until the proc counts as started (RUNNING); fails when it exits or gives up first.
     async fn wait_running(&self, proc: &str, timeout: Duration) -> Result<(), HostError>;
     /// Waits until something accepts TCP connections on the proc's port.
@@ -68,4 +80,10 @@ pub trait HostAgent: Send + Sync {
     async fn uptest(&self, proc: &str) -> Result<Vec<UptestResult>, HostError>;
     /// Stops the proc, tears it down and forgets it.
     async fn destroy(&self, proc: &str) -> Result<(), HostError>;
+}
+
+/// Finds the agent that reaches a host definition.
+pub trait HostDirectory: Send + Sync {
+    /// The agent of `host`; `Unreachable` when nothing can reach it now.
+    fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError>;
 }

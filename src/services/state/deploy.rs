@@ -4,8 +4,18 @@
 use super::{builds, now_secs, to_id, to_sql_int, State, StateError};
 use crate::model::build_record::BuildRecord;
 use crate::model::deploy::records::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
-use crate::model::deploy::release::ImageRef;
 use rusqlite::{params, OptionalExtension};
+
+/// A stack's active image as the state records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveImage {
+    /// Its name in image caches.
+    pub name: String,
+    /// Its md5.
+    pub md5: String,
+    /// Its address in the store (sha256).
+    pub sha256: String,
+}
 
 fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRecord> {
     let spec: String = r.get(3)?;
@@ -33,14 +43,14 @@ impl State {
         .await
     }
 
-    /// The active image of `stack`, if it has one.
-    pub async fn active_image(&self, stack: String) -> Result<Option<ImageRef>, StateError> {
+    /// The active image of `stack`, if it has one: its name, md5 and store address (sha256).
+    pub async fn active_image(&self, stack: String) -> Result<Option<ActiveImage>, StateError> {
         self.call(format!("read the active image of stack {stack}"), move |db, what| {
             db.conn
                 .query_row(
-                    "SELECT name, url, md5 FROM images WHERE stack = ?1 AND active = 1 AND status = 'succeeded'",
+                    "SELECT name, md5, artifact FROM images WHERE stack = ?1 AND active = 1 AND status = 'succeeded'",
                     params![stack],
-                    |r| Ok(ImageRef { name: r.get(0)?, url: r.get(1)?, md5: r.get(2)? }),
+                    |r| Ok(ActiveImage { name: r.get(0)?, md5: r.get(1)?, sha256: r.get(2)? }),
                 )
                 .optional()
                 .map_err(StateError::query(what))

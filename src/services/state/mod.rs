@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use audit::AuditEntry;
 pub use builds::BuildOutcome;
+pub use deploy::ActiveImage;
 pub use images::BuiltImage;
 pub use procs::ProcRecord;
 

@@ -10,7 +10,7 @@ use super::progress::Trace;
 use super::{SwarmError, Swarms};
 use crate::model::build_data::BuildData;
 use crate::model::build_record::{BuildRecord, SUCCEEDED};
-use crate::model::deploy::release::{BuildRef, ImageRef};
+use crate::model::deploy::release::{ArtifactRef, BuildRef, ImageRef};
 use crate::model::deploy::{AppSpec, Definition, Kind, StackSpec};
 use crate::model::proc_data::image_name_from_url;
 use crate::services::builder::BuildWatch;
@@ -30,7 +30,14 @@ impl Swarms {
             return Err(SwarmError::Invalid(format!("'{stack_name}' is not a stack")));
         };
         if let Some(image) = self.state.active_image(stack.name.clone()).await? {
-            return Ok(image);
+            let artifact =
+                self.stored(&image.sha256, &format!("the active image of stack {}", stack.name))?;
+            return Ok(ImageRef {
+                name: image.name,
+                url: String::new(),
+                md5: image.md5,
+                artifact: Some(artifact),
+            });
         }
         if stack.provisioning_script.is_some() {
             return Err(SwarmError::Invalid(format!(
@@ -232,7 +239,11 @@ impl Swarms {
             buildpack_urls,
             buildpack_version: None,
             image_name: Some(image.name.clone()),
-            image_url: image.url.clone(),
+            // Builds run on this vrd: an image of the store is read from it.
+            image_url: match &image.artifact {
+                Some(a) => self.builds.store.artifact_path(&a.sha256).display().to_string(),
+                None => image.url.clone(),
+            },
             image_md5: Some(image.md5.clone()),
             build_md5: None,
             release_data: None,
@@ -247,11 +258,24 @@ impl Swarms {
         Ok(BuildRef {
             id: record.id,
             version: record.version.clone(),
-            url: self.builds.store.artifact_path(sha).display().to_string(),
+            url: String::new(),
             md5: record.build_md5.clone().ok_or_else(missing)?,
+            artifact: Some(self.stored(sha, &format!("the slug of build {}", record.id))?),
             image: image.clone(),
             env: record.env.clone(),
         })
+    }
+
+    /// A store file by content, with its size; an error naming `what` when the store lost it.
+    fn stored(&self, sha256: &str, what: &str) -> Result<ArtifactRef, SwarmError> {
+        let path = self.builds.store.artifact_path(sha256);
+        let meta = std::fs::metadata(&path).map_err(|e| {
+            SwarmError::Build(format!(
+                "{what} is missing from the store ({}: {e}); build it again",
+                path.display()
+            ))
+        })?;
+        Ok(ArtifactRef { sha256: sha256.to_string(), size: meta.len() })
     }
 }
 
@@ -276,5 +300,5 @@ async fn base_image(stack: &StackSpec) -> Result<ImageRef, SwarmError> {
                 .map_err(|e| SwarmError::Invalid(format!("stack '{}': {e}", stack.name)))?
         }
     };
-    Ok(ImageRef { name, url, md5 })
+    Ok(ImageRef { name, url, md5, artifact: None })
 }

@@ -13,7 +13,7 @@ use super::progress::Trace;
 use super::{SwarmError, Swarms};
 use crate::model::deploy::plan::{self, HostLoad, OwnedProc};
 use crate::model::deploy::records::{ReleaseRecord, SwarmProcRecord};
-use crate::model::deploy::release::{proc_yaml, Placement, ReleaseSpec};
+use crate::model::deploy::release::{Placement, ProcOrder, ReleaseSpec};
 use crate::model::deploy::{Definition, HostSpec, IngredientSpec, Kind, SwarmSpec};
 use crate::model::names::ProcName;
 use crate::model::uptest::UptestResult;
@@ -89,7 +89,12 @@ impl Swarms {
         }
     }
 
-    async fn dispatch(&self, name: &str, target: Target, trace: &Trace) -> Result<String, SwarmError> {
+    pub(super) async fn dispatch(
+        &self,
+        name: &str,
+        target: Target,
+        trace: &Trace,
+    ) -> Result<String, SwarmError> {
         let swarm = self.swarm(name).await?;
         if swarm.pool.is_some() {
             self.balancers.check(swarm.balancer_name())?;
@@ -313,9 +318,9 @@ impl Swarms {
         let agent = survey
             .agent(&at.host)
             .ok_or_else(|| SwarmError::Placement(format!("host {} went away", at.host)))?;
-        let yaml = proc_yaml(release, at);
-        let name = release.proc_name(at).map_err(|e| SwarmError::Invalid(e.to_string()))?.to_string();
-        agent.deploy(yaml).await?;
+        let order = ProcOrder { release: release.clone(), at: at.clone() };
+        let name = order.name().map_err(|e| SwarmError::Invalid(e.to_string()))?.to_string();
+        agent.deploy(&order).await?;
         let record = SwarmProcRecord {
             host: at.host.clone(),
             proc: name,

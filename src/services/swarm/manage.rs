@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{SwarmError, Swarms};
 use crate::model::deploy::records::NumberedRelease;
-use crate::model::deploy::release::{proc_yaml, Placement, ReleaseSpec};
+use crate::model::deploy::release::{Placement, ProcOrder, ReleaseSpec};
 use crate::model::deploy::{Definition, Kind};
 
 impl Swarms {
@@ -17,12 +17,12 @@ impl Swarms {
     pub async fn destroy_local_proc(&self, proc: &str, force: bool) -> Result<(), SwarmError> {
         let records = self.state.swarm_procs(None).await?;
         let hosts = self.hosts().await?;
-        let local = hosts.iter().find(|h| h.peer.is_none());
-        if let Some(record) =
-            records.iter().find(|r| r.proc == proc && local.is_some_and(|h| h.name == r.host))
-        {
-            if let (Some((balancer, pool)), Some(host)) = (&record.routed, local) {
-                let node = format!("{}:{}", host.node_address(), record.port);
+        let local = hosts.iter().find(|h| h.peer.is_none()).ok_or_else(|| {
+            SwarmError::Invalid("this vrd has no host definition of its own (one without `peer`)".into())
+        })?;
+        if let Some(record) = records.iter().find(|r| r.proc == proc && local.name == r.host) {
+            if let Some((balancer, pool)) = &record.routed {
+                let node = format!("{}:{}", local.node_address(), record.port);
                 match self.balancers.remove(balancer, pool, &BTreeSet::from([node.clone()])).await {
                     Ok(()) => {}
                     Err(e) if force => tracing::warn!(
@@ -40,7 +40,7 @@ impl Swarms {
             }
             self.state.forget_swarm_proc(record.host.clone(), record.proc.clone()).await?;
         }
-        self.supervisor.destroy_proc(proc).await.map_err(|e| SwarmError::Invalid(e.to_string()))
+        Ok(self.agent(local)?.destroy(proc).await?)
     }
 
     /// Scales a swarm to nothing (de-routing before destroying), then deletes its definition.
@@ -84,8 +84,9 @@ impl Swarms {
                 at.port, at.host
             )));
         }
-        agent.deploy(proc_yaml(&release, &at)).await?;
-        let name = release.proc_name(&at).map_err(|e| SwarmError::Invalid(e.to_string()))?;
+        let order = ProcOrder { release, at };
+        let name = order.name().map_err(|e| SwarmError::Invalid(e.to_string()))?;
+        agent.deploy(&order).await?;
         Ok(name.to_string())
     }
 }

@@ -25,10 +25,8 @@ use crate::model::deploy::{Definition, HostSpec, Kind, SquadSpec, SwarmSpec, DEF
 use crate::model::uptest::UptestRun;
 use crate::services::balancer::{BalancerError, Balancers};
 use crate::services::builds::recorded::BuildService;
-use crate::services::hosts::local::LocalHost;
-use crate::services::hosts::{HostAgent, HostError};
+use crate::services::hosts::{HostAgent, HostDirectory, HostError};
 use crate::services::state::{State, StateError};
-use crate::services::supervisor::Supervisor;
 
 /// Why a swarm call or a dispatch failed; the message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +90,7 @@ pub struct Settings {
 pub struct Swarms {
     state: State,
     balancers: Arc<Balancers>,
-    supervisor: Supervisor,
+    hosts: Arc<dyn HostDirectory>,
     builds: BuildService,
     settings: Settings,
     /// Builds a dispatch runs now, by (app, version, image md5); waiters watch for the outcome.
@@ -110,7 +108,7 @@ impl Swarms {
     pub async fn start(
         state: State,
         balancers: Arc<Balancers>,
-        supervisor: Supervisor,
+        hosts: Arc<dyn HostDirectory>,
         builds: BuildService,
         settings: Settings,
     ) -> Result<Arc<Swarms>, SwarmError> {
@@ -119,7 +117,7 @@ impl Swarms {
         Ok(Arc::new(Swarms {
             state,
             balancers,
-            supervisor,
+            hosts,
             builds,
             settings,
             building: Mutex::default(),
@@ -146,13 +144,7 @@ impl Swarms {
 
     /// The agent that reaches `host`.
     fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
-        match &host.peer {
-            None => Ok(Arc::new(LocalHost::new(&host.name, self.supervisor.clone()))),
-            Some(peer) => Err(HostError::Unreachable {
-                host: host.name.clone(),
-                why: format!("it is served by the peer vrd at {peer}, and this vrd has no peer mode yet"),
-            }),
-        }
+        self.hosts.agent(host)
     }
 
     /// Every host definition.
@@ -197,3 +189,6 @@ async fn ensure_local_host(state: &State, name: &str) -> Result<(), StateError> 
     };
     state.put_definition(Definition::Host(host), true).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! A host for unprivileged tests (youki's `network/fake.rs` idea): it keeps procs in memory, writes
+//! every call into a [`Journal`] it may share with a recording balancer (so a test can assert the
+//! order of deploys, routes and destroys), and fails on demand: unreachable, failing uptests, a
+//! deploy that fails after the first N.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{HostAgent, HostDirectory, HostError, HostProc};
+use crate::model::deploy::release::ProcOrder;
+use crate::model::deploy::HostSpec;
+use crate::model::supervision::ProcState;
+use crate::model::uptest::UptestResult;
+
+/// An ordered record of calls, shared by the fakes of one test.
+#[derive(Debug, Clone, Default)]
+pub struct Journal(Arc<Mutex<Vec<String>>>);
+
+impl Journal {
+    /// Appends one entry.
+    pub fn write(&self, entry: String) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(entry);
+    }
+
+    /// Everything written so far.
+    pub fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The index of the first entry that starts with `prefix`.
+    pub fn position(&self, prefix: &str) -> Option<usize> {
+        self.entries().iter().position(|e| e.starts_with(prefix))
+    }
+}
+
+/// How a fake host behaves now.
+#[derive(Debug, Default)]
+struct Behaviour {
+    unreachable: bool,
+    failing_uptests: bool,
+    deploys_left: Option<usize>,
+}
+
+/// One fake machine.
+pub struct FakeHost {
+    name: String,
+    journal: Journal,
+    procs: Mutex<BTreeMap<String, ProcState>>,
+    behaviour: Mutex<Behaviour>,
+}
+
+impl FakeHost {
+    /// A reachable host called `name` writing to `journal`.
+    pub fn new(name: &str, journal: &Journal) -> Arc<FakeHost> {
+        Arc::new(FakeHost {
+            name: name.to_string(),
+            journal: journal.clone(),
+            procs: Mutex::default(),
+            behaviour: Mutex::default(),
+        })
+    }
+
+    fn behaviour(&self) -> std::sync::MutexGuard<'_, Behaviour> {
+        self.behaviour.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn procs_now(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ProcState>> {
+        self.procs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every call fails as `Unreachable` while set.
+    pub fn set_unreachable(&self, on: bool) {
+        self.behaviour().unreachable = on;
+    }
+
+    /// Every proc's uptests fail while set.
+    pub fn set_failing_uptests(&self, on: bool) {
+        self.behaviour().failing_uptests = on;
+    }
+
+    /// The next `n` deploys succeed, later ones fail.
+    pub fn fail_deploys_after(&self, n: usize) {
+        self.behaviour().deploys_left = Some(n);
+    }
+
+    /// The procs it runs.
+    pub fn proc_names(&self) -> Vec<String> {
+        self.procs_now().keys().cloned().collect()
+    }
+
+    fn reach(&self, call: &str) -> Result<(), HostError> {
+        if self.behaviour().unreachable {
+            return Err(HostError::Unreachable {
+                host: self.name.clone(),
+                why: format!("{call}: a test cut it off"),
+            });
+        }
+        Ok(())
+    }
+
+    fn failed(&self, message: String) -> HostError {
+        HostError::Failed { host: self.name.clone(), message }
+    }
+}
+
+#[async_trait]
+impl HostAgent for FakeHost {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn procs(&self) -> Result<Vec<HostProc>, HostError> {
+        self.reach("procs")?;
+        Ok(self
+            .procs_now()
+            .iter()
+            .map(|(name, state)| HostProc { name: name.clone(), state: *state })
+            .collect())
+    }
+
+    async fn port_is_free(&self, _port: u16) -> Result<bool, HostError> {
+        self.reach("port_is_free")?;
+        Ok(true)
+    }
+
+    async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
+        self.reach("deploy")?;
+        let name = order.name().map_err(|e| self.failed(e.to_string()))?.to_string();
+        if let Some(left) = &mut self.behaviour().deploys_left {
+            if *left == 0 {
+                return Err(self.failed(format!("deploy of {name} failed: the test said so")));
+            }
+            *left -= 1;
+        }
+        self.journal.write(format!("deploy {}:{name}", self.name));
+        self.procs_now().insert(name, ProcState::Running);
+        Ok(())
+    }
+
+    async fn wait_running(&self, proc: &str, _timeout: Duration) -> Result<(), HostError> {
+        self.reach("wait_running")?;
+        match self.procs_now().get(proc) {
+            Some(ProcState::Running) => Ok(()),
+            Some(other) => Err(self.failed(format!("{proc} is {}", other.as_str()))),
+            None => {
+                Err(HostError::NoProc { host: self.name.clone(), proc: proc.into(), hint: String::new() })
+            }
+        }
+    }
+
+    async fn wait_listening(&self, _proc: &str, _port: u16, _timeout: Duration) -> Result<(), HostError> {
+        self.reach("wait_listening")
+    }
+
+    async fn uptest(&self, proc: &str) -> Result<Vec<UptestResult>, HostError> {
+        self.reach("uptest")?;
+        self.journal.write(format!("uptest {}:{proc}", self.name));
+        let passed = !self.behaviour().failing_uptests;
+        Ok(vec![UptestResult { name: "01_fake".into(), output: String::new(), passed }])
+    }
+
+    async fn destroy(&self, proc: &str) -> Result<(), HostError> {
+        self.reach("destroy")?;
+        self.journal.write(format!("destroy {}:{proc}", self.name));
+        match self.procs_now().remove(proc) {
+            Some(_) => Ok(()),
+            None => {
+                Err(HostError::NoProc { host: self.name.clone(), proc: proc.into(), hint: String::new() })
+            }
+        }
+    }
+}
+
+/// The fake hosts of a test, by name.
+#[derive(Default)]
+pub struct FakeDirectory {
+    /// The hosts.
+    pub hosts: BTreeMap<String, Arc<FakeHost>>,
+}
+
+impl HostDirectory for FakeDirectory {
+    fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
+        match self.hosts.get(&host.name) {
+            Some(h) => Ok(Arc::clone(h) as Arc<dyn HostAgent>),
+            None => Err(HostError::Unreachable {
+                host: host.name.clone(),
+                why: "no fake host of that name".into(),
+            }),
+        }
+    }
+}
