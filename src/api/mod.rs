@@ -1,6 +1,8 @@
 //! The wire contract between `vr` and `vrd`: JSON-RPC 2.0 methods (dotted names) and their types.
 //! Both sides compile against this one trait, so they cannot drift apart.
 
+pub mod host;
+
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};

@@ -6,6 +6,7 @@ pub mod builds;
 pub mod hosts;
 pub mod imager;
 pub mod logs;
+pub mod peer;
 pub mod runner;
 pub mod stacks;
 pub mod state;

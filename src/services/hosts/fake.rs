@@ -40,6 +40,7 @@ impl Journal {
 #[derive(Debug, Default)]
 struct Behaviour {
     unreachable: bool,
+    hanging: bool,
     failing_uptests: bool,
     deploys_left: Option<usize>,
 }
@@ -76,6 +77,11 @@ impl FakeHost {
         self.behaviour().unreachable = on;
     }
 
+    /// Every call waits forever while set (a host stopped with SIGSTOP: its link stays up).
+    pub fn set_hanging(&self, on: bool) {
+        self.behaviour().hanging = on;
+    }
+
     /// Every proc's uptests fail while set.
     pub fn set_failing_uptests(&self, on: bool) {
         self.behaviour().failing_uptests = on;
@@ -91,7 +97,11 @@ impl FakeHost {
         self.procs_now().keys().cloned().collect()
     }
 
-    fn reach(&self, call: &str) -> Result<(), HostError> {
+    async fn reach(&self, call: &str) -> Result<(), HostError> {
+        let hanging = self.behaviour().hanging;
+        if hanging {
+            std::future::pending::<()>().await;
+        }
         if self.behaviour().unreachable {
             return Err(HostError::Unreachable {
                 host: self.name.clone(),
@@ -113,7 +123,7 @@ impl HostAgent for FakeHost {
     }
 
     async fn procs(&self) -> Result<Vec<HostProc>, HostError> {
-        self.reach("procs")?;
+        self.reach("procs").await?;
         Ok(self
             .procs_now()
             .iter()
@@ -122,12 +132,12 @@ impl HostAgent for FakeHost {
     }
 
     async fn port_is_free(&self, _port: u16) -> Result<bool, HostError> {
-        self.reach("port_is_free")?;
+        self.reach("port_is_free").await?;
         Ok(true)
     }
 
     async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
-        self.reach("deploy")?;
+        self.reach("deploy").await?;
         let name = order.name().map_err(|e| self.failed(e.to_string()))?.to_string();
         if let Some(left) = &mut self.behaviour().deploys_left {
             if *left == 0 {
@@ -141,7 +151,7 @@ impl HostAgent for FakeHost {
     }
 
     async fn wait_running(&self, proc: &str, _timeout: Duration) -> Result<(), HostError> {
-        self.reach("wait_running")?;
+        self.reach("wait_running").await?;
         match self.procs_now().get(proc) {
             Some(ProcState::Running) => Ok(()),
             Some(other) => Err(self.failed(format!("{proc} is {}", other.as_str()))),
@@ -152,18 +162,18 @@ impl HostAgent for FakeHost {
     }
 
     async fn wait_listening(&self, _proc: &str, _port: u16, _timeout: Duration) -> Result<(), HostError> {
-        self.reach("wait_listening")
+        self.reach("wait_listening").await
     }
 
     async fn uptest(&self, proc: &str) -> Result<Vec<UptestResult>, HostError> {
-        self.reach("uptest")?;
+        self.reach("uptest").await?;
         self.journal.write(format!("uptest {}:{proc}", self.name));
         let passed = !self.behaviour().failing_uptests;
         Ok(vec![UptestResult { name: "01_fake".into(), output: String::new(), passed }])
     }
 
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
-        self.reach("destroy")?;
+        self.reach("destroy").await?;
         self.journal.write(format!("destroy {}:{proc}", self.name));
         match self.procs_now().remove(proc) {
             Some(_) => Ok(()),

@@ -12,6 +12,7 @@ mod events;
 mod images;
 mod migrations;
 mod objects;
+mod peers;
 mod pools;
 mod procs;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use audit::AuditEntry;
 pub use builds::BuildOutcome;
 pub use deploy::ActiveImage;
 pub use images::BuiltImage;
+pub use peers::TokenRefused;
 pub use procs::ProcRecord;
 
 /// How many proc events are kept when nothing else is configured.

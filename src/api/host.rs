@@ -1,0 +1,75 @@
+//! The host API: what a coordinator asks of a host over the peer link, one method per
+//! `HostAgent` call (`services::hosts`). The host dials the coordinator (mutual TLS) and serves
+//! this API on that connection; the coordinator is the JSON-RPC client. Versioned by
+//! [`PROTOCOL`]: `host.hello` answers it, and a coordinator refuses a host speaking another.
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::proc_macros::rpc;
+use serde::{Deserialize, Serialize};
+
+use crate::model::deploy::release::ProcOrder;
+use crate::model::supervision::ProcState;
+use crate::model::uptest::UptestResult;
+
+/// The peer protocol's version: bumped when a method or type changes incompatibly.
+pub const PROTOCOL: u32 = 1;
+
+/// What a host says about itself when the link opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostHello {
+    /// Its host name (the one its certificate names).
+    pub name: String,
+    /// Its vrd's version.
+    pub version: String,
+    /// The peer protocol it speaks.
+    pub protocol: u32,
+}
+
+/// A proc as its host reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostProcInfo {
+    /// The six-part name.
+    pub name: String,
+    /// supervisord's state.
+    pub state: ProcState,
+}
+
+/// The coordinator's calls on a host.
+#[rpc(server, client)]
+pub trait HostApi {
+    /// Who the host is.
+    #[method(name = "host.hello")]
+    async fn hello(&self) -> RpcResult<HostHello>;
+
+    /// Liveness: answered at once.
+    #[method(name = "host.ping")]
+    async fn ping(&self) -> RpcResult<()>;
+
+    /// Every proc the host supervises.
+    #[method(name = "host.procs")]
+    async fn procs(&self) -> RpcResult<Vec<HostProcInfo>>;
+
+    /// Whether nothing listens on `port` there.
+    #[method(name = "host.port_is_free")]
+    async fn port_is_free(&self, port: u16) -> RpcResult<bool>;
+
+    /// Sets up and keeps running the proc of an order (the host fetches its artifacts first).
+    #[method(name = "host.deploy")]
+    async fn deploy(&self, order: ProcOrder) -> RpcResult<()>;
+
+    /// Waits until the proc is RUNNING, at most `timeout_ms`.
+    #[method(name = "host.wait_running")]
+    async fn wait_running(&self, proc: String, timeout_ms: u64) -> RpcResult<()>;
+
+    /// Waits until something accepts connections on the proc's port, at most `timeout_ms`.
+    #[method(name = "host.wait_listening")]
+    async fn wait_listening(&self, proc: String, port: u16, timeout_ms: u64) -> RpcResult<()>;
+
+    /// Runs the proc's uptests.
+    #[method(name = "host.uptest")]
+    async fn uptest(&self, proc: String) -> RpcResult<Vec<UptestResult>>;
+
+    /// Stops, tears down and forgets the proc.
+    #[method(name = "host.destroy")]
+    async fn destroy(&self, proc: String) -> RpcResult<()>;
+}

@@ -1,0 +1,8 @@
+//! Peer mode: many hosts under one coordinating vrd. `pki` is the fleet's CA and certificates.
+//! See ARCHITECTURE.md "The fleet".
+
+pub mod link;
+pub mod pki;
+pub mod remote;
+pub mod served;
+pub mod tls;
