@@ -48,6 +48,12 @@ pub struct DaemonConfig {
     pub port_range: (u16, u16),
     /// Seconds between taking a proc out of its pool and stopping it, so requests in flight finish.
     pub drain_secs: u64,
+    /// This machine's host name in the fleet (procs, events, certificates).
+    pub host_name: String,
+    /// Where a coordinator listens for its hosts (mutual TLS); `None`: not a coordinator.
+    pub peer_listen: Option<std::net::SocketAddr>,
+    /// The address hosts dial to reach this coordinator (`peer_listen` as seen from the hosts).
+    pub peer_advertise: Option<String>,
 }
 
 /// How long a de-routed proc keeps running before it is stopped.
@@ -100,6 +106,15 @@ pub struct RawConfig {
     /// Seconds between taking a proc out of its pool and stopping it [default: 2]
     #[arg(long)]
     pub drain_secs: Option<u64>,
+    /// This machine's name in the fleet [default: the system's host name]
+    #[arg(long)]
+    pub host_name: Option<String>,
+    /// Coordinate other hosts: listen for them (mutual TLS) on ADDR:PORT, e.g. 0.0.0.0:7443
+    #[arg(long)]
+    pub peer_listen: Option<String>,
+    /// The ADDR:PORT hosts dial to reach this coordinator [default: peer_listen, unless 0.0.0.0]
+    #[arg(long)]
+    pub peer_advertise: Option<String>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -156,6 +171,9 @@ impl RawConfig {
             port_range_start: over.port_range_start.or(self.port_range_start),
             port_range_end: over.port_range_end.or(self.port_range_end),
             drain_secs: over.drain_secs.or(self.drain_secs),
+            host_name: over.host_name.or(self.host_name),
+            peer_listen: over.peer_listen.or(self.peer_listen),
+            peer_advertise: over.peer_advertise.or(self.peer_advertise),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -204,6 +222,24 @@ impl RawConfig {
                 ),
             ));
         }
+        let host_name = match self.host_name {
+            Some(name) => name,
+            None => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+        };
+        crate::model::names::host_name(&host_name).map_err(|e| invalid("host_name", e.to_string()))?;
+        let peer_listen = self
+            .peer_listen
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    invalid(
+                        "peer_listen",
+                        format!("'{a}' is not ADDR:PORT with an IP address, e.g. 0.0.0.0:7443"),
+                    )
+                })
+            })
+            .transpose()?;
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -216,6 +252,9 @@ impl RawConfig {
             balancers: self.balancers.unwrap_or_default(),
             port_range,
             drain_secs: self.drain_secs.unwrap_or(DEFAULT_DRAIN_SECS),
+            host_name,
+            peer_listen,
+            peer_advertise: self.peer_advertise,
         })
     }
 }

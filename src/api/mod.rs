@@ -228,6 +228,34 @@ pub struct Dispatched {
 
 // ---- end of deployments ----
 
+/// What `vr hosts add` (and `vr hosts token`) give: everything the new host's `vrd join` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostJoin {
+    /// The host.
+    pub host: String,
+    /// The one-time token (shown once; stored hashed).
+    pub token: String,
+    /// The sha256 of the fleet's CA certificate, to pin.
+    pub ca_sha256: String,
+    /// The address hosts dial (`peer_advertise`, else `peer_listen`).
+    pub coordinator: String,
+    /// The command to run on the host.
+    pub command: String,
+}
+
+/// A joined host's link, as the coordinator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLink {
+    /// The host.
+    pub host: String,
+    /// Connected now.
+    pub connected: bool,
+    /// Since when (unix seconds), when connected.
+    pub since: Option<i64>,
+    /// Its vrd's version, when connected.
+    pub version: Option<String>,
+}
+
 /// Stable error codes; clients branch on these, never on message text.
 pub mod codes {
     /// proc.yaml or an argument is wrong.
@@ -284,6 +312,18 @@ pub trait Vrd {
     /// The daemon's version.
     #[method(name = "vrd.version")]
     async fn version(&self) -> RpcResult<String>;
+
+    /// Defines a host that joins this coordinator's fleet, and makes its one-time join token.
+    #[method(name = "hosts.add", with_extensions)]
+    async fn hosts_add(&self, name: String, address: String, squad: Option<String>) -> RpcResult<HostJoin>;
+
+    /// A new join token for a defined host (to join again).
+    #[method(name = "hosts.token", with_extensions)]
+    async fn hosts_token(&self, name: String) -> RpcResult<HostJoin>;
+
+    /// Every joined host's link.
+    #[method(name = "hosts.links")]
+    async fn hosts_links(&self) -> RpcResult<Vec<HostLink>>;
 
     /// Velociraptor's `vrun setup`.
     #[method(name = "runner.setup", with_extensions)]

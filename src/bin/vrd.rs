@@ -24,6 +24,24 @@ enum Cmd {
         #[command(flatten)]
         settings: Box<RawConfig>,
     },
+    /// Join the fleet of a coordinating vrd: make this host's key, check the coordinator against
+    /// the pinned CA, and get a certificate with the one-time token `vr hosts add` printed there.
+    /// Then start (or restart) `vrd daemon` here: it keeps its link to the coordinator up.
+    Join {
+        /// The coordinator's peer address (its `peer_listen`), ADDR:PORT.
+        coordinator: String,
+        /// The one-time join token.
+        #[arg(long)]
+        token: String,
+        /// The sha256 of the coordinator's CA certificate.
+        #[arg(long)]
+        ca_sha256: String,
+        /// The config file this host's vrd uses (for data_dir and host_name).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        settings: Box<RawConfig>,
+    },
     /// Launch one container from a plan (run by the daemon).
     #[command(hide = true)]
     Init {
@@ -53,6 +71,18 @@ fn main() {
         Cmd::Init { plan, detach } => vr::host::container::launcher::main(&plan, detach),
         Cmd::Spawner { socket } => vr::host::container::spawner::main(&socket),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
+        Cmd::Join { coordinator, token, ca_sha256, config, settings } => {
+            let joined = load_config(config.as_deref(), *settings)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| join(&c, &coordinator, &token, &ca_sha256));
+            match joined {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("vrd join: {e:#}");
+                    1
+                }
+            }
+        }
         Cmd::Daemon { config, settings } => {
             match load_config(config.as_deref(), *settings).map_err(anyhow::Error::from).and_then(daemon) {
                 Ok(()) => 0,
@@ -72,6 +102,20 @@ fn load_config(file: Option<&std::path::Path>, flags: RawConfig) -> Result<Daemo
         None => RawConfig::default(),
     };
     from_file.overridden_by(flags).validate()
+}
+
+fn join(config: &DaemonConfig, coordinator: &str, token: &str, pin: &str) -> anyhow::Result<()> {
+    let files = vr::services::peer::identity::FleetFiles::new(&config.data_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let name = config.host_name.clone();
+    let id = runtime
+        .block_on(vr::services::peer::client::join(coordinator, pin, &name, token))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    files.save_host(&id)?;
+    println!(
+        "joined the fleet of {coordinator} as host {name}; (re)start vrd here (`systemctl restart vrd`) and it connects"
+    );
+    Ok(())
 }
 
 fn daemon(config: DaemonConfig) -> anyhow::Result<()> {

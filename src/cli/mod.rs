@@ -5,8 +5,9 @@ pub mod builder;
 pub mod builds;
 pub mod client;
 pub mod docs;
+mod hosts;
 pub mod imager;
-pub mod objects;
+mod objects;
 pub mod oneshot;
 pub mod procs;
 pub mod runner;
@@ -151,11 +152,11 @@ pub enum Command {
         #[command(subcommand)]
         action: objects::ObjectAction,
     },
-    /// Hosts that run procs.
+    /// Hosts that run procs: this machine, and hosts that joined it (peer mode).
     Hosts {
         /// What to do.
         #[command(subcommand)]
-        action: objects::ObjectAction,
+        action: HostsAction,
     },
     /// Config ingredients: reusable config and env merged into releases.
     Ingredients {
@@ -322,6 +323,36 @@ pub enum SwarmsAction {
     },
 }
 
+/// `vr hosts` actions: the definition commands, plus joining hosts to this coordinator.
+#[derive(Debug, Subcommand)]
+pub enum HostsAction {
+    /// The definition commands.
+    #[command(flatten)]
+    Object(objects::ObjectAction),
+    /// Define a host that joins this coordinator, and print its one-time join command.
+    Add {
+        /// The host's name (its `host_name`).
+        name: String,
+        /// Where balancers reach its procs (an IP address or a name).
+        #[arg(long)]
+        address: String,
+        /// Its squad [default: default].
+        #[arg(long)]
+        squad: Option<String>,
+    },
+    /// A new one-time join token for a defined host (to join it again).
+    Token {
+        /// The host.
+        name: String,
+    },
+    /// The joined hosts connected now.
+    Links {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `vr balancers` actions.
 #[derive(Debug, Subcommand)]
 pub enum BalancersAction {
@@ -411,7 +442,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Buildpacks { action } => objects::run(&socket, Kind::Buildpack, action).await,
             Command::Stacks { action } => stacks::run(&socket, action).await,
             Command::Squads { action } => objects::run(&socket, Kind::Squad, action).await,
-            Command::Hosts { action } => objects::run(&socket, Kind::Host, action).await,
+            Command::Hosts { action } => hosts::run(&socket, action).await,
             Command::Ingredients { action } => objects::run(&socket, Kind::Ingredient, action).await,
             Command::Swarms { action: SwarmsAction::Object(action) } => {
                 objects::run(&socket, Kind::Swarm, action).await

@@ -118,7 +118,11 @@ impl RpcHandler {
         if kind == Kind::Swarm {
             return self.daemon.swarms.delete_swarm(&name).await.map_err(swarm_error);
         }
-        self.daemon.supervisor.state().delete_definition(kind, name).await.map_err(state_error)
+        self.daemon.supervisor.state().delete_definition(kind, name.clone()).await.map_err(state_error)?;
+        if kind == Kind::Host {
+            self.revoke_host(&name).await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn dispatch(

@@ -6,8 +6,13 @@ pub mod attach;
 mod builder_calls;
 mod builds_calls;
 mod deploy_calls;
+mod fleet_calls;
 mod follow;
 mod imager_calls;
+mod peer_link;
+pub mod peer_listener;
+#[cfg(test)]
+mod peer_tests;
 mod proc_calls;
 pub mod rpc;
 mod runner_calls;
@@ -25,6 +30,11 @@ use crate::services::builder::layout::BuilderLayout;
 use crate::services::builder::Builder;
 use crate::services::builds::BuildStore;
 use crate::services::hosts::directory::LocalDirectory;
+use crate::services::hosts::local::LocalHost;
+use crate::services::hosts::{ArtifactSource, HostDirectory};
+use crate::services::peer::client::Blobs;
+use crate::services::peer::directory::{FleetDirectory, Peers};
+use crate::services::peer::identity::FleetFiles;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
 use crate::services::stacks::StackImages;
@@ -32,6 +42,7 @@ use crate::services::state::State;
 use crate::services::supervisor::machine::Policy;
 use crate::services::supervisor::Supervisor;
 use crate::services::swarm::{self, Swarms};
+use peer_listener::Coordinator;
 
 /// The running daemon's shared state.
 pub struct Daemon {
@@ -49,10 +60,22 @@ pub struct Daemon {
     pub stacks: Arc<StackImages>,
     /// This host's name, as events and listings show it.
     pub host: String,
+    /// The fleet: joined hosts' links, and the coordinator when this vrd is one.
+    pub fleet: Fleet,
     /// Foreground `run`s in progress, by proc name.
     pub foreground: std::sync::Mutex<std::collections::HashMap<String, crate::services::runner::LaunchWatch>>,
     /// Keeps the sealed copy of the binary open; `runner.exe` names it through /proc/self/fd.
     _sealed_exe: OwnedFd,
+}
+
+/// This vrd's part in a fleet.
+pub struct Fleet {
+    /// The links of joined hosts (empty unless this vrd coordinates).
+    pub peers: Arc<Peers>,
+    /// The coordinator, when this vrd coordinates (`peer_listen`).
+    pub coordinator: Option<Arc<Coordinator>>,
+    /// The address hosts dial (`peer_advertise`, else `peer_listen` when it is a specific one).
+    pub advertise: Option<String>,
 }
 
 /// Why the daemon could not start.
@@ -126,19 +149,18 @@ impl Daemon {
             stop_grace: std::time::Duration::from_secs(config.stop_grace_secs),
             ..Policy::standard()
         };
-        let supervisor = Supervisor::start(Arc::clone(&runner), state, policy)
+        let host = config.host_name.clone();
+        let supervisor = Supervisor::start(Arc::clone(&runner), state, policy, host.clone())
             .await
             .map_err(|e| DaemonError::Start(e.to_string()))?;
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
         let builder = Builder {
             layout: BuilderLayout { root: config.data_dir.join("builder") },
             runner: Arc::clone(&runner),
         };
         let builds = BuildStore::new(&config.data_dir);
         spawn_scooper(supervisor.clone());
-        let swarms = start_swarms(config, &supervisor, &builder, &builds, &host).await?;
+        let (fleet, directory) = start_fleet(config, &supervisor, &builds).await?;
+        let swarms = start_swarms(config, &supervisor, &builder, &builds, &host, directory).await?;
         let stacks =
             Arc::new(StackImages::new(Arc::clone(&runner), builds.clone(), supervisor.state().clone()));
         Ok(Arc::new(Daemon {
@@ -149,6 +171,7 @@ impl Daemon {
             swarms,
             stacks,
             host,
+            fleet,
             foreground: Default::default(),
             _sealed_exe: sealed,
         }))
@@ -172,6 +195,49 @@ fn spawn_scooper(supervisor: Supervisor) {
     });
 }
 
+/// The fleet side of this vrd: a coordinator (with `peer_listen`) serves joined hosts on its peer
+/// port; a joined host (`vrd join` left its identity in the data dir) keeps its link to its
+/// coordinator up and serves its own procs there. Returns the host directory dispatch uses.
+async fn start_fleet(
+    config: &DaemonConfig,
+    supervisor: &Supervisor,
+    store: &BuildStore,
+) -> Result<(Fleet, Arc<dyn HostDirectory>), DaemonError> {
+    let files = FleetFiles::new(&config.data_dir);
+    let peers = Arc::new(Peers::default());
+    let mut coordinating = None;
+    if let Some(addr) = config.peer_listen {
+        let state = supervisor.state().clone();
+        let coordinator =
+            Coordinator::new(state, store.clone(), Arc::clone(&peers), &files, &config.host_name)
+                .map_err(DaemonError::Start)?;
+        let listener = peer_listener::bind(addr).await.map_err(DaemonError::Start)?;
+        tracing::info!(%addr, ca_sha256 = %coordinator.pin(), "coordinating hosts");
+        let coordinator = Arc::new(coordinator);
+        peer_listener::spawn(listener, Arc::clone(&coordinator));
+        coordinating = Some(coordinator);
+    }
+    let joined = files.host().map_err(|e| DaemonError::Start(e.to_string()))?;
+    if let Some(id) = joined {
+        if id.link.name != config.host_name {
+            return Err(DaemonError::Start(format!(
+                "this vrd joined its fleet as host {}, but its host_name is {}: set host_name = \"{}\" in vrd's config",
+                id.link.name, config.host_name, id.link.name
+            )));
+        }
+        let source: Arc<dyn ArtifactSource> = Arc::new(Blobs { id: id.clone() });
+        let agent = LocalHost::new(&config.host_name, supervisor.clone(), store.clone(), Some(source));
+        peer_link::spawn(id, Arc::new(agent));
+    }
+    let local = LocalDirectory::new(supervisor.clone(), store.clone());
+    let directory = Arc::new(FleetDirectory { local, peers: Arc::clone(&peers) });
+    let advertise = config
+        .peer_advertise
+        .clone()
+        .or_else(|| config.peer_listen.filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()));
+    Ok((Fleet { peers, coordinator: coordinating, advertise }, directory))
+}
+
 /// The balancers of the config, and swarm dispatch over this host's supervisor.
 async fn start_swarms(
     config: &DaemonConfig,
@@ -179,6 +245,7 @@ async fn start_swarms(
     builder: &Builder,
     store: &BuildStore,
     host: &str,
+    hosts: Arc<dyn HostDirectory>,
 ) -> Result<Arc<Swarms>, DaemonError> {
     let state = supervisor.state().clone();
     let ctx = balancer::Context { state: state.clone() };
@@ -197,7 +264,6 @@ async fn start_swarms(
         local_host: host.to_string(),
         drain: std::time::Duration::from_secs(config.drain_secs),
     };
-    let hosts = Arc::new(LocalDirectory::new(supervisor.clone(), store.clone()));
     let swarms = Swarms::start(state, Arc::new(balancers), hosts, builds, settings)
         .await
         .map_err(|e| DaemonError::Start(e.to_string()))?;

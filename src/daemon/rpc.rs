@@ -16,8 +16,9 @@ use super::server::Caller;
 use super::Daemon;
 use crate::api::{
     codes, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem,
-    ExitStatus, GcReport, ImageBuilt, ImageFile, Kind, LogLine, NumberedRelease, ProcFile, ProcInfo,
-    ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord, UptestResult, UptestRun, VrdServer,
+    ExitStatus, GcReport, HostJoin, HostLink, ImageBuilt, ImageFile, Kind, LogLine, NumberedRelease,
+    ProcFile, ProcInfo, ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord, UptestResult, UptestRun,
+    VrdServer,
 };
 use crate::model::deploy::release::Placement;
 use crate::model::proc_data::ProcSpec;
@@ -108,6 +109,27 @@ fn file_param(file: &ProcFile) -> serde_json::Value {
 impl VrdServer for RpcHandler {
     async fn version(&self) -> RpcResult<String> {
         Ok(env!("CARGO_PKG_VERSION").to_string())
+    }
+
+    async fn hosts_add(
+        &self,
+        ext: &Extensions,
+        name: String,
+        address: String,
+        squad: Option<String>,
+    ) -> RpcResult<HostJoin> {
+        let params = serde_json::json!({ "name": name, "address": address, "squad": squad });
+        self.audited(ext, "hosts.add", params, self.add_host(name.clone(), address.clone(), squad.clone()))
+            .await
+    }
+
+    async fn hosts_token(&self, ext: &Extensions, name: String) -> RpcResult<HostJoin> {
+        let params = serde_json::json!({ "name": name });
+        self.audited(ext, "hosts.token", params, self.host_token(name.clone())).await
+    }
+
+    async fn hosts_links(&self) -> RpcResult<Vec<HostLink>> {
+        Ok(self.host_links())
     }
 
     async fn runner_setup(&self, ext: &Extensions, file: ProcFile) -> RpcResult<SetupReport> {
@@ -319,7 +341,7 @@ impl VrdServer for RpcHandler {
         config_name: String,
     ) -> RpcResult<ProcInfo> {
         let params = serde_json::json!({ "id": id, "host": host, "port": port, "proc": proc_name, "config": config_name });
-        let at = Placement { config_name, proc_name, host, port };
+        let at = Placement { config_name, proc_name, host, port, address: None };
         self.audited(ext, "releases.deploy", params, self.deploy_release(id, at)).await
     }
 

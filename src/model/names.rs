@@ -96,6 +96,29 @@ pub fn app_name(value: &str) -> Result<String, NameError> {
     dash_free_part("app name", value, 64)
 }
 
+/// Checks a host name as the fleet uses it (in certificate names `<host>.hosts.vr`, URLs and file
+/// names): letters, digits, '-', '_' and '.', not starting or ending with '-' or '.'.
+pub fn host_name(value: &str) -> Result<String, NameError> {
+    check_len("host name", value, 253)?;
+    check_chars(
+        "host name",
+        value,
+        |c| c.is_ascii_alphanumeric() || "-_.".contains(c),
+        "a host name is letters, digits, '-', '_' and '.'",
+    )?;
+    if let Some(bad) =
+        [value.chars().next(), value.chars().last()].into_iter().flatten().find(|c| "-.".contains(*c))
+    {
+        return Err(NameError::BadChar {
+            what: "host name",
+            value: value.into(),
+            bad,
+            rule: "it may not start or end with '-' or '.'",
+        });
+    }
+    Ok(value.to_string())
+}
+
 /// Checks a proc type such as `web` (a Procfile key).
 pub fn proc_type(value: &str) -> Result<String, NameError> {
     dash_free_part("proc name", value, 64)

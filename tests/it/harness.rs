@@ -76,13 +76,24 @@ pub struct TestDaemon {
     extra_args: Vec<String>,
     /// The vrd binary this daemon runs (a copy, for upgrade tests).
     pub exe: PathBuf,
+    /// The network namespace it runs in (a test host of `netns::TestFleet`), if any.
+    pub netns: Option<String>,
     child: Child,
 }
 
-fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String]) -> Child {
+fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String], netns: Option<&str>) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vrd.log")).unwrap();
-    Command::new(exe)
-        .env("NO_COLOR", "1") // plain text in vrd.log, which tests read (and print on failure)
+    // In a test host's network namespace: nsenter enters only that (and execs vrd, so the child is
+    // vrd itself); `ip netns exec` would also hide /sys/fs/cgroup.
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.env("NO_COLOR", "1") // plain text in vrd.log, which tests read (and print on failure)
         .arg("daemon")
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -120,12 +131,31 @@ impl TestDaemon {
     }
 
     fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> TestDaemon {
+        TestDaemon::start_in_netns(dir, extra, None)
+    }
+
+    /// Starts a daemon in network namespace `netns` whose config file holds `toml`; `before` gets
+    /// the config file's path first (to `vrd join` with it, say).
+    pub fn start_in_namespace(netns: &str, toml: &str, before: impl FnOnce(&Path)) -> TestDaemon {
+        let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
+        let config = dir.path().join("vrd.toml");
+        let toml = format!(
+            "data_dir = \"{}\"\nrun_dir = \"{}\"\n{toml}",
+            dir.path().join("data").display(),
+            dir.path().join("run").display()
+        );
+        std::fs::write(&config, toml).unwrap();
+        before(&config);
+        TestDaemon::start_in_netns(dir, &["--config", config.to_str().unwrap()], Some(netns.to_string()))
+    }
+
+    fn start_in_netns(dir: tempfile::TempDir, extra: &[&str], netns: Option<String>) -> TestDaemon {
         let cgroup_parent =
             format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
         let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_vrd"));
-        let child = spawn_vrd(&exe, dir.path(), &cgroup_parent, &extra_args);
-        let daemon = TestDaemon { dir, cgroup_parent, extra_args, exe, child };
+        let child = spawn_vrd(&exe, dir.path(), &cgroup_parent, &extra_args, netns.as_deref());
+        let daemon = TestDaemon { dir, cgroup_parent, extra_args, exe, netns, child };
         daemon.wait_for_socket();
         daemon
     }
@@ -196,12 +226,18 @@ impl TestDaemon {
         pids
     }
 
+    /// Starts vrd on this daemon's dirs, settings and namespace, and waits for its socket.
+    fn respawn(&mut self) {
+        let netns = self.netns.as_deref();
+        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args, netns);
+        self.wait_for_socket();
+    }
+
     /// Kills vrd with SIGKILL (as a crash would) and starts a new one on the same dirs.
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args);
-        self.wait_for_socket();
+        self.respawn();
     }
 
     /// Sends vrd SIGTERM and waits for it to exit; returns how long that took.
@@ -218,8 +254,7 @@ impl TestDaemon {
 
     /// Starts vrd again on the same dirs (after [`TestDaemon::terminate`]).
     pub fn start_again(&mut self) {
-        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args);
-        self.wait_for_socket();
+        self.respawn();
     }
 
     /// Kills vrd, waits `away`, and starts a new one on the same dirs.
@@ -227,8 +262,7 @@ impl TestDaemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::thread::sleep(away);
-        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args);
-        self.wait_for_socket();
+        self.respawn();
     }
 
     /// Mounts whose mount point is under this daemon's dirs, as the host sees them; all but the

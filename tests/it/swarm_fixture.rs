@@ -40,9 +40,17 @@ impl Fx {
     /// `config` is the rest of vrd's config file (top-level settings first, then tables such as
     /// `[balancers.NAME]`); the fixture puts its own port range before it.
     pub fn with_config(config: &str) -> Fx {
+        Fx::with_daemon(TestDaemon::start_with_config(&Fx::port_range(config), &[]))
+    }
+
+    /// `config` with a port range of its own in front.
+    pub fn port_range(config: &str) -> String {
         let start = NEXT_RANGE.fetch_add(100, Ordering::SeqCst);
-        let config = format!("port_range_start = {start}\nport_range_end = {}\n{config}", start + 100);
-        let d = TestDaemon::start_with_config(&config, &[]);
+        format!("port_range_start = {start}\nport_range_end = {}\n{config}", start + 100)
+    }
+
+    /// The fixture on a daemon already started.
+    pub fn with_daemon(d: TestDaemon) -> Fx {
         let app = d.dir.path().join("hello");
         copy_dir(&repo().join("examples/hello"), &app);
         std::fs::remove_file(app.join("Procfile")).unwrap();

@@ -64,7 +64,8 @@ fn layers_depend_only_downwards() {
         ("api", &["model"]),
         ("config", &["model"]),
         ("host", &["sys", "model", "config"]),
-        ("services", &["host", "sys", "model", "config"]),
+        // `api` is the wire contract: services speak it to peers (the host API).
+        ("services", &["host", "sys", "model", "api", "config"]),
         ("daemon", &["services", "host", "sys", "model", "api", "config"]),
         ("cli", &["api", "model", "config", "sys"]),
     ];

@@ -161,10 +161,14 @@ pub struct Placement {
     pub config_name: String,
     /// The Procfile entry.
     pub proc_name: String,
-    /// The host's name (uptests get it as their host).
+    /// The host's name.
     pub host: String,
     /// The port.
     pub port: u16,
+    /// Where the proc is reached (the host's address): proc.yaml's `host`, which uptests get as
+    /// their host argument; the host's name when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// One proc to run: a release at a placement. Typed in-process; its JSON is the wire form to a
@@ -207,7 +211,7 @@ impl ProcOrder {
         put("config_name", at.config_name.clone().into());
         put("proc_name", at.proc_name.clone().into());
         put("release_hash", release.hash().into());
-        put("host", at.host.clone().into());
+        put("host", at.address.clone().unwrap_or_else(|| at.host.clone()).into());
         put("port", at.port.into());
         put("user", release.run_as.clone().into());
         put("build_url", located.build_url.clone().into());
@@ -313,8 +317,13 @@ mod tests {
     fn proc_yaml_reads_back_as_the_proc_it_describes() {
         let s = swarm(json!({"env": {"N": 3}, "config": {"k": "v"}, "volumes": [["/srv", "/data", "ro"]]}));
         let r = ReleaseSpec::merge("hello", build(), &s, &[]);
-        let at =
-            Placement { config_name: "prod".into(), proc_name: "web".into(), host: "h1".into(), port: 5007 };
+        let at = Placement {
+            config_name: "prod".into(),
+            proc_name: "web".into(),
+            host: "h1".into(),
+            port: 5007,
+            address: None,
+        };
         let order = ProcOrder { release: r.clone(), at };
         let located = Located { build_url: "/store/slug".into(), image_url: "/img.tar.gz".into() };
         let yaml = order.proc_yaml(&located);

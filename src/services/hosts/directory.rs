@@ -25,7 +25,9 @@ impl LocalDirectory {
 impl HostDirectory for LocalDirectory {
     fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
         match &host.peer {
-            None => Ok(Arc::new(LocalHost::new(&host.name, self.supervisor.clone(), self.store.clone()))),
+            None => {
+                Ok(Arc::new(LocalHost::new(&host.name, self.supervisor.clone(), self.store.clone(), None)))
+            }
             Some(peer) => Err(HostError::Unreachable {
                 host: host.name.clone(),
                 why: format!("it is served by the peer vrd at {peer}, and this vrd has no peer mode yet"),

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{HostAgent, HostError, HostProc};
+use std::sync::Arc;
+
+use super::{ArtifactSource, HostAgent, HostError, HostProc};
 use crate::model::deploy::release::{ArtifactRef, Located, ProcOrder};
 use crate::model::supervision::{Desired, ProcState};
 use crate::model::uptest::UptestResult;
@@ -21,12 +23,47 @@ pub struct LocalHost {
     name: String,
     supervisor: Supervisor,
     store: BuildStore,
+    source: Option<Arc<dyn ArtifactSource>>,
 }
 
+/// One fetch per artifact at a time on a host: later deploys of the same build wait and share it.
+static FETCHING: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 impl LocalHost {
-    /// The host called `name`, served by `supervisor`, with artifacts from `store`.
-    pub fn new(name: &str, supervisor: Supervisor, store: BuildStore) -> LocalHost {
-        LocalHost { name: name.to_string(), supervisor, store }
+    /// The host called `name`, served by `supervisor`, with artifacts from `store` (filled from
+    /// `source` when it lacks one: a joined host's coordinator).
+    pub fn new(
+        name: &str,
+        supervisor: Supervisor,
+        store: BuildStore,
+        source: Option<Arc<dyn ArtifactSource>>,
+    ) -> LocalHost {
+        LocalHost { name: name.to_string(), supervisor, store, source }
+    }
+
+    /// Fetches the artifact into the store when it is missing there and this host has a source.
+    async fn ensure_local(&self, artifact: &ArtifactRef) -> Result<(), HostError> {
+        let Some(source) = &self.source else { return Ok(()) };
+        let path = self.store.artifact_path(&artifact.sha256);
+        let lock = {
+            let mut fetching = FETCHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(fetching.entry(artifact.sha256.clone()).or_default())
+        };
+        let _one_fetch = lock.lock().await;
+        if path.exists() {
+            return Ok(());
+        }
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| self.failed(format!("failed to create {}: {e}", dir.display())))?;
+        }
+        let started = std::time::Instant::now();
+        source.fetch(artifact, &path).await.map_err(|e| self.failed(e))?;
+        tracing::info!(sha256 = %artifact.sha256, bytes = artifact.size, ms = started.elapsed().as_millis() as u64, "fetched an artifact from the coordinator");
+        Ok(())
     }
 
     /// A store file of this host, checked against the size the release names.
@@ -103,6 +140,10 @@ impl HostAgent for LocalHost {
     }
 
     async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
+        let build = &order.release.build;
+        for artifact in [&build.artifact, &build.image.artifact].into_iter().flatten() {
+            self.ensure_local(artifact).await?;
+        }
         let proc_yaml = order.proc_yaml(&self.locate(order)?);
         let (spec, _) = runner::parse(&proc_yaml).map_err(|e| self.failed(e.to_string()))?;
         let name = spec.name.to_string();

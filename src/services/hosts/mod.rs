@@ -82,6 +82,18 @@ pub trait HostAgent: Send + Sync {
     async fn destroy(&self, proc: &str) -> Result<(), HostError>;
 }
 
+/// Where a host gets an artifact its store lacks (on a joined host: its coordinator's store).
+#[async_trait]
+pub trait ArtifactSource: Send + Sync {
+    /// Writes the artifact's bytes, verified against its sha256 and size, to `dest` (a path in
+    /// the store that does not exist yet); an interrupted fetch leaves nothing there.
+    async fn fetch(
+        &self,
+        artifact: &crate::model::deploy::release::ArtifactRef,
+        dest: &std::path::Path,
+    ) -> Result<(), String>;
+}
+
 /// Finds the agent that reaches a host definition.
 pub trait HostDirectory: Send + Sync {
     /// The agent of `host`; `Unreachable` when nothing can reach it now.

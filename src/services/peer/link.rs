@@ -18,6 +18,11 @@ use crate::services::hosts::HostAgent;
 
 /// Orders carry whole releases; procs lists of big hosts are long.
 const MAX_MESSAGE: u32 = 64 << 20;
+/// Both ends ping every 5 s (Diego's presence interval) and close a link silent for 15 s, so a
+/// dead or partitioned peer is noticed within 15 s even when no call is in flight.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// See [`HEARTBEAT`].
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 
 /// Serves `agent`'s host API on `io` until the coordinator closes the link (or it breaks).
 pub async fn serve_host_api<S>(io: S, agent: Arc<dyn HostAgent>) -> Result<(), String>
@@ -31,9 +36,11 @@ where
     let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
     let io = Watched { inner: io, _closed: closed_tx };
     let (stop_handle, server_handle) = stop_channel();
+    let ping = jsonrpsee::server::PingConfig::new().ping_interval(HEARTBEAT).inactive_limit(SILENCE_LIMIT);
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_MESSAGE)
         .max_response_body_size(MAX_MESSAGE)
+        .enable_ws_ping(ping)
         .build();
     let svc = jsonrpsee::server::Server::builder()
         .set_config(config)
@@ -98,7 +105,13 @@ where
         .await
         .map_err(|e| format!("the host did not answer the link's handshake: {e}"))?;
     // Deadlines are per call (`remote::CALL_DEADLINE` and the waits'); this is only a backstop.
-    Ok(ClientBuilder::default().request_timeout(Duration::from_secs(3600)).build_with_tokio(tx, rx))
+    let ping = jsonrpsee::core::client::async_client::PingConfig::new()
+        .ping_interval(HEARTBEAT)
+        .inactive_limit(SILENCE_LIMIT);
+    Ok(ClientBuilder::default()
+        .request_timeout(Duration::from_secs(3600))
+        .enable_ws_ping(ping)
+        .build_with_tokio(tx, rx))
 }
 
 #[cfg(test)]
@@ -134,7 +147,13 @@ mod tests {
             mem_limit: None,
             memsw_limit: None,
         };
-        let at = Placement { config_name: "prod".into(), proc_name: "web".into(), host: "h1".into(), port };
+        let at = Placement {
+            config_name: "prod".into(),
+            proc_name: "web".into(),
+            host: "h1".into(),
+            port,
+            address: None,
+        };
         ProcOrder { release, at }
     }
 

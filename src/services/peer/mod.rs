@@ -1,6 +1,10 @@
 //! Peer mode: many hosts under one coordinating vrd. `pki` is the fleet's CA and certificates.
 //! See ARCHITECTURE.md "The fleet".
 
+pub mod client;
+pub mod directory;
+pub mod enroll;
+pub mod identity;
 pub mod link;
 pub mod pki;
 pub mod remote;

@@ -77,15 +77,14 @@ fn now() -> i64 {
 }
 
 impl Supervisor {
-    /// A supervisor over `state`, which re-adopts or restarts every stored proc.
+    /// A supervisor over `state` on the machine called `host`, which re-adopts or restarts every
+    /// stored proc.
     pub async fn start(
         runner: Arc<Runner>,
         state: State,
         policy: Policy,
+        host: String,
     ) -> Result<Supervisor, SupervisorError> {
-        let host = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "localhost".into());
         let (events, _) = broadcast::channel(4096);
         let shared =
             Arc::new(Shared { runner, state, events, host, policy, tasks: Mutex::new(HashMap::new()) });

@@ -268,6 +268,7 @@ impl Swarms {
                         proc_name: swarm.proc_name.clone(),
                         host: host.clone(),
                         port,
+                        address: survey.hosts.get(&host).map(|h| h.spec.node_address().to_string()),
                     };
                     let result = self.deploy_one(swarm, release, release_id, &at, survey).await;
                     let _ = self.state.unlock_port(host.clone(), port).await;

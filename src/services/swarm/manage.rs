@@ -68,7 +68,7 @@ impl Swarms {
     }
 
     /// Deploys release `id` by hand on `host` (not owned by a swarm, not routed).
-    pub async fn deploy_release(&self, id: u64, at: Placement) -> Result<String, SwarmError> {
+    pub async fn deploy_release(&self, id: u64, mut at: Placement) -> Result<String, SwarmError> {
         let record = self.state.release(id).await?.ok_or_else(|| {
             SwarmError::Invalid(format!("there is no release {id}: `vr swarms releases SWARM` lists them"))
         })?;
@@ -78,6 +78,7 @@ impl Swarms {
             return Err(SwarmError::Invalid(format!("'{}' is not a host", at.host)));
         };
         let agent = self.agent(&host)?;
+        at.address = Some(host.node_address().to_string());
         if !agent.port_is_free(at.port).await? {
             return Err(SwarmError::Placement(format!(
                 "port {} on {} is in use: pick another",

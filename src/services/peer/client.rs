@@ -1,0 +1,190 @@
+//! A host's calls to its coordinator: one HTTP/1.1 exchange per TLS connection (hyper), for
+//! joining (`POST /v1/join`, before the host has a certificate), opening the link (`GET /v1/host`
+//! upgraded to the host API) and fetching artifacts (`GET /v1/blobs/sha256/<hex>`). Every step
+//! has a deadline.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::identity::{HostIdentity, Link};
+use super::pki::{self, KeyAndCert};
+use super::tls;
+use crate::model::deploy::release::ArtifactRef;
+use crate::services::hosts::ArtifactSource;
+
+/// How long connecting (TCP and TLS) may take.
+pub const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
+/// The upgrade token of the host link.
+pub const LINK_PROTOCOL: &str = "vr-host/1";
+
+/// What a joining host sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    /// The host name the token was made for.
+    pub name: String,
+    /// The one-time token.
+    pub token: String,
+    /// A CSR for the key the host made (PEM).
+    pub csr: String,
+}
+
+/// What the coordinator answers a join with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinAnswer {
+    /// The host's certificate (PEM).
+    pub cert: String,
+    /// The fleet's CA (PEM).
+    pub ca: String,
+}
+
+/// An error answer: what went wrong and what to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The message.
+    pub error: String,
+}
+
+async fn dial(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<SendRequest<Full<Bytes>>, String> {
+    let connect = async {
+        let tcp =
+            tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(tls::coordinator_name(), tcp)
+            .await
+            .map_err(|e| format!("TLS with {addr}: {e}"))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| format!("HTTP with {addr}: {e}"))?;
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok::<_, String>(sender)
+    };
+    tokio::time::timeout(CONNECT_DEADLINE, connect)
+        .await
+        .map_err(|_| format!("{addr} did not answer within {} s", CONNECT_DEADLINE.as_secs()))?
+}
+
+/// The error text of a non-success answer.
+async fn refusal(response: hyper::Response<hyper::body::Incoming>) -> String {
+    let status = response.status();
+    let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    match serde_json::from_slice::<Refusal>(&body) {
+        Ok(r) => r.error,
+        Err(_) => format!("the coordinator answered {status}: {}", String::from_utf8_lossy(&body)),
+    }
+}
+
+/// Joins the fleet of the coordinator at `addr`: makes a key here, checks the coordinator's CA
+/// against `pin`, has the CSR signed with `token`. Returns the identity to save.
+pub async fn join(addr: &str, pin: &str, name: &str, token: &str) -> Result<HostIdentity, String> {
+    let (key_pem, csr) = pki::new_key_and_csr(name).map_err(|e| e.to_string())?;
+    let mut sender = dial(addr, tls::join_config(pin).map_err(|e| e.to_string())?).await?;
+    let body = serde_json::to_vec(&JoinRequest { name: name.into(), token: token.into(), csr })
+        .map_err(|e| e.to_string())?;
+    let request = hyper::Request::post("/v1/join")
+        .header("host", pki::COORDINATOR_SERVER_NAME)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("join: {e}"))?;
+    if !response.status().is_success() {
+        return Err(refusal(response).await);
+    }
+    let body = response.into_body().collect().await.map_err(|e| format!("join: {e}"))?.to_bytes();
+    let answer: JoinAnswer = serde_json::from_slice(&body).map_err(|e| format!("join: a bad answer: {e}"))?;
+    Ok(HostIdentity {
+        link: Link { coordinator: addr.to_string(), name: name.to_string() },
+        ca_pem: answer.ca,
+        own: KeyAndCert { key_pem, cert_pem: answer.cert },
+    })
+}
+
+fn host_config(id: &HostIdentity) -> Result<Arc<rustls::ClientConfig>, String> {
+    tls::client_config(&id.ca_pem, &id.own).map_err(|e| e.to_string())
+}
+
+/// Opens the host link: the upgraded connection the coordinator calls the host API on.
+pub async fn open_link(id: &HostIdentity) -> Result<hyper::upgrade::Upgraded, String> {
+    let mut sender = dial(&id.link.coordinator, host_config(id)?).await?;
+    let request = hyper::Request::get("/v1/host")
+        .header("host", pki::COORDINATOR_SERVER_NAME)
+        .header("connection", "upgrade")
+        .header("upgrade", LINK_PROTOCOL)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("link: {e}"))?;
+    if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+        return Err(refusal(response).await);
+    }
+    hyper::upgrade::on(response).await.map_err(|e| format!("link upgrade: {e}"))
+}
+
+/// Fetches artifacts from the coordinator's store over TLS with the host's certificate.
+pub struct Blobs {
+    /// The host's identity.
+    pub id: HostIdentity,
+}
+
+#[async_trait::async_trait]
+impl ArtifactSource for Blobs {
+    async fn fetch(&self, artifact: &ArtifactRef, dest: &Path) -> Result<(), String> {
+        let what = format!("artifact sha256:{} from {}", artifact.sha256, self.id.link.coordinator);
+        let mut sender = dial(&self.id.link.coordinator, host_config(&self.id)?).await?;
+        let request = hyper::Request::get(format!("/v1/blobs/sha256/{}", artifact.sha256))
+            .header("host", pki::COORDINATOR_SERVER_NAME)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| format!("{what}: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("{what}: {}", refusal(response).await));
+        }
+        write_verified(response.into_body(), artifact, dest).await.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// Streams a body into a temp file beside `dest`, checks its size and sha256, and only then
+/// renames it into place: an interrupted or corrupt transfer never leaves a cache entry.
+async fn write_verified(
+    mut body: hyper::body::Incoming,
+    artifact: &ArtifactRef,
+    dest: &Path,
+) -> Result<(), String> {
+    let dir = dest.parent().ok_or("the store path has no parent")?;
+    let tmp = tempfile::Builder::new().prefix(".fetch-").tempfile_in(dir).map_err(|e| e.to_string())?;
+    let (file, tmp_path) = tmp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hash = Sha256::new();
+    let mut size = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the transfer broke off: {e}"))?;
+        if let Some(data) = frame.data_ref() {
+            size += data.len() as u64;
+            if size > artifact.size {
+                return Err(format!(
+                    "the coordinator sent more than the {} bytes the release names",
+                    artifact.size
+                ));
+            }
+            hash.update(data);
+            file.write_all(data).await.map_err(|e| e.to_string())?;
+        }
+    }
+    let got = pki::hex(&hash.finalize());
+    if size != artifact.size || got != artifact.sha256 {
+        return Err(format!("got {size} bytes with sha256 {got}: not the artifact; nothing was kept"));
+    }
+    file.sync_all().await.map_err(|e| e.to_string())?;
+    tmp_path.persist(dest).map_err(|e| e.to_string())?;
+    Ok(())
+}

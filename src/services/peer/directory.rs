@@ -1,0 +1,119 @@
+//! The coordinator's view of its hosts: which are connected now (each joined host keeps one link
+//! open), and the directory dispatch uses — hosts served by this vrd through `LocalDirectory`,
+//! joined hosts through their link. A host that is not connected is `Unreachable` at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::SystemTime;
+
+use jsonrpsee::core::client::Client;
+
+use super::remote::{RemoteHost, CALL_DEADLINE};
+use crate::model::deploy::HostSpec;
+use crate::services::hosts::directory::LocalDirectory;
+use crate::services::hosts::{HostAgent, HostDirectory, HostError};
+
+/// One open link.
+#[derive(Clone)]
+struct Connected {
+    client: Arc<Client>,
+    since: SystemTime,
+    id: u64,
+    version: String,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+/// A connected host as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The host's name.
+    pub name: String,
+    /// When its link opened.
+    pub since: SystemTime,
+    /// Its vrd's version.
+    pub version: String,
+}
+
+/// The links of joined hosts, by host name.
+#[derive(Default)]
+pub struct Peers {
+    links: RwLock<HashMap<String, Connected>>,
+    next: AtomicU64,
+}
+
+impl Peers {
+    /// Records `name`'s new link (replacing an older one: a host reconnecting); returns its id
+    /// and what tells the link's holder to close it ([`Peers::cut`]).
+    pub fn connect(
+        &self,
+        name: &str,
+        client: Arc<Client>,
+        version: String,
+    ) -> (u64, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let link = Connected { client, since: SystemTime::now(), id, version, cut: Arc::clone(&cut) };
+        let old = self.links.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), link);
+        if let Some(old) = old {
+            old.cut.notify_one();
+        }
+        (id, cut)
+    }
+
+    /// Forgets link `id` of `name` (a newer link of the same host stays).
+    pub fn disconnect(&self, name: &str, id: u64) {
+        let mut links = self.links.write().unwrap_or_else(PoisonError::into_inner);
+        if links.get(name).is_some_and(|l| l.id == id) {
+            links.remove(name);
+        }
+    }
+
+    /// Closes `name`'s link, whatever it is (the host was deleted: its certificate is revoked).
+    pub fn cut(&self, name: &str) {
+        let removed = self.links.write().unwrap_or_else(PoisonError::into_inner).remove(name);
+        if let Some(link) = removed {
+            link.cut.notify_one();
+        }
+    }
+
+    fn client(&self, name: &str) -> Option<Arc<Client>> {
+        let links = self.links.read().unwrap_or_else(PoisonError::into_inner);
+        links.get(name).map(|l| Arc::clone(&l.client))
+    }
+
+    /// The connected hosts.
+    pub fn list(&self) -> Vec<LinkInfo> {
+        let links = self.links.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<LinkInfo> = links
+            .iter()
+            .map(|(name, l)| LinkInfo { name: name.clone(), since: l.since, version: l.version.clone() })
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+}
+
+/// Hosts this vrd serves itself, and joined hosts over their links.
+pub struct FleetDirectory {
+    /// Hosts without `peer`.
+    pub local: LocalDirectory,
+    /// The joined hosts' links.
+    pub peers: Arc<Peers>,
+}
+
+impl HostDirectory for FleetDirectory {
+    fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
+        if host.peer.is_none() {
+            return self.local.agent(host);
+        }
+        match self.peers.client(&host.name) {
+            Some(client) => Ok(Arc::new(RemoteHost::new(&host.name, client, CALL_DEADLINE))),
+            None => Err(HostError::Unreachable {
+                host: host.name.clone(),
+                why: "its vrd is not connected to this coordinator (not started, not joined yet, or its link is down)"
+                    .into(),
+            }),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Peer mode end to end: vrds in network namespaces of their own on a private bridge
+//! (`netns::TestFleet`), one coordinating, the others joining it with `vr hosts add` and
+//! `vrd join`, and a swarm spread over all of them, routed through the coordinator's router.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::{text, TestDaemon};
+use crate::netns::TestFleet;
+use crate::require_root;
+use crate::swarm_fixture::Fx;
+
+const ROUTER: &str = "198.18.0.1:8080";
+const PEER_PORT: &str = "198.18.0.1:7443";
+
+/// The coordinator (host 1 of `net`), with the builtin router on pool `hello`.
+fn coordinator(net: &TestFleet) -> Fx {
+    let config = Fx::port_range(&format!(
+        "host_name = \"coord\"\npeer_listen = \"{PEER_PORT}\"\ndrain_secs = 1\n\
+         [balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"{ROUTER}\" }}\n"
+    ));
+    Fx::with_daemon(TestDaemon::start_in_namespace(&net.netns(1), &config, |_| {}))
+}
+
+/// `vr hosts add NAME` on the coordinator: the `vrd join` arguments it printed.
+fn add_host(fx: &Fx, name: &str, address: &str) -> Vec<String> {
+    let out = fx.ok(&["hosts", "add", name, "--address", address]);
+    let line =
+        out.lines().map(str::trim).find(|l| l.starts_with("vrd join ")).unwrap_or_else(|| panic!("{out}"));
+    line.split_whitespace().skip(1).map(str::to_string).collect()
+}
+
+/// Runs `vrd join ARGS --config CONFIG` inside host `i`.
+fn join(net: &TestFleet, i: usize, args: &[String], config: &std::path::Path) -> std::process::Output {
+    net.command(i, env!("CARGO_BIN_EXE_vrd")).args(args).arg("--config").arg(config).output().unwrap()
+}
+
+/// A host vrd in namespace `i` that joined with `args` first.
+fn joined_host(net: &TestFleet, i: usize, name: &str, args: &[String]) -> TestDaemon {
+    TestDaemon::start_in_namespace(
+        &net.netns(i),
+        &Fx::port_range(&format!("host_name = \"{name}\"\n")),
+        |config| {
+            let out = join(net, i, args, config);
+            assert!(out.status.success(), "vrd join: {:?}", text(&out));
+            assert!(text(&out).0.contains(&format!("as host {name}")), "{:?}", text(&out));
+        },
+    )
+}
+
+fn wait_for_links(fx: &Fx, hosts: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let links = fx.ok(&["hosts", "links"]);
+        if hosts
+            .iter()
+            .all(|h| links.lines().any(|l| l.starts_with(&format!("{h} ")) && l.contains("connected")))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "hosts {hosts:?} did not connect: {links}\n{}", fx.vrd_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn procs_on(d: &TestDaemon) -> usize {
+    let out = d.run_vr(&["procs", "list"]);
+    text(&out).0.lines().skip(1).count()
+}
+
+#[test]
+fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
+    require_root!("hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves");
+    let net = TestFleet::new(3);
+    let fx = coordinator(&net);
+    let h1_args = add_host(&fx, "h1", &net.address(2));
+    let h2_args = add_host(&fx, "h2", &net.address(3));
+    let h1 = joined_host(&net, 2, "h1", &h1_args);
+    let h2 = joined_host(&net, 3, "h2", &h2_args);
+    wait_for_links(&fx, &["h1", "h2"]);
+
+    fx.create_swarm(&["app=hello", "version=v1", "size=3", "pool=hello"]);
+    let out = fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    assert!(out.contains("Uptests passed: 2 tests on 3 procs") || out.contains("on 3 procs"), "{out}");
+    assert_eq!((procs_on(&fx.d), procs_on(&h1), procs_on(&h2)), (1, 1, 1), "one proc per host");
+    let nodes = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
+    for address in [net.address(2), net.address(3)] {
+        assert!(nodes.contains(&format!("{address}:")), "{address} is routed: {nodes}");
+    }
+    for _ in 0..6 {
+        let page =
+            net.http_get(1, &format!("http://{ROUTER}/")).unwrap_or_else(|e| panic!("{e}\n{}", fx.vrd_log()));
+        assert!(page.contains("Hello from vr"), "{page}");
+    }
+    // The slug came from the coordinator's store, once, verified.
+    for h in [&h1, &h2] {
+        let store: Vec<_> = std::fs::read_dir(h.data().join("store/sha256")).unwrap().flatten().collect();
+        assert_eq!(store.len(), 1, "one artifact in {}", h.data().display());
+    }
+}
+
+#[test]
+fn joining_is_refused_for_a_used_token_a_wrong_pin_and_a_deleted_host() {
+    require_root!("joining_is_refused_for_a_used_token_a_wrong_pin_and_a_deleted_host");
+    let net = TestFleet::new(2);
+    let fx = coordinator(&net);
+    let args = add_host(&fx, "h1", &net.address(2));
+    let h1 = joined_host(&net, 2, "h1", &args);
+    wait_for_links(&fx, &["h1"]);
+    let config = h1.dir.path().join("vrd.toml");
+
+    let again = join(&net, 2, &args, &config);
+    assert!(!again.status.success());
+    assert!(text(&again).1.contains("used already"), "{:?}", text(&again));
+
+    let mut wrong_pin = args.clone();
+    let at = wrong_pin.iter().position(|a| a == "--ca-sha256").unwrap() + 1;
+    wrong_pin[at] = "0".repeat(64);
+    let refused = join(&net, 2, &wrong_pin, &config);
+    assert!(text(&refused).1.contains("--ca-sha256"), "{:?}", text(&refused));
+
+    let taken = fx.vr(&["hosts", "add", "h1", "--address", "198.18.0.9"]);
+    assert!(text(&taken).1.contains("exists already"), "{:?}", text(&taken));
+
+    // Deleting the host revokes its certificate: its link is cut and cannot come back.
+    fx.ok(&["hosts", "delete", "h1"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = h1.dir.path().join("vrd.log");
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("revoked or replaced") {
+        assert!(
+            Instant::now() < deadline,
+            "h1 was not refused: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!fx.ok(&["hosts", "links"]).contains("h1 "));
+}
