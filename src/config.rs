@@ -54,7 +54,12 @@ pub struct DaemonConfig {
     pub peer_listen: Option<std::net::SocketAddr>,
     /// The address hosts dial to reach this coordinator (`peer_listen` as seen from the hosts).
     pub peer_advertise: Option<String>,
+    /// Seconds a joined host may be lost (suspect) before its procs are replaced elsewhere.
+    pub host_grace_secs: u64,
 }
+
+/// How long a lost host may stay away before its procs are replaced (see ARCHITECTURE "The fleet").
+pub const DEFAULT_HOST_GRACE_SECS: u64 = 60;
 
 /// How long a de-routed proc keeps running before it is stopped.
 pub const DEFAULT_DRAIN_SECS: u64 = 2;
@@ -115,6 +120,10 @@ pub struct RawConfig {
     /// The ADDR:PORT hosts dial to reach this coordinator [default: peer_listen, unless 0.0.0.0]
     #[arg(long)]
     pub peer_advertise: Option<String>,
+    /// Seconds a lost host stays suspect (its nodes out of their pools) before its procs are
+    /// replaced on other hosts [default: 60]
+    #[arg(long)]
+    pub host_grace_secs: Option<u64>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -174,6 +183,7 @@ impl RawConfig {
             host_name: over.host_name.or(self.host_name),
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
+            host_grace_secs: over.host_grace_secs.or(self.host_grace_secs),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -255,6 +265,7 @@ impl RawConfig {
             host_name,
             peer_listen,
             peer_advertise: self.peer_advertise,
+            host_grace_secs: self.host_grace_secs.unwrap_or(DEFAULT_HOST_GRACE_SECS),
         })
     }
 }

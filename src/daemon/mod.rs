@@ -204,7 +204,7 @@ async fn start_fleet(
     store: &BuildStore,
 ) -> Result<(Fleet, Arc<dyn HostDirectory>), DaemonError> {
     let files = FleetFiles::new(&config.data_dir);
-    let peers = Arc::new(Peers::default());
+    let peers = Arc::new(Peers::new(std::time::Duration::from_secs(config.host_grace_secs)));
     let mut coordinating = None;
     if let Some(addr) = config.peer_listen {
         let state = supervisor.state().clone();
@@ -268,6 +268,9 @@ async fn start_swarms(
         .await
         .map_err(|e| DaemonError::Start(e.to_string()))?;
     swarms.spawn_schedule(swarm::UPTEST_INTERVAL);
+    if config.peer_listen.is_some() {
+        swarms.spawn_watch(swarm::watch::WATCH_INTERVAL);
+    }
     Ok(swarms)
 }
 

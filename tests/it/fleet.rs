@@ -12,10 +12,11 @@ use crate::swarm_fixture::Fx;
 const ROUTER: &str = "198.18.0.1:8080";
 const PEER_PORT: &str = "198.18.0.1:7443";
 
-/// The coordinator (host 1 of `net`), with the builtin router on pool `hello`.
+/// The coordinator (host 1 of `net`), with the builtin router on pool `hello`; lost hosts are
+/// replaced after 5 s.
 fn coordinator(net: &TestFleet) -> Fx {
     let config = Fx::port_range(&format!(
-        "host_name = \"coord\"\npeer_listen = \"{PEER_PORT}\"\ndrain_secs = 1\n\
+        "host_name = \"coord\"\npeer_listen = \"{PEER_PORT}\"\ndrain_secs = 1\nhost_grace_secs = 5\n\
          [balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"{ROUTER}\" }}\n"
     ));
     Fx::with_daemon(TestDaemon::start_in_namespace(&net.netns(1), &config, |_| {}))
@@ -134,4 +135,60 @@ fn joining_is_refused_for_a_used_token_a_wrong_pin_and_a_deleted_host() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!fx.ok(&["hosts", "links"]).contains("h1 "));
+}
+
+/// Waits until `done` holds, for at most `secs`; says what it waited for when it gives up.
+fn eventually(what: &str, secs: u64, fx: &Fx, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(secs),
+            "not within {secs} s: {what}\n{}",
+            fx.vrd_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
+}
+
+#[test]
+fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
+    require_root!("a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate");
+    let net = TestFleet::new(3);
+    let fx = coordinator(&net);
+    let h1_args = add_host(&fx, "h1", &net.address(2));
+    let h2_args = add_host(&fx, "h2", &net.address(3));
+    let h1 = joined_host(&net, 2, "h1", &h1_args);
+    let mut h2 = joined_host(&net, 3, "h2", &h2_args);
+    wait_for_links(&fx, &["h1", "h2"]);
+    fx.create_swarm(&["app=hello", "version=v1", "size=3", "pool=hello"]);
+    fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    let lost_node = format!("{}:", net.address(3));
+    assert!(fx.ok(&["balancers", "nodes", "builtin", "hello"]).contains(&lost_node));
+
+    // h2 dies: its vrd killed and its link cut (its procs keep running, unreachable).
+    h2.kill();
+    net.set_link(3, false);
+    let derouted = eventually("h2's node de-routed", 20, &fx, || {
+        !fx.ok(&["balancers", "nodes", "builtin", "hello"]).contains(&lost_node)
+    });
+    for _ in 0..10 {
+        let page = net.http_get(1, &format!("http://{ROUTER}/"));
+        assert!(page.as_ref().is_ok_and(|p| p.contains("Hello from vr")), "{page:?}");
+    }
+    let replaced = eventually("the swarm back at 3 procs on the others", 40, &fx, || {
+        procs_on(&fx.d) + procs_on(&h1) == 3
+            && fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 3
+    });
+    eprintln!("de-routed after {derouted:?}, replaced after {replaced:?} more (grace 5 s)");
+
+    // h2 comes back with its old proc: the surplus is retired, nothing is duplicated.
+    net.set_link(3, true);
+    h2.start_again();
+    eventually("h2 reconciled: 3 procs in all", 40, &fx, || {
+        procs_on(&fx.d) + procs_on(&h1) + procs_on(&h2) == 3
+    });
+    eventually("3 routed nodes", 20, &fx, || {
+        fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 3
+    });
 }

@@ -240,6 +240,12 @@ impl TestDaemon {
         self.respawn();
     }
 
+    /// Kills vrd with SIGKILL (as a crash would); its procs keep running. `start_again` brings it back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends vrd SIGTERM and waits for it to exit; returns how long that took.
     pub fn terminate(&mut self) -> Duration {
         let started = Instant::now();

@@ -67,7 +67,6 @@ impl TestFleet {
     }
 
     /// Cuts host `i` off the bridge (a network partition), or connects it again.
-    #[allow(dead_code)] // the failure tests of the next step use it
     pub fn set_link(&self, i: usize, up: bool) {
         ip(&["-n", &self.netns(i), "link", "set", "eth0", if up { "up" } else { "down" }]);
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{HostAgent, HostDirectory, HostError, HostProc};
+use super::{HostAgent, HostDirectory, HostError, HostHealth, HostProc};
 use crate::model::deploy::release::ProcOrder;
 use crate::model::deploy::HostSpec;
 use crate::model::supervision::ProcState;
@@ -184,14 +184,31 @@ impl HostAgent for FakeHost {
     }
 }
 
-/// The fake hosts of a test, by name.
+/// The fake hosts of a test, by name, with the health a test gives them.
 #[derive(Default)]
 pub struct FakeDirectory {
     /// The hosts.
     pub hosts: BTreeMap<String, Arc<FakeHost>>,
+    /// Health by host name (up when not given).
+    pub health: Mutex<BTreeMap<String, HostHealth>>,
+}
+
+impl FakeDirectory {
+    /// Sets `host`'s health (and makes it unreachable unless it is up).
+    pub fn set_health(&self, host: &str, health: HostHealth) {
+        self.health.lock().unwrap_or_else(PoisonError::into_inner).insert(host.to_string(), health);
+        if let Some(h) = self.hosts.get(host) {
+            h.set_unreachable(health != HostHealth::Up);
+        }
+    }
 }
 
 impl HostDirectory for FakeDirectory {
+    fn health(&self, host: &HostSpec) -> HostHealth {
+        let health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        health.get(&host.name).copied().unwrap_or(HostHealth::Up)
+    }
+
     fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
         match self.hosts.get(&host.name) {
             Some(h) => Ok(Arc::clone(h) as Arc<dyn HostAgent>),

@@ -94,8 +94,37 @@ pub trait ArtifactSource: Send + Sync {
     ) -> Result<(), String>;
 }
 
+/// How a host is doing, as its coordinator sees it (see ARCHITECTURE "The fleet": a host whose
+/// link is lost is `Suspect` at once; after the grace it is `Down`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostHealth {
+    /// Reachable.
+    Up,
+    /// Its link is lost, for less than the grace period: its nodes leave their pools.
+    Suspect,
+    /// Lost for longer than the grace period: its procs are replaced elsewhere.
+    Down,
+}
+
+impl HostHealth {
+    /// The lowercase name listings show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostHealth::Up => "up",
+            HostHealth::Suspect => "suspect",
+            HostHealth::Down => "down",
+        }
+    }
+}
+
 /// Finds the agent that reaches a host definition.
 pub trait HostDirectory: Send + Sync {
     /// The agent of `host`; `Unreachable` when nothing can reach it now.
     fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError>;
+
+    /// How `host` is doing; hosts this vrd serves itself are always up.
+    fn health(&self, host: &HostSpec) -> HostHealth {
+        let _ = host;
+        HostHealth::Up
+    }
 }

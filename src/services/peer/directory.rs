@@ -12,7 +12,7 @@ use jsonrpsee::core::client::Client;
 use super::remote::{RemoteHost, CALL_DEADLINE};
 use crate::model::deploy::HostSpec;
 use crate::services::hosts::directory::LocalDirectory;
-use crate::services::hosts::{HostAgent, HostDirectory, HostError};
+use crate::services::hosts::{HostAgent, HostDirectory, HostError, HostHealth};
 
 /// One open link.
 #[derive(Clone)]
@@ -35,14 +35,59 @@ pub struct LinkInfo {
     pub version: String,
 }
 
-/// The links of joined hosts, by host name.
-#[derive(Default)]
+/// The links of joined hosts, by host name, and when each was lost.
 pub struct Peers {
     links: RwLock<HashMap<String, Connected>>,
+    lost: RwLock<HashMap<String, SystemTime>>,
     next: AtomicU64,
+    /// When this coordinator started: a host not seen since counts as lost from then, so a
+    /// coordinator restart gives every host the whole grace to dial again.
+    started: SystemTime,
+    /// How long a lost host is `Suspect` before it is `Down`.
+    pub grace: std::time::Duration,
 }
 
+impl Default for Peers {
+    fn default() -> Peers {
+        Peers::new(DEFAULT_GRACE)
+    }
+}
+
+/// How long a host may be lost before its procs are replaced (Nomad's heartbeat grace plus
+/// Kubernetes' node-monitor grace, rounded: long enough for a restart, short enough to heal).
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Peers {
+    /// No links yet; lost hosts turn `Down` after `grace`.
+    pub fn new(grace: std::time::Duration) -> Peers {
+        Peers {
+            links: RwLock::default(),
+            lost: RwLock::default(),
+            next: AtomicU64::new(0),
+            started: SystemTime::now(),
+            grace,
+        }
+    }
+
+    /// How host `name` is doing at `now`.
+    pub fn health(&self, name: &str, now: SystemTime) -> HostHealth {
+        if self.links.read().unwrap_or_else(PoisonError::into_inner).contains_key(name) {
+            return HostHealth::Up;
+        }
+        let since = self.lost.read().unwrap_or_else(PoisonError::into_inner).get(name).copied();
+        let lost_for = now.duration_since(since.unwrap_or(self.started)).unwrap_or_default();
+        if lost_for >= self.grace {
+            HostHealth::Down
+        } else {
+            HostHealth::Suspect
+        }
+    }
+
+    /// When host `name`'s link was lost (`None` while connected, or never seen).
+    pub fn lost_since(&self, name: &str) -> Option<SystemTime> {
+        self.lost.read().unwrap_or_else(PoisonError::into_inner).get(name).copied()
+    }
+
     /// Records `name`'s new link (replacing an older one: a host reconnecting); returns its id
     /// and what tells the link's holder to close it ([`Peers::cut`]).
     pub fn connect(
@@ -55,17 +100,22 @@ impl Peers {
         let cut = Arc::new(tokio::sync::Notify::new());
         let link = Connected { client, since: SystemTime::now(), id, version, cut: Arc::clone(&cut) };
         let old = self.links.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), link);
+        self.lost.write().unwrap_or_else(PoisonError::into_inner).remove(name);
         if let Some(old) = old {
             old.cut.notify_one();
         }
         (id, cut)
     }
 
-    /// Forgets link `id` of `name` (a newer link of the same host stays).
+    /// Forgets link `id` of `name` (a newer link of the same host stays), and notes the loss.
     pub fn disconnect(&self, name: &str, id: u64) {
         let mut links = self.links.write().unwrap_or_else(PoisonError::into_inner);
         if links.get(name).is_some_and(|l| l.id == id) {
             links.remove(name);
+            self.lost
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(name.to_string(), SystemTime::now());
         }
     }
 
@@ -115,5 +165,29 @@ impl HostDirectory for FleetDirectory {
                     .into(),
             }),
         }
+    }
+
+    fn health(&self, host: &HostSpec) -> HostHealth {
+        match host.peer {
+            None => HostHealth::Up,
+            Some(_) => self.peers.health(&host.name, SystemTime::now()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lost_host_is_suspect_then_down_after_the_grace() {
+        let peers = Peers::new(Duration::from_secs(60));
+        let now = SystemTime::now();
+        assert_eq!(peers.health("h1", now), HostHealth::Suspect, "not seen since the start: suspect");
+        assert_eq!(peers.health("h1", now + Duration::from_secs(61)), HostHealth::Down);
+        peers.lost.write().unwrap().insert("h1".into(), now);
+        assert_eq!(peers.health("h1", now + Duration::from_secs(59)), HostHealth::Suspect);
+        assert_eq!(peers.health("h1", now + Duration::from_secs(60)), HostHealth::Down);
     }
 }

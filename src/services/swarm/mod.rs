@@ -10,6 +10,7 @@ mod dispatch;
 mod manage;
 pub mod progress;
 mod uptests;
+pub mod watch;
 
 pub use dispatch::Target;
 pub use uptests::UPTEST_INTERVAL;

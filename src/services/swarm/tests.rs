@@ -62,11 +62,16 @@ struct Fx {
     state: State,
     journal: Journal,
     hosts: BTreeMap<String, Arc<FakeHost>>,
+    directory: Arc<FakeDirectory>,
     _dir: tempfile::TempDir,
 }
 
 impl Fx {
     async fn new(host_names: &[&str]) -> Fx {
+        Fx::with_drain(host_names, std::time::Duration::from_secs(2)).await
+    }
+
+    async fn with_drain(host_names: &[&str], drain: std::time::Duration) -> Fx {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open_in_memory().unwrap();
         let journal = Journal::default();
@@ -87,13 +92,13 @@ impl Fx {
             start_timeout: std::time::Duration::from_secs(60),
             listen_timeout: std::time::Duration::from_secs(10),
             local_host: host_names[0].to_string(),
-            drain: std::time::Duration::from_secs(2),
+            drain,
         };
-        let directory = Arc::new(FakeDirectory { hosts: hosts.clone() });
+        let directory = Arc::new(FakeDirectory { hosts: hosts.clone(), health: Default::default() });
         let builds = BuildService { builder: builder(dir.path()), store, state: state.clone() };
-        let swarms =
-            Swarms::start(state.clone(), Arc::new(balancers), directory, builds, settings).await.unwrap();
-        Fx { swarms, state, journal, hosts, _dir: dir }
+        let seen = Arc::clone(&directory) as Arc<dyn crate::services::hosts::HostDirectory>;
+        let swarms = Swarms::start(state.clone(), Arc::new(balancers), seen, builds, settings).await.unwrap();
+        Fx { swarms, state, journal, hosts, directory, _dir: dir }
     }
 
     async fn swarm(&self, fields: serde_json::Value) {
@@ -159,7 +164,8 @@ async fn define(state: &State, host_names: &[&str]) {
             squad: Some("default".into()),
             active: true,
             address: Some(format!("10.0.0.{}", i + 1)),
-            peer: None,
+            // Joined hosts, but the first (the coordinator's own).
+            peer: (i > 0).then(|| format!("10.0.0.{}", i + 1)),
         }));
     }
     for def in defs {
@@ -265,4 +271,57 @@ async fn a_host_lost_mid_dispatch_fails_it_before_anything_is_routed() {
     let err = fx.dispatch().await.unwrap_err();
     assert!(err.to_string().contains("h2"), "{err}");
     assert_eq!(fx.pool().await, serving);
+}
+
+/// Waits until `done` holds (real time: the dispatches it waits for run in tasks of their own and
+/// talk to the state's thread, which paused time would race).
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("never within 10 s: {what}");
+}
+
+#[tokio::test]
+async fn a_lost_host_is_derouted_at_once_replaced_when_down_and_reconciled_when_back() {
+    use crate::services::hosts::HostHealth;
+    use crate::services::swarm::watch::Watched;
+    let fx = Fx::with_drain(&["h1", "h2", "h3"], std::time::Duration::ZERO).await;
+    fx.swarm(json!({"size": 3})).await;
+    fx.dispatch().await.unwrap();
+    let lost: Vec<String> = fx.hosts["h3"].proc_names();
+    assert_eq!(lost.len(), 1);
+    let mut watched = Watched::default();
+    fx.swarms.watch_once(&mut watched).await.unwrap();
+
+    fx.directory.set_health("h3", HostHealth::Suspect);
+    fx.swarms.watch_once(&mut watched).await.unwrap();
+    assert!(fx.pool().await.iter().all(|n| !n.starts_with("10.0.0.3:")), "de-routed at once");
+    assert_eq!(fx.all_procs().len(), 3, "nothing replaced while only suspect");
+
+    fx.directory.set_health("h3", HostHealth::Down);
+    fx.swarms.watch_once(&mut watched).await.unwrap();
+    until("a replacement routed", || {
+        fx.journal.entries().iter().filter(|e| e.starts_with("deploy ")).count() == 4
+    })
+    .await;
+    until("three nodes again", || {
+        fx.journal.entries().iter().filter(|e| e.starts_with("add web")).count() == 4
+    })
+    .await;
+
+    // Back: the surplus (4 procs for a size of 3) is retired, nothing duplicated.
+    fx.directory.set_health("h3", HostHealth::Up);
+    fx.swarms.watch_once(&mut watched).await.unwrap();
+    until("back to three procs", || fx.all_procs().len() == 3).await;
+    until("the surplus de-routed", || {
+        fx.journal.entries().iter().filter(|e| e.starts_with("remove web")).count() == 2
+    })
+    .await;
+    assert_eq!(fx.pool().await.len(), 3);
+    let destroyed = fx.journal.entries().iter().filter(|e| e.starts_with("destroy ")).count();
+    assert_eq!(destroyed, 1, "exactly the surplus went: {:?}", fx.journal.entries());
 }
