@@ -49,6 +49,10 @@ pub trait HostApi {
     #[method(name = "host.procs")]
     async fn procs(&self) -> RpcResult<Vec<HostProcInfo>>;
 
+    /// Every proc the host supervises, as `vr procs list` shows them.
+    #[method(name = "host.proc_infos")]
+    async fn proc_infos(&self) -> RpcResult<Vec<crate::api::ProcInfo>>;
+
     /// Whether nothing listens on `port` there.
     #[method(name = "host.port_is_free")]
     async fn port_is_free(&self, port: u16) -> RpcResult<bool>;

@@ -250,7 +250,9 @@ pub struct HostLink {
     pub host: String,
     /// Connected now.
     pub connected: bool,
-    /// Since when (unix seconds), when connected.
+    /// up, suspect or down (see ARCHITECTURE "The fleet").
+    pub state: String,
+    /// Since when (unix seconds): linked since, or lost since.
     pub since: Option<i64>,
     /// Its vrd's version, when connected.
     pub version: Option<String>,
@@ -321,7 +323,7 @@ pub trait Vrd {
     #[method(name = "hosts.token", with_extensions)]
     async fn hosts_token(&self, name: String) -> RpcResult<HostJoin>;
 
-    /// Every joined host's link.
+    /// Every joined host's link and state.
     #[method(name = "hosts.links")]
     async fn hosts_links(&self) -> RpcResult<Vec<HostLink>>;
 

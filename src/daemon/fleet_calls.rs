@@ -4,6 +4,7 @@ use jsonrpsee::core::RpcResult;
 
 use super::rpc::{error, RpcHandler};
 use crate::api::{codes, HostJoin, HostLink};
+use crate::model::deploy::{Definition, Kind};
 use crate::services::peer::enroll::{self, EnrollError};
 
 fn enroll_error(e: EnrollError) -> jsonrpsee::types::ErrorObjectOwned {
@@ -52,21 +53,31 @@ impl RpcHandler {
         self.join_info(&name, token)
     }
 
-    pub(super) fn host_links(&self) -> Vec<HostLink> {
+    pub(super) async fn host_links(&self) -> RpcResult<Vec<HostLink>> {
         let peers = &self.daemon.fleet.peers;
         let secs = |t: std::time::SystemTime| {
             t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
         };
-        peers
-            .list()
-            .into_iter()
-            .map(|l| HostLink {
-                host: l.name,
-                connected: true,
-                since: Some(secs(l.since)),
-                version: Some(l.version),
-            })
-            .collect()
+        let linked = peers.list();
+        let state = self.daemon.supervisor.state();
+        let defs = state.list_definitions(Kind::Host).await.map_err(super::deploy_calls::state_error)?;
+        let now = std::time::SystemTime::now();
+        let mut links = Vec::new();
+        for def in defs {
+            let Definition::Host(h) = def else { continue };
+            if h.peer.is_none() {
+                continue;
+            }
+            let link = linked.iter().find(|l| l.name == h.name);
+            links.push(HostLink {
+                host: h.name.clone(),
+                connected: link.is_some(),
+                state: peers.health(&h.name, now).as_str().to_string(),
+                since: link.map(|l| l.since).or_else(|| peers.lost_since(&h.name)).map(secs),
+                version: link.map(|l| l.version.clone()),
+            });
+        }
+        Ok(links)
     }
 
     /// A deleted host's certificate is refused from now on, and its link cut.

@@ -11,7 +11,7 @@ use super::rpc::{error, parse, RpcHandler};
 use crate::api::{codes, AuditInfo, EventItem, LogLine, ProcFile, ProcInfo};
 use crate::model::names::ProcName;
 use crate::services::logs;
-use crate::services::state::{ProcRecord, StateError};
+use crate::services::state::StateError;
 use crate::services::supervisor::SupervisorError;
 
 /// Maps every supervisor error to its stable code (the inner match has no wildcard).
@@ -33,29 +33,7 @@ pub(super) fn state_error(e: StateError) -> ErrorObjectOwned {
     super::deploy_calls::state_error(e)
 }
 
-/// VR's `Proc.as_dict()` view of a stored proc.
-pub fn proc_info(r: &ProcRecord, host: &str) -> ProcInfo {
-    let n = ProcName::parse_lenient(&r.name);
-    ProcInfo {
-        name: r.name.clone(),
-        id: format!("{host}-{}", r.name),
-        host: host.to_string(),
-        statename: r.state.as_str().to_string(),
-        state: r.state.code(),
-        desired: r.desired.as_str().to_string(),
-        pid: r.app_pid,
-        exitstatus: r.exit_status,
-        spawnerr: r.spawn_err.clone(),
-        start_time: r.start_time,
-        stop_time: r.stop_time,
-        app_name: n.app,
-        version: n.version,
-        config_name: n.config,
-        hash: n.hash,
-        proc_name: n.proc,
-        port: n.port,
-    }
-}
+pub use crate::services::hosts::local::proc_info;
 
 impl RpcHandler {
     pub(super) async fn deploy(&self, file: ProcFile) -> RpcResult<ProcInfo> {
@@ -67,7 +45,10 @@ impl RpcHandler {
 
     pub(super) async fn list(&self) -> RpcResult<Vec<ProcInfo>> {
         let records = self.daemon.supervisor.list().await.map_err(supervisor_error)?;
-        Ok(records.iter().map(|r| proc_info(r, &self.daemon.host)).collect())
+        let mut all: Vec<ProcInfo> = records.iter().map(|r| proc_info(r, &self.daemon.host)).collect();
+        // A coordinator lists its joined hosts' procs too (each host at most 2 s).
+        all.extend(self.daemon.swarms.joined_procs().await.map_err(super::deploy_calls::swarm_error)?);
+        Ok(all)
     }
 
     pub(super) async fn act(&self, name: &str, action: &str) -> RpcResult<()> {

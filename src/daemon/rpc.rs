@@ -129,7 +129,7 @@ impl VrdServer for RpcHandler {
     }
 
     async fn hosts_links(&self) -> RpcResult<Vec<HostLink>> {
-        Ok(self.host_links())
+        self.host_links().await
     }
 
     async fn runner_setup(&self, ext: &Extensions, file: ProcFile) -> RpcResult<SetupReport> {

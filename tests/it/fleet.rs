@@ -63,9 +63,10 @@ fn wait_for_links(fx: &Fx, hosts: &[&str]) {
     }
 }
 
-fn procs_on(d: &TestDaemon) -> usize {
+/// How many procs `vr procs list` on `d` shows on `host` (a coordinator lists its hosts' too).
+fn procs_on(d: &TestDaemon, host: &str) -> usize {
     let out = d.run_vr(&["procs", "list"]);
-    text(&out).0.lines().skip(1).count()
+    text(&out).0.lines().skip(1).filter(|l| l.split_whitespace().next() == Some(host)).count()
 }
 
 #[test]
@@ -82,7 +83,9 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
     fx.create_swarm(&["app=hello", "version=v1", "size=3", "pool=hello"]);
     let out = fx.ok(&["swarm", "hello-prod-web", "v1"]);
     assert!(out.contains("Uptests passed: 2 tests on 3 procs") || out.contains("on 3 procs"), "{out}");
-    assert_eq!((procs_on(&fx.d), procs_on(&h1), procs_on(&h2)), (1, 1, 1), "one proc per host");
+    assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "one proc per host");
+    let everywhere = ["coord", "h1", "h2"].map(|h| procs_on(&fx.d, h));
+    assert_eq!(everywhere, [1, 1, 1], "the coordinator lists the whole fleet");
     let nodes = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
     for address in [net.address(2), net.address(3)] {
         assert!(nodes.contains(&format!("{address}:")), "{address} is routed: {nodes}");
@@ -176,8 +179,15 @@ fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
         let page = net.http_get(1, &format!("http://{ROUTER}/"));
         assert!(page.as_ref().is_ok_and(|p| p.contains("Hello from vr")), "{page:?}");
     }
+    let listed = Instant::now();
+    let listing = fx.ok(&["procs", "list"]);
+    assert!(listed.elapsed() < Duration::from_secs(2), "a listing never waits on a dead host");
+    assert!(
+        listing.lines().any(|l| l.starts_with("h2 ") && l.contains("UNKNOWN")),
+        "the lost host's procs are shown as unknown: {listing}"
+    );
     let replaced = eventually("the swarm back at 3 procs on the others", 40, &fx, || {
-        procs_on(&fx.d) + procs_on(&h1) == 3
+        procs_on(&fx.d, "coord") + procs_on(&fx.d, "h1") == 3
             && fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 3
     });
     eprintln!("de-routed after {derouted:?}, replaced after {replaced:?} more (grace 5 s)");
@@ -186,7 +196,7 @@ fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
     net.set_link(3, true);
     h2.start_again();
     eventually("h2 reconciled: 3 procs in all", 40, &fx, || {
-        procs_on(&fx.d) + procs_on(&h1) + procs_on(&h2) == 3
+        procs_on(&fx.d, "coord") + procs_on(&h1, "h1") + procs_on(&h2, "h2") == 3
     });
     eventually("3 routed nodes", 20, &fx, || {
         fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 3

@@ -131,6 +131,36 @@ impl HostAgent for FakeHost {
             .collect())
     }
 
+    async fn proc_infos(&self) -> Result<Vec<crate::api::ProcInfo>, HostError> {
+        self.reach("proc_infos").await?;
+        let procs = self.procs_now().clone();
+        Ok(procs
+            .into_iter()
+            .map(|(name, state)| {
+                let n = crate::model::names::ProcName::parse_lenient(&name);
+                crate::api::ProcInfo {
+                    id: format!("{}-{name}", self.name),
+                    name,
+                    host: self.name.clone(),
+                    statename: state.as_str().into(),
+                    state: state.code(),
+                    desired: "running".into(),
+                    pid: None,
+                    exitstatus: None,
+                    spawnerr: None,
+                    start_time: None,
+                    stop_time: None,
+                    app_name: n.app,
+                    version: n.version,
+                    config_name: n.config,
+                    hash: n.hash,
+                    proc_name: n.proc,
+                    port: n.port,
+                }
+            })
+            .collect())
+    }
+
     async fn port_is_free(&self, _port: u16) -> Result<bool, HostError> {
         self.reach("port_is_free").await?;
         Ok(true)

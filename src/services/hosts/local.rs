@@ -8,11 +8,14 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use super::{ArtifactSource, HostAgent, HostError, HostProc};
+use crate::api::ProcInfo;
 use crate::model::deploy::release::{ArtifactRef, Located, ProcOrder};
+use crate::model::names::ProcName;
 use crate::model::supervision::{Desired, ProcState};
 use crate::model::uptest::UptestResult;
 use crate::services::builds::BuildStore;
 use crate::services::runner;
+use crate::services::state::ProcRecord;
 use crate::services::supervisor::{Supervisor, SupervisorError};
 
 /// How often a wait looks again.
@@ -134,6 +137,11 @@ impl HostAgent for LocalHost {
         Ok(records.into_iter().map(|r| HostProc { name: r.name, state: r.state }).collect())
     }
 
+    async fn proc_infos(&self) -> Result<Vec<ProcInfo>, HostError> {
+        let records = self.supervisor.list().await.map_err(|e| self.failed(e.to_string()))?;
+        Ok(records.iter().map(|r| proc_info(r, &self.name)).collect())
+    }
+
     async fn port_is_free(&self, port: u16) -> Result<bool, HostError> {
         // A bind on the wildcard address fails when anything listens on the port.
         Ok(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
@@ -218,5 +226,29 @@ impl HostAgent for LocalHost {
 
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
         self.supervisor.destroy_proc(proc).await.map_err(|e| self.supervisor_error(proc, e))
+    }
+}
+
+/// VR's `Proc.as_dict()` view of a stored proc.
+pub fn proc_info(r: &ProcRecord, host: &str) -> ProcInfo {
+    let n = ProcName::parse_lenient(&r.name);
+    ProcInfo {
+        name: r.name.clone(),
+        id: format!("{host}-{}", r.name),
+        host: host.to_string(),
+        statename: r.state.as_str().to_string(),
+        state: r.state.code(),
+        desired: r.desired.as_str().to_string(),
+        pid: r.app_pid,
+        exitstatus: r.exit_status,
+        spawnerr: r.spawn_err.clone(),
+        start_time: r.start_time,
+        stop_time: r.stop_time,
+        app_name: n.app,
+        version: n.version,
+        config_name: n.config,
+        hash: n.hash,
+        proc_name: n.proc,
+        port: n.port,
     }
 }

@@ -67,6 +67,8 @@ pub trait HostAgent: Send + Sync {
     fn name(&self) -> &str;
     /// Every proc it supervises.
     async fn procs(&self) -> Result<Vec<HostProc>, HostError>;
+    /// Every proc it supervises, as `vr procs list` shows them.
+    async fn proc_infos(&self) -> Result<Vec<crate::api::ProcInfo>, HostError>;
     /// Whether nothing listens on `port` there (a proc of another kind might).
     async fn port_is_free(&self, port: u16) -> Result<bool, HostError>;
     /// Sets up the proc a release becomes at a placement, and keeps it running. The order is

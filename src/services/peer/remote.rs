@@ -79,6 +79,10 @@ impl HostAgent for RemoteHost {
         Ok(procs.into_iter().map(|p| HostProc { name: p.name, state: p.state }).collect())
     }
 
+    async fn proc_infos(&self) -> Result<Vec<crate::api::ProcInfo>, HostError> {
+        self.call("host.proc_infos", self.deadline, self.client.proc_infos()).await
+    }
+
     async fn port_is_free(&self, port: u16) -> Result<bool, HostError> {
         self.call("host.port_is_free", self.deadline, self.client.port_is_free(port)).await
     }

@@ -52,6 +52,10 @@ impl HostApiServer for Served {
         Ok(procs.into_iter().map(|p| HostProcInfo { name: p.name, state: p.state }).collect())
     }
 
+    async fn proc_infos(&self) -> RpcResult<Vec<crate::api::ProcInfo>> {
+        self.agent.proc_infos().await.map_err(wire)
+    }
+
     async fn port_is_free(&self, port: u16) -> RpcResult<bool> {
         self.agent.port_is_free(port).await.map_err(wire)
     }

@@ -7,6 +7,7 @@
 
 mod build;
 mod dispatch;
+pub mod listing;
 mod manage;
 pub mod progress;
 mod uptests;

@@ -1,0 +1,71 @@
+//! The fleet in one listing: every joined host is asked for its procs at once and given at most
+//! [`LISTING_DEADLINE`]; a host that cannot answer (down, suspect, hung) shows the procs its
+//! swarms recorded there as `UNKNOWN`, with why, instead of holding the listing (VR's dashboard
+//! hung on one dead host and silently dropped its procs from the counts).
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use super::{SwarmError, Swarms};
+use crate::api::ProcInfo;
+use crate::model::deploy::records::SwarmProcRecord;
+use crate::model::deploy::HostSpec;
+use crate::model::names::ProcName;
+
+/// How long a listing waits for one host.
+pub const LISTING_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The state name of a proc whose host cannot say.
+pub const UNKNOWN: &str = "UNKNOWN";
+
+/// A row for a recorded proc of a host that did not answer.
+fn unknown(record: &SwarmProcRecord, why: &str) -> ProcInfo {
+    let n = ProcName::parse_lenient(&record.proc);
+    ProcInfo {
+        name: record.proc.clone(),
+        id: format!("{}-{}", record.host, record.proc),
+        host: record.host.clone(),
+        statename: UNKNOWN.into(),
+        state: -1,
+        desired: "running".into(),
+        pid: None,
+        exitstatus: None,
+        spawnerr: Some(why.to_string()),
+        start_time: None,
+        stop_time: None,
+        app_name: n.app,
+        version: n.version,
+        config_name: n.config,
+        hash: n.hash,
+        proc_name: n.proc,
+        port: record.port,
+    }
+}
+
+impl Swarms {
+    /// The procs of every joined host (the caller lists the ones this vrd runs itself).
+    pub async fn joined_procs(&self) -> Result<Vec<ProcInfo>, SwarmError> {
+        let hosts: Vec<HostSpec> = self.hosts().await?.into_iter().filter(|h| h.peer.is_some()).collect();
+        let records = self.state.swarm_procs(None).await?;
+        let asks = hosts.iter().map(|host| async {
+            let answer = match self.hosts.agent(host) {
+                Ok(agent) => match tokio::time::timeout(LISTING_DEADLINE, agent.proc_infos()).await {
+                    Ok(Ok(procs)) => Ok(procs),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!(
+                        "host {} did not answer within {} s",
+                        host.name,
+                        LISTING_DEADLINE.as_secs()
+                    )),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            answer.unwrap_or_else(|why| {
+                let why = format!("{} ({})", why, self.hosts.health(host).as_str());
+                records.iter().filter(|r| r.host == host.name).map(|r| unknown(r, &why)).collect()
+            })
+        });
+        Ok(join_all(asks).await.into_iter().flatten().collect())
+    }
+}
