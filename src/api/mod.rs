@@ -323,6 +323,11 @@ pub trait Vrd {
     #[method(name = "hosts.token", with_extensions)]
     async fn hosts_token(&self, name: String) -> RpcResult<HostJoin>;
 
+    /// Drains a host: replacements placed, uptested and routed elsewhere first, then its procs
+    /// retired (one dispatch per swarm with procs there).
+    #[method(name = "hosts.drain", with_extensions)]
+    async fn hosts_drain(&self, name: String) -> RpcResult<Vec<Dispatched>>;
+
     /// Every joined host's link and state.
     #[method(name = "hosts.links")]
     async fn hosts_links(&self) -> RpcResult<Vec<HostLink>>;

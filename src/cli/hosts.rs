@@ -27,6 +27,14 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
             print_join(&client.hosts_add(name, address, squad).await.map_err(explain)?);
         }
         HostsAction::Token { name } => print_join(&client.hosts_token(name).await.map_err(explain)?),
+        HostsAction::Drain { name } => {
+            let started = client.hosts_drain(name.clone()).await.map_err(explain)?;
+            if started.is_empty() {
+                println!("host {name} runs no swarm's procs; it is inactive now");
+                return Ok(0);
+            }
+            return super::swarms::follow(&client, started).await;
+        }
         HostsAction::Links { json } => {
             let links = client.hosts_links().await.map_err(explain)?;
             if json {

@@ -340,6 +340,12 @@ pub enum HostsAction {
         #[arg(long)]
         squad: Option<String>,
     },
+    /// Move a host's procs elsewhere (replacements uptested and routed first), then leave it
+    /// inactive; `vr hosts edit NAME --set active=true --set draining=false` takes it back.
+    Drain {
+        /// The host.
+        name: String,
+    },
     /// A new one-time join token for a defined host (to join it again).
     Token {
         /// The host.

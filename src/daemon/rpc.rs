@@ -128,6 +128,16 @@ impl VrdServer for RpcHandler {
         self.audited(ext, "hosts.token", params, self.host_token(name.clone())).await
     }
 
+    async fn hosts_drain(&self, ext: &Extensions, name: String) -> RpcResult<Vec<Dispatched>> {
+        let params = serde_json::json!({ "name": name });
+        let work = async {
+            let started =
+                self.daemon.swarms.drain_host(&name).await.map_err(super::deploy_calls::swarm_error)?;
+            Ok(started.into_iter().map(|(swarm, trace)| Dispatched { swarm, trace }).collect())
+        };
+        self.audited(ext, "hosts.drain", params, work).await
+    }
+
     async fn hosts_links(&self) -> RpcResult<Vec<HostLink>> {
         self.host_links().await
     }

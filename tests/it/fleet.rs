@@ -100,6 +100,15 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
         let store: Vec<_> = std::fs::read_dir(h.data().join("store/sha256")).unwrap().flatten().collect();
         assert_eq!(store.len(), 1, "one artifact in {}", h.data().display());
     }
+
+    // Draining h2: its proc is replaced on another host and routed before it goes.
+    let drained = fx.ok(&["hosts", "drain", "h2"]);
+    assert!(drained.contains("finished"), "{drained}");
+    assert_eq!(procs_on(&h2, "h2"), 0);
+    assert_eq!(procs_on(&fx.d, "coord") + procs_on(&fx.d, "h1"), 3);
+    let nodes = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
+    assert!(!nodes.contains(&format!("{}:", net.address(3))) && nodes.lines().count() == 3, "{nodes}");
+    assert!(net.http_get(1, &format!("http://{ROUTER}/")).is_ok_and(|p| p.contains("Hello from vr")));
 }
 
 #[test]

@@ -171,6 +171,10 @@ pub struct HostSpec {
     /// The peer vrd that runs it; none: this vrd.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// Being drained (`vr hosts drain`): its procs are stale, so dispatch places replacements on
+    /// other hosts, routes them, and only then retires these (Diego's evacuation).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 impl HostSpec {

@@ -65,6 +65,7 @@ pub async fn add_host(state: &State, name: &str, address: &str, squad: &str) -> 
         active: true,
         address: Some(address.to_string()),
         peer: Some(address.to_string()),
+        draining: false,
     };
     let def = Definition::Host(host).validated().map_err(|e| EnrollError::Invalid(e.to_string()))?;
     state.put_definition(def, true).await?;

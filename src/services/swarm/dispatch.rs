@@ -196,7 +196,8 @@ impl Swarms {
         }
         let squad_hosts = hosts
             .values()
-            .filter(|h| h.spec.squad.as_deref() == Some(&swarm.squad))
+            // A draining host's procs are stale: replaced elsewhere, then retired.
+            .filter(|h| h.spec.squad.as_deref() == Some(&swarm.squad) && !h.spec.draining)
             .map(|h| h.spec.name.clone())
             .collect();
         let mut owned = Vec::new();

@@ -188,6 +188,7 @@ async fn ensure_local_host(state: &State, name: &str) -> Result<(), StateError> 
         active: true,
         address: Some("127.0.0.1".into()),
         peer: None,
+        draining: false,
     };
     state.put_definition(Definition::Host(host), true).await
 }

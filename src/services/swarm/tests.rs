@@ -166,6 +166,7 @@ async fn define(state: &State, host_names: &[&str]) {
             address: Some(format!("10.0.0.{}", i + 1)),
             // Joined hosts, but the first (the coordinator's own).
             peer: (i > 0).then(|| format!("10.0.0.{}", i + 1)),
+            draining: false,
         }));
     }
     for def in defs {
@@ -324,4 +325,26 @@ async fn a_lost_host_is_derouted_at_once_replaced_when_down_and_reconciled_when_
     assert_eq!(fx.pool().await.len(), 3);
     let destroyed = fx.journal.entries().iter().filter(|e| e.starts_with("destroy ")).count();
     assert_eq!(destroyed, 1, "exactly the surplus went: {:?}", fx.journal.entries());
+}
+
+#[tokio::test]
+async fn a_drained_host_is_emptied_only_after_its_replacements_are_routed() {
+    let fx = Fx::with_drain(&["h1", "h2", "h3"], std::time::Duration::ZERO).await;
+    fx.swarm(json!({"size": 2})).await;
+    fx.dispatch().await.unwrap();
+    let on_h2 = fx.hosts["h2"].proc_names();
+    assert_eq!(on_h2.len(), 1);
+    let mark = fx.journal.entries().len();
+    let started = fx.swarms.drain_host("h2").await.unwrap();
+    assert_eq!(started.len(), 1);
+    until("h2 empty", || fx.hosts["h2"].proc_names().is_empty()).await;
+    let after = fx.journal.entries()[mark..].to_vec();
+    let at = |prefix: &str| {
+        after.iter().position(|e| e.starts_with(prefix)).unwrap_or_else(|| panic!("{prefix}: {after:?}"))
+    };
+    assert!(at("deploy h3:") < at("add web 10.0.0.3:"), "{after:?}");
+    assert!(at("add web 10.0.0.3:") < at("remove web 10.0.0.2:"), "{after:?}");
+    assert!(at("remove web 10.0.0.2:") < at("destroy h2:"), "{after:?}");
+    let err = fx.swarms.drain_host("nope").await.unwrap_err().to_string();
+    assert!(err.contains("no host nope"), "{err}");
 }

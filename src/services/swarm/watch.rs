@@ -70,6 +70,34 @@ impl Swarms {
         Ok(())
     }
 
+    /// Drains `host` (Diego's evacuation): marks it draining and inactive, then dispatches every
+    /// swarm with procs on it, which places replacements elsewhere, uptests and routes them, and
+    /// only then retires the host's procs. Returns (swarm, trace id) of each dispatch.
+    pub async fn drain_host(self: &Arc<Self>, name: &str) -> Result<Vec<(String, String)>, SwarmError> {
+        let Some(crate::model::deploy::Definition::Host(mut host)) =
+            self.state.get_definition(Kind::Host, name.to_string()).await?
+        else {
+            return Err(SwarmError::Invalid(format!("there is no host {name}: `vr hosts list` shows them")));
+        };
+        host.draining = true;
+        host.active = false;
+        let def = crate::model::deploy::Definition::Host(host.clone());
+        self.state.put_definition(def, false).await?;
+        let records = self.state.swarm_procs(None).await?;
+        let swarms: BTreeSet<String> =
+            records.into_iter().filter(|r| r.host == name).map(|r| r.swarm).collect();
+        let trace = self.trace(&format!("host {name}"));
+        let message =
+            format!("Draining host {name}: {} swarms move their procs elsewhere first", swarms.len());
+        trace.step(&["host"], message).await;
+        let mut started = Vec::new();
+        for swarm in swarms {
+            let id = self.start_dispatch(&swarm, Target::Current { fresh_build: false }).await?;
+            started.push((swarm, id));
+        }
+        Ok(started)
+    }
+
     /// Takes every routed proc of `host` out of its pool (its procs stay recorded).
     async fn deroute_host(&self, host: &HostSpec, why: &str) -> Result<(), SwarmError> {
         let trace = self.trace(&format!("host {}", host.name));
