@@ -227,7 +227,7 @@ async fn start_fleet(
         }
         let source: Arc<dyn ArtifactSource> = Arc::new(Blobs { id: id.clone() });
         let agent = LocalHost::new(&config.host_name, supervisor.clone(), store.clone(), Some(source));
-        peer_link::spawn(id, Arc::new(agent));
+        peer_link::spawn(files.clone(), Arc::new(agent));
     }
     let local = LocalDirectory::new(supervisor.clone(), store.clone());
     let directory = Arc::new(FleetDirectory { local, peers: Arc::clone(&peers) });

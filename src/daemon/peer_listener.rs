@@ -5,6 +5,8 @@
 //! - `GET /v1/host` (upgrade `vr-host/1`): a joined host opens its link; the coordinator then is
 //!   the JSON-RPC client of the host API on that connection until it closes.
 //! - `GET /v1/blobs/sha256/<hex>`: a joined host fetches an artifact of the store.
+//! - `POST /v1/renew`: a joined host trades a CSR for a new certificate (the old one is refused
+//!   from then on).
 //!
 //! A joined host's certificate must be the one the coordinator last issued to that host (the
 //! `host_certs` allowlist): a deleted host's, or a replaced one, is refused. No plaintext port.
@@ -25,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::api::host::{HostApiClient, PROTOCOL};
 use crate::services::builds::BuildStore;
-use crate::services::peer::client::{JoinAnswer, JoinRequest, Refusal, LINK_PROTOCOL};
+use crate::services::peer::client::{JoinAnswer, JoinRequest, Refusal, RenewRequest, LINK_PROTOCOL};
 use crate::services::peer::directory::Peers;
 use crate::services::peer::pki::{self, Identity, KeyAndCert, Role};
 use crate::services::peer::{link, tls};
@@ -156,6 +158,10 @@ async fn route(
             Ok(who) => link_up(c, who, req),
             Err(denied) => denied,
         },
+        (Method::POST, "/v1/renew") => match authorized(&c, peer).await {
+            Ok(host) => renew(&c, host, req).await,
+            Err(denied) => denied,
+        },
         (Method::GET, p) if p.starts_with("/v1/blobs/sha256/") => match authorized(&c, peer).await {
             Ok(_) => blob(&c, &p["/v1/blobs/sha256/".len()..]).await,
             Err(denied) => denied,
@@ -191,6 +197,40 @@ async fn authorized(c: &Coordinator, peer: Option<PeerCert>) -> Result<String, R
     }
 }
 
+/// Signs `csr` for `host` and makes it the one certificate the host may connect with.
+async fn issue(c: &Coordinator, host: &str, csr: &str) -> Response<Body> {
+    let who = Identity { role: Role::Host, name: host.to_string() };
+    let signed = pki::sign_csr(&c.ca, csr, &who).and_then(|pem| {
+        let der = KeyAndCert { key_pem: String::new(), cert_pem: pem.clone() }.cert_der()?;
+        let (_, not_after) = pki::identity_of(&der)?;
+        Ok((pem, pki::fingerprint(&der), not_after))
+    });
+    let (cert, fingerprint, not_after) = match signed {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if let Err(e) = c.state.set_host_cert(host.to_string(), fingerprint, not_after).await {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"));
+    }
+    let answer = JoinAnswer { cert, ca: c.ca.cert_pem.clone() };
+    full(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default())
+}
+
+async fn renew(c: &Coordinator, host: String, req: Request<Incoming>) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), MAX_JOIN_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("the renewal could not be read: {e}")),
+    };
+    let Ok(ask) = serde_json::from_slice::<RenewRequest>(&body) else {
+        return refuse(StatusCode::BAD_REQUEST, "the renewal is not {csr} JSON");
+    };
+    let answer = issue(c, &host, &ask.csr).await;
+    if answer.status().is_success() {
+        tracing::info!(host, "renewed a host's certificate");
+    }
+    answer
+}
+
 async fn join(c: &Coordinator, from: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let body = match Limited::new(req.into_body(), MAX_JOIN_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -210,22 +250,11 @@ async fn join(c: &Coordinator, from: SocketAddr, req: Request<Incoming>) -> Resp
             return refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"))
         }
     }
-    let who = Identity { role: Role::Host, name: ask.name.clone() };
-    let signed = pki::sign_csr(&c.ca, &ask.csr, &who).and_then(|pem| {
-        let der = KeyAndCert { key_pem: String::new(), cert_pem: pem.clone() }.cert_der()?;
-        let (_, not_after) = pki::identity_of(&der)?;
-        Ok((pem, pki::fingerprint(&der), not_after))
-    });
-    let (cert, fingerprint, not_after) = match signed {
-        Ok(s) => s,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    if let Err(e) = c.state.set_host_cert(ask.name.clone(), fingerprint, not_after).await {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"));
+    let answer = issue(c, &ask.name, &ask.csr).await;
+    if answer.status().is_success() {
+        tracing::info!(%from, host = %ask.name, "a host joined the fleet");
     }
-    tracing::info!(%from, host = %ask.name, "a host joined the fleet");
-    let answer = JoinAnswer { cert, ca: c.ca.cert_pem.clone() };
-    full(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default())
+    answer
 }
 
 /// Answers the upgrade and, on the upgraded connection, becomes the host API's client.

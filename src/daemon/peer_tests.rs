@@ -154,3 +154,15 @@ async fn artifacts_arrive_verified_or_not_at_all() {
         std::fs::read_dir(here.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(leftovers.len(), 1, "only the good artifact: {leftovers:?}");
 }
+
+#[tokio::test]
+async fn a_renewed_certificate_replaces_the_old_one() {
+    let fx = coordinator().await;
+    let old = fx.joined("h1").await;
+    let new = client::renew(&old).await.unwrap();
+    assert_ne!(new.own.cert_pem, old.own.cert_pem);
+    let served = link_up(&fx, new.clone()).await;
+    let refused = client::open_link(&old).await.unwrap_err();
+    assert!(refused.contains("revoked or replaced"), "{refused}");
+    served.abort();
+}

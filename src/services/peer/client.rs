@@ -110,6 +110,38 @@ pub async fn join(addr: &str, pin: &str, name: &str, token: &str) -> Result<Host
     })
 }
 
+/// Renews the host's certificate (a new key and CSR, signed for the same name, over a connection
+/// made with the current certificate). The coordinator accepts only the new one from then on.
+pub async fn renew(id: &HostIdentity) -> Result<HostIdentity, String> {
+    let (key_pem, csr) = pki::new_key_and_csr(&id.link.name).map_err(|e| e.to_string())?;
+    let mut sender = dial(&id.link.coordinator, host_config(id)?).await?;
+    let body = serde_json::to_vec(&RenewRequest { csr }).map_err(|e| e.to_string())?;
+    let request = hyper::Request::post("/v1/renew")
+        .header("host", pki::COORDINATOR_SERVER_NAME)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| format!("renew: {e}"))?;
+    if !response.status().is_success() {
+        return Err(refusal(response).await);
+    }
+    let body = response.into_body().collect().await.map_err(|e| format!("renew: {e}"))?.to_bytes();
+    let answer: JoinAnswer =
+        serde_json::from_slice(&body).map_err(|e| format!("renew: a bad answer: {e}"))?;
+    Ok(HostIdentity {
+        link: id.link.clone(),
+        ca_pem: answer.ca,
+        own: KeyAndCert { key_pem, cert_pem: answer.cert },
+    })
+}
+
+/// What a host sends to renew its certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// A CSR for the host's new key (PEM).
+    pub csr: String,
+}
+
 fn host_config(id: &HostIdentity) -> Result<Arc<rustls::ClientConfig>, String> {
     tls::client_config(&id.ca_pem, &id.own).map_err(|e| e.to_string())
 }
