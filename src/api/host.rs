@@ -73,6 +73,10 @@ pub trait HostApi {
     #[method(name = "host.uptest")]
     async fn uptest(&self, proc: String) -> RpcResult<Vec<UptestResult>>;
 
+    /// The proc's log lines at or after `since` (RFC 3339), the last `tail` of them.
+    #[method(name = "host.logs")]
+    async fn logs(&self, proc: String, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<String>>;
+
     /// Stops, tears down and forgets the proc.
     #[method(name = "host.destroy")]
     async fn destroy(&self, proc: String) -> RpcResult<()>;

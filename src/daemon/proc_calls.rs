@@ -89,7 +89,19 @@ impl RpcHandler {
         since: Option<String>,
         tail: Option<usize>,
     ) -> RpcResult<Vec<LogLine>> {
-        let path = self.log_path(name).await?;
+        let path = match self.log_path(name).await {
+            Ok(path) => path,
+            Err(not_here) => {
+                let swarms = &self.daemon.swarms;
+                let remote = swarms
+                    .joined_proc_logs(name, since, tail)
+                    .await
+                    .map_err(super::deploy_calls::swarm_error)?;
+                return remote
+                    .map(|lines| lines.into_iter().map(|line| LogLine { line }).collect())
+                    .ok_or(not_here);
+            }
+        };
         let since = since.map(|s| logs::parse_since(&s)).transpose().map_err(|e| error(codes::INVALID, e))?;
         let lines = tokio::task::spawn_blocking(move || logs::read(&path, since, tail))
             .await
@@ -108,6 +120,10 @@ impl RpcHandler {
         let path = match self.log_path(&name).await {
             Ok(p) => p,
             Err(e) => {
+                let remote = self.daemon.swarms.joined_proc_logs(&name, None, Some(0)).await;
+                if let Ok(Some(_)) = remote {
+                    return self.follow_joined_logs(pending, name, since, tail).await;
+                }
                 pending.reject(e).await;
                 return Ok(());
             }
@@ -126,6 +142,47 @@ impl RpcHandler {
             tokio::select! {
                 _ = sink.closed() => return Ok(()),
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// Follows the log of a proc on a joined host by asking it every second for the lines since
+    /// the last one sent (a line is sent once: the ones up to the last sent are skipped).
+    async fn follow_joined_logs(
+        &self,
+        pending: PendingSubscriptionSink,
+        name: String,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> SubscriptionResult {
+        let backlog = self.logs(&name, since, tail.or(Some(0))).await?;
+        let sink = pending.accept().await?;
+        let mut last: Option<String> = None;
+        // Without a backlog, the first answer only marks where the log ends now.
+        let mut primed = !backlog.is_empty();
+        for line in backlog {
+            sink.send(serde_json::value::to_raw_value(&line)?).await?;
+            last = Some(line.line);
+        }
+        let swarms = &self.daemon.swarms;
+        loop {
+            let from = last.as_deref().and_then(|l| l.split(' ').next()).map(str::to_string);
+            if let Ok(Some(lines)) = swarms.joined_proc_logs(&name, from, None).await {
+                if !primed {
+                    last = lines.last().cloned();
+                    primed = true;
+                } else {
+                    let start =
+                        last.as_ref().and_then(|l| lines.iter().rposition(|x| x == l)).map_or(0, |i| i + 1);
+                    for line in lines.into_iter().skip(start) {
+                        sink.send(serde_json::value::to_raw_value(&LogLine { line: line.clone() })?).await?;
+                        last = Some(line);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
     }

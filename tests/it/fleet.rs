@@ -95,6 +95,21 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
             net.http_get(1, &format!("http://{ROUTER}/")).unwrap_or_else(|e| panic!("{e}\n{}", fx.vrd_log()));
         assert!(page.contains("Hello from vr"), "{page}");
     }
+    // A joined host's proc's log, read through the coordinator.
+    let on_h1 = fx
+        .ok(&["procs", "list"])
+        .lines()
+        .find(|l| l.starts_with("h1 "))
+        .unwrap()
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .to_string();
+    let logs = fx.vr(&["logs", &on_h1]);
+    assert!(logs.status.success(), "{:?}", text(&logs));
+    let unknown = fx.vr(&["logs", "nope-1-prod-abcdef12-web-1"]);
+    assert!(!unknown.status.success());
+
     // The slug came from the coordinator's store, once, verified.
     for h in [&h1, &h2] {
         let store: Vec<_> = std::fs::read_dir(h.data().join("store/sha256")).unwrap().flatten().collect();

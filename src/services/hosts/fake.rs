@@ -202,6 +202,16 @@ impl HostAgent for FakeHost {
         Ok(vec![UptestResult { name: "01_fake".into(), output: String::new(), passed }])
     }
 
+    async fn logs(
+        &self,
+        proc: &str,
+        _since: Option<String>,
+        _tail: Option<usize>,
+    ) -> Result<Vec<String>, HostError> {
+        self.reach("logs").await?;
+        Ok(vec![format!("2026-01-01T00:00:00Z out {proc} on {}", self.name)])
+    }
+
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
         self.reach("destroy").await?;
         self.journal.write(format!("destroy {}:{proc}", self.name));

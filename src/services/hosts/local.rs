@@ -227,6 +227,23 @@ impl HostAgent for LocalHost {
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
         self.supervisor.destroy_proc(proc).await.map_err(|e| self.supervisor_error(proc, e))
     }
+
+    async fn logs(
+        &self,
+        proc: &str,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> Result<Vec<String>, HostError> {
+        self.supervisor.get(proc).await.map_err(|e| self.supervisor_error(proc, e))?;
+        let name = ProcName::parse(proc).map_err(|e| self.failed(e.to_string()))?;
+        let path = self.supervisor.runner().layout.proc_dir(&name).join("log");
+        let since =
+            since.map(|s| crate::services::logs::parse_since(&s)).transpose().map_err(|e| self.failed(e))?;
+        tokio::task::spawn_blocking(move || crate::services::logs::read(&path, since, tail))
+            .await
+            .map_err(|e| self.failed(format!("the log task failed: {e}")))?
+            .map_err(|e| self.failed(format!("failed to read the log of {proc}: {e}")))
+    }
 }
 
 /// VR's `Proc.as_dict()` view of a stored proc.

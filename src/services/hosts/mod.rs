@@ -82,6 +82,13 @@ pub trait HostAgent: Send + Sync {
     async fn uptest(&self, proc: &str) -> Result<Vec<UptestResult>, HostError>;
     /// Stops the proc, tears it down and forgets it.
     async fn destroy(&self, proc: &str) -> Result<(), HostError>;
+    /// The proc's log lines at or after `since` (RFC 3339), the last `tail` of them.
+    async fn logs(
+        &self,
+        proc: &str,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> Result<Vec<String>, HostError>;
 }
 
 /// Where a host gets an artifact its store lacks (on a joined host: its coordinator's store).

@@ -176,6 +176,8 @@ mod tests {
         assert_eq!(remote.procs().await.unwrap().len(), 1);
         remote.wait_running(&name, Duration::from_secs(1)).await.unwrap();
         assert!(remote.uptest(&name).await.unwrap()[0].passed);
+        let lines = remote.logs(&name, None, Some(10)).await.unwrap();
+        assert!(lines[0].ends_with(&format!("{name} on h1")), "{lines:?}");
         remote.destroy(&name).await.unwrap();
         match remote.destroy(&name).await.unwrap_err() {
             HostError::NoProc { proc, .. } => assert_eq!(proc, name),

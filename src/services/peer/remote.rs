@@ -111,6 +111,15 @@ impl HostAgent for RemoteHost {
         self.call("host.uptest", deadline, self.client.uptest(proc.into())).await
     }
 
+    async fn logs(
+        &self,
+        proc: &str,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> Result<Vec<String>, HostError> {
+        self.call("host.logs", self.deadline, self.client.logs(proc.into(), since, tail)).await
+    }
+
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
         let deadline = wait_deadline(Duration::from_secs(60));
         self.call("host.destroy", deadline, self.client.destroy(proc.into())).await

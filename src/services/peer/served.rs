@@ -76,6 +76,10 @@ impl HostApiServer for Served {
         self.agent.uptest(&proc).await.map_err(wire)
     }
 
+    async fn logs(&self, proc: String, since: Option<String>, tail: Option<usize>) -> RpcResult<Vec<String>> {
+        self.agent.logs(&proc, since, tail).await.map_err(wire)
+    }
+
     async fn destroy(&self, proc: String) -> RpcResult<()> {
         self.agent.destroy(&proc).await.map_err(wire)
     }

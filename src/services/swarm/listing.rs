@@ -44,6 +44,23 @@ fn unknown(record: &SwarmProcRecord, why: &str) -> ProcInfo {
 }
 
 impl Swarms {
+    /// The log of a proc that runs on a joined host (`None`: no joined host runs it, as far as
+    /// the swarms' records say).
+    pub async fn joined_proc_logs(
+        &self,
+        proc: &str,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> Result<Option<Vec<String>>, SwarmError> {
+        let records = self.state.swarm_procs(None).await?;
+        let Some(record) = records.iter().find(|r| r.proc == proc) else { return Ok(None) };
+        let hosts = self.hosts().await?;
+        let Some(host) = hosts.iter().find(|h| h.name == record.host && h.peer.is_some()) else {
+            return Ok(None);
+        };
+        Ok(Some(self.hosts.agent(host)?.logs(proc, since, tail).await?))
+    }
+
     /// The procs of every joined host (the caller lists the ones this vrd runs itself).
     pub async fn joined_procs(&self) -> Result<Vec<ProcInfo>, SwarmError> {
         let hosts: Vec<HostSpec> = self.hosts().await?.into_iter().filter(|h| h.peer.is_some()).collect();
