@@ -226,3 +226,32 @@ fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
         fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 3
     });
 }
+
+#[test]
+fn a_coordinator_killed_during_a_dispatch_converges_on_the_next_swarm() {
+    require_root!("a_coordinator_killed_during_a_dispatch_converges_on_the_next_swarm");
+    let net = TestFleet::new(2);
+    let mut fx = coordinator(&net);
+    let args = add_host(&fx, "h1", &net.address(2));
+    let h1 = joined_host(&net, 2, "h1", &args);
+    wait_for_links(&fx, &["h1"]);
+    fx.create_swarm(&["app=hello", "version=v1", "size=4", "pool=hello"]);
+    // Start the dispatch and kill the coordinator as soon as its first proc is deployed.
+    let mut swarm =
+        fx.d.vr()
+            .args(["swarm", "hello-prod-web", "v1"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+    eventually("a first deploy", 60, &fx, || fx.vrd_log().contains("deploy 1/4"));
+    fx.d.kill();
+    let _ = swarm.wait();
+    fx.d.start_again();
+    wait_for_links(&fx, &["h1"]);
+    let out = fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    assert!(out.contains("finished: 4 of 4 procs"), "{out}");
+    assert_eq!(procs_on(&fx.d, "coord") + procs_on(&h1, "h1"), 4, "no proc left over or missing");
+    eventually("4 routed nodes", 10, &fx, || {
+        fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 4
+    });
+}
