@@ -34,6 +34,30 @@ pub struct HostProcInfo {
     pub state: ProcState,
 }
 
+/// What an operator asks of a proc on a host (`vr procs start|stop|restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcAction {
+    /// Run it (again).
+    Start,
+    /// Stop it, keeping it set up.
+    Stop,
+    /// Stop it, then start it.
+    Restart,
+}
+
+impl ProcAction {
+    /// The action `vr procs` names `word`, if it is one of these.
+    pub fn parse(word: &str) -> Option<ProcAction> {
+        match word {
+            "start" => Some(ProcAction::Start),
+            "stop" => Some(ProcAction::Stop),
+            "restart" => Some(ProcAction::Restart),
+            _ => None,
+        }
+    }
+}
+
 /// The coordinator's calls on a host.
 #[rpc(server, client)]
 pub trait HostApi {
@@ -80,4 +104,8 @@ pub trait HostApi {
     /// Stops, tears down and forgets the proc.
     #[method(name = "host.destroy")]
     async fn destroy(&self, proc: String) -> RpcResult<()>;
+
+    /// Starts, stops or restarts the proc.
+    #[method(name = "host.act")]
+    async fn act(&self, proc: String, action: ProcAction) -> RpcResult<()>;
 }

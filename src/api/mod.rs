@@ -1,7 +1,10 @@
 //! The wire contract between `vr` and `vrd`: JSON-RPC 2.0 methods (dotted names) and their types.
 //! Both sides compile against this one trait, so they cannot drift apart.
 
+pub mod error;
 pub mod host;
+
+pub use error::ApiError;
 
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
@@ -258,6 +261,31 @@ pub struct HostLink {
     pub version: Option<String>,
 }
 
+/// One host as `vr hosts list` shows it: its definition, and how it is doing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HostRow {
+    /// The host.
+    pub host: String,
+    /// Its squad.
+    pub squad: String,
+    /// Where balancers reach its procs.
+    pub address: String,
+    /// Whether it joined this coordinator (else this vrd serves it).
+    pub joined: bool,
+    /// Whether new procs may be placed on it.
+    pub active: bool,
+    /// Whether it is being drained.
+    pub draining: bool,
+    /// `local` (this vrd), or a joined host's `up`, `suspect` or `down`.
+    pub state: String,
+    /// When it last answered a heartbeat (unix seconds).
+    pub last_heartbeat: Option<i64>,
+    /// How many procs it runs (`None`: it did not answer within the listing's deadline).
+    pub procs: Option<u64>,
+    /// Its vrd's version (`None` while not connected).
+    pub version: Option<String>,
+}
+
 /// Stable error codes; clients branch on these, never on message text.
 pub mod codes {
     /// proc.yaml or an argument is wrong.
@@ -312,7 +340,7 @@ pub mod codes {
 #[rpc(server, client)]
 pub trait Vrd {
     /// The daemon's version.
-    #[method(name = "vrd.version")]
+    #[method(name = "vrd.version", with_extensions)]
     async fn version(&self) -> RpcResult<String>;
 
     /// Defines a host that joins this coordinator's fleet, and makes its one-time join token.
@@ -329,8 +357,13 @@ pub trait Vrd {
     async fn hosts_drain(&self, name: String) -> RpcResult<Vec<Dispatched>>;
 
     /// Every joined host's link and state.
-    #[method(name = "hosts.links")]
+    #[method(name = "hosts.links", with_extensions)]
     async fn hosts_links(&self) -> RpcResult<Vec<HostLink>>;
+
+    /// Every host with its state, last heartbeat, procs and version; a host that cannot answer
+    /// within 2 s shows no proc count instead of holding the listing.
+    #[method(name = "hosts.list", with_extensions)]
+    async fn hosts_list(&self) -> RpcResult<Vec<HostRow>>;
 
     /// Velociraptor's `vrun setup`.
     #[method(name = "runner.setup", with_extensions)]
@@ -350,7 +383,7 @@ pub trait Vrd {
     async fn runner_signal(&self, file: ProcFile, signal: String) -> RpcResult<bool>;
 
     /// Velociraptor's `vrun uptest`.
-    #[method(name = "runner.uptest")]
+    #[method(name = "runner.uptest", with_extensions)]
     async fn runner_uptest(&self, file: ProcFile) -> RpcResult<Vec<UptestResult>>;
 
     /// Velociraptor's `vrun teardown`.
@@ -362,7 +395,7 @@ pub trait Vrd {
     async fn proc_deploy(&self, file: ProcFile) -> RpcResult<ProcInfo>;
 
     /// Every proc vrd supervises.
-    #[method(name = "procs.list")]
+    #[method(name = "procs.list", with_extensions)]
     async fn procs_list(&self) -> RpcResult<Vec<ProcInfo>>;
 
     /// Starts, stops, restarts or destroys a proc (`action`: start, stop, restart, destroy).
@@ -370,7 +403,7 @@ pub trait Vrd {
     async fn procs_act(&self, name: String, action: String) -> RpcResult<()>;
 
     /// The last `tail` lines of a proc's log (all when `None`), at or after `since` (RFC 3339).
-    #[method(name = "logs.read")]
+    #[method(name = "logs.read", with_extensions)]
     async fn logs_read(
         &self,
         name: String,
@@ -379,7 +412,7 @@ pub trait Vrd {
     ) -> RpcResult<Vec<LogLine>>;
 
     /// A proc's log as it grows, from the end (or from `since`).
-    #[subscription(name = "logs.follow" => "logs.line", unsubscribe = "logs.unfollow", item = LogLine)]
+    #[subscription(name = "logs.follow" => "logs.line", unsubscribe = "logs.unfollow", item = LogLine, with_extensions)]
     async fn logs_follow(
         &self,
         name: String,
@@ -388,15 +421,15 @@ pub trait Vrd {
     ) -> jsonrpsee::core::SubscriptionResult;
 
     /// Stored proc events after `after` (0: the oldest kept), oldest first.
-    #[method(name = "events.list")]
+    #[method(name = "events.list", with_extensions)]
     async fn events_list(&self, after: u64, limit: usize) -> RpcResult<Vec<EventItem>>;
 
     /// Proc events after `after`: the stored ones first, then live ones, in order.
-    #[subscription(name = "events.follow" => "events.event", unsubscribe = "events.unfollow", item = EventItem)]
+    #[subscription(name = "events.follow" => "events.event", unsubscribe = "events.unfollow", item = EventItem, with_extensions)]
     async fn events_follow(&self, after: u64) -> jsonrpsee::core::SubscriptionResult;
 
     /// The audit log of mutating calls, newest last.
-    #[method(name = "audit.list")]
+    #[method(name = "audit.list", with_extensions)]
     async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>>;
 
     // --- Stack images (`vr imager`, Velociraptor's `vimage`) ---------------------------------
@@ -437,15 +470,15 @@ pub trait Vrd {
     async fn builder_shell(&self, file: BuildFile, attach: Attach) -> RpcResult<ExitStatus>;
 
     /// Every recorded build (of `app` only, when given), oldest first.
-    #[method(name = "builds.list")]
+    #[method(name = "builds.list", with_extensions)]
     async fn builds_list(&self, app: Option<String>) -> RpcResult<Vec<BuildInfo>>;
 
     /// One build; UNKNOWN_BUILD when there is none with this id.
-    #[method(name = "builds.show")]
+    #[method(name = "builds.show", with_extensions)]
     async fn builds_show(&self, id: u64) -> RpcResult<BuildInfo>;
 
     /// A build's kept compile log; UNKNOWN_BUILD when there is none with this id.
-    #[method(name = "builds.log")]
+    #[method(name = "builds.log", with_extensions)]
     async fn builds_log(&self, id: u64) -> RpcResult<String>;
 
     /// Removes the artifacts and logs of builds older than `max_age_days` (default 30) that are
@@ -471,11 +504,11 @@ pub trait Vrd {
     async fn objects_update(&self, kind: Kind, spec: serde_json::Value) -> RpcResult<serde_json::Value>;
 
     /// One definition.
-    #[method(name = "objects.get")]
+    #[method(name = "objects.get", with_extensions)]
     async fn objects_get(&self, kind: Kind, name: String) -> RpcResult<serde_json::Value>;
 
     /// Every definition of a kind (buildpacks in detect order, the rest by name).
-    #[method(name = "objects.list")]
+    #[method(name = "objects.list", with_extensions)]
     async fn objects_list(&self, kind: Kind) -> RpcResult<Vec<serde_json::Value>>;
 
     /// Deletes a definition nothing refers to. A swarm is first scaled to nothing (its procs
@@ -502,15 +535,15 @@ pub trait Vrd {
     async fn swarms_rollback(&self, swarm: String, number: Option<u64>) -> RpcResult<Dispatched>;
 
     /// A swarm's releases, numbered, oldest first.
-    #[method(name = "swarms.releases")]
+    #[method(name = "swarms.releases", with_extensions)]
     async fn swarms_releases(&self, swarm: String) -> RpcResult<Vec<NumberedRelease>>;
 
     /// The procs swarms own (of one swarm when given).
-    #[method(name = "swarms.procs")]
+    #[method(name = "swarms.procs", with_extensions)]
     async fn swarms_procs(&self, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>>;
 
     /// One release.
-    #[method(name = "releases.show")]
+    #[method(name = "releases.show", with_extensions)]
     async fn releases_show(&self, id: u64) -> RpcResult<ReleaseRecord>;
 
     /// VR's manual deploy: release `id` as `proc_name` with `config_name` on `host` at `port`
@@ -531,7 +564,7 @@ pub trait Vrd {
     async fn apps_build(&self, app: String, version: String) -> RpcResult<Dispatched>;
 
     /// Deployment log entries after `after` (of one trace when given), oldest first.
-    #[method(name = "deploys.log")]
+    #[method(name = "deploys.log", with_extensions)]
     async fn deploys_log(
         &self,
         trace: Option<String>,
@@ -541,7 +574,7 @@ pub trait Vrd {
 
     /// The deployment log as it grows (of one trace when given: the stream ends after that
     /// dispatch's last entry), starting after `after`.
-    #[subscription(name = "deploys.follow" => "deploys.entry", unsubscribe = "deploys.unfollow", item = DeployLogEntry)]
+    #[subscription(name = "deploys.follow" => "deploys.entry", unsubscribe = "deploys.unfollow", item = DeployLogEntry, with_extensions)]
     async fn deploys_follow(&self, trace: Option<String>, after: u64) -> jsonrpsee::core::SubscriptionResult;
 
     /// Runs the uptests of every proc swarms own now (VR's hourly `uptest_all_procs`).
@@ -549,15 +582,15 @@ pub trait Vrd {
     async fn uptests_run(&self) -> RpcResult<UptestRun>;
 
     /// The newest uptest run, scheduled or on demand.
-    #[method(name = "uptests.latest")]
+    #[method(name = "uptests.latest", with_extensions)]
     async fn uptests_latest(&self) -> RpcResult<Option<UptestRun>>;
 
     /// The configured balancers, by name, with their kinds.
-    #[method(name = "balancers.list")]
+    #[method(name = "balancers.list", with_extensions)]
     async fn balancers_list(&self) -> RpcResult<Vec<(String, String)>>;
 
     /// The nodes of a pool as the balancer reports them.
-    #[method(name = "balancers.nodes")]
+    #[method(name = "balancers.nodes", with_extensions)]
     async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>>;
 
     /// VR's scoopers: removes the containers and proc dirs nothing owns (or, with `dry_run`, only
@@ -574,7 +607,7 @@ pub trait Vrd {
     async fn stacks_build(&self, stack: String) -> RpcResult<ImageInfo>;
 
     /// The images of a stack, oldest first (the active one marked).
-    #[method(name = "stacks.images")]
+    #[method(name = "stacks.images", with_extensions)]
     async fn stacks_images(&self, stack: String) -> RpcResult<Vec<ImageInfo>>;
 
     /// Makes an earlier image (by name, or by its number) the stack's active image again.
@@ -583,11 +616,11 @@ pub trait Vrd {
 
     /// An image's build log from its start, live until its build ends; then vrd closes the
     /// subscription ([`LOG_ENDED`]).
-    #[subscription(name = "stacks.follow" => "stacks.line", unsubscribe = "stacks.unfollow", item = LogLine)]
+    #[subscription(name = "stacks.follow" => "stacks.line", unsubscribe = "stacks.unfollow", item = LogLine, with_extensions)]
     async fn stacks_follow(&self, stack: String, image: String) -> jsonrpsee::core::SubscriptionResult;
 
     /// A build's compile.log from its start, live until the build ends; then vrd closes the
     /// subscription ([`LOG_ENDED`]). UNKNOWN_BUILD when there is no such build or gc removed its log.
-    #[subscription(name = "builds.follow" => "builds.line", unsubscribe = "builds.unfollow", item = LogLine)]
+    #[subscription(name = "builds.follow" => "builds.line", unsubscribe = "builds.unfollow", item = LogLine, with_extensions)]
     async fn builds_follow(&self, id: u64) -> jsonrpsee::core::SubscriptionResult;
 }

@@ -57,10 +57,11 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
     Ok(ClientBuilder::default().request_timeout(LONG_CALL).build_with_tokio(tx, rx))
 }
 
-/// Turns a call error into a message for people: the daemon's message as it is.
+/// Turns a call error into a message for people: the daemon's message as it is, and the causes
+/// under it, one per line.
 pub fn explain(e: jsonrpsee::core::ClientError) -> anyhow::Error {
     match e {
-        jsonrpsee::core::ClientError::Call(obj) => anyhow!("{}", obj.message()),
+        jsonrpsee::core::ClientError::Call(obj) => anyhow!("{}", crate::api::ApiError::from(&obj)),
         other => anyhow!("the call to vrd failed: {other}"),
     }
 }

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use super::client::{connect, explain};
+use super::objects::ObjectAction;
 use super::HostsAction;
-use crate::api::{HostJoin, VrdClient};
+use crate::api::{HostJoin, HostRow, VrdClient};
 
 fn print_join(join: &HostJoin) {
     println!("Host {} may join this coordinator once within 24 hours. On it, run:", join.host);
@@ -17,6 +18,9 @@ fn print_join(join: &HostJoin) {
 
 /// Runs one of the fleet actions.
 pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
+    if let HostsAction::Object(ObjectAction::List { json }) = action {
+        return list(socket, json).await;
+    }
     if let HostsAction::Object(action) = action {
         return super::objects::run(socket, crate::model::deploy::Kind::Host, action).await;
     }
@@ -58,6 +62,55 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
                 }
             }
         }
+    }
+    Ok(0)
+}
+
+/// How long ago `secs` (unix seconds) was, for people.
+fn ago(secs: Option<i64>, now: i64) -> String {
+    match secs {
+        Some(s) => format!("{}s ago", (now - s).max(0)),
+        None => "-".to_string(),
+    }
+}
+
+/// The state column: the link's state, and what keeps procs off the host.
+fn state_of(row: &HostRow) -> String {
+    match (row.draining, row.active) {
+        (true, _) => format!("{} (draining)", row.state),
+        (false, false) => format!("{} (inactive)", row.state),
+        _ => row.state.clone(),
+    }
+}
+
+/// `vr hosts list`: every host, its state, last heartbeat, procs and version.
+async fn list(socket: &Path, json: bool) -> anyhow::Result<i32> {
+    let rows = super::client::call(socket).await?.hosts_list().await.map_err(explain)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    println!(
+        "{:<20} {:<12} {:<18} {:<20} {:<15} {:>5}  VERSION",
+        "HOST", "SQUAD", "ADDRESS", "STATE", "HEARTBEAT", "PROCS"
+    );
+    for row in &rows {
+        let procs = row.procs.map_or_else(|| "?".to_string(), |n| n.to_string());
+        let beat = if row.joined { ago(row.last_heartbeat, now) } else { "-".to_string() };
+        println!(
+            "{:<20} {:<12} {:<18} {:<20} {:<15} {:>5}  {}",
+            row.host,
+            row.squad,
+            row.address,
+            state_of(row),
+            beat,
+            procs,
+            row.version.as_deref().unwrap_or("-")
+        );
     }
     Ok(0)
 }

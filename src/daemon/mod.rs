@@ -2,22 +2,13 @@
 //! the Unix socket until told to stop. Procs keep running when the daemon stops.
 
 pub mod activation;
-pub mod attach;
-mod builder_calls;
-mod builds_calls;
-mod deploy_calls;
-mod fleet_calls;
-mod follow;
-mod imager_calls;
+pub mod ops;
 mod peer_link;
 pub mod peer_listener;
 #[cfg(test)]
 mod peer_tests;
-mod proc_calls;
 pub mod rpc;
-mod runner_calls;
 pub mod server;
-mod stacks_calls;
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -63,7 +54,7 @@ pub struct Daemon {
     /// The fleet: joined hosts' links, and the coordinator when this vrd is one.
     pub fleet: Fleet,
     /// Foreground `run`s in progress, by proc name.
-    pub foreground: std::sync::Mutex<std::collections::HashMap<String, crate::services::runner::LaunchWatch>>,
+    pub foreground: crate::services::runner::foreground::ForegroundRuns,
     /// Keeps the sealed copy of the binary open; `runner.exe` names it through /proc/self/fd.
     _sealed_exe: OwnedFd,
 }
@@ -215,6 +206,7 @@ async fn start_fleet(
         tracing::info!(%addr, ca_sha256 = %coordinator.pin(), "coordinating hosts");
         let coordinator = Arc::new(coordinator);
         peer_listener::spawn(listener, Arc::clone(&coordinator));
+        peers.spawn_heartbeats(crate::services::peer::link::HEARTBEAT);
         coordinating = Some(coordinator);
     }
     let joined = files.host().map_err(|e| DaemonError::Start(e.to_string()))?;

@@ -1,114 +1,76 @@
-//! The API's implementation: the trait impl is a table of one-liners; the work is in
-//! `runner_calls.rs` (VR's runner contract), `proc_calls.rs` (supervision, logs, events) and
-//! `imager_calls.rs` (stack images), `builder_calls.rs` (VR's builder), `builds_calls.rs` (builds
-//! as objects: list, show, log, follow, gc), `deploy_calls.rs` (definitions, swarms, releases, the
-//! deployment log), `stacks_calls.rs` (stacks' images).
-//! Every mutating call is written to the audit log with the caller's SO_PEERCRED identity.
-
-use std::sync::Arc;
+//! The Unix socket's JSON-RPC transport: each method turns the connection's identity into a
+//! [`Principal`], calls the operation of the same name ([`Ops`]), and turns its error into a
+//! JSON-RPC error object (code, message, causes in `data`) or its feed into a subscription.
+//! Nothing here decides anything: authorisation, audit and the work are in `ops`.
 
 use jsonrpsee::core::{async_trait, RpcResult, SubscriptionResult};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{Extensions, PendingSubscriptionSink};
-
-use super::imager_calls::audit_params;
-use super::server::Caller;
-use super::Daemon;
-use crate::api::{
-    codes, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem,
-    ExitStatus, GcReport, HostJoin, HostLink, ImageBuilt, ImageFile, Kind, LogLine, NumberedRelease,
-    ProcFile, ProcInfo, ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord, UptestResult, UptestRun,
-    VrdServer,
-};
-use crate::model::deploy::release::Placement;
-use crate::model::proc_data::ProcSpec;
-use crate::services::runner::{self, RunnerError};
-use crate::services::state::AuditEntry;
 use serde_json::Value;
 
-/// Answers API calls with the daemon's services.
+use super::ops::feed::{Feed, FeedEnd};
+use super::ops::{OpResult, Ops, Principal, ReceivedFds};
+use crate::api::{
+    codes, ApiError, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched,
+    EventItem, ExitStatus, GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind,
+    LogLine, NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord,
+    UptestResult, UptestRun, VrdServer, LOG_ENDED,
+};
+use crate::model::deploy::release::Placement;
+
+/// Answers the socket's calls with the operations.
 pub struct RpcHandler {
-    /// The daemon.
-    pub daemon: Arc<Daemon>,
-}
-
-/// Maps every runner error to its stable code: no wildcard, so a new variant must be mapped.
-pub fn runner_error(e: RunnerError) -> ErrorObjectOwned {
-    let code = match &e {
-        RunnerError::Invalid(_) => codes::INVALID,
-        RunnerError::Busy(_) => codes::BUSY,
-        RunnerError::NotSetUp(_) => codes::NOT_SET_UP,
-        RunnerError::Artifact(_) => codes::ARTIFACT,
-        RunnerError::User(_) => codes::USER,
-        RunnerError::Io(_) => codes::IO,
-        RunnerError::Launch(_) => codes::LAUNCH,
-    };
-    ErrorObjectOwned::owned(code, e.to_string(), None::<()>)
-}
-
-/// An error object with a code and a message.
-pub fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(code, message.into(), None::<()>)
-}
-
-/// Parses a proc.yaml; errors name the file.
-pub fn parse(file: &ProcFile) -> RpcResult<(ProcSpec, Vec<String>)> {
-    runner::parse(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+    /// The operations.
+    pub ops: Ops,
 }
 
 /// The caller's identity, attached by the server to every request.
-pub fn caller(ext: &Extensions) -> RpcResult<Caller> {
-    ext.get::<Caller>().copied().ok_or_else(|| error(codes::INTERNAL, "the caller's identity is unknown"))
+fn who(ext: &Extensions) -> RpcResult<Principal> {
+    ext.get::<Principal>()
+        .copied()
+        .ok_or_else(|| ApiError::new(codes::INTERNAL, "the caller's identity is unknown").into())
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// The fds the caller passed on its connection.
+fn passed(ext: &Extensions) -> ReceivedFds {
+    ext.get::<ReceivedFds>().cloned().unwrap_or_default()
 }
 
-impl RpcHandler {
-    /// Runs a mutating call and writes who did it, with what, and how it ended to the audit log.
-    async fn audited<T>(
-        &self,
-        ext: &Extensions,
-        method: &str,
-        params: serde_json::Value,
-        call: impl std::future::Future<Output = RpcResult<T>>,
-    ) -> RpcResult<T> {
-        let who = caller(ext)?;
-        let result = call.await;
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            Err(e) => e.message().to_string(),
-        };
-        let entry = AuditEntry {
-            id: 0,
-            time: now_ms(),
-            uid: who.uid,
-            gid: who.gid,
-            pid: who.pid,
-            method: method.to_string(),
-            params: params.to_string(),
-            outcome,
-        };
-        // Queued, not awaited: the answer need not wait for the disk, and the next call sees it.
-        if let Err(e) = self.daemon.supervisor.state().queue_audit(entry).await {
-            tracing::error!(error = %e, method, "failed to write the audit log");
+fn answer<T>(result: OpResult<T>) -> RpcResult<T> {
+    result.map_err(ErrorObjectOwned::from)
+}
+
+/// Forwards a feed to a subscription until either side ends; a refused feed rejects it.
+async fn subscribe<T: serde::Serialize>(
+    pending: PendingSubscriptionSink,
+    feed: OpResult<Feed<T>>,
+) -> SubscriptionResult {
+    let mut feed = match feed {
+        Ok(feed) => feed,
+        Err(e) => {
+            pending.reject(ErrorObjectOwned::from(e)).await;
+            return Ok(());
         }
-        result
+    };
+    let sink = pending.accept().await?;
+    loop {
+        let next = tokio::select! {
+            _ = sink.closed() => return Ok(()),
+            next = feed.next() => next,
+        };
+        match next {
+            Some(Ok(item)) => sink.send(serde_json::value::to_raw_value(&item)?).await?,
+            Some(Err(e)) => return Err(e.full().into()),
+            None if feed.end == FeedEnd::LogEnded => return Err(LOG_ENDED.into()),
+            None => return Ok(()),
+        }
     }
-}
-
-fn file_param(file: &ProcFile) -> serde_json::Value {
-    serde_json::json!({ "path": file.path, "yaml": file.yaml })
 }
 
 #[async_trait]
 impl VrdServer for RpcHandler {
-    async fn version(&self) -> RpcResult<String> {
-        Ok(env!("CARGO_PKG_VERSION").to_string())
+    async fn version(&self, ext: &Extensions) -> RpcResult<String> {
+        answer(self.ops.version(&who(ext)?).await)
     }
 
     async fn hosts_add(
@@ -118,99 +80,97 @@ impl VrdServer for RpcHandler {
         address: String,
         squad: Option<String>,
     ) -> RpcResult<HostJoin> {
-        let params = serde_json::json!({ "name": name, "address": address, "squad": squad });
-        self.audited(ext, "hosts.add", params, self.add_host(name.clone(), address.clone(), squad.clone()))
-            .await
+        answer(self.ops.hosts_add(&who(ext)?, name, address, squad).await)
     }
 
     async fn hosts_token(&self, ext: &Extensions, name: String) -> RpcResult<HostJoin> {
-        let params = serde_json::json!({ "name": name });
-        self.audited(ext, "hosts.token", params, self.host_token(name.clone())).await
+        answer(self.ops.hosts_token(&who(ext)?, name).await)
     }
 
     async fn hosts_drain(&self, ext: &Extensions, name: String) -> RpcResult<Vec<Dispatched>> {
-        let params = serde_json::json!({ "name": name });
-        let work = async {
-            let started =
-                self.daemon.swarms.drain_host(&name).await.map_err(super::deploy_calls::swarm_error)?;
-            Ok(started.into_iter().map(|(swarm, trace)| Dispatched { swarm, trace }).collect())
-        };
-        self.audited(ext, "hosts.drain", params, work).await
+        answer(self.ops.hosts_drain(&who(ext)?, name).await)
     }
 
-    async fn hosts_links(&self) -> RpcResult<Vec<HostLink>> {
-        self.host_links().await
+    async fn hosts_links(&self, ext: &Extensions) -> RpcResult<Vec<HostLink>> {
+        answer(self.ops.hosts_links(&who(ext)?).await)
+    }
+
+    async fn hosts_list(&self, ext: &Extensions) -> RpcResult<Vec<HostRow>> {
+        answer(self.ops.hosts_list(&who(ext)?).await)
     }
 
     async fn runner_setup(&self, ext: &Extensions, file: ProcFile) -> RpcResult<SetupReport> {
-        self.audited(ext, "runner.setup", file_param(&file), self.setup(file.clone())).await
+        answer(self.ops.runner_setup(&who(ext)?, file).await)
     }
 
     async fn runner_run(&self, ext: &Extensions, file: ProcFile, attach: Attach) -> RpcResult<ExitStatus> {
-        self.audited(ext, "runner.run", file_param(&file), self.attached(ext, file.clone(), attach, false))
-            .await
+        answer(self.ops.runner_run(&who(ext)?, passed(ext), file, attach).await)
     }
 
     async fn runner_shell(&self, ext: &Extensions, file: ProcFile, attach: Attach) -> RpcResult<ExitStatus> {
-        self.audited(ext, "runner.shell", file_param(&file), self.attached(ext, file.clone(), attach, true))
-            .await
+        answer(self.ops.runner_shell(&who(ext)?, passed(ext), file, attach).await)
     }
 
     async fn runner_signal(&self, ext: &Extensions, file: ProcFile, signal: String) -> RpcResult<bool> {
-        let params = serde_json::json!({ "path": file.path, "signal": signal });
-        self.audited(ext, "runner.signal", params, self.signal(file, signal.clone())).await
+        answer(self.ops.runner_signal(&who(ext)?, file, signal).await)
     }
 
-    async fn runner_uptest(&self, file: ProcFile) -> RpcResult<Vec<UptestResult>> {
-        self.uptest(file).await
+    async fn runner_uptest(&self, ext: &Extensions, file: ProcFile) -> RpcResult<Vec<UptestResult>> {
+        answer(self.ops.runner_uptest(&who(ext)?, file).await)
     }
 
     async fn runner_teardown(&self, ext: &Extensions, file: ProcFile) -> RpcResult<()> {
-        self.audited(ext, "runner.teardown", file_param(&file), self.teardown(file.clone())).await
+        answer(self.ops.runner_teardown(&who(ext)?, file).await)
     }
 
     async fn proc_deploy(&self, ext: &Extensions, file: ProcFile) -> RpcResult<ProcInfo> {
-        self.audited(ext, "proc.deploy", file_param(&file), self.deploy(file.clone())).await
+        answer(self.ops.proc_deploy(&who(ext)?, file).await)
     }
 
-    async fn procs_list(&self) -> RpcResult<Vec<ProcInfo>> {
-        self.list().await
+    async fn procs_list(&self, ext: &Extensions) -> RpcResult<Vec<ProcInfo>> {
+        answer(self.ops.procs_list(&who(ext)?).await)
     }
 
     async fn procs_act(&self, ext: &Extensions, name: String, action: String) -> RpcResult<()> {
-        let params = serde_json::json!({ "name": name, "action": action });
-        self.audited(ext, &format!("procs.{action}"), params, self.act(&name, &action)).await
+        answer(self.ops.procs_act(&who(ext)?, name, action).await)
     }
 
     async fn logs_read(
         &self,
+        ext: &Extensions,
         name: String,
         since: Option<String>,
         tail: Option<usize>,
     ) -> RpcResult<Vec<LogLine>> {
-        self.logs(&name, since, tail).await
+        answer(self.ops.logs_read(&who(ext)?, name, since, tail).await)
     }
 
     async fn logs_follow(
         &self,
         pending: PendingSubscriptionSink,
+        ext: &Extensions,
         name: String,
         since: Option<String>,
         tail: Option<usize>,
     ) -> SubscriptionResult {
-        self.follow_logs(pending, name, since, tail).await
+        subscribe(pending, self.ops.logs_follow(&who(ext)?, name, since, tail).await).await
     }
 
-    async fn events_list(&self, after: u64, limit: usize) -> RpcResult<Vec<EventItem>> {
-        self.events(after, limit).await
+    async fn events_list(&self, ext: &Extensions, after: u64, limit: usize) -> RpcResult<Vec<EventItem>> {
+        answer(self.ops.events_list(&who(ext)?, after, limit).await)
     }
 
-    async fn events_follow(&self, pending: PendingSubscriptionSink, after: u64) -> SubscriptionResult {
-        self.follow_events(pending, after).await
+    async fn events_follow(
+        &self,
+        pending: PendingSubscriptionSink,
+        ext: &Extensions,
+        after: u64,
+    ) -> SubscriptionResult {
+        subscribe(pending, self.ops.events_follow(&who(ext)?, after).await).await
     }
 
-    async fn audit_list(&self, limit: usize) -> RpcResult<Vec<AuditInfo>> {
-        self.audit(limit).await
+    async fn audit_list(&self, ext: &Extensions, limit: usize) -> RpcResult<Vec<AuditInfo>> {
+        answer(self.ops.audit_list(&who(ext)?, limit).await)
     }
 
     async fn imager_build(
@@ -220,8 +180,7 @@ impl VrdServer for RpcHandler {
         attach: Attach,
         term: Option<String>,
     ) -> RpcResult<ImageBuilt> {
-        let params = audit_params(&file);
-        self.audited(ext, "imager.build", params, self.image_build(ext, file, attach, term)).await
+        answer(self.ops.imager_build(&who(ext)?, passed(ext), file, attach, term).await)
     }
 
     async fn imager_shell(
@@ -231,8 +190,7 @@ impl VrdServer for RpcHandler {
         attach: Attach,
         term: Option<String>,
     ) -> RpcResult<ExitStatus> {
-        let params = audit_params(&file);
-        self.audited(ext, "imager.shell", params, self.image_shell(ext, file, attach, term)).await
+        answer(self.ops.imager_shell(&who(ext)?, passed(ext), file, attach, term).await)
     }
 
     async fn builder_build(
@@ -241,8 +199,7 @@ impl VrdServer for RpcHandler {
         file: BuildFile,
         attach: Attach,
     ) -> RpcResult<BuildReport> {
-        let params = build_param(&file);
-        self.audited(ext, "builder.build", params, self.build(ext, file, attach)).await
+        answer(self.ops.builder_build(&who(ext)?, passed(ext), file, attach).await)
     }
 
     async fn builder_shell(
@@ -251,20 +208,19 @@ impl VrdServer for RpcHandler {
         file: BuildFile,
         attach: Attach,
     ) -> RpcResult<ExitStatus> {
-        let params = build_param(&file);
-        self.audited(ext, "builder.shell", params, self.build_shell(ext, file, attach)).await
+        answer(self.ops.builder_shell(&who(ext)?, passed(ext), file, attach).await)
     }
 
-    async fn builds_list(&self, app: Option<String>) -> RpcResult<Vec<BuildInfo>> {
-        self.list_builds(app).await
+    async fn builds_list(&self, ext: &Extensions, app: Option<String>) -> RpcResult<Vec<BuildInfo>> {
+        answer(self.ops.builds_list(&who(ext)?, app).await)
     }
 
-    async fn builds_show(&self, id: u64) -> RpcResult<BuildInfo> {
-        self.show_build(id).await
+    async fn builds_show(&self, ext: &Extensions, id: u64) -> RpcResult<BuildInfo> {
+        answer(self.ops.builds_show(&who(ext)?, id).await)
     }
 
-    async fn builds_log(&self, id: u64) -> RpcResult<String> {
-        self.build_log(id).await
+    async fn builds_log(&self, ext: &Extensions, id: u64) -> RpcResult<String> {
+        answer(self.ops.builds_log(&who(ext)?, id).await)
     }
 
     async fn builds_gc(
@@ -274,31 +230,27 @@ impl VrdServer for RpcHandler {
         max_age_days: Option<u64>,
         keep: Option<usize>,
     ) -> RpcResult<GcReport> {
-        let params = serde_json::json!({ "dry_run": dry_run, "max_age_days": max_age_days, "keep": keep });
-        self.audited(ext, "builds.gc", params, self.gc_builds(dry_run, max_age_days, keep)).await
+        answer(self.ops.builds_gc(&who(ext)?, dry_run, max_age_days, keep).await)
     }
 
     async fn objects_create(&self, ext: &Extensions, kind: Kind, spec: Value) -> RpcResult<Value> {
-        let params = serde_json::json!({ "kind": kind, "spec": spec });
-        self.audited(ext, "objects.create", params, self.put_object(kind, spec, true)).await
+        answer(self.ops.objects_create(&who(ext)?, kind, spec).await)
     }
 
     async fn objects_update(&self, ext: &Extensions, kind: Kind, spec: Value) -> RpcResult<Value> {
-        let params = serde_json::json!({ "kind": kind, "spec": spec });
-        self.audited(ext, "objects.update", params, self.put_object(kind, spec, false)).await
+        answer(self.ops.objects_update(&who(ext)?, kind, spec).await)
     }
 
-    async fn objects_get(&self, kind: Kind, name: String) -> RpcResult<Value> {
-        self.get_object(kind, name).await
+    async fn objects_get(&self, ext: &Extensions, kind: Kind, name: String) -> RpcResult<Value> {
+        answer(self.ops.objects_get(&who(ext)?, kind, name).await)
     }
 
-    async fn objects_list(&self, kind: Kind) -> RpcResult<Vec<Value>> {
-        self.list_objects(kind).await
+    async fn objects_list(&self, ext: &Extensions, kind: Kind) -> RpcResult<Vec<Value>> {
+        answer(self.ops.objects_list(&who(ext)?, kind).await)
     }
 
     async fn objects_delete(&self, ext: &Extensions, kind: Kind, name: String) -> RpcResult<()> {
-        let params = serde_json::json!({ "kind": kind, "name": name });
-        self.audited(ext, "objects.delete", params, self.delete_object(kind, name.clone())).await
+        answer(self.ops.objects_delete(&who(ext)?, kind, name).await)
     }
 
     async fn swarms_dispatch(
@@ -309,14 +261,7 @@ impl VrdServer for RpcHandler {
         exclude: Option<String>,
         rebuild: bool,
     ) -> RpcResult<Vec<Dispatched>> {
-        let params = serde_json::json!({ "filter": filter, "changes": changes, "exclude": exclude, "rebuild": rebuild });
-        self.audited(
-            ext,
-            "swarms.dispatch",
-            params,
-            self.dispatch(filter.clone(), changes.clone(), exclude.clone(), rebuild),
-        )
-        .await
+        answer(self.ops.swarms_dispatch(&who(ext)?, filter, changes, exclude, rebuild).await)
     }
 
     async fn swarms_rollback(
@@ -325,20 +270,19 @@ impl VrdServer for RpcHandler {
         swarm: String,
         number: Option<u64>,
     ) -> RpcResult<Dispatched> {
-        let params = serde_json::json!({ "swarm": swarm, "number": number });
-        self.audited(ext, "swarms.rollback", params, self.rollback(swarm.clone(), number)).await
+        answer(self.ops.swarms_rollback(&who(ext)?, swarm, number).await)
     }
 
-    async fn swarms_releases(&self, swarm: String) -> RpcResult<Vec<NumberedRelease>> {
-        self.releases(swarm).await
+    async fn swarms_releases(&self, ext: &Extensions, swarm: String) -> RpcResult<Vec<NumberedRelease>> {
+        answer(self.ops.swarms_releases(&who(ext)?, swarm).await)
     }
 
-    async fn swarms_procs(&self, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>> {
-        self.owned_procs(swarm).await
+    async fn swarms_procs(&self, ext: &Extensions, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>> {
+        answer(self.ops.swarms_procs(&who(ext)?, swarm).await)
     }
 
-    async fn releases_show(&self, id: u64) -> RpcResult<ReleaseRecord> {
-        self.show_release(id).await
+    async fn releases_show(&self, ext: &Extensions, id: u64) -> RpcResult<ReleaseRecord> {
+        answer(self.ops.releases_show(&who(ext)?, id).await)
     }
 
     async fn releases_deploy(
@@ -350,100 +294,87 @@ impl VrdServer for RpcHandler {
         proc_name: String,
         config_name: String,
     ) -> RpcResult<ProcInfo> {
-        let params = serde_json::json!({ "id": id, "host": host, "port": port, "proc": proc_name, "config": config_name });
         let at = Placement { config_name, proc_name, host, port, address: None };
-        self.audited(ext, "releases.deploy", params, self.deploy_release(id, at)).await
+        answer(self.ops.releases_deploy(&who(ext)?, id, at).await)
     }
 
     async fn apps_build(&self, ext: &Extensions, app: String, version: String) -> RpcResult<Dispatched> {
-        let params = serde_json::json!({ "app": app, "version": version });
-        self.audited(ext, "apps.build", params, self.build_app(app.clone(), version.clone())).await
+        answer(self.ops.apps_build(&who(ext)?, app, version).await)
     }
 
     async fn deploys_log(
         &self,
+        ext: &Extensions,
         trace: Option<String>,
         after: u64,
         limit: usize,
     ) -> RpcResult<Vec<DeployLogEntry>> {
-        self.deploy_log(trace, after, limit).await
+        answer(self.ops.deploys_log(&who(ext)?, trace, after, limit).await)
     }
 
     async fn deploys_follow(
         &self,
         pending: PendingSubscriptionSink,
+        ext: &Extensions,
         trace: Option<String>,
         after: u64,
     ) -> SubscriptionResult {
-        self.follow_deploys(pending, trace, after).await
+        subscribe(pending, self.ops.deploys_follow(&who(ext)?, trace, after).await).await
     }
 
     async fn uptests_run(&self, ext: &Extensions) -> RpcResult<UptestRun> {
-        self.audited(ext, "uptests.run", serde_json::json!({}), self.run_uptests()).await
+        answer(self.ops.uptests_run(&who(ext)?).await)
     }
 
-    async fn uptests_latest(&self) -> RpcResult<Option<UptestRun>> {
-        self.latest_uptests().await
+    async fn uptests_latest(&self, ext: &Extensions) -> RpcResult<Option<UptestRun>> {
+        answer(self.ops.uptests_latest(&who(ext)?).await)
     }
 
-    async fn balancers_list(&self) -> RpcResult<Vec<(String, String)>> {
-        Ok(self.daemon.swarms.balancers().kinds())
+    async fn balancers_list(&self, ext: &Extensions) -> RpcResult<Vec<(String, String)>> {
+        answer(self.ops.balancers_list(&who(ext)?).await)
     }
 
-    async fn balancers_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>> {
-        self.pool_nodes(balancer, pool).await
+    async fn balancers_nodes(
+        &self,
+        ext: &Extensions,
+        balancer: String,
+        pool: String,
+    ) -> RpcResult<Vec<String>> {
+        answer(self.ops.balancers_nodes(&who(ext)?, balancer, pool).await)
     }
 
     async fn housekeeping_scoop(&self, ext: &Extensions, dry_run: bool) -> RpcResult<Vec<String>> {
-        let params = serde_json::json!({ "dry_run": dry_run });
-        let work = async {
-            let sup = &self.daemon.supervisor;
-            sup.scoop(dry_run).await.map_err(super::proc_calls::supervisor_error)
-        };
-        self.audited(ext, "housekeeping.scoop", params, work).await
+        answer(self.ops.housekeeping_scoop(&who(ext)?, dry_run).await)
     }
 
-    // ---- Stacks ----
-
-    async fn stacks_build(&self, ext: &Extensions, stack: String) -> RpcResult<crate::api::ImageInfo> {
-        self.audited(
-            ext,
-            "stacks.build",
-            serde_json::json!({ "stack": stack }),
-            self.build_stack(stack.clone()),
-        )
-        .await
+    async fn stacks_build(&self, ext: &Extensions, stack: String) -> RpcResult<ImageInfo> {
+        answer(self.ops.stacks_build(&who(ext)?, stack).await)
     }
 
-    async fn stacks_images(&self, stack: String) -> RpcResult<Vec<crate::api::ImageInfo>> {
-        self.stack_images(stack).await
+    async fn stacks_images(&self, ext: &Extensions, stack: String) -> RpcResult<Vec<ImageInfo>> {
+        answer(self.ops.stacks_images(&who(ext)?, stack).await)
     }
 
-    async fn stacks_activate(
-        &self,
-        ext: &Extensions,
-        stack: String,
-        image: String,
-    ) -> RpcResult<crate::api::ImageInfo> {
-        let params = serde_json::json!({ "stack": stack, "image": image });
-        self.audited(ext, "stacks.activate", params, self.activate_stack_image(stack.clone(), image.clone()))
-            .await
+    async fn stacks_activate(&self, ext: &Extensions, stack: String, image: String) -> RpcResult<ImageInfo> {
+        answer(self.ops.stacks_activate(&who(ext)?, stack, image).await)
     }
 
     async fn stacks_follow(
         &self,
         pending: PendingSubscriptionSink,
+        ext: &Extensions,
         stack: String,
         image: String,
     ) -> SubscriptionResult {
-        self.follow_stack_image(pending, stack, image).await
+        subscribe(pending, self.ops.stacks_follow(&who(ext)?, stack, image).await).await
     }
 
-    async fn builds_follow(&self, pending: PendingSubscriptionSink, id: u64) -> SubscriptionResult {
-        self.follow_build(pending, id).await
+    async fn builds_follow(
+        &self,
+        pending: PendingSubscriptionSink,
+        ext: &Extensions,
+        id: u64,
+    ) -> SubscriptionResult {
+        subscribe(pending, self.ops.builds_follow(&who(ext)?, id).await).await
     }
-}
-
-fn build_param(file: &BuildFile) -> serde_json::Value {
-    serde_json::json!({ "path": file.path, "yaml": file.yaml })
 }

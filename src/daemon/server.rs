@@ -11,22 +11,12 @@ use jsonrpsee::server::{serve_with_graceful_shutdown, stop_channel, ServerConfig
 use jsonrpsee::Methods;
 use tokio::net::UnixListener;
 
+use super::ops::{Ops, Principal};
 use super::rpc::RpcHandler;
 use super::{Daemon, DaemonError};
 use crate::api::VrdServer;
 use crate::sys::fdstream::FdStream;
 pub use crate::sys::fdstream::ReceivedFds;
-
-/// Who is calling: the peer credentials of the connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller {
-    /// User id.
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
-    /// Process id, when the kernel knows it.
-    pub pid: Option<i32>,
-}
 
 /// Binds the API socket, replacing a stale one, with mode 0660 and the configured group.
 pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener, DaemonError> {
@@ -74,7 +64,7 @@ async fn accept_until(
     daemon: Arc<Daemon>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let methods: Methods = RpcHandler { daemon }.into_rpc().into();
+    let methods: Methods = RpcHandler { ops: Ops::new(daemon) }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     let builder = jsonrpsee::server::Server::builder()
         .set_config(ServerConfig::builder().max_connections(256).max_request_body_size(64 << 20).build())
@@ -90,7 +80,7 @@ async fn accept_until(
         let stream = FdStream::new(stream);
         let passed = stream.received();
         let caller = match stream.peer_cred() {
-            Ok(c) => Caller { uid: c.uid(), gid: c.gid(), pid: c.pid() },
+            Ok(c) => Principal::socket(c.uid(), c.gid(), c.pid()),
             Err(e) => {
                 tracing::warn!(error = %e, "failed to read the caller's credentials");
                 continue;

@@ -86,6 +86,16 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
     assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "one proc per host");
     let everywhere = ["coord", "h1", "h2"].map(|h| procs_on(&fx.d, h));
     assert_eq!(everywhere, [1, 1, 1], "the coordinator lists the whole fleet");
+    let hosts = fx.ok(&["hosts", "list"]);
+    for (host, state) in [("coord", "local"), ("h1", "up"), ("h2", "up")] {
+        let row = hosts.lines().find(|l| l.starts_with(&format!("{host} "))).unwrap_or_default();
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let procs = cols.len().checked_sub(2).and_then(|i| cols.get(i));
+        assert_eq!((cols.get(3), procs), (Some(&state), Some(&"1")), "{host}: {hosts}");
+        if host != "coord" {
+            assert!(row.contains("s ago"), "a joined host shows its last heartbeat: {hosts}");
+        }
+    }
     let nodes = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
     for address in [net.address(2), net.address(3)] {
         assert!(nodes.contains(&format!("{address}:")), "{address} is routed: {nodes}");
@@ -109,6 +119,17 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
     assert!(logs.status.success(), "{:?}", text(&logs));
     let unknown = fx.vr(&["logs", "nope-1-prod-abcdef12-web-1"]);
     assert!(!unknown.status.success());
+    // Acting on it from the coordinator acts on h1.
+    let state_on_h1 = || {
+        let listing = h1.run_vr(&["procs", "list"]);
+        let (listing, _) = text(&listing);
+        let row = listing.lines().find(|l| l.contains(&on_h1)).map(str::to_string);
+        row.unwrap_or_default()
+    };
+    fx.ok(&["procs", "stop", &on_h1]);
+    assert!(state_on_h1().contains("STOPPED"), "{}", state_on_h1());
+    fx.ok(&["procs", "start", &on_h1]);
+    eventually("h1's proc running again", 20, &fx, || state_on_h1().contains("RUNNING"));
 
     // The slug came from the coordinator's store, once, verified.
     for h in [&h1, &h2] {
@@ -209,6 +230,14 @@ fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
     assert!(
         listing.lines().any(|l| l.starts_with("h2 ") && l.contains("UNKNOWN")),
         "the lost host's procs are shown as unknown: {listing}"
+    );
+    let listed = Instant::now();
+    let hosts = fx.ok(&["hosts", "list"]);
+    assert!(listed.elapsed() < Duration::from_secs(2), "the host listing never waits on a dead host");
+    let row = hosts.lines().find(|l| l.starts_with("h2 ")).unwrap_or_default();
+    assert!(
+        (row.contains("suspect") || row.contains("down")) && row.contains(" ? "),
+        "the lost host is suspect or down, its procs unknown: {hosts}"
     );
     let replaced = eventually("the swarm back at 3 procs on the others", 40, &fx, || {
         procs_on(&fx.d, "coord") + procs_on(&fx.d, "h1") == 3

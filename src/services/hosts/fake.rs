@@ -212,6 +212,16 @@ impl HostAgent for FakeHost {
         Ok(vec![format!("2026-01-01T00:00:00Z out {proc} on {}", self.name)])
     }
 
+    async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
+        self.reach("act").await?;
+        self.journal.write(format!("{action:?} {}:{proc}", self.name).to_lowercase());
+        if self.procs_now().contains_key(proc) {
+            Ok(())
+        } else {
+            Err(HostError::NoProc { host: self.name.clone(), proc: proc.into(), hint: String::new() })
+        }
+    }
+
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
         self.reach("destroy").await?;
         self.journal.write(format!("destroy {}:{proc}", self.name));

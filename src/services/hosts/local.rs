@@ -133,8 +133,17 @@ impl HostAgent for LocalHost {
     }
 
     async fn procs(&self) -> Result<Vec<HostProc>, HostError> {
+        let deploying = self.supervisor.deploying();
         let records = self.supervisor.list().await.map_err(|e| self.failed(e.to_string()))?;
-        Ok(records.into_iter().map(|r| HostProc { name: r.name, state: r.state }).collect())
+        let mut procs: Vec<HostProc> =
+            records.into_iter().map(|r| HostProc { name: r.name, state: r.state }).collect();
+        // A proc still being set up is this host's already (it starts once set up).
+        for name in deploying {
+            if !procs.iter().any(|p| p.name == name) {
+                procs.push(HostProc { name, state: ProcState::Starting });
+            }
+        }
+        Ok(procs)
     }
 
     async fn proc_infos(&self) -> Result<Vec<ProcInfo>, HostError> {
@@ -222,6 +231,17 @@ impl HostAgent for LocalHost {
             .await
             .map_err(|e| self.failed(format!("the uptest task failed: {e}")))?
             .map_err(|e| self.failed(e.to_string()))
+    }
+
+    async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
+        use crate::api::host::ProcAction;
+        let sup = &self.supervisor;
+        let done = match action {
+            ProcAction::Start => sup.start_proc(proc).await,
+            ProcAction::Stop => sup.stop_proc(proc).await,
+            ProcAction::Restart => sup.restart_proc(proc).await,
+        };
+        done.map_err(|e| self.supervisor_error(proc, e))
     }
 
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {

@@ -65,6 +65,8 @@ pub enum HostError {
 pub trait HostAgent: Send + Sync {
     /// Its name.
     fn name(&self) -> &str;
+    /// Starts, stops or restarts a proc it supervises.
+    async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError>;
     /// Every proc it supervises.
     async fn procs(&self) -> Result<Vec<HostProc>, HostError>;
     /// Every proc it supervises, as `vr procs list` shows them.

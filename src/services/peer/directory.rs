@@ -39,6 +39,8 @@ pub struct LinkInfo {
 pub struct Peers {
     links: RwLock<HashMap<String, Connected>>,
     lost: RwLock<HashMap<String, SystemTime>>,
+    /// When each host last answered a heartbeat.
+    heard: RwLock<HashMap<String, SystemTime>>,
     next: AtomicU64,
     /// When this coordinator started: a host not seen since counts as lost from then, so a
     /// coordinator restart gives every host the whole grace to dial again.
@@ -63,6 +65,7 @@ impl Peers {
         Peers {
             links: RwLock::default(),
             lost: RwLock::default(),
+            heard: RwLock::default(),
             next: AtomicU64::new(0),
             started: SystemTime::now(),
             grace,
@@ -101,6 +104,7 @@ impl Peers {
         let link = Connected { client, since: SystemTime::now(), id, version, cut: Arc::clone(&cut) };
         let old = self.links.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), link);
         self.lost.write().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.note_heard(name, SystemTime::now());
         if let Some(old) = old {
             old.cut.notify_one();
         }
@@ -125,6 +129,43 @@ impl Peers {
         if let Some(link) = removed {
             link.cut.notify_one();
         }
+    }
+
+    /// Records that `name` answered at `at`.
+    pub fn note_heard(&self, name: &str, at: SystemTime) {
+        self.heard.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), at);
+    }
+
+    /// When `name` last answered a heartbeat (or linked).
+    pub fn last_heard(&self, name: &str) -> Option<SystemTime> {
+        self.heard.read().unwrap_or_else(PoisonError::into_inner).get(name).copied()
+    }
+
+    /// Pings every linked host every `every` (each ping given `every` to answer) and records who
+    /// answered: what `vr hosts list` shows as the last heartbeat. A host that stops answering
+    /// loses its link to the transport's own ping limit (`link::SILENCE_LIMIT`).
+    pub fn spawn_heartbeats(self: &Arc<Self>, every: std::time::Duration) {
+        let this = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(peers) = this.upgrade() else { return };
+                let links: Vec<(String, Arc<Client>)> = {
+                    let links = peers.links.read().unwrap_or_else(PoisonError::into_inner);
+                    links.iter().map(|(name, l)| (name.clone(), Arc::clone(&l.client))).collect()
+                };
+                let pings = links.into_iter().map(|(name, client)| async move {
+                    let ok = RemoteHost::new(&name, client, every).ping().await.is_ok();
+                    (name, ok)
+                });
+                for (name, ok) in futures::future::join_all(pings).await {
+                    if ok {
+                        peers.note_heard(&name, SystemTime::now());
+                    }
+                }
+            }
+        });
     }
 
     fn client(&self, name: &str) -> Option<Arc<Client>> {

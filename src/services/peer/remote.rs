@@ -47,6 +47,11 @@ impl RemoteHost {
         }
     }
 
+    /// A heartbeat: the host answers, within the deadline.
+    pub async fn ping(&self) -> Result<(), HostError> {
+        self.call("host.ping", self.deadline, self.client.ping()).await
+    }
+
     fn unreachable(&self, why: String) -> HostError {
         HostError::Unreachable { host: self.name.clone(), why }
     }
@@ -123,5 +128,11 @@ impl HostAgent for RemoteHost {
     async fn destroy(&self, proc: &str) -> Result<(), HostError> {
         let deadline = wait_deadline(Duration::from_secs(60));
         self.call("host.destroy", deadline, self.client.destroy(proc.into())).await
+    }
+
+    async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
+        // A stop waits out the proc's grace period.
+        let deadline = wait_deadline(Duration::from_secs(60));
+        self.call("host.act", deadline, self.client.act(proc.into(), action)).await
     }
 }

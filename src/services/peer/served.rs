@@ -83,4 +83,8 @@ impl HostApiServer for Served {
     async fn destroy(&self, proc: String) -> RpcResult<()> {
         self.agent.destroy(&proc).await.map_err(wire)
     }
+
+    async fn act(&self, proc: String, action: crate::api::host::ProcAction) -> RpcResult<()> {
+        self.agent.act(&proc, action).await.map_err(wire)
+    }
 }

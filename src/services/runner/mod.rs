@@ -2,6 +2,7 @@
 //! done by the daemon with vr's own containers.
 
 pub mod caches;
+pub mod foreground;
 pub mod job;
 mod launch;
 pub mod layout;

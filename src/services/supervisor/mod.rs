@@ -61,6 +61,17 @@ pub(crate) struct Shared {
     pub host: String,
     pub policy: Policy,
     pub tasks: Mutex<HashMap<String, mpsc::Sender<Command>>>,
+    /// Procs whose deploy is setting them up and that have no record yet.
+    pub deploying: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// Takes a proc off the deploying list when its deploy ends, however it ends.
+struct Deploying<'a>(&'a Shared, String);
+
+impl Drop for Deploying<'_> {
+    fn drop(&mut self) {
+        self.0.deploying.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.1);
+    }
 }
 
 /// The supervisor.
@@ -86,8 +97,15 @@ impl Supervisor {
         host: String,
     ) -> Result<Supervisor, SupervisorError> {
         let (events, _) = broadcast::channel(4096);
-        let shared =
-            Arc::new(Shared { runner, state, events, host, policy, tasks: Mutex::new(HashMap::new()) });
+        let shared = Arc::new(Shared {
+            runner,
+            state,
+            events,
+            host,
+            policy,
+            tasks: Mutex::new(HashMap::new()),
+            deploying: Mutex::default(),
+        });
         let sup = Supervisor { shared };
         for record in sup.shared.state.list_procs().await? {
             task::spawn(Arc::clone(&sup.shared), record)?;
@@ -97,8 +115,23 @@ impl Supervisor {
 
     /// Sets the proc up and keeps it running. Deploying a known proc again replaces its proc.yaml
     /// and restarts it.
+    /// Procs being set up by a deploy that have no record yet.
+    pub fn deploying(&self) -> Vec<String> {
+        self.shared
+            .deploying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
     pub async fn deploy(&self, spec: ProcSpec, yaml: String) -> Result<ProcRecord, SupervisorError> {
         let name = spec.name.to_string();
+        // Seen by surveys from now on: a coordinator that restarts while this setup runs must
+        // not place another proc in its stead.
+        self.shared.deploying.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(name.clone());
+        let _deploying = Deploying(&self.shared, name.clone());
         if let Some(tx) = self.task(&name) {
             let (done, wait) = oneshot::channel();
             let _ = tx.send(Command::Stop(done)).await;

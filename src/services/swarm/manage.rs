@@ -6,23 +6,44 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{SwarmError, Swarms};
+use crate::api::host::ProcAction;
 use crate::model::deploy::records::NumberedRelease;
 use crate::model::deploy::release::{Placement, ProcOrder, ReleaseSpec};
-use crate::model::deploy::{Definition, Kind};
+use crate::model::deploy::{Definition, HostSpec, Kind};
 
 impl Swarms {
-    /// Destroys a proc of this vrd; when a swarm owns it, it leaves its pool first. A balancer
-    /// that refuses stops the destroy (the proc keeps serving), unless `force`: then the proc goes
-    /// and its node is left for the next change of the pool to drop.
-    pub async fn destroy_local_proc(&self, proc: &str, force: bool) -> Result<(), SwarmError> {
+    /// The joined host that runs `proc`, as the swarms' records say (`None`: this vrd runs it,
+    /// or nobody does).
+    pub async fn joined_host_of(&self, proc: &str) -> Result<Option<HostSpec>, SwarmError> {
+        let records = self.state.swarm_procs(None).await?;
+        let Some(record) = records.iter().find(|r| r.proc == proc) else { return Ok(None) };
+        let hosts = self.hosts().await?;
+        Ok(hosts.into_iter().find(|h| h.name == record.host && h.peer.is_some()))
+    }
+
+    /// Starts, stops or restarts a proc on the joined host that runs it; false when no joined
+    /// host does (the caller acts on this vrd's own procs).
+    pub async fn act_on_joined_proc(&self, proc: &str, action: ProcAction) -> Result<bool, SwarmError> {
+        let Some(host) = self.joined_host_of(proc).await? else { return Ok(false) };
+        self.agent(&host)?.act(proc, action).await?;
+        Ok(true)
+    }
+
+    /// Destroys a proc, on whichever host runs it (this vrd's, unless the swarms' records put it
+    /// on a joined host); when a swarm owns it, it leaves its pool first. A balancer that refuses
+    /// stops the destroy (the proc keeps serving), unless `force`: then the proc goes and its
+    /// node is left for the next change of the pool to drop.
+    pub async fn destroy_proc(&self, proc: &str, force: bool) -> Result<(), SwarmError> {
         let records = self.state.swarm_procs(None).await?;
         let hosts = self.hosts().await?;
         let local = hosts.iter().find(|h| h.peer.is_none()).ok_or_else(|| {
             SwarmError::Invalid("this vrd has no host definition of its own (one without `peer`)".into())
         })?;
-        if let Some(record) = records.iter().find(|r| r.proc == proc && local.name == r.host) {
+        let record = records.iter().find(|r| r.proc == proc);
+        let host = record.and_then(|r| hosts.iter().find(|h| h.name == r.host)).unwrap_or(local);
+        if let Some(record) = record.filter(|r| r.host == host.name) {
             if let Some((balancer, pool)) = &record.routed {
-                let node = format!("{}:{}", local.node_address(), record.port);
+                let node = format!("{}:{}", host.node_address(), record.port);
                 match self.balancers.remove(balancer, pool, &BTreeSet::from([node.clone()])).await {
                     Ok(()) => {}
                     Err(e) if force => tracing::warn!(
@@ -40,7 +61,7 @@ impl Swarms {
             }
             self.state.forget_swarm_proc(record.host.clone(), record.proc.clone()).await?;
         }
-        Ok(self.agent(local)?.destroy(proc).await?)
+        Ok(self.agent(host)?.destroy(proc).await?)
     }
 
     /// Scales a swarm to nothing (de-routing before destroying), then deletes its definition.

@@ -7,26 +7,22 @@ use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use jsonrpsee::core::RpcResult;
-use jsonrpsee::Extensions;
-
-use super::rpc::caller;
-use super::server::{Caller, ReceivedFds};
+use super::access::Principal;
 use crate::api::Attach;
 use crate::services::runner::CallerStdio;
+pub use crate::sys::fdstream::ReceivedFds;
 
 /// Where one call's fds come from.
 pub struct Handover {
     attach: Attach,
     passed: ReceivedFds,
-    caller: Caller,
+    caller: Principal,
 }
 
 impl Handover {
     /// The handover a call asked for, with the caller and the fds of its connection.
-    pub fn new(attach: Attach, ext: &Extensions) -> RpcResult<Handover> {
-        let passed = ext.get::<ReceivedFds>().cloned().unwrap_or_default();
-        Ok(Handover { attach, passed, caller: caller(ext)? })
+    pub fn new(attach: Attach, passed: ReceivedFds, caller: &Principal) -> Handover {
+        Handover { attach, passed, caller: *caller }
     }
 
     /// Whether the fds came with the request (else vrd connects to the client's attach socket).
@@ -58,7 +54,7 @@ impl Handover {
 }
 
 /// Connects to `socket`, verifies its owner, and returns the fds it sends.
-fn receive_fds(socket: &str, caller: Caller, count: usize) -> Result<Vec<OwnedFd>, String> {
+fn receive_fds(socket: &str, caller: Principal, count: usize) -> Result<Vec<OwnedFd>, String> {
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("failed to connect to the attach socket {socket}: {e}"))?;
     let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)

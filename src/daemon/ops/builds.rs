@@ -3,23 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use jsonrpsee::core::{RpcResult, SubscriptionResult};
-use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::PendingSubscriptionSink;
-
-use super::proc_calls::state_error;
-use super::rpc::{error, RpcHandler};
-use crate::api::{codes, BuildInfo, GcReport};
+use super::error::{builds_error, error, state_error, task_failed, OpResult};
+use super::feed::Feed;
+use super::Ops;
+use crate::api::{codes, BuildInfo, GcReport, LogLine};
 use crate::model::build_record::STARTED;
-use crate::services::builds::{gc, BuildsError};
-
-/// Maps every build store error to its stable code: no wildcard, so a new variant must be mapped.
-pub(super) fn builds_error(e: BuildsError) -> ErrorObjectOwned {
-    let code = match e {
-        BuildsError::Io { .. } => codes::IO,
-    };
-    error(code, e.to_string())
-}
+use crate::services::builds::gc;
 
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
@@ -28,12 +17,12 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-impl RpcHandler {
-    pub(super) async fn list_builds(&self, app: Option<String>) -> RpcResult<Vec<BuildInfo>> {
+impl Ops {
+    pub(super) async fn list_builds(&self, app: Option<String>) -> OpResult<Vec<BuildInfo>> {
         self.daemon.supervisor.state().list_builds(app).await.map_err(state_error)
     }
 
-    pub(super) async fn show_build(&self, id: u64) -> RpcResult<BuildInfo> {
+    pub(super) async fn show_build(&self, id: u64) -> OpResult<BuildInfo> {
         match self.daemon.supervisor.state().get_build(id).await.map_err(state_error)? {
             Some(build) => Ok(build),
             None => Err(error(
@@ -43,7 +32,7 @@ impl RpcHandler {
         }
     }
 
-    pub(super) async fn build_log(&self, id: u64) -> RpcResult<String> {
+    pub(super) async fn build_log(&self, id: u64) -> OpResult<String> {
         let build = self.show_build(id).await?;
         let Some(path) = build.log_path else {
             let why = if build.collected.is_some() { "gc removed it" } else { "none was kept" };
@@ -52,7 +41,7 @@ impl RpcHandler {
         let store = self.daemon.builds.clone();
         tokio::task::spawn_blocking(move || store.read_log(Path::new(&path)))
             .await
-            .map_err(|e| error(codes::INTERNAL, format!("a daemon task failed: {e}")))?
+            .map_err(task_failed)?
             .map_err(builds_error)
     }
 
@@ -61,7 +50,7 @@ impl RpcHandler {
         dry_run: bool,
         max_age_days: Option<u64>,
         keep: Option<usize>,
-    ) -> RpcResult<GcReport> {
+    ) -> OpResult<GcReport> {
         let max_age = max_age_days
             .map(|d| i64::try_from(d.saturating_mul(24 * 3600)).unwrap_or(i64::MAX))
             .unwrap_or(gc::DEFAULT_MAX_AGE_SECS);
@@ -87,7 +76,7 @@ impl RpcHandler {
             gc::sweep(&store, &builds, &images, &chosen, &orphans, dry_run)
         })
         .await
-        .map_err(|e| error(codes::INTERNAL, format!("a daemon task failed: {e}")))?
+        .map_err(task_failed)?
         .map_err(builds_error)?;
         if !dry_run {
             state.mark_builds_collected(doomed.builds.clone()).await.map_err(state_error)?;
@@ -96,7 +85,7 @@ impl RpcHandler {
     }
 
     /// What the supervisor's procs (by their proc.yaml) and the swarms' releases use now.
-    async fn store_in_use(&self) -> RpcResult<gc::InUse> {
+    async fn store_in_use(&self) -> OpResult<gc::InUse> {
         let state = self.daemon.supervisor.state();
         let procs = state.list_procs().await.map_err(state_error)?;
         let yamls: Vec<String> = procs.into_iter().map(|p| p.yaml).collect();
@@ -105,35 +94,24 @@ impl RpcHandler {
     }
 }
 
-impl RpcHandler {
+impl Ops {
     /// Streams build `id`'s compile.log from its start until the build has ended.
-    pub(super) async fn follow_build(&self, pending: PendingSubscriptionSink, id: u64) -> SubscriptionResult {
-        let build = match self.show_build(id).await {
-            Ok(build) => build,
-            Err(e) => {
-                pending.reject(e).await;
-                return Ok(());
-            }
-        };
+    pub(super) async fn follow_build(&self, id: u64) -> OpResult<Feed<LogLine>> {
+        let build = self.show_build(id).await?;
         if build.collected.is_some() {
-            pending
-                .reject(error(codes::UNKNOWN_BUILD, format!("build {id} has no compile log: gc removed it")))
-                .await;
-            return Ok(());
+            return Err(error(codes::UNKNOWN_BUILD, format!("build {id} has no compile log: gc removed it")));
         }
         // A build just started may not have recorded its log's path yet; it is always this one.
         let path = build
             .log_path
             .map_or_else(|| self.daemon.builds.build_dir(id).join("compile.log"), PathBuf::from);
-        let sink = pending.accept().await?;
         let state = self.daemon.supervisor.state().clone();
-        super::follow::stream_log(sink, path, || {
+        Ok(super::follow::stream_log(path, move || {
             let state = state.clone();
             async move {
                 let build = state.get_build(id).await.map_err(state_error)?;
                 Ok(build.is_some_and(|b| b.status == STARTED))
             }
-        })
-        .await
+        }))
     }
 }

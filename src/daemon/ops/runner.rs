@@ -2,19 +2,24 @@
 //! uptest, teardown. The work runs on blocking threads; the runner does file and process work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
-use jsonrpsee::core::RpcResult;
-use jsonrpsee::Extensions;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use super::attach::Handover;
-use super::rpc::{error, parse, runner_error, RpcHandler};
-use super::Daemon;
+use super::access::Principal;
+use super::attach::{Handover, ReceivedFds};
+use super::error::{error, runner_error, task_failed, OpResult};
+use super::{Daemon, Ops};
 use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
 use crate::model::proc_data::ProcSpec;
+use crate::services::runner::foreground::signal_launcher;
 use crate::services::runner::{LaunchWatch, RunnerError, Started};
+
+/// Parses a proc.yaml; errors name the file.
+pub(super) fn parse(file: &ProcFile) -> OpResult<(ProcSpec, Vec<String>)> {
+    crate::services::runner::parse(&file.yaml)
+        .map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+}
 
 /// Sends SIGTERM to a launcher still running when dropped (its caller went away); the launcher
 /// passes it on to the container and SIGKILLs it after the grace period. A launcher whose pid is
@@ -75,44 +80,34 @@ async fn run_attached(
     }
 }
 
-fn signal_launcher(watch: &LaunchWatch, signal: Signal) -> bool {
-    match watch.load(Ordering::SeqCst) {
-        0 => false,
-        pid => kill(Pid::from_raw(pid as i32), signal).is_ok(),
-    }
-}
-
-impl RpcHandler {
+impl Ops {
     pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Daemon) -> Result<T, RunnerError> + Send + 'static,
-    ) -> RpcResult<T> {
+    ) -> OpResult<T> {
         let daemon = Arc::clone(&self.daemon);
         on_blocking_thread(move || f(&daemon)).await.map_err(runner_error)
     }
 
     pub(super) async fn attached(
         &self,
-        ext: &Extensions,
+        who: &Principal,
+        passed: ReceivedFds,
         file: ProcFile,
         attach: Attach,
         shell: bool,
-    ) -> RpcResult<ExitStatus> {
+    ) -> OpResult<ExitStatus> {
         let (spec, _) = parse(&file)?;
         if !shell {
             self.unsupervised(&spec).await?;
         }
-        let handover = Handover::new(attach, ext)?;
+        let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();
         // If the caller goes away mid-run (this future is dropped), the container is stopped.
         let stop = StopOnDrop::new(&watch);
         let name = spec.name.to_string();
         if !shell {
-            self.daemon
-                .foreground
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name.clone(), Arc::clone(&watch));
+            self.daemon.foreground.begin(&name, &watch);
         }
         let daemon = Arc::clone(&self.daemon);
         let abandoned = Arc::clone(&stop.abandoned);
@@ -121,19 +116,19 @@ impl RpcHandler {
         let task = tokio::spawn(async move {
             let outcome = run_attached(Arc::clone(&daemon), handover, spec, shell, (watch, abandoned)).await;
             if !shell {
-                daemon.foreground.lock().unwrap_or_else(PoisonError::into_inner).remove(&name);
+                daemon.foreground.end(&name);
             }
             outcome
         });
         match task.await {
             Ok(outcome) => outcome.map_err(runner_error),
-            Err(e) => Err(error(codes::INTERNAL, format!("a daemon task failed: {e}"))),
+            Err(e) => Err(task_failed(e)),
         }
     }
 
     /// The runner's commands act on procs outside supervision; a supervised one is refused, so a
     /// teardown cannot pull the files from under a running supervised container.
-    async fn unsupervised(&self, spec: &ProcSpec) -> RpcResult<()> {
+    async fn unsupervised(&self, spec: &ProcSpec) -> OpResult<()> {
         let name = spec.name.to_string();
         if self.daemon.supervisor.supervises(&name) {
             return Err(error(
@@ -144,7 +139,7 @@ impl RpcHandler {
         Ok(())
     }
 
-    pub(super) async fn setup(&self, file: ProcFile) -> RpcResult<SetupReport> {
+    pub(super) async fn setup(&self, file: ProcFile) -> OpResult<SetupReport> {
         let (spec, warnings) = parse(&file)?;
         self.unsupervised(&spec).await?;
         let name = spec.name.to_string();
@@ -152,7 +147,7 @@ impl RpcHandler {
         Ok(SetupReport { name, proc_dir: dir.display().to_string(), warnings })
     }
 
-    pub(super) async fn signal(&self, file: ProcFile, signal: String) -> RpcResult<bool> {
+    pub(super) async fn signal(&self, file: ProcFile, signal: String) -> OpResult<bool> {
         let (spec, _) = parse(&file)?;
         let name = signal.trim_start_matches("SIG").to_ascii_uppercase();
         let sig: Signal = format!("SIG{name}")
@@ -160,22 +155,15 @@ impl RpcHandler {
             .ok()
             .filter(|s| *s != Signal::SIGKILL && *s != Signal::SIGSTOP)
             .ok_or_else(|| error(codes::INVALID, format!("'{signal}' can't be sent: use a catchable signal such as TERM, INT or HUP (vr sends KILL itself when the stop grace period ends)")))?;
-        let watch = self
-            .daemon
-            .foreground
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&spec.name.to_string())
-            .cloned();
-        Ok(watch.is_some_and(|w| signal_launcher(&w, sig)))
+        Ok(self.daemon.foreground.signal(&spec.name.to_string(), sig))
     }
 
-    pub(super) async fn uptest(&self, file: ProcFile) -> RpcResult<Vec<UptestResult>> {
+    pub(super) async fn uptest(&self, file: ProcFile) -> OpResult<Vec<UptestResult>> {
         let (spec, _) = parse(&file)?;
         self.blocking(move |d| d.runner.uptest(&spec)).await
     }
 
-    pub(super) async fn teardown(&self, file: ProcFile) -> RpcResult<()> {
+    pub(super) async fn teardown(&self, file: ProcFile) -> OpResult<()> {
         let (spec, _) = parse(&file)?;
         self.unsupervised(&spec).await?;
         self.blocking(move |d| d.runner.teardown(&spec)).await

@@ -1,63 +1,22 @@
 //! The deployment API: definitions (create, update, get, list, delete), swarm dispatch and
 //! rollback, releases, builds of apps, the deployment log and its live stream, uptest runs.
 
-use jsonrpsee::core::{RpcResult, SubscriptionResult};
-use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::PendingSubscriptionSink;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
 
-use super::rpc::{error, RpcHandler};
+use super::error::{error, invalid, state_error, swarm_error, OpResult};
+use super::feed::{feed, replay_then_live, Feed, FeedEnd, Numbered};
+use super::Ops;
 use crate::api::{
     codes, DeployLogEntry, Dispatched, Kind, NumberedRelease, ProcInfo, ReleaseRecord, SwarmChanges,
     SwarmProcRecord, UptestRun,
 };
 use crate::model::deploy::release::Placement;
 use crate::model::deploy::{Definition, SwarmSpec};
-use crate::services::hosts::HostError;
-use crate::services::state::StateError;
-use crate::services::swarm::{SwarmError, Target};
-
-/// Maps every state error to its stable code: no wildcard, so a new variant must be mapped.
-pub fn state_error(e: StateError) -> ErrorObjectOwned {
-    let code = match &e {
-        StateError::Exists { .. } => codes::EXISTS,
-        StateError::NotFound { .. } => codes::NOT_FOUND,
-        StateError::MissingRef { .. } | StateError::InUse { .. } => codes::REFERENCE,
-        StateError::Create { .. }
-        | StateError::Open { .. }
-        | StateError::TooNew { .. }
-        | StateError::Migrate { .. }
-        | StateError::Query { .. }
-        | StateError::Corrupt { .. }
-        | StateError::Encode { .. }
-        | StateError::Spawn(_)
-        | StateError::Panicked(_)
-        | StateError::Closed => codes::STATE,
-    };
-    error(code, e.to_string())
-}
-
-/// Maps every swarm error to its stable code.
-pub fn swarm_error(e: SwarmError) -> ErrorObjectOwned {
-    let code = match e {
-        SwarmError::State(s) => return state_error(s),
-        SwarmError::Invalid(_) => codes::INVALID,
-        SwarmError::Build(_) | SwarmError::Uptests(_) | SwarmError::Placement(_) => codes::DISPATCH,
-        SwarmError::Host(HostError::NoProc { .. }) => codes::UNKNOWN_PROC,
-        SwarmError::Host(HostError::Unreachable { .. } | HostError::Failed { .. }) => codes::HOST,
-        SwarmError::Balancer(_) | SwarmError::Deroute { .. } => codes::BALANCER,
-    };
-    error(code, e.to_string())
-}
-
-fn invalid(message: impl Into<String>) -> ErrorObjectOwned {
-    error(codes::INVALID, message)
-}
+use crate::services::swarm::Target;
 
 /// VR's FILTER: an anchored, case-sensitive regex on the swarm's name or `app-config-proc`.
-fn filter_regex(filter: &str) -> RpcResult<Regex> {
+fn filter_regex(filter: &str) -> OpResult<Regex> {
     Regex::new(&format!("^(?:{filter})"))
         .map_err(|e| invalid(format!("FILTER '{filter}' is not a regular expression: {e}")))
 }
@@ -87,8 +46,8 @@ fn apply(swarm: &mut SwarmSpec, changes: &SwarmChanges) -> bool {
     *swarm != before
 }
 
-impl RpcHandler {
-    pub(super) async fn put_object(&self, kind: Kind, spec: Value, create: bool) -> RpcResult<Value> {
+impl Ops {
+    pub(super) async fn put_object(&self, kind: Kind, spec: Value, create: bool) -> OpResult<Value> {
         let def = Definition::from_value(kind, spec).map_err(|e| invalid(e.to_string()))?;
         if let Definition::Swarm(s) = &def {
             if s.pool.is_some() {
@@ -104,17 +63,17 @@ impl RpcHandler {
         Ok(def.to_value())
     }
 
-    pub(super) async fn get_object(&self, kind: Kind, name: String) -> RpcResult<Value> {
+    pub(super) async fn get_object(&self, kind: Kind, name: String) -> OpResult<Value> {
         let def = self.daemon.supervisor.state().definition(kind, &name).await.map_err(state_error)?;
         Ok(def.to_value())
     }
 
-    pub(super) async fn list_objects(&self, kind: Kind) -> RpcResult<Vec<Value>> {
+    pub(super) async fn list_objects(&self, kind: Kind) -> OpResult<Vec<Value>> {
         let defs = self.daemon.supervisor.state().list_definitions(kind).await.map_err(state_error)?;
         Ok(defs.iter().map(Definition::to_value).collect())
     }
 
-    pub(super) async fn delete_object(&self, kind: Kind, name: String) -> RpcResult<()> {
+    pub(super) async fn delete_object(&self, kind: Kind, name: String) -> OpResult<()> {
         if kind == Kind::Swarm {
             return self.daemon.swarms.delete_swarm(&name).await.map_err(swarm_error);
         }
@@ -131,7 +90,7 @@ impl RpcHandler {
         changes: SwarmChanges,
         exclude: Option<String>,
         rebuild: bool,
-    ) -> RpcResult<Vec<Dispatched>> {
+    ) -> OpResult<Vec<Dispatched>> {
         let matching = filter_regex(&filter)?;
         let excluding = exclude
             .map(|x| RegexBuilder::new(&x).case_insensitive(true).build())
@@ -163,7 +122,7 @@ impl RpcHandler {
         Ok(started)
     }
 
-    pub(super) async fn rollback(&self, swarm: String, number: Option<u64>) -> RpcResult<Dispatched> {
+    pub(super) async fn rollback(&self, swarm: String, number: Option<u64>) -> OpResult<Dispatched> {
         let releases = self.daemon.swarms.releases(&swarm).await.map_err(swarm_error)?;
         let wanted = match number {
             Some(n) => releases.iter().find(|r| r.number == n),
@@ -187,7 +146,7 @@ impl RpcHandler {
     }
 
     /// Sets the swarm's version to the rolled-back release's, so `vr swarm NAME -` keeps it.
-    async fn keep_version_of(&self, swarm: &str, release: &NumberedRelease) -> RpcResult<()> {
+    async fn keep_version_of(&self, swarm: &str, release: &NumberedRelease) -> OpResult<()> {
         let version =
             release.release.spec.pointer("/build/version").and_then(Value::as_str).map(str::to_string);
         let state = self.daemon.supervisor.state();
@@ -200,15 +159,15 @@ impl RpcHandler {
         Ok(())
     }
 
-    pub(super) async fn releases(&self, swarm: String) -> RpcResult<Vec<NumberedRelease>> {
+    pub(super) async fn releases(&self, swarm: String) -> OpResult<Vec<NumberedRelease>> {
         self.daemon.swarms.releases(&swarm).await.map_err(swarm_error)
     }
 
-    pub(super) async fn owned_procs(&self, swarm: Option<String>) -> RpcResult<Vec<SwarmProcRecord>> {
+    pub(super) async fn owned_procs(&self, swarm: Option<String>) -> OpResult<Vec<SwarmProcRecord>> {
         self.daemon.supervisor.state().swarm_procs(swarm).await.map_err(state_error)
     }
 
-    pub(super) async fn show_release(&self, id: u64) -> RpcResult<ReleaseRecord> {
+    pub(super) async fn show_release(&self, id: u64) -> OpResult<ReleaseRecord> {
         let found = self.daemon.supervisor.state().release(id).await.map_err(state_error)?;
         found.ok_or_else(|| {
             error(
@@ -218,13 +177,13 @@ impl RpcHandler {
         })
     }
 
-    pub(super) async fn deploy_release(&self, id: u64, at: Placement) -> RpcResult<ProcInfo> {
+    pub(super) async fn deploy_release(&self, id: u64, at: Placement) -> OpResult<ProcInfo> {
         let name = self.daemon.swarms.deploy_release(id, at).await.map_err(swarm_error)?;
-        let record = self.daemon.supervisor.get(&name).await.map_err(super::proc_calls::supervisor_error)?;
-        Ok(super::proc_calls::proc_info(&record, &self.daemon.host))
+        let record = self.daemon.supervisor.get(&name).await.map_err(super::error::supervisor_error)?;
+        Ok(super::procs::proc_info(&record, &self.daemon.host))
     }
 
-    pub(super) async fn build_app(&self, app: String, version: String) -> RpcResult<Dispatched> {
+    pub(super) async fn build_app(&self, app: String, version: String) -> OpResult<Dispatched> {
         let trace = self.daemon.swarms.start_build(&app, &version).await.map_err(swarm_error)?;
         Ok(Dispatched { swarm: app, trace })
     }
@@ -234,73 +193,45 @@ impl RpcHandler {
         trace: Option<String>,
         after: u64,
         limit: usize,
-    ) -> RpcResult<Vec<DeployLogEntry>> {
+    ) -> OpResult<Vec<DeployLogEntry>> {
         self.daemon.supervisor.state().deploy_log(trace, after, limit.min(10_000)).await.map_err(state_error)
     }
 
-    /// Replays the stored entries after `after`, then live ones; with a trace, ends after its last.
-    pub(super) async fn follow_deploys(
-        &self,
-        pending: PendingSubscriptionSink,
-        trace: Option<String>,
-        after: u64,
-    ) -> SubscriptionResult {
-        // Subscribe before replaying, so nothing falls between the replay and the live stream.
-        let mut live = self.daemon.swarms.subscribe();
-        let sink = pending.accept().await?;
-        let mut last = after;
-        loop {
-            let stored = self.deploy_log(trace.clone(), last, 1000).await?;
-            if stored.is_empty() {
-                break;
-            }
-            for entry in stored {
-                last = entry.id;
-                let end = trace.is_some() && entry.is_last();
-                sink.send(serde_json::value::to_raw_value(&entry)?).await?;
-                if end {
-                    return Ok(());
-                }
-            }
-        }
-        loop {
-            let entry = tokio::select! {
-                _ = sink.closed() => return Ok(()),
-                received = live.recv() => match received {
-                    Ok(entry) => entry,
-                    Err(RecvError::Lagged(_)) => {
-                        for entry in self.deploy_log(trace.clone(), last, 10_000).await? {
-                            last = entry.id;
-                            sink.send(serde_json::value::to_raw_value(&entry)?).await?;
-                        }
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return Ok(()),
-                },
+    /// The stored entries after `after`, then live ones; with a trace, only its entries, ending
+    /// after its last.
+    pub(super) fn follow_deploys(&self, trace: Option<String>, after: u64) -> Feed<DeployLogEntry> {
+        // Subscribed before the replay starts, so nothing falls between the two.
+        let live = self.daemon.swarms.subscribe();
+        let ops = self.clone();
+        feed(FeedEnd::Quiet, move |tx| async move {
+            let wanted = trace.clone();
+            let stored = |after| {
+                let (ops, trace) = (ops.clone(), trace.clone());
+                async move { ops.deploy_log(trace, after, 1000).await }
             };
-            if entry.id <= last || trace.as_ref().is_some_and(|t| *t != entry.trace) {
-                continue;
-            }
-            last = entry.id;
-            let end = trace.is_some() && entry.is_last();
-            sink.send(serde_json::value::to_raw_value(&entry)?).await?;
-            if end {
-                return Ok(());
-            }
-        }
+            let keep = |e: &DeployLogEntry| wanted.as_ref().is_none_or(|t| *t == e.trace);
+            let last = |e: &DeployLogEntry| wanted.is_some() && e.is_last();
+            replay_then_live(&tx, after, live, stored, keep, last).await
+        })
     }
 
-    pub(super) async fn pool_nodes(&self, balancer: String, pool: String) -> RpcResult<Vec<String>> {
+    pub(super) async fn pool_nodes(&self, balancer: String, pool: String) -> OpResult<Vec<String>> {
         let nodes = self.daemon.swarms.balancers().nodes(&balancer, &pool).await;
         Ok(nodes.map_err(|e| error(codes::BALANCER, e.to_string()))?.into_iter().collect())
     }
 
-    pub(super) async fn run_uptests(&self) -> RpcResult<UptestRun> {
+    pub(super) async fn run_uptests(&self) -> OpResult<UptestRun> {
         self.daemon.swarms.uptest_all().await.map_err(swarm_error)
     }
 
-    pub(super) async fn latest_uptests(&self) -> RpcResult<Option<UptestRun>> {
+    pub(super) async fn latest_uptests(&self) -> OpResult<Option<UptestRun>> {
         Ok(self.daemon.swarms.latest_uptests())
+    }
+}
+
+impl Numbered for DeployLogEntry {
+    fn id(&self) -> u64 {
+        self.id
     }
 }
 

@@ -6,33 +6,18 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
-use jsonrpsee::core::RpcResult;
-use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::Extensions;
-
-use super::attach::Handover;
-use super::rpc::{error, runner_error, RpcHandler};
-use super::runner_calls::StopOnDrop;
-use super::Daemon;
+use super::access::Principal;
+use super::attach::{Handover, ReceivedFds};
+use super::error::{error, imager_error, task_failed, OpResult};
+use super::runner::StopOnDrop;
+use super::{Daemon, Ops};
 use crate::api::{codes, Attach, ExitStatus, ImageBuilt, ImageFile, IMAGER_BUILD_FDS};
 use crate::model::image_data::ImageData;
-use crate::services::imager::{self, BuildOutputs, ImagerError, Provision};
+use crate::services::imager::{self, BuildOutputs, Provision};
 use crate::services::runner::LaunchWatch;
 
-/// Maps every imager error to its stable code: no wildcard, so a new variant must be mapped.
-pub fn imager_error(e: ImagerError) -> ErrorObjectOwned {
-    let code = match e {
-        ImagerError::Runner(inner) => return runner_error(inner),
-        ImagerError::Invalid(_) | ImagerError::ScriptInTheWay(_) => codes::INVALID,
-        ImagerError::Base { .. } | ImagerError::Script(_) => codes::ARTIFACT,
-        ImagerError::Io { .. } | ImagerError::Output { .. } => codes::IO,
-        ImagerError::ScriptFailed { .. } => codes::SCRIPT_FAILED,
-    };
-    error(code, e.to_string())
-}
-
 /// Parses an image.yaml and resolves its relative paths; errors name the file.
-fn parse(file: &ImageFile, term: Option<String>) -> RpcResult<(Provision, Vec<String>)> {
+fn parse(file: &ImageFile, term: Option<String>) -> OpResult<(Provision, Vec<String>)> {
     let mut image =
         ImageData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))?;
     if !file.cwd.starts_with('/') {
@@ -52,30 +37,28 @@ pub fn audit_params(file: &ImageFile) -> serde_json::Value {
     serde_json::json!({ "path": file.path, "cwd": file.cwd, "yaml": file.yaml })
 }
 
-impl RpcHandler {
+impl Ops {
     async fn imager_blocking<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Daemon) -> RpcResult<T> + Send + 'static,
-    ) -> RpcResult<T> {
+        f: impl FnOnce(&Daemon) -> OpResult<T> + Send + 'static,
+    ) -> OpResult<T> {
         let daemon = Arc::clone(&self.daemon);
         match tokio::task::spawn_blocking(move || f(&daemon)).await {
             Ok(result) => result,
-            Err(e) => {
-                tracing::error!(error = %e, "an imager task failed");
-                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
-            }
+            Err(e) => Err(task_failed(e)),
         }
     }
 
     pub(super) async fn image_build(
         &self,
-        ext: &Extensions,
+        who: &Principal,
+        passed: ReceivedFds,
         file: ImageFile,
         attach: Attach,
         term: Option<String>,
-    ) -> RpcResult<ImageBuilt> {
+    ) -> OpResult<ImageBuilt> {
         let (provision, warnings) = parse(&file, term)?;
-        let handover = Handover::new(attach, ext)?;
+        let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();
         let _stop = StopOnDrop::new(&watch);
         self.imager_blocking(move |d| {
@@ -103,13 +86,14 @@ impl RpcHandler {
 
     pub(super) async fn image_shell(
         &self,
-        ext: &Extensions,
+        who: &Principal,
+        passed: ReceivedFds,
         file: ImageFile,
         attach: Attach,
         term: Option<String>,
-    ) -> RpcResult<ExitStatus> {
+    ) -> OpResult<ExitStatus> {
         let (provision, _) = parse(&file, term)?;
-        let handover = Handover::new(attach, ext)?;
+        let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();
         let _stop = StopOnDrop::new(&watch);
         self.imager_blocking(move |d| {

@@ -7,32 +7,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use jsonrpsee::core::RpcResult;
-use jsonrpsee::types::ErrorObjectOwned;
-use jsonrpsee::Extensions;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::attach::Handover;
-use super::proc_calls::state_error;
-use super::rpc::{error, runner_error, RpcHandler};
-use super::Daemon;
+use super::access::Principal;
+use super::attach::{Handover, ReceivedFds};
+use super::error::{builder_error, error, state_error, task_failed, OpResult};
+use super::{Daemon, Ops};
 use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
 use crate::model::build_data::BuildData;
 use crate::services::builder::{BuildFiles, BuildWatch, BuilderError};
 use crate::services::builds::recorded::Outputs;
-
-/// Maps every builder error to its stable code: no wildcard, so a new variant must be mapped.
-pub fn builder_error(e: BuilderError) -> ErrorObjectOwned {
-    let code = match e {
-        BuilderError::Runner(r) => return runner_error(r),
-        BuilderError::Invalid(_) => codes::INVALID,
-        BuilderError::Checkout(_) => codes::CHECKOUT,
-        BuilderError::Step { .. } | BuilderError::Cancelled => codes::BUILD_FAILED,
-        BuilderError::Io(_) => codes::IO,
-    };
-    error(code, e.to_string())
-}
 
 /// Receives the caller's stdout, stderr and output files ([`BUILD_FDS`]).
 fn receive_build_files(handover: &Handover) -> Result<BuildFiles, BuilderError> {
@@ -50,7 +35,7 @@ fn receive_build_files(handover: &Handover) -> Result<BuildFiles, BuilderError> 
 }
 
 /// Parses a build.yaml; errors name the file.
-fn parse(file: &BuildFile) -> RpcResult<BuildData> {
+fn parse(file: &BuildFile) -> OpResult<BuildData> {
     BuildData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
 }
 
@@ -67,29 +52,27 @@ impl Drop for CancelOnDrop {
     }
 }
 
-impl RpcHandler {
+impl Ops {
     async fn build_blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Daemon) -> Result<T, BuilderError> + Send + 'static,
-    ) -> RpcResult<T> {
+    ) -> OpResult<T> {
         let daemon = Arc::clone(&self.daemon);
         match tokio::task::spawn_blocking(move || f(&daemon)).await {
             Ok(result) => result.map_err(builder_error),
-            Err(e) => {
-                tracing::error!(error = %e, "a builder task failed");
-                Err(error(codes::INTERNAL, format!("a daemon task failed: {e}")))
-            }
+            Err(e) => Err(task_failed(e)),
         }
     }
 
     pub(super) async fn build(
         &self,
-        ext: &Extensions,
+        who: &Principal,
+        passed: ReceivedFds,
         file: BuildFile,
         attach: Attach,
-    ) -> RpcResult<BuildReport> {
+    ) -> OpResult<BuildReport> {
         let data = parse(&file)?;
-        let handover = Handover::new(attach, ext)?;
+        let handover = Handover::new(attach, passed, who);
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
         let receive = move || receive_build_files(&handover);
@@ -109,12 +92,13 @@ impl RpcHandler {
 
     pub(super) async fn build_shell(
         &self,
-        ext: &Extensions,
+        who: &Principal,
+        passed: ReceivedFds,
         file: BuildFile,
         attach: Attach,
-    ) -> RpcResult<ExitStatus> {
+    ) -> OpResult<ExitStatus> {
         let data = parse(&file)?;
-        let handover = Handover::new(attach, ext)?;
+        let handover = Handover::new(attach, passed, who);
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
         self.build_blocking(move |d| {

@@ -1,0 +1,163 @@
+//! Who may call what: every operation's name with the role it needs, in one table that every
+//! transport goes through ([`super::Ops`] checks it before any work and audits what it refuses).
+//! Today every socket caller (root or a member of the socket's group) is an admin; the table is
+//! where narrower roles (the HTTP API's users, the hardening issue's non-admin members) take effect.
+
+use crate::api::{codes, ApiError};
+
+/// What a caller may do, least first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads everything but config secrets.
+    Viewer,
+    /// Also swarms, builds, deploys, rolls back and acts on procs.
+    Deployer,
+    /// Everything, including hosts, balancers and housekeeping.
+    Admin,
+}
+
+/// How a call reached vrd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The local Unix socket (SO_PEERCRED identity).
+    Socket,
+}
+
+/// Who is calling, as every transport describes its caller.
+#[derive(Debug, Clone, Copy)]
+pub struct Principal {
+    /// User id (for the socket, the connection's peer credentials).
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+    /// Process id, when the kernel knows it.
+    pub pid: Option<i32>,
+    /// The transport.
+    pub via: Via,
+    /// What the caller may do.
+    pub role: Role,
+}
+
+impl Principal {
+    /// A caller on the local socket: root or a member of the socket's group (the socket's mode
+    /// 0660 already kept everyone else out).
+    pub fn socket(uid: u32, gid: u32, pid: Option<i32>) -> Principal {
+        Principal { uid, gid, pid, via: Via::Socket, role: Role::Admin }
+    }
+}
+
+/// Every operation and the role it needs. A name missing here is refused (deny by default); a
+/// test checks that every method of the API is listed.
+const TABLE: &[(&str, Role)] = &[
+    ("vrd.version", Role::Viewer),
+    ("procs.list", Role::Viewer),
+    ("logs.read", Role::Viewer),
+    ("logs.follow", Role::Viewer),
+    ("events.list", Role::Viewer),
+    ("events.follow", Role::Viewer),
+    ("builds.list", Role::Viewer),
+    ("builds.show", Role::Viewer),
+    ("builds.log", Role::Viewer),
+    ("builds.follow", Role::Viewer),
+    ("objects.get", Role::Viewer),
+    ("objects.list", Role::Viewer),
+    ("swarms.releases", Role::Viewer),
+    ("swarms.procs", Role::Viewer),
+    ("releases.show", Role::Viewer),
+    ("deploys.log", Role::Viewer),
+    ("deploys.follow", Role::Viewer),
+    ("uptests.latest", Role::Viewer),
+    ("balancers.list", Role::Viewer),
+    ("balancers.nodes", Role::Viewer),
+    ("stacks.images", Role::Viewer),
+    ("stacks.follow", Role::Viewer),
+    ("hosts.links", Role::Viewer),
+    ("hosts.list", Role::Viewer),
+    ("hosts.list", Role::Viewer),
+    ("runner.uptest", Role::Deployer),
+    ("runner.setup", Role::Deployer),
+    ("runner.run", Role::Deployer),
+    ("runner.shell", Role::Deployer),
+    ("runner.signal", Role::Deployer),
+    ("runner.teardown", Role::Deployer),
+    ("proc.deploy", Role::Deployer),
+    ("procs.start", Role::Deployer),
+    ("procs.stop", Role::Deployer),
+    ("procs.restart", Role::Deployer),
+    ("procs.destroy", Role::Deployer),
+    ("procs.force-destroy", Role::Deployer),
+    ("imager.build", Role::Deployer),
+    ("imager.shell", Role::Deployer),
+    ("builder.build", Role::Deployer),
+    ("builder.shell", Role::Deployer),
+    ("objects.create", Role::Deployer),
+    ("objects.update", Role::Deployer),
+    ("objects.delete", Role::Deployer),
+    ("swarms.dispatch", Role::Deployer),
+    ("swarms.rollback", Role::Deployer),
+    ("releases.deploy", Role::Deployer),
+    ("apps.build", Role::Deployer),
+    ("uptests.run", Role::Deployer),
+    ("stacks.build", Role::Deployer),
+    ("stacks.activate", Role::Deployer),
+    ("audit.list", Role::Admin),
+    ("builds.gc", Role::Admin),
+    ("housekeeping.scoop", Role::Admin),
+    ("hosts.add", Role::Admin),
+    ("hosts.token", Role::Admin),
+    ("hosts.drain", Role::Admin),
+];
+
+/// The role `method` needs; `None` for a name no operation has.
+pub fn needed(method: &str) -> Option<Role> {
+    TABLE.iter().find(|(name, _)| *name == method).map(|(_, role)| *role)
+}
+
+/// Whether `who` may call `method`; the refusal says what is missing.
+pub fn authorize(who: &Principal, method: &str) -> Result<(), ApiError> {
+    match needed(method) {
+        Some(role) if who.role >= role => Ok(()),
+        Some(role) => Err(ApiError::new(
+            codes::DENIED,
+            format!("{method} needs the {role:?} role; this caller (uid {}) is a {:?}", who.uid, who.role)
+                .to_lowercase(),
+        )),
+        None => Err(ApiError::new(codes::DENIED, format!("{method} is not an operation vrd knows"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_role(role: Role) -> Principal {
+        Principal { role, ..Principal::socket(1000, 1000, None) }
+    }
+
+    #[test]
+    fn every_method_of_the_api_is_in_the_table() {
+        let api = include_str!("../../api/mod.rs");
+        let mut names = Vec::new();
+        for part in api.split("(name = \"").skip(1) {
+            names.push(part.split('"').next().unwrap_or_default().to_string());
+        }
+        assert!(names.len() > 40, "the API's methods were not found: {names:?}");
+        for name in names {
+            let name = if name == "procs.act" { "procs.start".to_string() } else { name };
+            assert!(needed(&name).is_some(), "{name} has no entry in the access table");
+        }
+    }
+
+    #[test]
+    fn roles_reach_as_far_as_the_table_says_and_no_further() {
+        assert!(authorize(&as_role(Role::Viewer), "procs.list").is_ok());
+        let refused = authorize(&as_role(Role::Viewer), "swarms.dispatch").unwrap_err();
+        assert_eq!(refused.code, codes::DENIED);
+        assert!(refused.message.contains("deployer role"), "{refused:?}");
+        assert!(authorize(&as_role(Role::Deployer), "swarms.dispatch").is_ok());
+        assert!(authorize(&as_role(Role::Deployer), "hosts.add").is_err());
+        assert!(authorize(&as_role(Role::Admin), "hosts.add").is_ok());
+        assert!(authorize(&as_role(Role::Admin), "no.such").is_err(), "unknown names are refused");
+        assert_eq!(Principal::socket(0, 0, None).role, Role::Admin);
+    }
+}

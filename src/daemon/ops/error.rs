@@ -1,0 +1,164 @@
+//! Every service error mapped to its stable code, once, for every transport. Each mapping has no
+//! wildcard, so a new variant must be mapped; each keeps the error's cause chain
+//! ([`ApiError::caused`]).
+
+use crate::api::{codes, ApiError};
+use crate::services::builder::BuilderError;
+use crate::services::builds::BuildsError;
+use crate::services::hosts::HostError;
+use crate::services::imager::ImagerError;
+use crate::services::peer::enroll::EnrollError;
+use crate::services::runner::RunnerError;
+use crate::services::stacks::StackError;
+use crate::services::state::StateError;
+use crate::services::supervisor::SupervisorError;
+use crate::services::swarm::SwarmError;
+
+/// What every operation returns.
+pub type OpResult<T> = Result<T, ApiError>;
+
+/// An error with a code and a message.
+pub fn error(code: i32, message: impl Into<String>) -> ApiError {
+    ApiError::new(code, message)
+}
+
+/// A request that is not usable as it is.
+pub fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(codes::INVALID, message)
+}
+
+/// A task of the daemon's that panicked or was cancelled.
+pub fn task_failed(e: tokio::task::JoinError) -> ApiError {
+    tracing::error!(error = %e, "a daemon task failed");
+    ApiError::caused(codes::INTERNAL, &TaskFailed(e))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a daemon task failed")]
+struct TaskFailed(#[source] tokio::task::JoinError);
+
+/// The runner's errors.
+pub fn runner_error(e: RunnerError) -> ApiError {
+    let code = match &e {
+        RunnerError::Invalid(_) => codes::INVALID,
+        RunnerError::Busy(_) => codes::BUSY,
+        RunnerError::NotSetUp(_) => codes::NOT_SET_UP,
+        RunnerError::Artifact(_) => codes::ARTIFACT,
+        RunnerError::User(_) => codes::USER,
+        RunnerError::Io(_) => codes::IO,
+        RunnerError::Launch(_) => codes::LAUNCH,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// The supervisor's errors.
+pub fn supervisor_error(e: SupervisorError) -> ApiError {
+    let code = match e {
+        SupervisorError::Runner(r) => return runner_error(r),
+        SupervisorError::Unknown { .. } => codes::UNKNOWN_PROC,
+        SupervisorError::State(_) => codes::STATE,
+        SupervisorError::Gone(_) => codes::INTERNAL,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// The state database's errors.
+pub fn state_error(e: StateError) -> ApiError {
+    let code = match &e {
+        StateError::Exists { .. } => codes::EXISTS,
+        StateError::NotFound { .. } => codes::NOT_FOUND,
+        StateError::MissingRef { .. } | StateError::InUse { .. } => codes::REFERENCE,
+        StateError::Create { .. }
+        | StateError::Open { .. }
+        | StateError::TooNew { .. }
+        | StateError::Migrate { .. }
+        | StateError::Query { .. }
+        | StateError::Corrupt { .. }
+        | StateError::Encode { .. }
+        | StateError::Spawn(_)
+        | StateError::Panicked(_)
+        | StateError::Closed => codes::STATE,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// Swarm dispatch's errors.
+pub fn swarm_error(e: SwarmError) -> ApiError {
+    let code = match e {
+        SwarmError::State(s) => return state_error(s),
+        SwarmError::Invalid(_) => codes::INVALID,
+        SwarmError::Build(_) | SwarmError::Uptests(_) | SwarmError::Placement(_) => codes::DISPATCH,
+        SwarmError::Host(HostError::NoProc { .. }) => codes::UNKNOWN_PROC,
+        SwarmError::Host(HostError::Unreachable { .. } | HostError::Failed { .. }) => codes::HOST,
+        SwarmError::Balancer(_) | SwarmError::Deroute { .. } => codes::BALANCER,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// The imager's errors.
+pub fn imager_error(e: ImagerError) -> ApiError {
+    let code = match e {
+        ImagerError::Runner(inner) => return runner_error(inner),
+        ImagerError::Invalid(_) | ImagerError::ScriptInTheWay(_) => codes::INVALID,
+        ImagerError::Base { .. } | ImagerError::Script(_) => codes::ARTIFACT,
+        ImagerError::Io { .. } | ImagerError::Output { .. } => codes::IO,
+        ImagerError::ScriptFailed { .. } => codes::SCRIPT_FAILED,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// The builder's errors.
+pub fn builder_error(e: BuilderError) -> ApiError {
+    let code = match e {
+        BuilderError::Runner(r) => return runner_error(r),
+        BuilderError::Invalid(_) => codes::INVALID,
+        BuilderError::Checkout(_) => codes::CHECKOUT,
+        BuilderError::Step { .. } | BuilderError::Cancelled => codes::BUILD_FAILED,
+        BuilderError::Io(_) => codes::IO,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// The build store's errors.
+pub fn builds_error(e: BuildsError) -> ApiError {
+    let code = match e {
+        BuildsError::Io { .. } => codes::IO,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// Stack images' errors.
+pub fn stack_error(e: StackError) -> ApiError {
+    let code = match e {
+        StackError::State(s) => return state_error(s),
+        StackError::Invalid(_) => codes::INVALID,
+        StackError::Busy(_) => codes::BUSY,
+        StackError::NotFound(_) => codes::NOT_FOUND,
+    };
+    ApiError::caused(code, &e)
+}
+
+/// Enrolment's errors.
+pub fn enroll_error(e: EnrollError) -> ApiError {
+    match e {
+        EnrollError::Invalid(m) => invalid(m),
+        EnrollError::State(s) => state_error(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sqlite_error_reaches_the_caller_under_the_state_message() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let e = state_error(StateError::Query { what: "store proc web-1".into(), source: sqlite });
+        assert_eq!(e.code, codes::STATE);
+        assert!(e.message.contains("store proc web-1"), "{e:?}");
+        assert_eq!(e.causes, ["Error code 13: database or disk is full"]);
+    }
+}

@@ -1,0 +1,115 @@
+//! The operations layer: every API operation, implemented once and transport-neutral. A transport
+//! (the Unix socket's JSON-RPC in `rpc.rs` today; the HTTP API next) turns its request into a
+//! [`Principal`] and the operation's typed arguments, calls the one method of [`Ops`] named after
+//! the operation (`calls.rs`), and turns the [`ApiError`] or [`feed::Feed`] it gets back into its own
+//! wire form. Authorisation ([`access`]) and the audit log happen here, in [`Ops::audited`] and
+//! [`Ops::read`], so no transport can skip them.
+//!
+//! The operations' bodies live by subject: `runner.rs` (VR's runner contract), `procs.rs`
+//! (supervision, logs, events), `imager.rs`, `builder.rs`, `builds.rs`, `deploy.rs`
+//! (definitions, swarms, releases, the deployment log), `stacks.rs`, `fleet.rs` (hosts).
+
+pub mod access;
+mod attach;
+mod builder;
+mod builds;
+mod calls;
+mod deploy;
+pub mod error;
+pub mod feed;
+mod fleet;
+mod follow;
+mod imager;
+mod procs;
+mod runner;
+mod stacks;
+
+use std::sync::Arc;
+
+pub use access::{Principal, Role, Via};
+pub use attach::ReceivedFds;
+pub use error::OpResult;
+
+use super::Daemon;
+use crate::api::ApiError;
+use crate::services::state::AuditEntry;
+
+/// The operations, over the daemon's services.
+#[derive(Clone)]
+pub struct Ops {
+    daemon: Arc<Daemon>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Ops {
+    /// The operations of `daemon`.
+    pub fn new(daemon: Arc<Daemon>) -> Ops {
+        Ops { daemon }
+    }
+
+    /// Runs a reading operation if `who` may.
+    async fn read<T>(
+        &self,
+        who: &Principal,
+        method: &str,
+        call: impl std::future::Future<Output = OpResult<T>>,
+    ) -> OpResult<T> {
+        access::authorize(who, method)?;
+        let result = call.await;
+        if let Err(e) = &result {
+            log_failure(method, e);
+        }
+        result
+    }
+
+    /// Runs a mutating operation if `who` may, and writes who did it, with what, and how it ended
+    /// (with the error's causes) to the audit log; a refusal is audited too.
+    async fn audited<T>(
+        &self,
+        who: &Principal,
+        method: &str,
+        params: serde_json::Value,
+        call: impl std::future::Future<Output = OpResult<T>>,
+    ) -> OpResult<T> {
+        let result = match access::authorize(who, method) {
+            Ok(()) => call.await,
+            Err(refused) => Err(refused),
+        };
+        let outcome = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => {
+                log_failure(method, e);
+                e.full()
+            }
+        };
+        let entry = AuditEntry {
+            id: 0,
+            time: now_ms(),
+            uid: who.uid,
+            gid: who.gid,
+            pid: who.pid,
+            method: method.to_string(),
+            params: params.to_string(),
+            outcome,
+        };
+        // Queued, not awaited: the answer need not wait for the disk, and the next call sees it.
+        if let Err(e) = self.daemon.supervisor.state().queue_audit(entry).await {
+            tracing::error!(error = %ApiError::caused(crate::api::codes::STATE, &e).full(), method, "failed to write the audit log");
+        }
+        result
+    }
+}
+
+/// Failures of the daemon's own (not the caller's) making go to the log with their causes.
+fn log_failure(method: &str, e: &ApiError) {
+    use crate::api::codes;
+    if matches!(e.code, codes::STATE | codes::IO | codes::INTERNAL | codes::HOST) {
+        tracing::warn!(method, code = e.code, error = %e.full(), "an operation failed");
+    }
+}
