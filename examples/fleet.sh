@@ -118,6 +118,10 @@ echo "==> vr procs list (the whole fleet, from the coordinator)"
 vr procs list
 echo "==> GET http://198.18.0.1:8080/ from machine 1, three times"
 for _ in 1 2 3; do in_ns 1 busybox wget -q -O - http://198.18.0.1:8080/ | grep '<h1>'; done
+echo "==> vr hosts list: state, last heartbeat, procs, version of every host"
+vr hosts list
+echo "==> vr logs --swarm hello-prod-web -n 2: every proc's log, on every host, merged"
+vr logs --swarm hello-prod-web -n 2
 echo "==> vr hosts drain h2: its proc is replaced and routed elsewhere first"
 vr hosts drain h2
 vr procs list

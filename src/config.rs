@@ -56,7 +56,12 @@ pub struct DaemonConfig {
     pub peer_advertise: Option<String>,
     /// Seconds a joined host may be lost (suspect) before its procs are replaced elsewhere.
     pub host_grace_secs: u64,
+    /// Days a gone proc's log stays readable (`vr logs`) before the scooper removes it.
+    pub log_retention_days: u64,
 }
+
+/// How long a gone proc's log stays readable by default.
+pub const DEFAULT_LOG_RETENTION_DAYS: u64 = 7;
 
 /// How long a lost host may stay away before its procs are replaced (see ARCHITECTURE "The fleet").
 pub const DEFAULT_HOST_GRACE_SECS: u64 = 60;
@@ -111,6 +116,9 @@ pub struct RawConfig {
     /// Seconds between taking a proc out of its pool and stopping it [default: 2]
     #[arg(long)]
     pub drain_secs: Option<u64>,
+    /// Days a gone proc's log stays readable with `vr logs` [default: 7]
+    #[arg(long)]
+    pub log_retention_days: Option<u64>,
     /// This machine's name in the fleet [default: the system's host name]
     #[arg(long)]
     pub host_name: Option<String>,
@@ -180,6 +188,7 @@ impl RawConfig {
             port_range_start: over.port_range_start.or(self.port_range_start),
             port_range_end: over.port_range_end.or(self.port_range_end),
             drain_secs: over.drain_secs.or(self.drain_secs),
+            log_retention_days: over.log_retention_days.or(self.log_retention_days),
             host_name: over.host_name.or(self.host_name),
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
@@ -262,6 +271,7 @@ impl RawConfig {
             balancers: self.balancers.unwrap_or_default(),
             port_range,
             drain_secs: self.drain_secs.unwrap_or(DEFAULT_DRAIN_SECS),
+            log_retention_days: self.log_retention_days.unwrap_or(DEFAULT_LOG_RETENTION_DAYS),
             host_name,
             peer_listen,
             peer_advertise: self.peer_advertise,

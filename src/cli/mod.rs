@@ -12,6 +12,7 @@ pub mod oneshot;
 pub mod procs;
 pub mod runner;
 pub mod stacks;
+mod swarm_logs;
 pub mod swarms;
 pub mod terminal;
 
@@ -96,7 +97,11 @@ pub enum Command {
     /// A proc's stdout and stderr, with timestamps.
     Logs {
         /// The proc name.
-        name: String,
+        #[arg(required_unless_present = "swarm", conflicts_with = "swarm")]
+        name: Option<String>,
+        /// Every proc of this swarm, on every host and of every release, as one stream.
+        #[arg(long)]
+        swarm: Option<String>,
         /// Keep printing new lines as they come.
         #[arg(short, long)]
         follow: bool,
@@ -439,8 +444,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Ps { json } => {
                 procs::procs(&socket, procs::ProcsAction::List { filter: None, host: None, json }).await
             }
-            Command::Logs { name, follow, since, tail } => {
-                procs::logs(&socket, name, follow, since, tail).await
+            Command::Logs { swarm: Some(swarm), follow, since, tail, .. } => {
+                swarm_logs::run(&socket, swarm, follow, since, tail).await
+            }
+            Command::Logs { name, follow, since, tail, .. } => {
+                procs::logs(&socket, name.unwrap_or_default(), follow, since, tail).await
             }
             Command::Events { follow, after, json } => procs::events(&socket, follow, after, json).await,
             Command::Audit { limit, json } => procs::audit(&socket, limit, json).await,

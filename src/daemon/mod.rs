@@ -138,6 +138,7 @@ impl Daemon {
         }
         let policy = Policy {
             stop_grace: std::time::Duration::from_secs(config.stop_grace_secs),
+            log_retention: std::time::Duration::from_secs(config.log_retention_days.saturating_mul(86400)),
             ..Policy::standard()
         };
         let host = config.host_name.clone();

@@ -119,6 +119,13 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
     assert!(logs.status.success(), "{:?}", text(&logs));
     let unknown = fx.vr(&["logs", "nope-1-prod-abcdef12-web-1"]);
     assert!(!unknown.status.success());
+    // The swarm's logs as one stream: every proc (each was uptested, so each logged a request),
+    // on every host, merged by time and tagged with its proc.
+    let merged = fx.ok(&["logs", "--swarm", "hello-prod-web"]);
+    let tagged: std::collections::BTreeSet<&str> =
+        merged.lines().filter_map(|l| l.split_whitespace().nth(1)?.strip_suffix('|')).collect();
+    assert_eq!(tagged.len(), 3, "lines of all 3 procs: {merged}");
+    assert!(tagged.contains(on_h1.as_str()), "{merged}");
     // Acting on it from the coordinator acts on h1.
     let state_on_h1 = || {
         let listing = h1.run_vr(&["procs", "list"]);
@@ -214,6 +221,12 @@ fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
     let lost_node = format!("{}:", net.address(3));
     assert!(fx.ok(&["balancers", "nodes", "builtin", "hello"]).contains(&lost_node));
 
+    let on_h2 = fx
+        .ok(&["procs", "list"])
+        .lines()
+        .find(|l| l.starts_with("h2 "))
+        .map(|l| l.split_whitespace().last().unwrap_or_default().to_string());
+    let on_h2 = on_h2.expect("a proc on h2");
     // h2 dies: its vrd killed and its link cut (its procs keep running, unreachable).
     h2.kill();
     net.set_link(3, false);
@@ -254,6 +267,10 @@ fn a_lost_host_is_derouted_then_replaced_and_its_return_leaves_no_duplicate() {
     eventually("3 routed nodes", 20, &fx, || {
         fx.ok(&["balancers", "nodes", "builtin", "hello"]).lines().count() == 3
     });
+    // h2's first proc, running still or retired, has its log readable from the coordinator (a
+    // retired one's is kept on h2 for the retention period).
+    let kept = fx.vr(&["logs", &on_h2]);
+    assert!(kept.status.success(), "{on_h2}: {:?}", text(&kept));
 }
 
 #[test]

@@ -129,8 +129,14 @@ fn an_exit_while_vrd_is_down_is_recorded_and_the_proc_restarted() {
 fn a_destroyed_proc_never_comes_back() {
     require_root!("a_destroyed_proc_never_comes_back");
     let mut d = TestDaemon::start();
-    let name = deploy(&d, "gone.yaml", &proc_yaml("gone", 0, "cmd: sleep 600"));
+    let name =
+        deploy(&d, "gone.yaml", &proc_yaml("gone", 0, "cmd: echo said-before-destroy; exec sleep 600"));
     wait_for_state(&d, &name, "RUNNING", Duration::from_secs(10));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !text(&d.run_vr(&["logs", &name])).0.contains("said-before-destroy") {
+        assert!(std::time::Instant::now() < deadline, "the proc's line never reached its log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = d.run_vr(&["procs", "destroy", &name]);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(procs(&d).is_empty());
@@ -141,6 +147,9 @@ fn a_destroyed_proc_never_comes_back() {
     assert!(!d.data().join(format!("procs/{name}")).exists());
     let unknown = d.run_vr(&["procs", "start", &name]);
     assert!(text(&unknown).1.contains("no proc named"), "{:?}", text(&unknown));
+    // Its log stays readable for the retention period (VR lost it with the proc).
+    let kept = d.run_vr(&["logs", &name]);
+    assert!(text(&kept).0.contains("said-before-destroy"), "{:?}", text(&kept));
 }
 
 #[test]

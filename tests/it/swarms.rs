@@ -68,7 +68,9 @@ fn a_config_change_makes_a_new_release_retires_the_old_procs_and_can_be_rolled_b
     let diff = fx.ok(&["compare-releases", "1", "2"]);
     assert!(diff.contains("config.color") && diff.contains("env.MODE"), "{diff}");
     // VR's manual deploy: release 2 as one more proc under another config name, not routed.
-    let host = fx.ok(&["hosts", "list"]).split_whitespace().next().unwrap().to_string();
+    // The first row under the header.
+    let hosts = fx.ok(&["hosts", "list"]);
+    let host = hosts.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
     let port = free_port().to_string();
     fx.ok(&["deploy", "2", &host, &port, "web", "-c", "manual"]);
     let manual: Vec<String> = fx.procs().into_iter().filter(|p| p.contains("-manual-")).collect();

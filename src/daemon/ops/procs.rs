@@ -9,6 +9,7 @@ use super::Ops;
 use crate::api::{codes, AuditInfo, EventItem, LogLine, ProcFile, ProcInfo};
 use crate::model::names::ProcName;
 use crate::services::logs;
+use crate::services::runner::retained;
 
 pub use crate::services::hosts::local::proc_info;
 
@@ -76,10 +77,13 @@ impl Ops {
             Ok(path) => path,
             Err(not_here) => {
                 let swarms = &self.daemon.swarms;
-                let remote = swarms.joined_proc_logs(name, since, tail).await.map_err(swarm_error)?;
-                return remote
-                    .map(|lines| lines.into_iter().map(|line| LogLine { line }).collect())
-                    .ok_or(not_here);
+                let remote = swarms.joined_proc_logs(name, since.clone(), tail).await.map_err(swarm_error)?;
+                if let Some(lines) = remote {
+                    return Ok(lines.into_iter().map(|line| LogLine { line }).collect());
+                }
+                // A proc that is gone: its log is kept for the retention period.
+                let data_dir = &self.daemon.runner.layout.data_dir;
+                retained::find(data_dir, name).ok_or(not_here)?
             }
         };
         let since = since.map(|s| logs::parse_since(&s)).transpose().map_err(|e| error(codes::INVALID, e))?;

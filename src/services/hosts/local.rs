@@ -254,9 +254,17 @@ impl HostAgent for LocalHost {
         since: Option<String>,
         tail: Option<usize>,
     ) -> Result<Vec<String>, HostError> {
-        self.supervisor.get(proc).await.map_err(|e| self.supervisor_error(proc, e))?;
-        let name = ProcName::parse(proc).map_err(|e| self.failed(e.to_string()))?;
-        let path = self.supervisor.runner().layout.proc_dir(&name).join("log");
+        let layout = &self.supervisor.runner().layout;
+        let path = match self.supervisor.get(proc).await {
+            Ok(_) => {
+                layout.proc_dir(&ProcName::parse(proc).map_err(|e| self.failed(e.to_string()))?).join("log")
+            }
+            // A proc that is gone: its log is kept for the retention period.
+            Err(e) => match crate::services::runner::retained::find(&layout.data_dir, proc) {
+                Some(kept) => kept,
+                None => return Err(self.supervisor_error(proc, e)),
+            },
+        };
         let since =
             since.map(|s| crate::services::logs::parse_since(&s)).transpose().map_err(|e| self.failed(e))?;
         tokio::task::spawn_blocking(move || crate::services::logs::read(&path, since, tail))

@@ -7,6 +7,7 @@ pub mod job;
 mod launch;
 pub mod layout;
 pub mod locks;
+pub mod retained;
 pub mod scripts;
 pub mod setup;
 pub mod supervised;

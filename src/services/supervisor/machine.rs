@@ -27,6 +27,8 @@ pub struct Policy {
     pub stop_grace: Duration,
     /// See `stop_grace`.
     pub stop_margin: Duration,
+    /// How long a gone proc's log is kept (the scooper removes older ones).
+    pub log_retention: Duration,
 }
 
 impl Policy {
@@ -39,6 +41,7 @@ impl Policy {
             backoff_max: Duration::from_secs(60),
             stop_grace: Duration::from_secs(30),
             stop_margin: Duration::from_secs(5),
+            log_retention: crate::services::runner::retained::DEFAULT_RETENTION,
         }
     }
 

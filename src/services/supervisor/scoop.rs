@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use super::{Supervisor, SupervisorError};
 use crate::host::cgroup::{self, CgroupRoot, ProcCgroup};
-use crate::services::runner::caches;
 use crate::services::runner::layout::ProcDir;
 use crate::services::runner::RunnerError;
+use crate::services::runner::{caches, retained};
 
 /// A container younger than this may still be starting.
 const CGROUP_MIN_AGE: Duration = Duration::from_secs(60);
@@ -80,6 +80,7 @@ impl Supervisor {
         let mut known: BTreeSet<String> = self.list().await?.into_iter().map(|r| r.name).collect();
         known.extend(self.runner().locks.busy_names());
         let runner = std::sync::Arc::clone(self.runner());
+        let retention = self.shared.policy.log_retention;
         let work = move || -> Result<Vec<String>, RunnerError> {
             let root = CgroupRoot::detect(&runner.cgroup_root).map_err(|e| RunnerError::Io(e.to_string()))?;
             let seen = look(&runner.layout.data_dir.join("procs"), &root, &runner.cgroup_parent, known)?;
@@ -102,6 +103,7 @@ impl Supervisor {
                 done.push(format!("proc dir {}: unknown to vrd for over 7 days", path.display()));
             }
             done.extend(caches::collect(&runner.layout, dry_run)?);
+            done.extend(retained::collect(&runner.layout.data_dir, retention, dry_run));
             Ok(done)
         };
         let done = tokio::task::spawn_blocking(work)

@@ -53,12 +53,30 @@ impl Swarms {
         tail: Option<usize>,
     ) -> Result<Option<Vec<String>>, SwarmError> {
         let records = self.state.swarm_procs(None).await?;
-        let Some(record) = records.iter().find(|r| r.proc == proc) else { return Ok(None) };
+        let Some(record) = records.iter().find(|r| r.proc == proc) else {
+            return self.gone_proc_logs(proc, since, tail).await;
+        };
         let hosts = self.hosts().await?;
         let Some(host) = hosts.iter().find(|h| h.name == record.host && h.peer.is_some()) else {
             return Ok(None);
         };
         Ok(Some(self.hosts.agent(host)?.logs(proc, since, tail).await?))
+    }
+
+    /// The kept log of a proc no swarm records any more (retired or destroyed): every joined
+    /// host is asked at once (each for at most [`LISTING_DEADLINE`]); the first that has it wins.
+    async fn gone_proc_logs(
+        &self,
+        proc: &str,
+        since: Option<String>,
+        tail: Option<usize>,
+    ) -> Result<Option<Vec<String>>, SwarmError> {
+        let hosts: Vec<HostSpec> = self.hosts().await?.into_iter().filter(|h| h.peer.is_some()).collect();
+        let asks = hosts.iter().filter_map(|h| self.hosts.agent(h).ok()).map(|agent| {
+            let since = since.clone();
+            async move { tokio::time::timeout(LISTING_DEADLINE, agent.logs(proc, since, tail)).await }
+        });
+        Ok(join_all(asks).await.into_iter().find_map(|answer| answer.ok().and_then(Result::ok)))
     }
 
     /// The procs of every joined host (the caller lists the ones this vrd runs itself).
