@@ -34,6 +34,15 @@ pub struct HostProcInfo {
     pub state: ProcState,
 }
 
+/// A page of a host's proc events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostEvents {
+    /// The host's newest event id when it answered.
+    pub last: u64,
+    /// The events asked for, oldest first, with the host's ids.
+    pub events: Vec<(u64, crate::model::supervision::ProcEvent)>,
+}
+
 /// What an operator asks of a proc on a host (`vr procs start|stop|restart`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -104,6 +113,11 @@ pub trait HostApi {
     /// Stops, tears down and forgets the proc.
     #[method(name = "host.destroy")]
     async fn destroy(&self, proc: String) -> RpcResult<()>;
+
+    /// Up to `limit` of the host's proc events after `after`, and its newest event's id; with no
+    /// `after`, only that id (where a coordinator that has not seen the host starts).
+    #[method(name = "host.events")]
+    async fn events(&self, after: Option<u64>, limit: usize) -> RpcResult<HostEvents>;
 
     /// Starts, stops or restarts the proc.
     #[method(name = "host.act")]

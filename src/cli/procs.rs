@@ -189,7 +189,7 @@ fn print_event(item: &EventItem, json: bool) -> anyhow::Result<()> {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e.time.max(0.0)),
         );
         let exit = e.exitstatus.map(|c| format!(" exit={c}")).unwrap_or_default();
-        println!("{:>6} {when} {:<9} {}{exit}", item.id, e.statename, e.name);
+        println!("{:>6} {when} {:<9} {:<16} {}{exit}", item.id, e.statename, e.host, e.name);
     }
     Ok(())
 }

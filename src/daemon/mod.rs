@@ -263,8 +263,44 @@ async fn start_swarms(
     swarms.spawn_schedule(swarm::UPTEST_INTERVAL);
     if config.peer_listen.is_some() {
         swarms.spawn_watch(swarm::watch::WATCH_INTERVAL);
+        spawn_event_gathering(Arc::clone(&swarms), supervisor.clone());
     }
     Ok(swarms)
+}
+
+/// Gathers the joined hosts' proc events into this coordinator's own, every second (see
+/// `services::peer::events`); a host that does not answer within 2 s is asked again next time.
+fn spawn_event_gathering(swarms: Arc<Swarms>, supervisor: Supervisor) {
+    use crate::services::peer::events;
+    tokio::spawn(async move {
+        let mut cursors: std::collections::HashMap<String, u64> = Default::default();
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let agents = match swarms.joined_agents().await {
+                Ok(agents) => agents,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to list the joined hosts for their events");
+                    continue;
+                }
+            };
+            for (host, agent) in agents {
+                let cursor = cursors.get(&host).copied();
+                let asked = agent.events(cursor, events::PAGE);
+                let Ok(Ok(page)) = tokio::time::timeout(std::time::Duration::from_secs(2), asked).await
+                else {
+                    continue;
+                };
+                let (next, taken) = events::take(cursor, page);
+                for event in taken {
+                    if let Err(e) = supervisor.record_event(event).await {
+                        tracing::warn!(host, error = %e, "failed to store a joined host's event");
+                    }
+                }
+                cursors.insert(host, next);
+            }
+        }
+    });
 }
 
 /// Starts the spawner (see `host::container::spawner`) and waits for its socket; `None` (and

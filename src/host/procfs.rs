@@ -48,6 +48,11 @@ mod tests {
         let pid = child.id() as i32;
         assert_eq!(parent(pid), Some(me));
         assert!(children(me).contains(&pid));
+        // spawn() may return before the kernel shows the exec'd command line (empty until then).
+        let shown = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while cmdline(pid).as_deref() == Some("") && std::time::Instant::now() < shown {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert_eq!(cmdline(pid).as_deref(), Some("sleep 5"));
         assert!(start_ticks(pid).is_some());
         child.kill().unwrap();

@@ -137,6 +137,12 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
     assert!(state_on_h1().contains("STOPPED"), "{}", state_on_h1());
     fx.ok(&["procs", "start", &on_h1]);
     eventually("h1's proc running again", 20, &fx, || state_on_h1().contains("RUNNING"));
+    // The coordinator's events show h1's, with its host name.
+    eventually("h1's STOPPED event on the coordinator", 10, &fx, || {
+        fx.ok(&["events"])
+            .lines()
+            .any(|l| l.contains(" STOPPED ") && l.contains(" h1 ") && l.contains(&on_h1))
+    });
 
     // The slug came from the coordinator's store, once, verified.
     for h in [&h1, &h2] {

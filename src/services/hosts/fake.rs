@@ -212,6 +212,15 @@ impl HostAgent for FakeHost {
         Ok(vec![format!("2026-01-01T00:00:00Z out {proc} on {}", self.name)])
     }
 
+    async fn events(
+        &self,
+        _after: Option<u64>,
+        _limit: usize,
+    ) -> Result<crate::api::host::HostEvents, HostError> {
+        self.reach("events").await?;
+        Ok(crate::api::host::HostEvents { last: 0, events: Vec::new() })
+    }
+
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
         self.reach("act").await?;
         self.journal.write(format!("{action:?} {}:{proc}", self.name).to_lowercase());

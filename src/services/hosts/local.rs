@@ -233,6 +233,22 @@ impl HostAgent for LocalHost {
             .map_err(|e| self.failed(e.to_string()))
     }
 
+    async fn events(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::api::host::HostEvents, HostError> {
+        let state = self.supervisor.state();
+        let last = state.latest_event_id().await.map_err(|e| self.failed(e.to_string()))?;
+        let events = match after {
+            Some(after) => {
+                self.supervisor.events_since(after, limit).await.map_err(|e| self.failed(e.to_string()))?
+            }
+            None => Vec::new(),
+        };
+        Ok(crate::api::host::HostEvents { last, events })
+    }
+
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
         use crate::api::host::ProcAction;
         let sup = &self.supervisor;

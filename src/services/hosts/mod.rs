@@ -65,6 +65,13 @@ pub enum HostError {
 pub trait HostAgent: Send + Sync {
     /// Its name.
     fn name(&self) -> &str;
+    /// Its proc events after `after` (at most `limit`) and its newest event id; with no `after`,
+    /// only that id.
+    async fn events(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::api::host::HostEvents, HostError>;
     /// Starts, stops or restarts a proc it supervises.
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError>;
     /// Every proc it supervises.

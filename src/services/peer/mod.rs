@@ -4,6 +4,7 @@
 pub mod client;
 pub mod directory;
 pub mod enroll;
+pub mod events;
 pub mod identity;
 pub mod link;
 pub mod pki;

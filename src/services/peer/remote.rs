@@ -130,6 +130,14 @@ impl HostAgent for RemoteHost {
         self.call("host.destroy", deadline, self.client.destroy(proc.into())).await
     }
 
+    async fn events(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::api::host::HostEvents, HostError> {
+        self.call("host.events", self.deadline, self.client.events(after, limit)).await
+    }
+
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
         // A stop waits out the proc's grace period.
         let deadline = wait_deadline(Duration::from_secs(60));

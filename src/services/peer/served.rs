@@ -84,6 +84,10 @@ impl HostApiServer for Served {
         self.agent.destroy(&proc).await.map_err(wire)
     }
 
+    async fn events(&self, after: Option<u64>, limit: usize) -> RpcResult<crate::api::host::HostEvents> {
+        self.agent.events(after, limit).await.map_err(wire)
+    }
+
     async fn act(&self, proc: String, action: crate::api::host::ProcAction) -> RpcResult<()> {
         self.agent.act(&proc, action).await.map_err(wire)
     }

@@ -34,6 +34,17 @@ impl State {
             .await
     }
 
+    /// The newest event's id (0 when there is none).
+    pub async fn latest_event_id(&self) -> Result<u64, StateError> {
+        self.call("read the newest event's id".into(), |db, what| {
+            db.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM proc_events", [], |row| row.get::<_, i64>(0))
+                .map(to_id)
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
     /// Drops all but the newest `keep_events` events now; returns how many were dropped.
     pub async fn prune_events(&self) -> Result<usize, StateError> {
         self.call("prune events".into(), |db, what| prune(db).map_err(StateError::query(what))).await

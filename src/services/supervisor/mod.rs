@@ -235,6 +235,14 @@ impl Supervisor {
         self.shared.events.subscribe()
     }
 
+    /// Stores an event that happened elsewhere (a joined host's proc) and publishes it to this
+    /// vrd's subscribers, with this vrd's next id.
+    pub async fn record_event(&self, event: ProcEvent) -> Result<u64, SupervisorError> {
+        let id = self.shared.state.append_event(event.clone()).await?;
+        let _ = self.shared.events.send((id, event));
+        Ok(id)
+    }
+
     /// Stored events after `after`, oldest first.
     pub async fn events_since(
         &self,

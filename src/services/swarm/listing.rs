@@ -79,6 +79,18 @@ impl Swarms {
         Ok(join_all(asks).await.into_iter().find_map(|answer| answer.ok().and_then(Result::ok)))
     }
 
+    /// The agents of the joined hosts that are linked now, by host name.
+    pub async fn joined_agents(
+        &self,
+    ) -> Result<Vec<(String, std::sync::Arc<dyn crate::services::hosts::HostAgent>)>, SwarmError> {
+        let hosts = self.hosts().await?;
+        Ok(hosts
+            .iter()
+            .filter(|h| h.peer.is_some())
+            .filter_map(|h| Some((h.name.clone(), self.hosts.agent(h).ok()?)))
+            .collect())
+    }
+
     /// The procs of every joined host (the caller lists the ones this vrd runs itself).
     pub async fn joined_procs(&self) -> Result<Vec<ProcInfo>, SwarmError> {
         let hosts: Vec<HostSpec> = self.hosts().await?.into_iter().filter(|h| h.peer.is_some()).collect();
