@@ -4,6 +4,7 @@
 //! away, which the producer notices at its next send or while it waits ([`FeedTx::closed`]).
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -98,7 +99,7 @@ pub trait Numbered {
 pub async fn replay_then_live<T, L, S, Fut>(
     tx: &FeedTx<T>,
     after: u64,
-    mut live: tokio::sync::broadcast::Receiver<L>,
+    mut live: tokio::sync::broadcast::Receiver<Arc<L>>,
     stored: S,
     keep: impl Fn(&T) -> bool,
     last: impl Fn(&T) -> bool,
@@ -118,7 +119,7 @@ where
         let item = tokio::select! {
             _ = tx.closed() => return Err(Stop::Gone),
             received = live.recv() => match received {
-                Ok(item) => T::from(item),
+                Ok(item) => T::from(Arc::unwrap_or_clone(item)),
                 Err(RecvError::Lagged(_)) => {
                     if catch_up(tx, &mut seen, &stored, &keep, &last).await? {
                         return Ok(());
@@ -196,8 +197,8 @@ mod tests {
     async fn the_replay_and_the_live_stream_join_without_a_gap_or_a_repeat() {
         let (live_tx, live) = tokio::sync::broadcast::channel(16);
         // Item 3 is both stored and live (it happened during the replay).
-        live_tx.send(Item(3)).unwrap();
-        live_tx.send(Item(4)).unwrap();
+        live_tx.send(Arc::new(Item(3))).unwrap();
+        live_tx.send(Arc::new(Item(4))).unwrap();
         let stored =
             |after: u64| async move { Ok((1..=3).filter(|i| *i > after).map(Item).collect::<Vec<_>>()) };
         let mut feed = feed(FeedEnd::Quiet, move |tx| async move {

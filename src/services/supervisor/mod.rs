@@ -53,11 +53,16 @@ pub(crate) enum Command {
     Destroy(oneshot::Sender<Result<(), SupervisorError>>),
 }
 
+/// How many live events a slow subscriber may fall behind before it catches up from the store.
+const EVENT_BUFFER: usize = 4096;
+
 /// What the tasks share.
 pub(crate) struct Shared {
     pub runner: Arc<Runner>,
     pub state: State,
-    pub events: broadcast::Sender<(u64, ProcEvent)>,
+    /// Live events, each with its id. Shared, not copied: the channel keeps a slot for each of
+    /// its last [`EVENT_BUFFER`] sends, and an `Arc` keeps a slot at a pointer's size.
+    pub events: broadcast::Sender<Arc<(u64, ProcEvent)>>,
     pub host: String,
     pub policy: Policy,
     pub tasks: Mutex<HashMap<String, mpsc::Sender<Command>>>,
@@ -96,7 +101,7 @@ impl Supervisor {
         policy: Policy,
         host: String,
     ) -> Result<Supervisor, SupervisorError> {
-        let (events, _) = broadcast::channel(4096);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
             runner,
             state,
@@ -231,7 +236,7 @@ impl Supervisor {
     }
 
     /// Live events, each with its id.
-    pub fn subscribe(&self) -> broadcast::Receiver<(u64, ProcEvent)> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<(u64, ProcEvent)>> {
         self.shared.events.subscribe()
     }
 
@@ -239,7 +244,7 @@ impl Supervisor {
     /// vrd's subscribers, with this vrd's next id.
     pub async fn record_event(&self, event: ProcEvent) -> Result<u64, SupervisorError> {
         let id = self.shared.state.append_event(event.clone()).await?;
-        let _ = self.shared.events.send((id, event));
+        let _ = self.shared.events.send(Arc::new((id, event)));
         Ok(id)
     }
 

@@ -307,7 +307,7 @@ impl ProcTask {
         }
         let event = event_for(&self.record, state, &self.shared.host);
         if let Ok(id) = self.shared.state.append_event(event.clone()).await {
-            let _ = self.shared.events.send((id, event));
+            let _ = self.shared.events.send(Arc::new((id, event)));
         }
         if state == ProcState::Stopped {
             self.stop_waiters.drain(..).for_each(|w| {

@@ -99,8 +99,8 @@ pub struct Swarms {
     building: Mutex<HashMap<build::BuildKey, build::Waiters>>,
     /// One lock per swarm: dispatches of one swarm run one after another.
     swarm_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Live deployment log entries.
-    live: broadcast::Sender<DeployLogEntry>,
+    /// Live deployment log entries, shared (a broadcast channel keeps a slot per buffered send).
+    live: broadcast::Sender<Arc<DeployLogEntry>>,
     /// The newest uptest run.
     latest_uptests: Mutex<Option<UptestRun>>,
 }
@@ -135,7 +135,7 @@ impl Swarms {
     }
 
     /// Live deployment log entries.
-    pub fn subscribe(&self) -> broadcast::Receiver<DeployLogEntry> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DeployLogEntry>> {
         self.live.subscribe()
     }
 

@@ -1,6 +1,8 @@
 //! A dispatch's voice: every step goes to the deployment log (with the dispatch's trace id) and to
 //! live followers, in that order, so a follower that replays the log never misses a step.
 
+use std::sync::Arc;
+
 use tokio::sync::broadcast;
 
 use crate::model::deploy::records::DeployLogEntry;
@@ -14,12 +16,12 @@ pub struct Trace {
     /// The swarm (or app, for a build) it is about.
     pub subject: Option<String>,
     state: State,
-    live: broadcast::Sender<DeployLogEntry>,
+    live: broadcast::Sender<Arc<DeployLogEntry>>,
 }
 
 impl Trace {
     /// A new trace for `subject`, with a fresh id.
-    pub fn new(subject: Option<String>, state: State, live: broadcast::Sender<DeployLogEntry>) -> Trace {
+    pub fn new(subject: Option<String>, state: State, live: broadcast::Sender<Arc<DeployLogEntry>>) -> Trace {
         Trace { id: new_trace_id(subject.as_deref().unwrap_or("")), subject, state, live }
     }
 
@@ -39,7 +41,7 @@ impl Trace {
         let tags = tags.iter().map(|t| (*t).to_string()).collect();
         match self.state.log_deploy(self.id.clone(), self.subject.clone(), tags, message, build).await {
             Ok(entry) => {
-                let _ = self.live.send(entry);
+                let _ = self.live.send(Arc::new(entry));
             }
             Err(e) => tracing::error!(error = %e, trace = %self.id, "failed to write the deployment log"),
         }
