@@ -119,6 +119,8 @@ fn join(config: &DaemonConfig, coordinator: &str, token: &str, pin: &str) -> any
 }
 
 fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
+    // Before any thread: one malloc arena for the runtime's threads (see the function).
+    vr::sys::limit_malloc_arenas(1);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

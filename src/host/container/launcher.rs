@@ -294,6 +294,9 @@ fn supervise(
         grace: Duration::from_secs(plan.stop_grace_secs),
         deadline: None,
     };
+    // From here the launcher only copies output and forwards signals, for as long as the proc
+    // lives (one launcher per proc): the heap setup freed goes back to the kernel.
+    sys::release_free_heap();
     match (&plan.stdio, io.output, io.console) {
         (StdioPlan::Pipes { log }, Some((out, err)), _) => {
             pump_output(log.as_deref(), plan.log_rotation, out, err, &mut fwd)?
