@@ -119,6 +119,14 @@ fn join(config: &DaemonConfig, coordinator: &str, token: &str, pin: &str) -> any
 }
 
 fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
+    // First, while single-threaded: run from the sealed copy of this binary that the spawner and
+    // the launchers run from, so that vrd's code is in memory once (see the function). Failing
+    // that, vrd runs from its file as before.
+    if let Err(e) = vr::sys::run_from_sealed_copy() {
+        eprintln!("vrd: failed to re-execute from a sealed copy of itself (running from its file): {e}");
+    }
+    // Started from a file descriptor, the process would show in ps as its number.
+    let _ = nix::sys::prctl::set_name(c"vrd");
     // Before any thread: one malloc arena for the runtime's threads (see the function).
     vr::sys::limit_malloc_arenas(1);
     tracing_subscriber::fmt()

@@ -136,19 +136,60 @@ pub fn open_in_root(root: &Path, path: &Path) -> io::Result<File> {
     Ok(File::from(openat2(&root_dir, rel, how)?))
 }
 
+/// The seals of a sealed copy: no write, no resize, no change of seals.
+fn exe_seals() -> nix::fcntl::SealFlag {
+    use nix::fcntl::SealFlag;
+    SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE
+}
+
+/// Whether `file` carries every seal of a sealed copy (a file that is no memfd has none).
+fn is_sealed_copy(file: &File) -> bool {
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    fcntl(file, FcntlArg::F_GET_SEALS)
+        .is_ok_and(|seals| SealFlag::from_bits_truncate(seals).contains(exe_seals()))
+}
+
 /// Copies this process's executable into a sealed memfd, so the processes vrd starts run from a
 /// copy that nothing can write: a container that makes the launcher re-run itself through
 /// `/proc/self/exe` cannot reach the host's vrd binary (the CVE-2019-5736 class; runc's fix).
+/// A process that already runs from such a copy ([`run_from_sealed_copy`]) gets that copy itself,
+/// so that it and everything it starts share one copy of the code in memory.
 pub fn sealed_copy_of_self() -> io::Result<OwnedFd> {
-    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-    let fd = memfd_create(c"vrd", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
+    use nix::fcntl::{fcntl, FcntlArg};
     let mut exe = File::open("/proc/self/exe")?;
+    if is_sealed_copy(&exe) {
+        return Ok(OwnedFd::from(exe));
+    }
+    let fd = memfd_create(c"vrd", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     let mut copy = File::from(fd);
     io::copy(&mut exe, &mut copy)?;
-    let seals =
-        SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
-    fcntl(&copy, FcntlArg::F_ADD_SEALS(seals))?;
+    fcntl(&copy, FcntlArg::F_ADD_SEALS(exe_seals()))?;
     Ok(OwnedFd::from(copy))
+}
+
+/// Re-executes this process, with the same arguments and environment, from a sealed copy of its
+/// executable ([`sealed_copy_of_self`]), unless it already runs from one: returns `Ok` only then,
+/// and does not return at all on success. For a single-threaded process, at its start.
+///
+/// The copy is in memory anyway (vrd's spawner and launchers run from it); a process that ran
+/// from the file besides would keep a second copy of the code it touches, as page cache.
+pub fn run_from_sealed_copy() -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    if is_sealed_copy(&File::open("/proc/self/exe")?) {
+        return Ok(());
+    }
+    let copy = sealed_copy_of_self()?;
+    let c_string =
+        |bytes: &[u8]| CString::new(bytes).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
+    let args = std::env::args_os().map(|a| c_string(a.as_bytes())).collect::<io::Result<Vec<_>>>()?;
+    let env = std::env::vars_os()
+        .map(|(k, v)| c_string(&[k.as_bytes(), b"=", v.as_bytes()].concat()))
+        .collect::<io::Result<Vec<_>>>()?;
+    // The copy is close-on-exec: execveat(AT_EMPTY_PATH) runs it all the same, and the new image
+    // finds it again through /proc/self/exe instead of inheriting a stray fd.
+    let Err(errno) = nix::unistd::fexecve(&copy, &args, &env);
+    Err(errno.into())
 }
 
 /// Sends `fds` over a connected Unix socket with SCM_RIGHTS, with one byte of payload.
@@ -340,4 +381,28 @@ pub fn is_mount_root(path: &Path) -> io::Result<bool> {
         return Err(io::Error::new(io::ErrorKind::Unsupported, "the kernel does not report mount roots"));
     }
     Ok(st.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_memfd_with_every_seal_counts_as_a_sealed_copy() {
+        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+        let memfd = || {
+            let fd = memfd_create(c"vrd-test", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING).unwrap();
+            let mut file = File::from(fd);
+            io::Write::write_all(&mut file, b"\x7fELF").unwrap();
+            file
+        };
+        let sealed = memfd();
+        fcntl(&sealed, FcntlArg::F_ADD_SEALS(exe_seals())).unwrap();
+        assert!(is_sealed_copy(&sealed));
+        let writable = memfd();
+        fcntl(&writable, FcntlArg::F_ADD_SEALS(SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW)).unwrap();
+        assert!(!is_sealed_copy(&writable), "a memfd that can still be written is no sealed copy");
+        let file = tempfile::tempfile().unwrap();
+        assert!(!is_sealed_copy(&file), "a plain file has no seals");
+    }
 }

@@ -209,6 +209,14 @@ fn the_launcher_runs_from_a_sealed_copy_the_container_cannot_write() {
     assert!(exe.to_string_lossy().starts_with("/memfd:vrd"), "launcher runs from {}", exe.display());
     let write = std::fs::OpenOptions::new().write(true).open(format!("/proc/{launcher}/exe"));
     assert!(write.is_err(), "the launcher's executable must not be writable");
+    // The daemon re-executed itself from the same copy: one copy of vrd's code in memory.
+    use std::os::unix::fs::MetadataExt;
+    let daemon = d.pid();
+    let daemon_exe = std::fs::read_link(format!("/proc/{daemon}/exe")).unwrap();
+    assert!(daemon_exe.to_string_lossy().starts_with("/memfd:vrd"), "vrd runs from {}", daemon_exe.display());
+    let inode = |pid: u32| std::fs::metadata(format!("/proc/{pid}/exe")).unwrap().ino();
+    assert_eq!(inode(daemon), inode(launcher), "vrd and its launcher run from one sealed copy");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{daemon}/comm")).unwrap().trim(), "vrd");
     assert!(std::fs::metadata(env!("CARGO_BIN_EXE_vrd")).is_ok());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), nix::sys::signal::Signal::SIGINT)
         .unwrap();

@@ -109,6 +109,11 @@ fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String], netn
 }
 
 impl TestDaemon {
+    /// The daemon's pid (vrd itself, also in a test host's namespace: nsenter execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts a daemon and waits for its socket.
     pub fn start() -> TestDaemon {
         TestDaemon::start_with(&[])
