@@ -259,18 +259,23 @@ wait_running "$N_MEM" 300 || die "not all of the first $N_MEM procs reached RUNN
 t_mem=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 sleep "$SETTLE"
 
-measure_vrd() { # sets vrd_rss vrd_pss l_n l_pss_sum l_rss_sum l_pss_med l_rss_med l_med_pid
+measure_vrd() { # sets vrd_rss vrd_pss l_n l_pss_sum l_rss_sum l_pss_med l_rss_med l_med_pid shm_pss
   local p
   vrd_rss=$(smaps_kb "$vrd_pid" Rss)
   vrd_pss=$(smaps_kb "$vrd_pid" Pss)
+  # Pss_Shmem: their share of the sealed memfd's pages (vrd runs from it too); summed over every
+  # process that maps it, each mapped page counts once.
+  shm_pss=$(smaps_kb "$vrd_pid" Pss_Shmem)
   sp_pss=0; sp_rss=0
   for p in $(spawner); do
     sp_pss=$((sp_pss + $(smaps_kb "$p" Pss))); sp_rss=$((sp_rss + $(smaps_kb "$p" Rss)))
+    shm_pss=$((shm_pss + $(smaps_kb "$p" Pss_Shmem)))
   done
   : >"$work/launchers.txt"
   for p in $(launchers); do
-    echo "$p $(smaps_kb "$p" Pss) $(smaps_kb "$p" Rss)" >>"$work/launchers.txt"
+    echo "$p $(smaps_kb "$p" Pss) $(smaps_kb "$p" Rss) $(smaps_kb "$p" Pss_Shmem)" >>"$work/launchers.txt"
   done
+  shm_pss=$((shm_pss + $(awk '{ print $4 }' "$work/launchers.txt" | sum)))
   l_n=$(wc -l <"$work/launchers.txt")
   l_pss_sum=$(awk '{ print $2 }' "$work/launchers.txt" | sum)
   l_rss_sum=$(awk '{ print $3 }' "$work/launchers.txt" | sum)
@@ -284,18 +289,20 @@ m_vrd_rss=$vrd_rss; m_vrd_pss=$vrd_pss; m_l_pss_sum=$l_pss_sum; m_l_rss_sum=$l_r
 m_l_pss_med=$l_pss_med; m_l_rss_med=$l_rss_med
 m_sp_pss=$sp_pss; m_sp_rss=$sp_rss
 m_total=$((vrd_pss + sp_pss + l_pss_sum))
-# The sealed memfd copy of vrd that launchers run from: shmem held open by vrd. Only the pages the
-# launchers map are in their PSS; the rest of it is in nobody's PSS.
+# The sealed memfd copy of vrd that vrd, the spawner and the launchers run from: shmem held open by
+# vrd. Only the pages they map are in their PSS; the rest of it is in nobody's PSS.
 memfd_kb=0
 for f in /proc/"$vrd_pid"/fd/*; do
   if [ "$(readlink "$f" 2>/dev/null)" = "/memfd:vrd (deleted)" ]; then
     memfd_kb=$(( $(stat -L -c %s "$f") / 1024 )); break
   fi
 done
-# memfd pages a launcher maps: RSS of its memfd mappings less their anonymous (copied-on-write) pages.
-memfd_mapped_kb=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { m = ($6 == "/memfd:vrd") } m && $1 == "Rss:" { s += $2 } m && $1 == "Anonymous:" { s -= $2 } END { print s + 0 }' "/proc/$l_med_pid/smaps")
+# memfd pages mapped by any of them (their summed Pss_Shmem; the copied-on-write pages of their
+# memfd mappings are anonymous, not shmem; state.db-shm would count too on a tmpfs data dir).
+memfd_mapped_kb=$shm_pss
 l_pte=$(awk '$1 == "VmPTE:" { print $2 }' "/proc/$l_med_pid/status")
 breakdown=$(smaps_table "$l_med_pid")
+vrd_breakdown=$(smaps_table "$vrd_pid")
 l_priv=$(awk '$1 == "Private_Dirty:" || $1 == "Private_Clean:" { s += $2 } END { print s + 0 }' "/proc/$l_med_pid/smaps_rollup")
 l_anon=$(smaps_kb "$l_med_pid" Anonymous)
 l_pss_shmem=$(smaps_kb "$l_med_pid" Pss_Shmem)
@@ -428,7 +435,7 @@ echo
 echo "| ratio | value | target | met |"
 echo "|---|---|---|---|"
 echo "| (vrd + spawner + launchers) PSS / supervisord PSS | $r_mem | ≤ 1.0 | $(met "$r_mem" 1.0) |"
-echo "| the same, plus the unmapped rest of vrd's sealed memfd ($memfd_kb kB shmem, $memfd_mapped_kb kB of it mapped by launchers) | $r_mem_fd | – | – |"
+echo "| the same, plus the unmapped rest of vrd's sealed memfd ($memfd_kb kB shmem, $memfd_mapped_kb kB of it mapped by vrd, the spawner or launchers) | $r_mem_fd | – | – |"
 echo
 echo "**2. vrd idle** (no procs, 2 s after start)"
 echo
@@ -456,3 +463,9 @@ echo
 echo "| mapping | perms | RSS | PSS | private | shared | anonymous |"
 echo "|---|---|---|---|---|---|---|"
 echo "$breakdown" | sed 's/^| \([^ ]*\) \([^ ]*\) |/| \1 | \2 |/'
+echo
+echo "vrd at $N_MEM procs (pid $vrd_pid): its mappings with RSS > 0 (kB):"
+echo
+echo "| mapping | perms | RSS | PSS | private | shared | anonymous |"
+echo "|---|---|---|---|---|---|---|"
+echo "$vrd_breakdown" | sed 's/^| \([^ ]*\) \([^ ]*\) |/| \1 | \2 |/'
