@@ -47,9 +47,6 @@ impl Ops {
 
     pub(super) async fn host_links(&self) -> OpResult<Vec<HostLink>> {
         let peers = &self.daemon.fleet.peers;
-        let secs = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
-        };
         let linked = peers.list();
         let state = self.daemon.supervisor.state();
         let defs = state.list_definitions(Kind::Host).await.map_err(state_error)?;
@@ -65,7 +62,7 @@ impl Ops {
                 host: h.name.clone(),
                 connected: link.is_some(),
                 state: peers.health(&h.name, now).as_str().to_string(),
-                since: link.map(|l| l.since).or_else(|| peers.lost_since(&h.name)).map(secs),
+                since: link.map(|l| l.since).or_else(|| peers.lost_since(&h.name)).map(unix_secs),
                 version: link.map(|l| l.version.clone()),
             });
         }
