@@ -11,7 +11,8 @@ use crate::model::deploy::release::ProcOrder;
 use crate::model::supervision::ProcState;
 use crate::model::uptest::UptestResult;
 
-/// The peer protocol's version: bumped when a method or type changes incompatibly.
+/// The peer protocol's version: bumped when a method or type changes incompatibly (a method
+/// added is not: a host without it answers "method not found", which the coordinator reports).
 pub const PROTOCOL: u32 = 1;
 
 /// What a host says about itself when the link opens.
@@ -67,6 +68,40 @@ impl ProcAction {
     }
 }
 
+/// A pool as the coordinator wants it on one of a host's balancers (a `remote` balancer's change,
+/// see `services::balancer::remote`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolChange {
+    /// The balancer's name in the host's config.
+    pub balancer: String,
+    /// The pool.
+    pub pool: String,
+    /// Every node the pool should hold (`address:port`); none: the pool goes.
+    pub nodes: std::collections::BTreeSet<String>,
+    /// The change's generation: one more than the pool's previous change on the coordinator.
+    pub generation: u64,
+}
+
+/// What a host did with a [`PoolChange`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolApplied {
+    /// Applied: these nodes were added and removed (adds first).
+    Applied {
+        /// Nodes added.
+        added: Vec<String>,
+        /// Nodes removed.
+        removed: Vec<String>,
+    },
+    /// The pool already is at this generation: nothing to do.
+    Current,
+    /// Refused: the host applied a newer change already (`generation`), so this one is stale.
+    Newer {
+        /// The generation the host's pool is at.
+        generation: u64,
+    },
+}
+
 /// The coordinator's calls on a host.
 #[rpc(server, client)]
 pub trait HostApi {
@@ -118,6 +153,11 @@ pub trait HostApi {
     /// `after`, only that id (where a coordinator that has not seen the host starts).
     #[method(name = "host.events")]
     async fn events(&self, after: Option<u64>, limit: usize) -> RpcResult<HostEvents>;
+
+    /// Makes one of the host's balancers' pools hold the change's nodes, unless the host applied
+    /// a newer change to it (fencing: an old change never puts back nodes taken out since).
+    #[method(name = "host.route")]
+    async fn route(&self, change: PoolChange) -> RpcResult<PoolApplied>;
 
     /// Starts, stops or restarts the proc.
     #[method(name = "host.act")]

@@ -102,6 +102,10 @@ pub struct ProcInfo {
     pub proc_name: String,
     /// The port part.
     pub port: u16,
+    /// Its swarm binds host volumes, so vr never moves it off a lost host on its own (the
+    /// operator brings the host back or moves it); only a coordinator's listing sets it.
+    #[serde(default)]
+    pub volumes: bool,
 }
 
 /// One stored or live event with its id (for `Last-Event-ID`-style resumption).

@@ -89,6 +89,14 @@ fn print_procs(procs: &[ProcInfo]) {
             p.name
         );
     }
+    let pinned: Vec<&str> = procs.iter().filter(|p| p.volumes).map(|p| p.name.as_str()).collect();
+    if !pinned.is_empty() {
+        // On stderr, so scripts reading the table see only its rows.
+        eprintln!(
+            "These procs bind host volumes, so vr never moves them off a lost host (bring the host back, or move them by hand): {}",
+            pinned.join(", ")
+        );
+    }
 }
 
 /// `vr proc deploy FILE`.

@@ -151,8 +151,14 @@ impl Daemon {
         };
         let builds = BuildStore::new(&config.data_dir);
         spawn_scooper(supervisor.clone());
-        let (fleet, directory) = start_fleet(config, &supervisor, &builds).await?;
-        let swarms = start_swarms(config, &supervisor, &builder, &builds, &host, directory).await?;
+        let ctx = balancer::Context { state: supervisor.state().clone() };
+        let balancers = Balancers::start(&config.balancers, &ctx).await.map_err(|e| {
+            DaemonError::Start(format!("vrd's config names a balancer that can't start: {e}"))
+        })?;
+        let balancers = Arc::new(balancers);
+        let (fleet, directory) = start_fleet(config, &supervisor, &builds, &balancers).await?;
+        let swarms =
+            start_swarms(config, &supervisor, &builder, &builds, &host, directory, &balancers).await?;
         let stacks =
             Arc::new(StackImages::new(Arc::clone(&runner), builds.clone(), supervisor.state().clone()));
         Ok(Arc::new(Daemon {
@@ -189,11 +195,13 @@ fn spawn_scooper(supervisor: Supervisor) {
 
 /// The fleet side of this vrd: a coordinator (with `peer_listen`) serves joined hosts on its peer
 /// port; a joined host (`vrd join` left its identity in the data dir) keeps its link to its
-/// coordinator up and serves its own procs there. Returns the host directory dispatch uses.
+/// coordinator up and serves its own procs (and routes with its own `balancers`) there. Returns
+/// the host directory dispatch uses.
 async fn start_fleet(
     config: &DaemonConfig,
     supervisor: &Supervisor,
     store: &BuildStore,
+    balancers: &Arc<Balancers>,
 ) -> Result<(Fleet, Arc<dyn HostDirectory>), DaemonError> {
     let files = FleetFiles::new(&config.data_dir);
     let peers = Arc::new(Peers::new(std::time::Duration::from_secs(config.host_grace_secs)));
@@ -219,10 +227,11 @@ async fn start_fleet(
             )));
         }
         let source: Arc<dyn ArtifactSource> = Arc::new(Blobs { id: id.clone() });
-        let agent = LocalHost::new(&config.host_name, supervisor.clone(), store.clone(), Some(source));
+        let agent = LocalHost::new(&config.host_name, supervisor.clone(), store.clone(), Some(source))
+            .with_balancers(Arc::clone(balancers));
         peer_link::spawn(files.clone(), Arc::new(agent));
     }
-    let local = LocalDirectory::new(supervisor.clone(), store.clone());
+    let local = LocalDirectory::new(supervisor.clone(), store.clone()).with_balancers(Arc::clone(balancers));
     let directory = Arc::new(FleetDirectory { local, peers: Arc::clone(&peers) });
     let advertise = config
         .peer_advertise
@@ -231,7 +240,8 @@ async fn start_fleet(
     Ok((Fleet { peers, coordinator: coordinating, advertise }, directory))
 }
 
-/// The balancers of the config, and swarm dispatch over this host's supervisor.
+/// Swarm dispatch over the fleet's hosts, routing through this host's balancers and the config's
+/// `remote` ones.
 async fn start_swarms(
     config: &DaemonConfig,
     supervisor: &Supervisor,
@@ -239,11 +249,12 @@ async fn start_swarms(
     store: &BuildStore,
     host: &str,
     hosts: Arc<dyn HostDirectory>,
+    local_balancers: &Balancers,
 ) -> Result<Arc<Swarms>, DaemonError> {
     let state = supervisor.state().clone();
-    let ctx = balancer::Context { state: state.clone() };
-    let balancers = Balancers::start(&config.balancers, &ctx)
-        .await
+    let fleet = balancer::FleetContext { state: state.clone(), hosts: Arc::clone(&hosts) };
+    let balancers = local_balancers
+        .with_remotes(&config.balancers, &fleet)
         .map_err(|e| DaemonError::Start(format!("vrd's config names a balancer that can't start: {e}")))?;
     let builds = crate::services::builds::recorded::BuildService {
         builder: builder.clone(),

@@ -26,6 +26,8 @@ pub enum BalancerConfig {
     Builtin(BuiltinConfig),
     /// An external program, given each call as JSON on stdin.
     Exec(ExecConfig),
+    /// A balancer that lives on other hosts of the fleet: each applies the changes to its own.
+    Remote(RemoteConfig),
 }
 
 impl BalancerConfig {
@@ -38,6 +40,7 @@ impl BalancerConfig {
             BalancerConfig::Haproxy(_) => "haproxy",
             BalancerConfig::Builtin(_) => "builtin",
             BalancerConfig::Exec(_) => "exec",
+            BalancerConfig::Remote(_) => "remote",
         }
     }
 }
@@ -180,6 +183,43 @@ pub struct ExecConfig {
 
 fn default_exec_timeout() -> u64 {
     30
+}
+
+/// `kind = "remote"` (on a coordinator): the balancer lives on the joined hosts `hosts` (VR reached
+/// its nginx and varnish hosts over SSH). Each change of a pool is recorded here with a new
+/// generation and sent over the peer link to every one of those hosts, whose vrd applies it to its
+/// own balancer named `balancer` (its nginx, haproxy, varnish or builtin router, configured in
+/// that host's vrd config). A host refuses a change older than one it has applied, and a host
+/// that missed changes (down, unreachable) gets the pool's current nodes when it is back, before
+/// anything else is done there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// The hosts the balancer runs on (names of joined hosts; at least one).
+    pub hosts: Vec<String>,
+    /// Its name in those hosts' configs [default: this table's name].
+    #[serde(default)]
+    pub balancer: Option<String>,
+}
+
+impl RemoteConfig {
+    /// Refuses settings that can never work, saying what to write instead.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        if self.hosts.is_empty() {
+            return Err(format!(
+                "[balancers.{name}] (kind = \"remote\") names no hosts: add hosts = [\"HOST\", ...], the joined hosts it runs on"
+            ));
+        }
+        if let Some(bad) = self.hosts.iter().find(|h| crate::model::names::host_name(h).is_err()) {
+            return Err(format!("[balancers.{name}] names the host '{bad}', which is not a host name"));
+        }
+        Ok(())
+    }
+
+    /// The balancer's name on its hosts.
+    pub fn name_on_hosts<'a>(&'a self, name: &'a str) -> &'a str {
+        self.balancer.as_deref().unwrap_or(name)
+    }
 }
 
 /// The balancers of an installation: the configured ones plus, unless the config names its own,

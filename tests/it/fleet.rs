@@ -15,15 +15,20 @@ const PEER_PORT: &str = "198.18.0.1:7443";
 /// The coordinator (host 1 of `net`), with the builtin router on pool `hello`; lost hosts are
 /// replaced after 5 s.
 fn coordinator(net: &TestFleet) -> Fx {
+    coordinator_with(net, "")
+}
+
+/// [`coordinator`] with `more` added to its config.
+pub fn coordinator_with(net: &TestFleet, more: &str) -> Fx {
     let config = Fx::port_range(&format!(
         "host_name = \"coord\"\npeer_listen = \"{PEER_PORT}\"\ndrain_secs = 1\nhost_grace_secs = 5\n\
-         [balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"{ROUTER}\" }}\n"
+         [balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"{ROUTER}\" }}\n{more}"
     ));
     Fx::with_daemon(TestDaemon::start_in_namespace(&net.netns(1), &config, |_| {}))
 }
 
 /// `vr hosts add NAME` on the coordinator: the `vrd join` arguments it printed.
-fn add_host(fx: &Fx, name: &str, address: &str) -> Vec<String> {
+pub fn add_host(fx: &Fx, name: &str, address: &str) -> Vec<String> {
     let out = fx.ok(&["hosts", "add", name, "--address", address]);
     let line =
         out.lines().map(str::trim).find(|l| l.starts_with("vrd join ")).unwrap_or_else(|| panic!("{out}"));
@@ -31,15 +36,20 @@ fn add_host(fx: &Fx, name: &str, address: &str) -> Vec<String> {
 }
 
 /// Runs `vrd join ARGS --config CONFIG` inside host `i`.
-fn join(net: &TestFleet, i: usize, args: &[String], config: &std::path::Path) -> std::process::Output {
+pub fn join(net: &TestFleet, i: usize, args: &[String], config: &std::path::Path) -> std::process::Output {
     net.command(i, env!("CARGO_BIN_EXE_vrd")).args(args).arg("--config").arg(config).output().unwrap()
 }
 
 /// A host vrd in namespace `i` that joined with `args` first.
 fn joined_host(net: &TestFleet, i: usize, name: &str, args: &[String]) -> TestDaemon {
+    joined_host_with(net, i, name, args, "")
+}
+
+/// [`joined_host`] with `more` added to its config.
+pub fn joined_host_with(net: &TestFleet, i: usize, name: &str, args: &[String], more: &str) -> TestDaemon {
     TestDaemon::start_in_namespace(
         &net.netns(i),
-        &Fx::port_range(&format!("host_name = \"{name}\"\n")),
+        &Fx::port_range(&format!("host_name = \"{name}\"\n{more}")),
         |config| {
             let out = join(net, i, args, config);
             assert!(out.status.success(), "vrd join: {:?}", text(&out));
@@ -48,7 +58,7 @@ fn joined_host(net: &TestFleet, i: usize, name: &str, args: &[String]) -> TestDa
     )
 }
 
-fn wait_for_links(fx: &Fx, hosts: &[&str]) {
+pub fn wait_for_links(fx: &Fx, hosts: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let links = fx.ok(&["hosts", "links"]);
@@ -64,7 +74,7 @@ fn wait_for_links(fx: &Fx, hosts: &[&str]) {
 }
 
 /// How many procs `vr procs list` on `d` shows on `host` (a coordinator lists its hosts' too).
-fn procs_on(d: &TestDaemon, host: &str) -> usize {
+pub fn procs_on(d: &TestDaemon, host: &str) -> usize {
     let out = d.run_vr(&["procs", "list"]);
     text(&out).0.lines().skip(1).filter(|l| l.split_whitespace().next() == Some(host)).count()
 }
@@ -199,7 +209,7 @@ fn joining_is_refused_for_a_used_token_a_wrong_pin_and_a_deleted_host() {
 }
 
 /// Waits until `done` holds, for at most `secs`; says what it waited for when it gives up.
-fn eventually(what: &str, secs: u64, fx: &Fx, mut done: impl FnMut() -> bool) -> Duration {
+pub fn eventually(what: &str, secs: u64, fx: &Fx, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !done() {
         assert!(

@@ -16,8 +16,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// What to load and how hard.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The loopback port to send requests to.
+    /// The address to send requests to (loopback for one host).
+    pub ip: std::net::IpAddr,
+    /// The port to send requests to.
     pub port: u16,
+    /// The network namespace (a name under /run/netns) the workers send from; none: this one.
+    pub netns: Option<String>,
     /// The path to GET.
     pub path: String,
     /// How many requests may be in flight at once.
@@ -44,6 +48,8 @@ pub struct Answer {
 /// One failed request.
 #[derive(Debug, Clone)]
 pub struct Failure {
+    /// When it was sent.
+    pub sent: SystemTime,
     /// When it failed.
     pub at: SystemTime,
     /// What went wrong.
@@ -105,22 +111,40 @@ impl Drop for Load {
 
 fn work(plan: &Plan, stop: &AtomicBool, started: Instant) -> Report {
     let mut seen = Report::default();
+    if let Some(netns) = &plan.netns {
+        enter_netns(netns);
+    }
+    let target = SocketAddr::new(plan.ip, plan.port);
     while !stop.load(Ordering::SeqCst) && started.elapsed() < plan.limit {
         let begun = Instant::now();
-        match get(plan.port, &plan.path, plan.timeout) {
+        let sent = SystemTime::now();
+        match get_from(target, &plan.path, plan.timeout) {
             Ok(body) => seen.answers.push(Answer { at: SystemTime::now(), took: begun.elapsed(), body }),
-            Err(reason) => seen.failures.push(Failure { at: SystemTime::now(), reason }),
+            Err(reason) => seen.failures.push(Failure { sent, at: SystemTime::now(), reason }),
         }
         std::thread::sleep(plan.pause);
     }
     seen
 }
 
+/// Moves the calling thread into the network namespace `/run/netns/NAME` (a network namespace
+/// is a thread's own, so only this worker moves).
+fn enter_netns(name: &str) {
+    let path = format!("/run/netns/{name}");
+    let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+    nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+}
+
 /// One `GET path` on 127.0.0.1:port with `Connection: close`: the body of a 200 answer, or what
 /// went wrong.
 pub fn get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
+    get_from(SocketAddr::from(([127, 0, 0, 1], port)), path, timeout)
+}
+
+/// [`get`] on any address.
+pub fn get_from(addr: SocketAddr, path: &str, timeout: Duration) -> Result<String, String> {
     let deadline = Instant::now() + timeout;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut conn = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
     conn.set_write_timeout(Some(timeout)).map_err(|e| format!("socket: {e}"))?;
     // One write: a request sent in pieces waits for the proxy's delayed ACK (Nagle), 40 ms each.

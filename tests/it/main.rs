@@ -11,6 +11,8 @@ mod buildpack_habits;
 mod container;
 mod empty_pools;
 mod fleet;
+mod fleet_bench;
+mod fleet_routing;
 mod harness;
 mod imager;
 mod jobs;

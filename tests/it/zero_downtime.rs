@@ -82,7 +82,9 @@ fn redeploy_under_load(kind: Kind, redeploys: usize, test: &str) -> Option<Run> 
     wait_for_release(frontend.port, 0);
 
     let plan = Plan {
+        ip: std::net::Ipv4Addr::LOCALHOST.into(),
         port: frontend.port,
+        netns: None,
         path: "/cgi-bin/release".into(),
         workers: 4,
         timeout: Duration::from_secs(5),

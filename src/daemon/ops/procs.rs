@@ -26,6 +26,7 @@ impl Ops {
         let mut all: Vec<ProcInfo> = records.iter().map(|r| proc_info(r, &self.daemon.host)).collect();
         // A coordinator lists its joined hosts' procs too (each host at most 2 s).
         all.extend(self.daemon.swarms.joined_procs().await.map_err(swarm_error)?);
+        self.daemon.swarms.flag_volumes(&mut all).await.map_err(swarm_error)?;
         Ok(all)
     }
 

@@ -13,9 +13,11 @@ mod check;
 pub(crate) mod command;
 mod dummy;
 pub mod exec;
+mod fenced;
 pub(crate) mod files;
 pub mod haproxy;
 pub mod nginx;
+pub mod remote;
 pub mod varnish;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -80,6 +82,29 @@ pub trait Balancer: Send + Sync {
     async fn delete_nodes(&self, pool: &str, nodes: &BTreeSet<Node>) -> Result<(), BalancerError>;
     /// Removes the pool when it has no nodes left (a no-op where pools cost nothing).
     async fn delete_pool_if_empty(&self, pool: &str) -> Result<(), BalancerError>;
+    /// Makes the pool hold exactly `wanted`: by default the missing nodes are added first, then
+    /// the rest removed, and the pool dropped when it ends up empty.
+    async fn set_nodes(&self, pool: &str, wanted: &BTreeSet<Node>) -> Result<Routed, BalancerError> {
+        let before = self.get_nodes(pool).await?;
+        let added: BTreeSet<Node> = wanted.difference(&before).cloned().collect();
+        let removed: BTreeSet<Node> = before.difference(wanted).cloned().collect();
+        if !added.is_empty() {
+            self.add_nodes(pool, &added).await?;
+        }
+        if !removed.is_empty() {
+            self.delete_nodes(pool, &removed).await?;
+        }
+        if wanted.is_empty() {
+            self.delete_pool_if_empty(pool).await?;
+        }
+        Ok(Routed { before, added, removed })
+    }
+    /// Brings the copies of its pools kept elsewhere up to date: on `host`, or everywhere
+    /// (a no-op for backends that keep their pools in one place).
+    async fn resync(&self, host: Option<&str>) -> Result<(), BalancerError> {
+        let _ = host;
+        Ok(())
+    }
 }
 
 /// What a [`Balancers::route`] changed.
@@ -100,6 +125,15 @@ pub struct Context {
     pub state: State,
 }
 
+/// What `remote` balancers need besides the state: the way to the hosts they live on.
+#[derive(Clone)]
+pub struct FleetContext {
+    /// vrd's state (host definitions, pools and their generations).
+    pub state: State,
+    /// The agents of the fleet's hosts.
+    pub hosts: Arc<dyn crate::services::hosts::HostDirectory>,
+}
+
 /// One lock per (balancer, pool), made on first use.
 type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
 
@@ -107,12 +141,13 @@ type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
 pub struct Balancers {
     backends: BTreeMap<String, Arc<dyn Balancer>>,
     kinds: BTreeMap<String, &'static str>,
-    locks: PoolLocks,
+    /// Shared with the registry [`Balancers::with_remotes`] makes, so both lock a pool alike.
+    locks: Arc<PoolLocks>,
 }
 
 impl Balancers {
-    /// Builds every configured backend (plus the default builtin router, see
-    /// [`config::with_default`]).
+    /// Builds every configured backend of this host (plus the default builtin router, see
+    /// [`config::with_default`]); `remote` ones are left to [`Balancers::with_remotes`].
     pub async fn start(
         configs: &BTreeMap<String, BalancerConfig>,
         ctx: &Context,
@@ -120,6 +155,9 @@ impl Balancers {
         let mut backends = BTreeMap::new();
         let mut kinds = BTreeMap::new();
         for (name, cfg) in config::with_default(configs.clone()) {
+            if matches!(cfg, BalancerConfig::Remote(_)) {
+                continue;
+            }
             let backend = build(&name, &cfg, ctx).await?;
             kinds.insert(name.clone(), cfg.kind());
             backends.insert(name, backend);
@@ -127,9 +165,41 @@ impl Balancers {
         Ok(Balancers { kinds, ..Balancers::from_backends(backends) })
     }
 
+    /// This host's balancers plus the configured `remote` ones: the registry swarms route
+    /// through. This host's backends (and their pool locks) are shared, not built again.
+    pub fn with_remotes(
+        &self,
+        configs: &BTreeMap<String, BalancerConfig>,
+        fleet: &FleetContext,
+    ) -> Result<Balancers, BalancerError> {
+        let mut all = Balancers {
+            backends: self.backends.clone(),
+            kinds: self.kinds.clone(),
+            locks: Arc::clone(&self.locks),
+        };
+        for (name, cfg) in configs {
+            let BalancerConfig::Remote(remote) = cfg else { continue };
+            remote.check(name).map_err(BalancerError::Invalid)?;
+            let backend = remote::Remote::start(name, remote, fleet.clone());
+            all.kinds.insert(name.clone(), cfg.kind());
+            all.backends.insert(name.clone(), backend);
+        }
+        Ok(all)
+    }
+
     /// A registry of ready-made backends (tests, and [`Balancers::start`]).
     pub fn from_backends(backends: BTreeMap<String, Arc<dyn Balancer>>) -> Balancers {
-        Balancers { backends, kinds: BTreeMap::new(), locks: Mutex::default() }
+        Balancers { backends, kinds: BTreeMap::new(), locks: Arc::default() }
+    }
+
+    /// Brings every copy of the pools kept on `host` up to date (a host that is back; see
+    /// `remote`). Failures are logged: the periodic resync tries again.
+    pub async fn resync_host(&self, host: &str) {
+        for (name, backend) in &self.backends {
+            if let Err(e) = backend.resync(Some(host)).await {
+                tracing::warn!(balancer = %name, host, error = %e, "failed to bring a host's pools up to date");
+            }
+        }
     }
 
     /// Each configured balancer's name and kind.
@@ -183,19 +253,7 @@ impl Balancers {
     ) -> Result<Routed, BalancerError> {
         let backend = self.backend(balancer)?;
         let _guard = self.lock(balancer, pool).await;
-        let before = backend.get_nodes(pool).await?;
-        let added: BTreeSet<Node> = wanted.difference(&before).cloned().collect();
-        let removed: BTreeSet<Node> = before.difference(wanted).cloned().collect();
-        if !added.is_empty() {
-            backend.add_nodes(pool, &added).await?;
-        }
-        if !removed.is_empty() {
-            backend.delete_nodes(pool, &removed).await?;
-        }
-        if wanted.is_empty() {
-            backend.delete_pool_if_empty(pool).await?;
-        }
-        Ok(Routed { before, added, removed })
+        backend.set_nodes(pool, wanted).await
     }
 
     /// Adds nodes to the pool.
@@ -228,6 +286,7 @@ async fn build(name: &str, cfg: &BalancerConfig, ctx: &Context) -> Result<Arc<dy
         BalancerConfig::Varnish(c) => Arc::new(varnish::Varnish::new(name, c)?),
         BalancerConfig::Exec(c) => Arc::new(exec::Exec::new(name, c)?),
         BalancerConfig::Haproxy(c) => Arc::new(haproxy::Haproxy::new(name, c)?),
+        BalancerConfig::Remote(_) => unreachable!("remote balancers are made by Balancers::with_remotes"),
     })
 }
 

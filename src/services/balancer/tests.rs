@@ -60,3 +60,31 @@ async fn dummy_pools_survive_a_restart() {
     let b = dummy_registry(State::open(&path).unwrap()).await;
     assert_eq!(b.nodes("d", "web").await.unwrap(), nodes(&["h:1"]));
 }
+
+#[tokio::test]
+async fn a_hosts_pool_changes_apply_in_generation_order_and_older_ones_are_refused() {
+    use crate::api::host::{PoolApplied, PoolChange};
+    let state = State::open_in_memory().unwrap();
+    let b = dummy_registry(state.clone()).await;
+    let change = |generation, list: &[&str]| PoolChange {
+        balancer: "d".into(),
+        pool: "web".into(),
+        nodes: nodes(list),
+        generation,
+    };
+    let applied = b.apply(&change(1, &["h:1", "h:2"]), &state).await.unwrap();
+    assert_eq!(applied, PoolApplied::Applied { added: vec!["h:1".into(), "h:2".into()], removed: vec![] });
+    assert_eq!(
+        b.apply(&change(3, &["h:2"]), &state).await.unwrap(),
+        PoolApplied::Applied { added: vec![], removed: vec!["h:1".into()] }
+    );
+    assert_eq!(b.apply(&change(3, &["h:2"]), &state).await.unwrap(), PoolApplied::Current);
+    // A delayed change 2 must not put h:1 back.
+    assert_eq!(
+        b.apply(&change(2, &["h:1", "h:2"]), &state).await.unwrap(),
+        PoolApplied::Newer { generation: 3 }
+    );
+    assert_eq!(b.nodes("d", "web").await.unwrap(), nodes(&["h:2"]));
+    let err = b.apply(&PoolChange { balancer: "nope".into(), ..change(4, &[]) }, &state).await.unwrap_err();
+    assert!(err.to_string().contains("no balancer named 'nope'"), "{err}");
+}

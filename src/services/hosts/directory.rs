@@ -13,12 +13,19 @@ use crate::services::supervisor::Supervisor;
 pub struct LocalDirectory {
     supervisor: Supervisor,
     store: BuildStore,
+    balancers: Option<Arc<crate::services::balancer::Balancers>>,
 }
 
 impl LocalDirectory {
     /// The directory whose local host is `supervisor`, with artifacts from `store`.
     pub fn new(supervisor: Supervisor, store: BuildStore) -> LocalDirectory {
-        LocalDirectory { supervisor, store }
+        LocalDirectory { supervisor, store, balancers: None }
+    }
+
+    /// The same directory; its host routes pool changes into `balancers`.
+    pub fn with_balancers(mut self, balancers: Arc<crate::services::balancer::Balancers>) -> LocalDirectory {
+        self.balancers = Some(balancers);
+        self
     }
 }
 
@@ -26,7 +33,11 @@ impl HostDirectory for LocalDirectory {
     fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
         match &host.peer {
             None => {
-                Ok(Arc::new(LocalHost::new(&host.name, self.supervisor.clone(), self.store.clone(), None)))
+                let local = LocalHost::new(&host.name, self.supervisor.clone(), self.store.clone(), None);
+                Ok(Arc::new(match &self.balancers {
+                    Some(b) => local.with_balancers(Arc::clone(b)),
+                    None => local,
+                }))
             }
             Some(peer) => Err(HostError::Unreachable {
                 host: host.name.clone(),

@@ -45,12 +45,17 @@ struct Behaviour {
     deploys_left: Option<usize>,
 }
 
+/// A pool of a fake host's balancer: its generation and nodes.
+type FakePool = (u64, std::collections::BTreeSet<String>);
+
 /// One fake machine.
 pub struct FakeHost {
     name: String,
     journal: Journal,
     procs: Mutex<BTreeMap<String, ProcState>>,
     behaviour: Mutex<Behaviour>,
+    /// Its balancers' pools: (balancer, pool) → (generation, nodes).
+    pools: Mutex<BTreeMap<(String, String), FakePool>>,
 }
 
 impl FakeHost {
@@ -61,6 +66,7 @@ impl FakeHost {
             journal: journal.clone(),
             procs: Mutex::default(),
             behaviour: Mutex::default(),
+            pools: Mutex::default(),
         })
     }
 
@@ -70,6 +76,12 @@ impl FakeHost {
 
     fn procs_now(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ProcState>> {
         self.procs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The nodes and generation of a pool of its balancers.
+    pub fn pool(&self, balancer: &str, pool: &str) -> (u64, std::collections::BTreeSet<String>) {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.get(&(balancer.to_string(), pool.to_string())).cloned().unwrap_or_default()
     }
 
     /// Every call fails as `Unreachable` while set.
@@ -156,6 +168,7 @@ impl HostAgent for FakeHost {
                     hash: n.hash,
                     proc_name: n.proc,
                     port: n.port,
+                    volumes: false,
                 }
             })
             .collect())
@@ -219,6 +232,37 @@ impl HostAgent for FakeHost {
     ) -> Result<crate::api::host::HostEvents, HostError> {
         self.reach("events").await?;
         Ok(crate::api::host::HostEvents { last: 0, events: Vec::new() })
+    }
+
+    async fn route(
+        &self,
+        change: &crate::api::host::PoolChange,
+    ) -> Result<crate::api::host::PoolApplied, HostError> {
+        use crate::api::host::PoolApplied;
+        self.reach("route").await?;
+        let key = (change.balancer.clone(), change.pool.clone());
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, nodes) = pools.entry(key).or_default();
+        if change.generation < *at {
+            return Ok(PoolApplied::Newer { generation: *at });
+        }
+        if change.generation == *at {
+            return Ok(PoolApplied::Current);
+        }
+        let added = change.nodes.difference(nodes).cloned().collect();
+        let removed = nodes.difference(&change.nodes).cloned().collect();
+        (*at, *nodes) = (change.generation, change.nodes.clone());
+        let list: Vec<&str> = change.nodes.iter().map(String::as_str).collect();
+        let entry = format!(
+            "route {}:{}/{} {} [{}]",
+            self.name,
+            change.balancer,
+            change.pool,
+            change.generation,
+            list.join(" ")
+        );
+        self.journal.write(entry);
+        Ok(PoolApplied::Applied { added, removed })
     }
 
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {

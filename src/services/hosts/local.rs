@@ -27,6 +27,8 @@ pub struct LocalHost {
     supervisor: Supervisor,
     store: BuildStore,
     source: Option<Arc<dyn ArtifactSource>>,
+    /// This host's own balancers, which its coordinator's `remote` balancers change.
+    balancers: Option<Arc<crate::services::balancer::Balancers>>,
 }
 
 /// One fetch per artifact at a time on a host: later deploys of the same build wait and share it.
@@ -43,7 +45,13 @@ impl LocalHost {
         store: BuildStore,
         source: Option<Arc<dyn ArtifactSource>>,
     ) -> LocalHost {
-        LocalHost { name: name.to_string(), supervisor, store, source }
+        LocalHost { name: name.to_string(), supervisor, store, source, balancers: None }
+    }
+
+    /// The same host, routing pool changes into `balancers`.
+    pub fn with_balancers(mut self, balancers: Arc<crate::services::balancer::Balancers>) -> LocalHost {
+        self.balancers = Some(balancers);
+        self
     }
 
     /// Fetches the artifact into the store when it is missing there and this host has a source.
@@ -249,6 +257,17 @@ impl HostAgent for LocalHost {
         Ok(crate::api::host::HostEvents { last, events })
     }
 
+    async fn route(
+        &self,
+        change: &crate::api::host::PoolChange,
+    ) -> Result<crate::api::host::PoolApplied, HostError> {
+        let Some(balancers) = &self.balancers else {
+            return Err(self.failed("this host routes nothing for its coordinator (it has no balancers)"));
+        };
+        let state = self.supervisor.state();
+        balancers.apply(change, state).await.map_err(|e| self.failed(e.to_string()))
+    }
+
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
         use crate::api::host::ProcAction;
         let sup = &self.supervisor;
@@ -311,5 +330,6 @@ pub fn proc_info(r: &ProcRecord, host: &str) -> ProcInfo {
         hash: n.hash,
         proc_name: n.proc,
         port: n.port,
+        volumes: false,
     }
 }

@@ -72,6 +72,11 @@ pub trait HostAgent: Send + Sync {
         after: Option<u64>,
         limit: usize,
     ) -> Result<crate::api::host::HostEvents, HostError>;
+    /// Applies a pool change to one of its balancers (fenced by the change's generation).
+    async fn route(
+        &self,
+        change: &crate::api::host::PoolChange,
+    ) -> Result<crate::api::host::PoolApplied, HostError>;
     /// Starts, stops or restarts a proc it supervises.
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError>;
     /// Every proc it supervises.

@@ -138,6 +138,15 @@ impl HostAgent for RemoteHost {
         self.call("host.events", self.deadline, self.client.events(after, limit)).await
     }
 
+    async fn route(
+        &self,
+        change: &crate::api::host::PoolChange,
+    ) -> Result<crate::api::host::PoolApplied, HostError> {
+        // nginx -t and a reload, or haproxy's drain of a removed server, can take a while.
+        let deadline = wait_deadline(Duration::from_secs(60));
+        self.call("host.route", deadline, self.client.route(change.clone())).await
+    }
+
     async fn act(&self, proc: &str, action: crate::api::host::ProcAction) -> Result<(), HostError> {
         // A stop waits out the proc's grace period.
         let deadline = wait_deadline(Duration::from_secs(60));

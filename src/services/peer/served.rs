@@ -88,6 +88,10 @@ impl HostApiServer for Served {
         self.agent.events(after, limit).await.map_err(wire)
     }
 
+    async fn route(&self, change: crate::api::host::PoolChange) -> RpcResult<crate::api::host::PoolApplied> {
+        self.agent.route(&change).await.map_err(wire)
+    }
+
     async fn act(&self, proc: String, action: crate::api::host::ProcAction) -> RpcResult<()> {
         self.agent.act(&proc, action).await.map_err(wire)
     }

@@ -40,6 +40,7 @@ fn unknown(record: &SwarmProcRecord, why: &str) -> ProcInfo {
         hash: n.hash,
         proc_name: n.proc,
         port: record.port,
+        volumes: false,
     }
 }
 
@@ -89,6 +90,34 @@ impl Swarms {
             .filter(|h| h.peer.is_some())
             .filter_map(|h| Some((h.name.clone(), self.hosts.agent(h).ok()?)))
             .collect())
+    }
+
+    /// Flags the rows of procs whose swarm binds volumes: the watcher never moves those off a
+    /// lost host, so a listing says which they are (the same rule, from the swarms' definitions).
+    pub async fn flag_volumes(&self, rows: &mut [ProcInfo]) -> Result<(), SwarmError> {
+        let with_volumes: std::collections::BTreeSet<String> = self
+            .state
+            .list_definitions(crate::model::deploy::Kind::Swarm)
+            .await?
+            .into_iter()
+            .filter_map(|d| match d {
+                crate::model::deploy::Definition::Swarm(s) if !s.volumes.is_empty() => Some(s.name),
+                _ => None,
+            })
+            .collect();
+        if with_volumes.is_empty() {
+            return Ok(());
+        }
+        let records = self.state.swarm_procs(None).await?;
+        let flagged: std::collections::BTreeSet<(&str, &str)> = records
+            .iter()
+            .filter(|r| with_volumes.contains(&r.swarm))
+            .map(|r| (r.host.as_str(), r.proc.as_str()))
+            .collect();
+        for row in rows {
+            row.volumes = flagged.contains(&(row.host.as_str(), row.name.as_str()));
+        }
+        Ok(())
     }
 
     /// The procs of every joined host (the caller lists the ones this vrd runs itself).

@@ -348,3 +348,34 @@ async fn a_drained_host_is_emptied_only_after_its_replacements_are_routed() {
     let err = fx.swarms.drain_host("nope").await.unwrap_err().to_string();
     assert!(err.contains("no host nope"), "{err}");
 }
+
+#[tokio::test]
+async fn a_listing_flags_the_procs_of_a_swarm_with_volumes_and_a_lost_host_keeps_them() {
+    use crate::services::hosts::HostHealth;
+    use crate::services::swarm::watch::Watched;
+    let fx = Fx::with_drain(&["h1", "h2"], std::time::Duration::ZERO).await;
+    fx.swarm(json!({"size": 2})).await;
+    fx.dispatch().await.unwrap();
+    let mut rows = fx.swarms.joined_procs().await.unwrap();
+    fx.swarms.flag_volumes(&mut rows).await.unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| !r.volumes), "{rows:?}");
+
+    fx.swarm(json!({"size": 2, "volumes": [["/srv/data", "/data"]]})).await;
+    let mut rows = fx.swarms.joined_procs().await.unwrap();
+    fx.swarms.flag_volumes(&mut rows).await.unwrap();
+    assert!(rows.iter().all(|r| r.volumes), "{rows:?}");
+
+    // The watcher does not move them off a host that is down.
+    let mut watched = Watched::default();
+    fx.swarms.watch_once(&mut watched).await.unwrap();
+    fx.directory.set_health("h2", HostHealth::Down);
+    fx.swarms.watch_once(&mut watched).await.unwrap();
+    let log = fx.state.deploy_log(None, 0, 1000).await.unwrap();
+    assert!(
+        log.iter().any(|e| e.message.contains("has volumes, so its procs on h2 are not moved")),
+        "the operator is told: {log:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let deploys = fx.journal.entries().iter().filter(|e| e.starts_with("deploy ")).count();
+    assert_eq!(deploys, 2, "no replacement for a proc with volumes: {:?}", fx.journal.entries());
+}

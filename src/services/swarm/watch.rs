@@ -3,7 +3,8 @@
 //! grace period) has its swarms dispatched again, which places replacements on the squad's other
 //! hosts through the usual uptest gate (procs with volumes are never moved: the deployment log
 //! says so); one that comes back has the swarms it was acted on dispatched again, which routes
-//! its procs again or retires the surplus. Nothing is done on a host's first sighting, so a
+//! its procs again or retires the surplus, once the pools its balancers hold are brought up to date
+//! (see `balancer::remote`). Nothing is moved on a host's first sighting, so a
 //! coordinator restart, during which every host is briefly unconnected, moves nothing.
 
 use std::collections::{BTreeSet, HashMap};
@@ -48,7 +49,14 @@ impl Swarms {
     pub async fn watch_once(self: &Arc<Self>, watched: &mut Watched) -> Result<(), SwarmError> {
         for host in self.hosts().await?.into_iter().filter(|h| h.peer.is_some()) {
             let now = self.hosts.health(&host);
-            let Some(before) = watched.seen.insert(host.name.clone(), now) else { continue };
+            let Some(before) = watched.seen.insert(host.name.clone(), now) else {
+                if now == HostHealth::Up {
+                    // Seen first since this coordinator started: the pools it routes may have
+                    // missed changes made while it was away.
+                    self.balancers.resync_host(&host.name).await;
+                }
+                continue;
+            };
             match (before, now) {
                 (b, n) if b == n => {}
                 (_, HostHealth::Suspect) => {
@@ -61,6 +69,9 @@ impl Swarms {
                     watched.acted.insert(host.name.clone());
                 }
                 (_, HostHealth::Up) => {
+                    // Its balancers get the pools' current nodes before anything else is done
+                    // there, so it never routes to procs retired while it was away.
+                    self.balancers.resync_host(&host.name).await;
                     if watched.acted.remove(&host.name) {
                         self.redispatch_host(&host, false).await?;
                     }
