@@ -66,6 +66,42 @@ rm_cgroup_tree() {
   note "WARNING: could not remove cgroup $dir"
 }
 
+# Sets $profile_flag from $PROFILE (release or debug) for the benchmarks that run an ignored test.
+test_profile() {
+  case ${PROFILE:-release} in
+    release) profile_flag=--release ;;
+    debug) profile_flag="" ;;
+    *) die "PROFILE must be release or debug" ;;
+  esac
+}
+
+# Builds tests/it, then runs the ignored test $1 with the environment given after it (NAME=VALUE
+# words; one of them tells the test to write its report to $report). The harness removes what
+# the test made.
+run_ignored_test() {
+  local test=$1
+  shift
+  note "building the tests (${PROFILE:-release})"
+  (cd "$repo" && cargo test $profile_flag --quiet --test it --no-run) || die "cargo test --no-run failed"
+  load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+  note "running $test"
+  started=$SECONDS
+  (cd "$repo" && env VRD_TEST_STRICT=1 "$@" \
+    cargo test $profile_flag --quiet --test it "$test" -- --ignored --exact --nocapture >&2) \
+    || die "the benchmark failed (its output is above)"
+  [ -s "$report" ] || die "the benchmark wrote no report"
+}
+
+# The first words of a report: when, on what machine, which vr (and its build), then its arguments.
+report_header() {
+  local rev dirty
+  rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  dirty=$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+  echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r)." \
+    "vr at $rev$dirty (${PROFILE:-release} build). $*" \
+    "Load average before: $load_before; the whole run took $((SECONDS - started)) s."
+}
+
 # "yes" when ratio $1 is at most target $2, else a bold "no" (for the markdown tables).
 # Removes the bench's temp dir $work. vrd keeps its procs dir as a private mount of its own, and a
 # proc's root and mount namespace mounted until teardown: unmount what is left, deepest first.

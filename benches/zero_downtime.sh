@@ -32,31 +32,14 @@ need haproxy "apt-get install -y haproxy"
 need varnishd "apt-get install -y varnish"
 [ -x /bin/busybox ] || die "/bin/busybox is missing: apt-get install -y busybox-static"
 [[ $ZDT_REDEPLOYS =~ ^[1-9][0-9]*$ ]] || die "ZDT_REDEPLOYS must be a positive number"
-case $PROFILE in
-  release) profile_flag=--release ;;
-  debug) profile_flag="" ;;
-  *) die "PROFILE must be release or debug" ;;
-esac
+test_profile
 
 report=$(mktemp /tmp/vr-bench-zdt.XXXXXX)
 trap 'rm -f "$report"' EXIT
 
-note "building the tests ($PROFILE)"
-(cd "$repo" && cargo test $profile_flag --quiet --test it --no-run) || die "cargo test --no-run failed"
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-note "running zero_downtime::benchmark ($ZDT_REDEPLOYS redeploys per balancer)"
-started=$SECONDS
-(cd "$repo" && VRD_TEST_STRICT=1 ZDT_REDEPLOYS=$ZDT_REDEPLOYS ZDT_REPORT=$report \
-  cargo test $profile_flag --quiet --test it zero_downtime::benchmark -- --ignored --exact --nocapture >&2) \
-  || die "the benchmark failed (its output is above)"
-[ -s "$report" ] || die "the benchmark wrote no report"
-
-rev=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-dirty=$(git -C "$repo" status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+run_ignored_test zero_downtime::benchmark ZDT_REDEPLOYS="$ZDT_REDEPLOYS" ZDT_REPORT="$report"
 echo
-echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $(nproc) CPUs ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), kernel $(uname -r)." \
-  "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -1 | awk '{ print $1, $3 }'), $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (\(.*\)) *$/\1/; s/ revision.*//')." \
-  "vr at $rev$dirty ($PROFILE build). $ZDT_REDEPLOYS redeploys per balancer; load: 4 workers, each a \`Connection: close\` GET then 5 ms of pause." \
-  "Load average before: $load_before; the whole run took $((SECONDS - started)) s."
+report_header "$(nginx -v 2>&1 | sed 's/^nginx version: //'), $(haproxy -v | head -1 | awk '{ print $1, $3 }'), $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (\(.*\)) *$/\1/; s/ revision.*//')." \
+  "$ZDT_REDEPLOYS redeploys per balancer; load: 4 workers, each a \`Connection: close\` GET then 5 ms of pause."
 echo
 cat "$report"

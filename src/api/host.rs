@@ -7,7 +7,7 @@ use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 use serde::{Deserialize, Serialize};
 
-use crate::model::deploy::release::ProcOrder;
+use crate::model::deploy::release::{ArtifactRef, ProcOrder};
 use crate::model::supervision::ProcState;
 use crate::model::uptest::UptestResult;
 
@@ -124,6 +124,10 @@ pub trait HostApi {
     /// Whether nothing listens on `port` there.
     #[method(name = "host.port_is_free")]
     async fn port_is_free(&self, port: u16) -> RpcResult<bool>;
+
+    /// Makes sure an artifact is in the host's store (fetched from the coordinator when missing).
+    #[method(name = "host.fetch")]
+    async fn fetch(&self, artifact: ArtifactRef) -> RpcResult<()>;
 
     /// Sets up and keeps running the proc of an order (the host fetches its artifacts first).
     #[method(name = "host.deploy")]

@@ -284,7 +284,11 @@ async fn start_swarms(
 fn spawn_event_gathering(swarms: Arc<Swarms>, supervisor: Supervisor) {
     use crate::services::peer::events;
     tokio::spawn(async move {
-        let mut cursors: std::collections::HashMap<String, u64> = Default::default();
+        let state = supervisor.state().clone();
+        let mut cursors = state.host_event_cursors().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "failed to read where the hosts' events were taken up to; taking each from its newest");
+            Default::default()
+        });
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             tick.tick().await;
@@ -306,6 +310,12 @@ fn spawn_event_gathering(swarms: Arc<Swarms>, supervisor: Supervisor) {
                 for event in taken {
                     if let Err(e) = supervisor.record_event(event).await {
                         tracing::warn!(host, error = %e, "failed to store a joined host's event");
+                    }
+                }
+                // After the events: a crash in between repeats a few, never loses one.
+                if cursor != Some(next) {
+                    if let Err(e) = state.set_host_event_cursor(host.clone(), next).await {
+                        tracing::warn!(host, error = %e, "failed to store where the host's events were taken up to");
                     }
                 }
                 cursors.insert(host, next);

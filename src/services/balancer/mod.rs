@@ -134,6 +134,9 @@ pub struct FleetContext {
     pub hosts: Arc<dyn crate::services::hosts::HostDirectory>,
 }
 
+/// The longest [`Balancers::resync_host`] waits.
+pub const RESYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One lock per (balancer, pool), made on first use.
 type PoolLocks = Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>;
 
@@ -193,12 +196,21 @@ impl Balancers {
     }
 
     /// Brings every copy of the pools kept on `host` up to date (a host that is back; see
-    /// `remote`). Failures are logged: the periodic resync tries again.
+    /// `remote`), waiting at most [`RESYNC_WAIT`]: the caller (the watcher) must never hang on a
+    /// host. Failures are logged; the periodic resend finishes what is left.
     pub async fn resync_host(&self, host: &str) {
-        for (name, backend) in &self.backends {
-            if let Err(e) = backend.resync(Some(host)).await {
-                tracing::warn!(balancer = %name, host, error = %e, "failed to bring a host's pools up to date");
+        let all = async {
+            for (name, backend) in &self.backends {
+                if let Err(e) = backend.resync(Some(host)).await {
+                    tracing::warn!(balancer = %name, host, error = %e, "failed to bring a host's pools up to date");
+                }
             }
+        };
+        if tokio::time::timeout(RESYNC_WAIT, all).await.is_err() {
+            tracing::warn!(
+                host,
+                "bringing a host's pools up to date takes long; the periodic resend goes on with it"
+            );
         }
     }
 

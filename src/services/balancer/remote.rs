@@ -141,31 +141,35 @@ impl Remote {
         })
     }
 
-    /// Sends every pool at its current generation to `only` (or every host); a host that is
-    /// behind applies it, one that is current answers at once.
+    /// Sends every pool at its current generation to `only` (or every host, all at once); a host
+    /// that is behind applies it, one that is current answers at once.
     async fn resend(&self, only: Option<&str>) -> Result<(), BalancerError> {
         let pools = self.fleet.state.pool_generations(self.name.clone()).await?;
-        for host in self.hosts.iter().filter(|h| only.is_none_or(|o| o == h.as_str())) {
-            for (pool, generation, nodes) in &pools {
-                let change = PoolChange {
-                    balancer: self.on_hosts.clone(),
-                    pool: pool.clone(),
-                    nodes: nodes.clone(),
-                    generation: *generation,
-                };
-                match self.push(host, &change).await {
-                    Ok(Outcome::Done) => {}
-                    Ok(Outcome::Missed(why)) => {
-                        tracing::debug!(balancer = %self.name, %pool, why, "a host of the balancer is out of reach");
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(balancer = %self.name, %pool, host, error = %e, "a host of the balancer did not take its pool")
-                    }
+        let hosts = self.hosts.iter().filter(|h| only.is_none_or(|o| o == h.as_str()));
+        futures::future::join_all(hosts.map(|host| self.resend_to(host, &pools))).await;
+        Ok(())
+    }
+
+    /// [`Remote::resend`] to one host, pool by pool; stops at the first it cannot reach.
+    async fn resend_to(&self, host: &str, pools: &[(String, u64, BTreeSet<Node>)]) {
+        for (pool, generation, nodes) in pools {
+            let change = PoolChange {
+                balancer: self.on_hosts.clone(),
+                pool: pool.clone(),
+                nodes: nodes.clone(),
+                generation: *generation,
+            };
+            match self.push(host, &change).await {
+                Ok(Outcome::Done) => {}
+                Ok(Outcome::Missed(why)) => {
+                    tracing::debug!(balancer = %self.name, %pool, why, "a host of the balancer is out of reach");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(balancer = %self.name, %pool, host, error = %e, "a host of the balancer did not take its pool")
                 }
             }
         }
-        Ok(())
     }
 }
 

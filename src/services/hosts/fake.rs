@@ -234,6 +234,16 @@ impl HostAgent for FakeHost {
         Ok(crate::api::host::HostEvents { last: 0, events: Vec::new() })
     }
 
+    async fn fetch(&self, artifact: &crate::model::deploy::release::ArtifactRef) -> Result<(), HostError> {
+        self.reach("fetch").await?;
+        self.journal.write(format!(
+            "fetch {}:{}",
+            self.name,
+            &artifact.sha256[..8.min(artifact.sha256.len())]
+        ));
+        Ok(())
+    }
+
     async fn route(
         &self,
         change: &crate::api::host::PoolChange,

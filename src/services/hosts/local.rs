@@ -164,6 +164,10 @@ impl HostAgent for LocalHost {
         Ok(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
     }
 
+    async fn fetch(&self, artifact: &ArtifactRef) -> Result<(), HostError> {
+        self.ensure_local(artifact).await
+    }
+
     async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
         let build = &order.release.build;
         for artifact in [&build.artifact, &build.image.artifact].into_iter().flatten() {

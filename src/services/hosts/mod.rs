@@ -72,6 +72,10 @@ pub trait HostAgent: Send + Sync {
         after: Option<u64>,
         limit: usize,
     ) -> Result<crate::api::host::HostEvents, HostError>;
+    /// Makes sure an artifact (a build or stack image, by sha256) is in its store, fetching it
+    /// from its coordinator's when missing; dispatch has every host that gets new procs do this
+    /// at once before any deploy.
+    async fn fetch(&self, artifact: &crate::model::deploy::release::ArtifactRef) -> Result<(), HostError>;
     /// Applies a pool change to one of its balancers (fenced by the change's generation).
     async fn route(
         &self,

@@ -111,15 +111,16 @@ impl Peers {
         (id, cut)
     }
 
-    /// Forgets link `id` of `name` (a newer link of the same host stays), and notes the loss.
+    /// Forgets link `id` of `name` (a newer link of the same host stays), and notes the loss. The
+    /// grace counts from the host's last heartbeat, not from when the silent link was closed
+    /// (as Nomad's heartbeat TTL and Kubernetes' node monitor grace do): a host that went quiet
+    /// 15 s before its link was closed has used 15 s of its grace already.
     pub fn disconnect(&self, name: &str, id: u64) {
         let mut links = self.links.write().unwrap_or_else(PoisonError::into_inner);
         if links.get(name).is_some_and(|l| l.id == id) {
             links.remove(name);
-            self.lost
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(name.to_string(), SystemTime::now());
+            let since = lost_at(self.last_heard(name), SystemTime::now());
+            self.lost.write().unwrap_or_else(PoisonError::into_inner).insert(name.to_string(), since);
         }
     }
 
@@ -185,6 +186,11 @@ impl Peers {
     }
 }
 
+/// When a host whose link closed at `now` counts as lost: at its last heartbeat, if any.
+fn lost_at(heard: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    heard.map_or(now, |heard| heard.min(now))
+}
+
 /// Hosts this vrd serves itself, and joined hosts over their links.
 pub struct FleetDirectory {
     /// Hosts without `peer`.
@@ -230,5 +236,14 @@ mod tests {
         peers.lost.write().unwrap().insert("h1".into(), now);
         assert_eq!(peers.health("h1", now + Duration::from_secs(59)), HostHealth::Suspect);
         assert_eq!(peers.health("h1", now + Duration::from_secs(60)), HostHealth::Down);
+    }
+
+    #[test]
+    fn the_grace_counts_from_the_last_heartbeat() {
+        let now = SystemTime::now();
+        let heard = now - Duration::from_secs(15);
+        assert_eq!(lost_at(Some(heard), now), heard, "silent for 15 s before the link closed");
+        assert_eq!(lost_at(None, now), now);
+        assert_eq!(lost_at(Some(now + Duration::from_secs(1)), now), now, "a clock step never lies ahead");
     }
 }

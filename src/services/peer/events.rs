@@ -1,9 +1,9 @@
 //! A joined host's proc events, gathered by its coordinator: every second the coordinator asks
 //! each linked host for its events after the last one it took and stores them as its own (with
 //! its own ids, the host's name in each), so `vr events [-f]` on the coordinator shows the whole
-//! fleet, replays without gaps, and keeps a dead host's history. A host first seen (or seen again
-//! after a coordinator restart) is taken from its newest event on: events a host had while its
-//! coordinator was away are in the host's own `vr events`.
+//! fleet, replays without gaps, and keeps a dead host's history. Where each host was taken up to
+//! is kept in the state, so a restarted coordinator goes on from there (the events a host had
+//! meanwhile are gathered too); a host never seen before is taken from its newest event on.
 
 use crate::api::host::HostEvents;
 use crate::model::supervision::ProcEvent;

@@ -92,6 +92,12 @@ impl HostAgent for RemoteHost {
         self.call("host.port_is_free", self.deadline, self.client.port_is_free(port)).await
     }
 
+    async fn fetch(&self, artifact: &crate::model::deploy::release::ArtifactRef) -> Result<(), HostError> {
+        // A transfer of a large build takes a while.
+        let deadline = wait_deadline(Duration::from_secs(600));
+        self.call("host.fetch", deadline, self.client.fetch(artifact.clone())).await
+    }
+
     async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
         // A deploy may fetch the build first: give it the time a transfer takes.
         let deadline = wait_deadline(Duration::from_secs(600));

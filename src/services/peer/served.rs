@@ -60,6 +60,10 @@ impl HostApiServer for Served {
         self.agent.port_is_free(port).await.map_err(wire)
     }
 
+    async fn fetch(&self, artifact: crate::model::deploy::release::ArtifactRef) -> RpcResult<()> {
+        self.agent.fetch(&artifact).await.map_err(wire)
+    }
+
     async fn deploy(&self, order: ProcOrder) -> RpcResult<()> {
         self.agent.deploy(&order).await.map_err(wire)
     }

@@ -25,6 +25,39 @@ pub enum TokenRefused {
 }
 
 impl State {
+    /// The last event id taken from each joined host (`migrations/0006_event_cursors.sql`).
+    pub async fn host_event_cursors(&self) -> Result<std::collections::HashMap<String, u64>, StateError> {
+        self.call("read the hosts' event cursors".into(), move |db, what| {
+            let mut stmt = db
+                .conn
+                .prepare_cached("SELECT host, last FROM host_event_cursors")
+                .map_err(StateError::query(what))?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .map_err(StateError::query(what))?;
+            rows.map(|r| r.map(|(h, last)| (h, u64::try_from(last).unwrap_or(0))))
+                .collect::<Result<_, _>>()
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
+    /// Records the last event id taken from `host`.
+    pub async fn set_host_event_cursor(&self, host: String, last: u64) -> Result<(), StateError> {
+        let value = i64::try_from(last).unwrap_or(i64::MAX);
+        self.call(format!("store host {host}'s event cursor"), move |db, what| {
+            db.conn
+                .execute(
+                    "INSERT INTO host_event_cursors (host, last) VALUES (?1, ?2)
+                     ON CONFLICT (host) DO UPDATE SET last = excluded.last",
+                    params![host, value],
+                )
+                .map(|_| ())
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
+
     /// Stores a token (by its hash) for `host`, good for `ttl_secs`.
     pub async fn add_join_token(&self, hash: String, host: String, ttl_secs: i64) -> Result<(), StateError> {
         self.call(format!("store a join token for host {host}"), move |db, what| {

@@ -410,3 +410,14 @@ mod definitions {
         assert_eq!(s.swarm_releases(sw).await.unwrap().len(), 3);
     }
 }
+
+#[tokio::test]
+async fn hosts_event_cursors_are_kept_and_moved() {
+    let state = State::open_in_memory().unwrap();
+    assert!(state.host_event_cursors().await.unwrap().is_empty());
+    state.set_host_event_cursor("h1".into(), 7).await.unwrap();
+    state.set_host_event_cursor("h2".into(), 3).await.unwrap();
+    state.set_host_event_cursor("h1".into(), 9).await.unwrap();
+    let cursors = state.host_event_cursors().await.unwrap();
+    assert_eq!((cursors["h1"], cursors["h2"], cursors.len()), (9, 3, 2));
+}

@@ -256,6 +256,14 @@ impl Swarms {
             let port = self.lock_free_port(&host, survey, used.entry(host.clone()).or_default()).await?;
             by_host.entry(host).or_default().push(port);
         }
+        if let Err(e) = self.fetch_artifacts(release, by_host.keys(), survey, trace).await {
+            for (host, ports) in &by_host {
+                for port in ports {
+                    let _ = self.state.unlock_port(host.clone(), *port).await;
+                }
+            }
+            return Err(e);
+        }
         let total = needed;
         let counter = std::sync::atomic::AtomicUsize::new(0);
         let runs = by_host.into_iter().map(|(host, ports)| {
@@ -307,6 +315,52 @@ impl Swarms {
             Some(e) => Err(e),
             None => Ok(made),
         }
+    }
+
+    /// Has every host that gets new procs make sure it has the release's build and image (a
+    /// joined host fetches them from this coordinator's store), all hosts at once and before any
+    /// deploy, so transfers run in parallel and no deploy's setup competes with them.
+    async fn fetch_artifacts(
+        &self,
+        release: &ReleaseSpec,
+        hosts: impl Iterator<Item = &String>,
+        survey: &Survey,
+        trace: &Trace,
+    ) -> Result<(), SwarmError> {
+        let build = &release.build;
+        let artifacts: Vec<_> = [&build.artifact, &build.image.artifact].into_iter().flatten().collect();
+        if artifacts.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let fetches = hosts.map(|host| {
+            let artifacts = &artifacts;
+            async move {
+                let agent = survey
+                    .agent(host)
+                    .ok_or_else(|| SwarmError::Placement(format!("host {host} went away")))?;
+                for artifact in artifacts {
+                    agent.fetch(artifact).await?;
+                }
+                Ok::<_, SwarmError>(host.clone())
+            }
+        });
+        let mut ready = Vec::new();
+        for fetched in join_all(fetches).await {
+            ready.push(fetched?);
+        }
+        let message = format!(
+            "Artifacts on {}: {} ({} ms)",
+            ready.join(", "),
+            artifacts
+                .iter()
+                .map(|a| format!("sha256:{:.12} {} bytes", a.sha256, a.size))
+                .collect::<Vec<_>>()
+                .join(", "),
+            started.elapsed().as_millis()
+        );
+        trace.step(&["fetch"], message).await;
+        Ok(())
     }
 
     async fn deploy_one(

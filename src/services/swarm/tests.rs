@@ -379,3 +379,16 @@ async fn a_listing_flags_the_procs_of_a_swarm_with_volumes_and_a_lost_host_keeps
     let deploys = fx.journal.entries().iter().filter(|e| e.starts_with("deploy ")).count();
     assert_eq!(deploys, 2, "no replacement for a proc with volumes: {:?}", fx.journal.entries());
 }
+
+#[tokio::test]
+async fn every_host_getting_procs_fetches_the_artifacts_before_any_deploy() {
+    let fx = Fx::new(&["h1", "h2", "h3"]).await;
+    fx.swarm(json!({"size": 3})).await;
+    fx.dispatch().await.unwrap();
+    let entries = fx.journal.entries();
+    let fetched: Vec<&String> = entries.iter().filter(|e| e.starts_with("fetch ")).collect();
+    assert_eq!(fetched.len(), 3, "one fetch per host: {entries:?}");
+    let last_fetch = entries.iter().rposition(|e| e.starts_with("fetch ")).unwrap();
+    let first_deploy = entries.iter().position(|e| e.starts_with("deploy ")).unwrap();
+    assert!(last_fetch < first_deploy, "fetches first: {entries:?}");
+}

@@ -123,3 +123,16 @@ fn a_remote_balancer_must_name_its_hosts() {
     assert!(bad.check("edge").unwrap_err().contains("'../x'"));
     assert_eq!(RemoteConfig { hosts: vec!["r".into()], balancer: None }.name_on_hosts("edge"), "edge");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_host_never_holds_the_watcher_resyncing_it() {
+    let fx = fixture(&["r1"]).await;
+    fx.balancers.route("edge", "web", &nodes(&["10.0.0.1:5000"])).await.unwrap();
+    fx.hosts["r1"].set_hanging(true);
+    let waited = tokio::time::timeout(
+        crate::services::balancer::RESYNC_WAIT + std::time::Duration::from_secs(1),
+        fx.balancers.resync_host("r1"),
+    )
+    .await;
+    assert!(waited.is_ok(), "resync_host gave up on the hung host in time");
+}
