@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use jsonrpsee::core::client::Client;
 
+use super::link::SILENCE_LIMIT;
 use super::remote::{RemoteHost, CALL_DEADLINE};
 use crate::model::deploy::HostSpec;
 use crate::services::hosts::directory::LocalDirectory;
@@ -72,18 +73,20 @@ impl Peers {
         }
     }
 
-    /// How host `name` is doing at `now`.
+    /// How host `name` is doing at `now`: up while it is linked and answered a heartbeat within
+    /// [`SILENCE_LIMIT`]; else suspect, and down once the grace has passed since it was last heard
+    /// (or since its link was lost, or since this coordinator started).
     pub fn health(&self, name: &str, now: SystemTime) -> HostHealth {
-        if self.links.read().unwrap_or_else(PoisonError::into_inner).contains_key(name) {
-            return HostHealth::Up;
-        }
-        let since = self.lost.read().unwrap_or_else(PoisonError::into_inner).get(name).copied();
-        let lost_for = now.duration_since(since.unwrap_or(self.started)).unwrap_or_default();
-        if lost_for >= self.grace {
-            HostHealth::Down
-        } else {
-            HostHealth::Suspect
-        }
+        let linked = self.links.read().unwrap_or_else(PoisonError::into_inner).contains_key(name);
+        let lost = self.lost.read().unwrap_or_else(PoisonError::into_inner).get(name).copied();
+        let seen = Seen { linked, heard: self.last_heard(name), lost, started: self.started };
+        seen.health(now, self.grace)
+    }
+
+    /// Whether `name` is linked but has not answered a heartbeat within [`SILENCE_LIMIT`] (a
+    /// partitioned host's link can take longer than that to be closed).
+    pub fn is_silent(&self, name: &str, now: SystemTime) -> bool {
+        self.last_heard(name).is_some_and(|heard| silent_since(heard, now))
     }
 
     /// When host `name`'s link was lost (`None` while connected, or never seen).
@@ -186,6 +189,34 @@ impl Peers {
     }
 }
 
+/// What the coordinator knows of a host's presence.
+struct Seen {
+    linked: bool,
+    heard: Option<SystemTime>,
+    lost: Option<SystemTime>,
+    started: SystemTime,
+}
+
+impl Seen {
+    fn health(&self, now: SystemTime, grace: std::time::Duration) -> HostHealth {
+        let since = match (self.linked, self.heard) {
+            (true, Some(heard)) if silent_since(heard, now) => heard,
+            (true, _) => return HostHealth::Up,
+            (false, _) => self.lost.unwrap_or(self.started),
+        };
+        if now.duration_since(since).unwrap_or_default() >= grace {
+            HostHealth::Down
+        } else {
+            HostHealth::Suspect
+        }
+    }
+}
+
+/// Whether a host last heard at `heard` is silent at `now`: three heartbeats missed.
+fn silent_since(heard: SystemTime, now: SystemTime) -> bool {
+    now.duration_since(heard).unwrap_or_default() > SILENCE_LIMIT
+}
+
 /// When a host whose link closed at `now` counts as lost: at its last heartbeat, if any.
 fn lost_at(heard: Option<SystemTime>, now: SystemTime) -> SystemTime {
     heard.map_or(now, |heard| heard.min(now))
@@ -203,6 +234,15 @@ impl HostDirectory for FleetDirectory {
     fn agent(&self, host: &HostSpec) -> Result<Arc<dyn HostAgent>, HostError> {
         if host.peer.is_none() {
             return self.local.agent(host);
+        }
+        if self.peers.is_silent(&host.name, SystemTime::now()) {
+            return Err(HostError::Unreachable {
+                host: host.name.clone(),
+                why: format!(
+                    "it has not answered a heartbeat for more than {} s (its link is still open)",
+                    SILENCE_LIMIT.as_secs()
+                ),
+            });
         }
         match self.peers.client(&host.name) {
             Some(client) => Ok(Arc::new(RemoteHost::new(&host.name, client, CALL_DEADLINE))),
@@ -236,6 +276,24 @@ mod tests {
         peers.lost.write().unwrap().insert("h1".into(), now);
         assert_eq!(peers.health("h1", now + Duration::from_secs(59)), HostHealth::Suspect);
         assert_eq!(peers.health("h1", now + Duration::from_secs(60)), HostHealth::Down);
+    }
+
+    #[test]
+    fn a_linked_host_silent_for_three_heartbeats_is_suspect_then_down() {
+        let now = SystemTime::now();
+        let grace = Duration::from_secs(60);
+        let seen = |heard_ago: u64| Seen {
+            linked: true,
+            heard: Some(now - Duration::from_secs(heard_ago)),
+            lost: None,
+            started: now - Duration::from_secs(3600),
+        };
+        assert_eq!(seen(4).health(now, grace), HostHealth::Up);
+        assert_eq!(seen(15).health(now, grace), HostHealth::Up, "15 s is the limit");
+        assert_eq!(seen(16).health(now, grace), HostHealth::Suspect, "its link is open, but it is silent");
+        assert_eq!(seen(60).health(now, grace), HostHealth::Down, "the grace counts from when it was heard");
+        let never = Seen { linked: true, heard: None, lost: None, started: now };
+        assert_eq!(never.health(now, grace), HostHealth::Up, "just linked");
     }
 
     #[test]
