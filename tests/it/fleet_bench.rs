@@ -193,46 +193,60 @@ impl Drop for TlsNginx {
 
 /// `curl` copies of https://addr/blob into each host's data dir, all at once; the wall time.
 fn curl_copies(net: &TestFleet, hosts: &[(usize, &TestDaemon)], addr: &str) -> Duration {
-    curl_all(net, hosts, |_| vec!["-k".into(), format!("https://{addr}/blob")])
+    curl_all(net, hosts, |_| vec!["-k".into(), format!("https://{addr}/blob")], false)
+}
+
+/// [`curl_copies`], each copy then checked with `sha256sum` (a verified copy, as vr's is).
+fn verified_curl_copies(net: &TestFleet, hosts: &[(usize, &TestDaemon)], addr: &str) -> Duration {
+    curl_all(net, hosts, |_| vec!["-k".into(), format!("https://{addr}/blob")], true)
 }
 
 /// `curl` copies of the artifact `sha256` from the coordinator's own blob endpoint (each host
 /// with its own certificate), all at once; the wall time.
 fn curl_from_coordinator(net: &TestFleet, hosts: &[(usize, &TestDaemon)], sha256: &str) -> Duration {
-    curl_all(net, hosts, |d| {
-        let pki = d.data().join("pki");
-        let file = |f: &str| pki.join(f).display().to_string();
-        vec![
-            "--cert".into(),
-            file("host.pem"),
-            "--key".into(),
-            file("host.key"),
-            "--cacert".into(),
-            file("ca.pem"),
-            "--resolve".into(),
-            format!("coordinator.vr:7443:{}", PEER_PORT.split(':').next().unwrap()),
-            format!("https://coordinator.vr:7443/v1/blobs/sha256/{sha256}"),
-        ]
-    })
+    curl_all(
+        net,
+        hosts,
+        |d| {
+            let pki = d.data().join("pki");
+            let file = |f: &str| pki.join(f).display().to_string();
+            vec![
+                "--cert".into(),
+                file("host.pem"),
+                "--key".into(),
+                file("host.key"),
+                "--cacert".into(),
+                file("ca.pem"),
+                "--resolve".into(),
+                format!("coordinator.vr:7443:{}", PEER_PORT.split(':').next().unwrap()),
+                format!("https://coordinator.vr:7443/v1/blobs/sha256/{sha256}"),
+            ]
+        },
+        false,
+    )
 }
 
-/// Runs `curl -sSf --tlsv1.3 -o <data>/curl-copy.bin ARGS` in each host at once; the wall time.
+/// Runs `curl -sSf --tlsv1.3 -o <data>/curl-copy.bin ARGS` (then `sha256sum` of the copy when
+/// `verify`) in each host at once; the wall time.
 fn curl_all(
     net: &TestFleet,
     hosts: &[(usize, &TestDaemon)],
     args: impl Fn(&TestDaemon) -> Vec<String>,
+    verify: bool,
 ) -> Duration {
     let started = Instant::now();
     let copies: Vec<_> = hosts
         .iter()
         .map(|(i, d)| {
             let dest = d.data().join("curl-copy.bin");
-            net.command(*i, "curl")
-                .args(["-sSf", "--tlsv1.3", "-o"])
-                .arg(&dest)
-                .args(args(d))
-                .spawn()
-                .unwrap()
+            let mut line = format!("curl -sSf --tlsv1.3 -o '{}'", dest.display());
+            for arg in args(d) {
+                line.push_str(&format!(" '{arg}'"));
+            }
+            if verify {
+                line.push_str(&format!(" && sha256sum '{}' >/dev/null", dest.display()));
+            }
+            net.command(*i, "sh").args(["-c", &line]).spawn().unwrap()
         })
         .collect();
     for mut c in copies {
@@ -264,6 +278,7 @@ fn artifacts(out: &mut String) {
     big_app(&fx, 110);
     fx.create_swarm(&["app=hello", "version=v1", "size=3"]);
     let (mut vr, mut curl, mut syncs, mut served) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut verified = Vec::new();
     let mut size = 0;
     for i in 0..trials() {
         let before: Vec<usize> = hosts.iter().map(|h| fetch_times(h).len()).collect();
@@ -286,6 +301,7 @@ fn artifacts(out: &mut String) {
         size = slug.metadata().unwrap().len();
         let nginx = TlsNginx::start(&net, "198.18.0.1:8443", &slug);
         curl.push(curl_copies(&net, &[(2, &hosts[0]), (3, &hosts[1])], "198.18.0.1:8443"));
+        verified.push(verified_curl_copies(&net, &[(2, &hosts[0]), (3, &hosts[1])], "198.18.0.1:8443"));
         let sha = slug.file_name().unwrap().to_string_lossy().to_string();
         served.push(curl_from_coordinator(&net, &[(2, &hosts[0]), (3, &hosts[1])], &sha));
         drop(nginx);
@@ -303,7 +319,8 @@ fn artifacts(out: &mut String) {
          | copy | each trial (s) | median (s) | MB/s per host |\n|---|---|---|---|\n\
          | vr: `host.fetch` from the coordinator's store (mTLS, sha256 checked, fsynced into the store) | {} | {} | {:.0} |\n\
          | curl from nginx over TLS 1.3, same links, same disks | {} | {} | {:.0} |\n\
-         | curl from the coordinator's vrd (its blob endpoint, each host's certificate) | {} | {} | {:.0} |\n\n\
+         | curl from the coordinator's vrd (its blob endpoint, each host's certificate) | {} | {} | {:.0} |\n\
+         | curl from nginx, then `sha256sum` of the copy (verified, as vr's is) | {} | {} | {:.0} |\n\n\
          Ratio vr / curl: **{:.2}x** (target <= 1.2x). Of vr's time, the final fsync (median of the\n\
          slower host's): {} s (curl does not sync).\n\n",
         size as f64 / 1e6,
@@ -316,6 +333,9 @@ fn artifacts(out: &mut String) {
         list(&served),
         secs(median(served.clone())),
         size as f64 / 1e6 / median(served.clone()).as_secs_f64(),
+        list(&verified),
+        secs(median(verified.clone())),
+        size as f64 / 1e6 / median(verified.clone()).as_secs_f64(),
         mv.as_secs_f64() / mc.as_secs_f64(),
         secs(median(syncs))
     ));
