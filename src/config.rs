@@ -2,7 +2,7 @@
 //! defaults here. Paths are injected (never hard-coded elsewhere), so tests and several daemons
 //! side by side use their own directories. Every error names the key and says what is allowed.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use std::collections::BTreeMap;
 
@@ -58,6 +58,10 @@ pub struct DaemonConfig {
     pub host_grace_secs: u64,
     /// Days a gone proc's log stays readable (`vr logs`) before the scooper removes it.
     pub log_retention_days: u64,
+    /// A group whose members are admins (root always is); other socket callers are members.
+    pub admins_gid: Option<u32>,
+    /// Host directories under which members may mount volumes (admins anywhere).
+    pub volume_prefixes: Vec<PathBuf>,
 }
 
 /// How long a gone proc's log stays readable by default.
@@ -132,6 +136,14 @@ pub struct RawConfig {
     /// replaced on other hosts [default: 60]
     #[arg(long)]
     pub host_grace_secs: Option<u64>,
+    /// A numeric group id whose members are vrd's admins, like root (see README "Who may do what")
+    #[arg(long)]
+    pub admins_gid: Option<u32>,
+    /// Host directories under which members of the socket's group may mount volumes; repeat the
+    /// flag for more [default: none, so only admins may mount volumes]
+    #[arg(long = "volume-prefix")]
+    #[serde(default)]
+    pub volume_prefixes: Option<Vec<PathBuf>>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -193,6 +205,8 @@ impl RawConfig {
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
             host_grace_secs: over.host_grace_secs.or(self.host_grace_secs),
+            admins_gid: over.admins_gid.or(self.admins_gid),
+            volume_prefixes: over.volume_prefixes.or(self.volume_prefixes),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -259,6 +273,7 @@ impl RawConfig {
                 })
             })
             .transpose()?;
+        let volume_prefixes = volume_prefixes(self.volume_prefixes.unwrap_or_default())?;
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -276,8 +291,26 @@ impl RawConfig {
             peer_listen,
             peer_advertise: self.peer_advertise,
             host_grace_secs: self.host_grace_secs.unwrap_or(DEFAULT_HOST_GRACE_SECS),
+            admins_gid: self.admins_gid,
+            volume_prefixes,
         })
     }
+}
+
+/// Absolute, without `.` or `..` (a prefix is compared component by component), and not `/`
+/// itself (that would let members mount anything, which is what an admin is for).
+fn volume_prefixes(prefixes: Vec<PathBuf>) -> Result<Vec<PathBuf>, ConfigError> {
+    for p in &prefixes {
+        let p = absolute("volume_prefixes", p.clone())?;
+        let plain = p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        if !plain || p == Path::new("/") {
+            return Err(invalid(
+                "volume_prefixes",
+                format!("'{}' must be an absolute directory other than /, without . or ..", p.display()),
+            ));
+        }
+    }
+    Ok(prefixes)
 }
 
 fn invalid(key: &'static str, problem: String) -> ConfigError {

@@ -55,6 +55,8 @@ pub struct Daemon {
     pub fleet: Fleet,
     /// Foreground `run`s in progress, by proc name.
     pub foreground: crate::services::runner::foreground::ForegroundRuns,
+    /// Who may do what (roles, volume prefixes).
+    pub policy: ops::access::Policy,
     /// Keeps the sealed copy of the binary open; `runner.exe` names it through /proc/self/fd.
     _sealed_exe: OwnedFd,
 }
@@ -171,6 +173,7 @@ impl Daemon {
             host,
             fleet,
             foreground: Default::default(),
+            policy: ops::access::Policy::of(config),
             _sealed_exe: sealed,
         }))
     }

@@ -27,7 +27,7 @@ pub struct RpcHandler {
 /// The caller's identity, attached by the server to every request.
 fn who(ext: &Extensions) -> RpcResult<Principal> {
     ext.get::<Principal>()
-        .copied()
+        .cloned()
         .ok_or_else(|| ApiError::new(codes::INTERNAL, "the caller's identity is unknown").into())
 }
 

@@ -64,6 +64,7 @@ async fn accept_until(
     daemon: Arc<Daemon>,
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
+    let policy = daemon.policy.clone();
     let methods: Methods = RpcHandler { ops: Ops::new(daemon) }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     let builder = jsonrpsee::server::Server::builder()
@@ -79,8 +80,8 @@ async fn accept_until(
         };
         let stream = FdStream::new(stream);
         let passed = stream.received();
-        let caller = match stream.peer_cred() {
-            Ok(c) => Principal::socket(c.uid(), c.gid(), c.pid()),
+        let caller = match stream.peer_cred().and_then(|c| Ok((c, stream.peer_groups()?))) {
+            Ok((c, groups)) => Principal::socket(c.uid(), c.gid(), groups, c.pid(), &policy),
             Err(e) => {
                 tracing::warn!(error = %e, "failed to read the caller's credentials");
                 continue;
@@ -89,7 +90,7 @@ async fn accept_until(
         let svc = builder.clone().build(methods.clone(), stop_handle.clone());
         let svc = tower::ServiceBuilder::new()
             .map_request(move |mut req: http::Request<_>| {
-                req.extensions_mut().insert(caller);
+                req.extensions_mut().insert(caller.clone());
                 req.extensions_mut().insert(passed.clone());
                 req
             })

@@ -4,4 +4,5 @@
 pub mod cgroup;
 pub mod container;
 pub mod image;
+pub mod perms;
 pub mod procfs;

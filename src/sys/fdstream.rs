@@ -66,6 +66,46 @@ impl FdStream {
     pub fn peer_cred(&self) -> io::Result<tokio::net::unix::UCred> {
         self.inner.peer_cred()
     }
+
+    /// The peer's supplementary groups as the kernel recorded them when it connected.
+    pub fn peer_groups(&self) -> io::Result<Vec<u32>> {
+        peer_groups(self.inner.as_fd())
+    }
+}
+
+/// `SO_PEERGROUPS` (Linux 4.13; `asm-generic/socket.h`), which the libc crate does not export on
+/// every architecture.
+const SO_PEERGROUPS: libc::c_int = 59;
+
+/// The supplementary groups of a connected Unix socket's peer, from the kernel (`SO_PEERGROUPS`):
+/// the groups the peer had at connect time, which no later change of its own can alter.
+pub fn peer_groups(fd: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    let mut groups = vec![0u32; 32];
+    loop {
+        let mut len = (groups.len() * std::mem::size_of::<u32>()) as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `groups`, which holds that many, and
+        // sets `len` to what it wrote (or, with ERANGE, to what it needs).
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<u32>();
+        if rc == 0 {
+            groups.truncate(count);
+            return Ok(groups);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::ERANGE) && count > groups.len() {
+            groups.resize(count, 0);
+            continue;
+        }
+        return Err(error);
+    }
 }
 
 impl AsyncRead for FdStream {
@@ -185,5 +225,15 @@ mod tests {
         let many = (0..MAX_HELD_FDS + 4).map(|_| nix::unistd::pipe().unwrap().0).collect();
         held.keep(many);
         assert_eq!(held.take_all().len(), MAX_HELD_FDS);
+    }
+
+    #[tokio::test]
+    async fn a_peers_groups_are_this_process_groups() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut got = FdStream::new(a).peer_groups().unwrap();
+        let mut mine: Vec<u32> = nix::unistd::getgroups().unwrap().iter().map(|g| g.as_raw()).collect();
+        got.sort_unstable();
+        mine.sort_unstable();
+        assert_eq!(got, mine);
     }
 }

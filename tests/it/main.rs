@@ -18,6 +18,7 @@ mod imager;
 mod jobs;
 mod load;
 mod netns;
+mod privilege;
 mod proxies;
 mod runner;
 mod stacks;

@@ -1,9 +1,41 @@
 //! Who may call what: every operation's name with the role it needs, in one table that every
 //! transport goes through ([`super::Ops`] checks it before any work and audits what it refuses).
-//! Today every socket caller (root or a member of the socket's group) is an admin; the table is
-//! where narrower roles (the HTTP API's users, the hardening issue's non-admin members) take effect.
+//! On the socket, root and members of the configured admins group are admins; every other caller
+//! (a member of the socket's group) is a deployer, whose requests [`super::privilege`] also checks
+//! for what only an admin may ask (volumes outside the allowed prefixes, uid 0, local paths the
+//! caller could not read). See ARCHITECTURE.md "Who may do what".
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::api::{codes, ApiError};
+use crate::config::DaemonConfig;
+
+/// The part of vrd's config that decides what callers may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Members of this group are admins (root always is).
+    pub admins_gid: Option<u32>,
+    /// Host directories under which a non-admin may mount volumes.
+    pub volume_prefixes: Vec<PathBuf>,
+}
+
+impl Policy {
+    /// The policy `config` sets.
+    pub fn of(config: &DaemonConfig) -> Policy {
+        Policy { admins_gid: config.admins_gid, volume_prefixes: config.volume_prefixes.clone() }
+    }
+
+    /// The role of a socket caller with these ids: root and the admins group's members are admins.
+    pub fn role_of(&self, uid: u32, gid: u32, groups: &[u32]) -> Role {
+        let in_admins = self.admins_gid.is_some_and(|admins| gid == admins || groups.contains(&admins));
+        if uid == 0 || in_admins {
+            Role::Admin
+        } else {
+            Role::Deployer
+        }
+    }
+}
 
 /// What a caller may do, least first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,12 +56,14 @@ pub enum Via {
 }
 
 /// Who is calling, as every transport describes its caller.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Principal {
     /// User id (for the socket, the connection's peer credentials).
     pub uid: u32,
     /// Group id.
     pub gid: u32,
+    /// Supplementary groups (for the socket, SO_PEERGROUPS at connect time).
+    pub groups: Arc<[u32]>,
     /// Process id, when the kernel knows it.
     pub pid: Option<i32>,
     /// The transport.
@@ -40,9 +74,15 @@ pub struct Principal {
 
 impl Principal {
     /// A caller on the local socket: root or a member of the socket's group (the socket's mode
-    /// 0660 already kept everyone else out).
-    pub fn socket(uid: u32, gid: u32, pid: Option<i32>) -> Principal {
-        Principal { uid, gid, pid, via: Via::Socket, role: Role::Admin }
+    /// 0660 already kept everyone else out), with the role `policy` gives its ids.
+    pub fn socket(uid: u32, gid: u32, groups: Vec<u32>, pid: Option<i32>, policy: &Policy) -> Principal {
+        let role = policy.role_of(uid, gid, &groups);
+        Principal { uid, gid, groups: groups.into(), pid, via: Via::Socket, role }
+    }
+
+    /// Whether the caller is an admin (root, or a member of the admins group).
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
     }
 }
 
@@ -72,7 +112,6 @@ const TABLE: &[(&str, Role)] = &[
     ("stacks.images", Role::Viewer),
     ("stacks.follow", Role::Viewer),
     ("hosts.links", Role::Viewer),
-    ("hosts.list", Role::Viewer),
     ("hosts.list", Role::Viewer),
     ("runner.uptest", Role::Deployer),
     ("runner.setup", Role::Deployer),
@@ -131,7 +170,7 @@ mod tests {
     use super::*;
 
     fn as_role(role: Role) -> Principal {
-        Principal { role, ..Principal::socket(1000, 1000, None) }
+        Principal { role, ..Principal::socket(1000, 1000, vec![], None, &Policy::default()) }
     }
 
     #[test]
@@ -158,6 +197,16 @@ mod tests {
         assert!(authorize(&as_role(Role::Deployer), "hosts.add").is_err());
         assert!(authorize(&as_role(Role::Admin), "hosts.add").is_ok());
         assert!(authorize(&as_role(Role::Admin), "no.such").is_err(), "unknown names are refused");
-        assert_eq!(Principal::socket(0, 0, None).role, Role::Admin);
+        assert_eq!(Principal::socket(0, 0, vec![], None, &Policy::default()).role, Role::Admin);
+    }
+
+    #[test]
+    fn root_and_the_admins_group_are_admins_and_other_members_deployers() {
+        let policy = Policy { admins_gid: Some(4343), ..Policy::default() };
+        assert_eq!(policy.role_of(0, 0, &[]), Role::Admin);
+        assert_eq!(policy.role_of(1000, 4343, &[]), Role::Admin, "primary group");
+        assert_eq!(policy.role_of(1000, 1000, &[27, 4343]), Role::Admin, "supplementary group");
+        assert_eq!(policy.role_of(1000, 1000, &[27]), Role::Deployer);
+        assert_eq!(Policy::default().role_of(1000, 4343, &[4343]), Role::Deployer, "no admins group set");
     }
 }

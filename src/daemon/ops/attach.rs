@@ -22,7 +22,7 @@ pub struct Handover {
 impl Handover {
     /// The handover a call asked for, with the caller and the fds of its connection.
     pub fn new(attach: Attach, passed: ReceivedFds, caller: &Principal) -> Handover {
-        Handover { attach, passed, caller: *caller }
+        Handover { attach, passed, caller: caller.clone() }
     }
 
     /// Whether the fds came with the request (else vrd connects to the client's attach socket).
@@ -35,7 +35,7 @@ impl Handover {
         let fds = if self.attach.inline {
             self.passed.take_all()
         } else {
-            receive_fds(&self.attach.socket, self.caller, count)?
+            receive_fds(&self.attach.socket, &self.caller, count)?
         };
         if fds.len() != count {
             return Err(format!("the client sent {} fds, expected {count}", fds.len()));
@@ -54,7 +54,7 @@ impl Handover {
 }
 
 /// Connects to `socket`, verifies its owner, and returns the fds it sends.
-fn receive_fds(socket: &str, caller: Principal, count: usize) -> Result<Vec<OwnedFd>, String> {
+fn receive_fds(socket: &str, caller: &Principal, count: usize) -> Result<Vec<OwnedFd>, String> {
     let stream = UnixStream::connect(socket)
         .map_err(|e| format!("failed to connect to the attach socket {socket}: {e}"))?;
     let peer = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)

@@ -72,6 +72,7 @@ impl Ops {
         attach: Attach,
     ) -> OpResult<BuildReport> {
         let data = parse(&file)?;
+        let data = self.permit(who, data, |p, data| p.build(data)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());
@@ -98,6 +99,7 @@ impl Ops {
         attach: Attach,
     ) -> OpResult<ExitStatus> {
         let data = parse(&file)?;
+        let data = self.permit(who, data, |p, data| p.build(data)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = BuildWatch::default();
         let _cancel = CancelOnDrop(watch.clone());

@@ -70,7 +70,7 @@ impl Ops {
     /// `runner.setup`.
     pub async fn runner_setup(&self, who: &Principal, file: ProcFile) -> OpResult<SetupReport> {
         let params = file_param(&file.path, &file.yaml);
-        self.audited(who, "runner.setup", params, self.setup(file)).await
+        self.audited(who, "runner.setup", params, self.setup(who, file)).await
     }
 
     /// `runner.run`: the container runs with the caller's terminal.
@@ -105,7 +105,7 @@ impl Ops {
 
     /// `runner.uptest`.
     pub async fn runner_uptest(&self, who: &Principal, file: ProcFile) -> OpResult<Vec<UptestResult>> {
-        self.read(who, "runner.uptest", self.uptest(file)).await
+        self.read(who, "runner.uptest", self.uptest(who, file)).await
     }
 
     /// `runner.teardown`.
@@ -119,7 +119,7 @@ impl Ops {
     /// `proc.deploy`.
     pub async fn proc_deploy(&self, who: &Principal, file: ProcFile) -> OpResult<ProcInfo> {
         let params = file_param(&file.path, &file.yaml);
-        self.audited(who, "proc.deploy", params, self.deploy(file)).await
+        self.audited(who, "proc.deploy", params, self.deploy(who, file)).await
     }
 
     /// `procs.list`.
@@ -265,13 +265,13 @@ impl Ops {
     /// `objects.create`.
     pub async fn objects_create(&self, who: &Principal, kind: Kind, spec: Value) -> OpResult<Value> {
         let params = json!({ "kind": kind, "spec": spec });
-        self.audited(who, "objects.create", params, self.put_object(kind, spec, true)).await
+        self.audited(who, "objects.create", params, self.put_object(who, kind, spec, true)).await
     }
 
     /// `objects.update`.
     pub async fn objects_update(&self, who: &Principal, kind: Kind, spec: Value) -> OpResult<Value> {
         let params = json!({ "kind": kind, "spec": spec });
-        self.audited(who, "objects.update", params, self.put_object(kind, spec, false)).await
+        self.audited(who, "objects.update", params, self.put_object(who, kind, spec, false)).await
     }
 
     /// `objects.get`.
@@ -287,7 +287,7 @@ impl Ops {
     /// `objects.delete`.
     pub async fn objects_delete(&self, who: &Principal, kind: Kind, name: String) -> OpResult<()> {
         let params = json!({ "kind": kind, "name": name });
-        self.audited(who, "objects.delete", params, self.delete_object(kind, name.clone())).await
+        self.audited(who, "objects.delete", params, self.delete_object(who, kind, name.clone())).await
     }
 
     /// `swarms.dispatch`.

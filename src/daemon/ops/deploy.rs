@@ -4,8 +4,10 @@
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 
+use super::access::Principal;
 use super::error::{error, invalid, state_error, swarm_error, OpResult};
 use super::feed::{feed, replay_then_live, Feed, FeedEnd, Numbered};
+use super::privilege::Privilege;
 use super::Ops;
 use crate::api::{
     codes, DeployLogEntry, Dispatched, Kind, NumberedRelease, ProcInfo, ReleaseRecord, SwarmChanges,
@@ -47,8 +49,15 @@ fn apply(swarm: &mut SwarmSpec, changes: &SwarmChanges) -> bool {
 }
 
 impl Ops {
-    pub(super) async fn put_object(&self, kind: Kind, spec: Value, create: bool) -> OpResult<Value> {
+    pub(super) async fn put_object(
+        &self,
+        who: &Principal,
+        kind: Kind,
+        spec: Value,
+        create: bool,
+    ) -> OpResult<Value> {
         let def = Definition::from_value(kind, spec).map_err(|e| invalid(e.to_string()))?;
+        let def = self.permit(who, def, |p, def| p.definition(def)).await?;
         if let Definition::Swarm(s) = &def {
             if s.pool.is_some() {
                 self.daemon
@@ -73,7 +82,8 @@ impl Ops {
         Ok(defs.iter().map(Definition::to_value).collect())
     }
 
-    pub(super) async fn delete_object(&self, kind: Kind, name: String) -> OpResult<()> {
+    pub(super) async fn delete_object(&self, who: &Principal, kind: Kind, name: String) -> OpResult<()> {
+        Privilege::of(who, &self.daemon.policy).deletion(kind, &name)?;
         if kind == Kind::Swarm {
             return self.daemon.swarms.delete_swarm(&name).await.map_err(swarm_error);
         }

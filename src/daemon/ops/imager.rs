@@ -58,6 +58,7 @@ impl Ops {
         term: Option<String>,
     ) -> OpResult<ImageBuilt> {
         let (provision, warnings) = parse(&file, term)?;
+        let provision = self.permit(who, provision, |p, provision| p.image(&provision.image)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();
         let _stop = StopOnDrop::new(&watch);
@@ -93,6 +94,7 @@ impl Ops {
         term: Option<String>,
     ) -> OpResult<ExitStatus> {
         let (provision, _) = parse(&file, term)?;
+        let provision = self.permit(who, provision, |p, provision| p.image(&provision.image)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();
         let _stop = StopOnDrop::new(&watch);

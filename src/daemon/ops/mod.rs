@@ -20,6 +20,7 @@ pub mod feed;
 mod fleet;
 mod follow;
 mod imager;
+mod privilege;
 mod procs;
 mod runner;
 mod stacks;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::access::Principal;
 use super::error::{error, state_error, supervisor_error, swarm_error, OpResult};
 use super::feed::{feed, replay_then_live, Feed, FeedEnd, Numbered, Stop};
 use super::runner::parse;
@@ -14,8 +15,9 @@ use crate::services::runner::retained;
 pub use crate::services::hosts::local::proc_info;
 
 impl Ops {
-    pub(super) async fn deploy(&self, file: ProcFile) -> OpResult<ProcInfo> {
+    pub(super) async fn deploy(&self, who: &Principal, file: ProcFile) -> OpResult<ProcInfo> {
         let (spec, _) = parse(&file)?;
+        let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         let sup = &self.daemon.supervisor;
         let record = sup.deploy(spec, file.yaml).await.map_err(supervisor_error)?;
         Ok(proc_info(&record, &self.daemon.host))

@@ -98,6 +98,7 @@ impl Ops {
         shell: bool,
     ) -> OpResult<ExitStatus> {
         let (spec, _) = parse(&file)?;
+        let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         if !shell {
             self.unsupervised(&spec).await?;
         }
@@ -139,8 +140,9 @@ impl Ops {
         Ok(())
     }
 
-    pub(super) async fn setup(&self, file: ProcFile) -> OpResult<SetupReport> {
+    pub(super) async fn setup(&self, who: &Principal, file: ProcFile) -> OpResult<SetupReport> {
         let (spec, warnings) = parse(&file)?;
+        let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         self.unsupervised(&spec).await?;
         let name = spec.name.to_string();
         let dir = self.blocking(move |d| d.runner.setup(&spec, &file.yaml)).await?;
@@ -158,8 +160,9 @@ impl Ops {
         Ok(self.daemon.foreground.signal(&spec.name.to_string(), sig))
     }
 
-    pub(super) async fn uptest(&self, file: ProcFile) -> OpResult<Vec<UptestResult>> {
+    pub(super) async fn uptest(&self, who: &Principal, file: ProcFile) -> OpResult<Vec<UptestResult>> {
         let (spec, _) = parse(&file)?;
+        let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         self.blocking(move |d| d.runner.uptest(&spec)).await
     }
 
