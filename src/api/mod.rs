@@ -84,6 +84,9 @@ pub struct ProcInfo {
     pub pid: Option<i32>,
     /// The last exit code.
     pub exitstatus: Option<i32>,
+    /// Whether the kernel's OOM killer killed a process of its last run (its memory limit).
+    #[serde(default)]
+    pub oom_killed: bool,
     /// Why the last start failed.
     pub spawnerr: Option<String>,
     /// When it last started (unix seconds).

@@ -74,19 +74,38 @@ fn time(secs: Option<i64>) -> String {
     }
 }
 
-/// VR's `procs list` columns (host, port, statename, description) plus the name.
+/// How the proc's last run ended: its exit status, and `OOM` when the kernel's OOM killer ended
+/// it (a 137 alone does not say why).
+fn last_exit(code: Option<i32>, oom_killed: bool) -> String {
+    match (code, oom_killed) {
+        (Some(code), true) => format!("{code}(OOM)"),
+        (None, true) => "OOM".into(),
+        (Some(code), false) => code.to_string(),
+        (None, false) => "-".into(),
+    }
+}
+
+/// VR's `procs list` columns (host, port, statename, description) plus the last exit and the name.
 fn print_procs(procs: &[ProcInfo]) {
-    println!("{:<22} {:>5} {:<9} {:<8} {:<20} NAME", "HOST", "PORT", "STATE", "PID", "STARTED");
+    println!("{:<22} {:>5} {:<9} {:<8} {:<8} {:<20} NAME", "HOST", "PORT", "STATE", "PID", "EXIT", "STARTED");
     for p in procs {
         let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
         println!(
-            "{:<22} {:>5} {:<9} {:<8} {:<20} {}",
+            "{:<22} {:>5} {:<9} {:<8} {:<8} {:<20} {}",
             p.host,
             p.port,
             p.statename,
             pid,
+            last_exit(p.exitstatus, p.oom_killed),
             time(p.start_time),
             p.name
+        );
+    }
+    let oom: Vec<&str> = procs.iter().filter(|p| p.oom_killed).map(|p| p.name.as_str()).collect();
+    if !oom.is_empty() {
+        eprintln!(
+            "The kernel's OOM killer ended the last run of: {} (raise the swarm's mem_limit, or find the leak)",
+            oom.join(", ")
         );
     }
     let pinned: Vec<&str> = procs.iter().filter(|p| p.volumes).map(|p| p.name.as_str()).collect();
@@ -197,6 +216,7 @@ fn print_event(item: &EventItem, json: bool) -> anyhow::Result<()> {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(e.time.max(0.0)),
         );
         let exit = e.exitstatus.map(|c| format!(" exit={c}")).unwrap_or_default();
+        let exit = if e.oom_killed { format!("{exit} oom_killed") } else { exit };
         println!("{:>6} {when} {:<9} {:<16} {}{exit}", item.id, e.statename, e.host, e.name);
     }
     Ok(())

@@ -184,6 +184,9 @@ pub struct ProcEvent {
     pub pid: Option<i32>,
     /// The exit status, once it has exited.
     pub exitstatus: Option<i32>,
+    /// Whether the kernel's OOM killer killed a process of its last run (its memory limit).
+    #[serde(default)]
+    pub oom_killed: bool,
     /// When it last started, in unix seconds.
     pub start_time: Option<i64>,
     /// When it last stopped, in unix seconds.

@@ -312,3 +312,34 @@ fn the_scooper_removes_only_containers_and_proc_dirs_nothing_owns() {
     assert!(procs_dir.join("fresh-1-prod-abcd1234-web-6002").exists());
     wait_for_state(&d, &kept, "RUNNING", Duration::from_secs(5));
 }
+
+#[test]
+fn a_proc_killed_by_the_oom_killer_says_so_in_listings_events_and_its_log() {
+    require_root!("a_proc_killed_by_the_oom_killer_says_so_in_listings_events_and_its_log");
+    let d = TestDaemon::start();
+    // dd fills a 200 MiB buffer from /dev/zero: every page is touched, so the 32 MiB limit bites.
+    let hog = "mem_limit: 32M\ncmd: dd if=/dev/zero of=/dev/null bs=200M count=1";
+    let name = deploy(&d, "hog.yaml", &proc_yaml("hog", 0, hog));
+    let fatal = wait_for_state(&d, &name, "FATAL", Duration::from_secs(60));
+    assert_eq!(
+        (fatal["exitstatus"].as_i64(), fatal["oom_killed"].as_bool()),
+        (Some(137), Some(true)),
+        "{fatal}"
+    );
+    let listing = d.run_vr(&["procs", "list"]);
+    let (table, note) = text(&listing);
+    let row = table.lines().find(|l| l.ends_with(&name)).unwrap_or_default();
+    assert!(row.contains("137(OOM)"), "{table}");
+    assert!(note.contains("OOM killer") && note.contains(&name), "{note}");
+    let oom_events: Vec<serde_json::Value> = events(&d)
+        .into_iter()
+        .filter(|e| e["event"]["name"] == name && e["event"]["oom_killed"] == true)
+        .collect();
+    assert!(!oom_events.is_empty(), "no event says oom_killed");
+    let log = text(&d.run_vr(&["logs", &name])).0;
+    assert!(log.contains("vr the kernel's OOM killer killed a process of this proc"), "{log}");
+    // A proc that exits on its own is not flagged.
+    let calm = deploy(&d, "calm.yaml", &proc_yaml("calm", 0, "cmd: exit 3"));
+    let ended = wait_for_state(&d, &calm, "FATAL", Duration::from_secs(30));
+    assert_eq!(ended["oom_killed"], false, "{ended}");
+}

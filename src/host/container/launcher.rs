@@ -306,6 +306,17 @@ fn supervise(
     }
     let status = wait_for(child)?;
     let oom_killed = cgroup.oom_kills().unwrap_or(0) > 0;
+    if let (true, StdioPlan::Pipes { log: Some(log) }) = (oom_killed, &plan.stdio) {
+        // The app never learns why it died; its log is where its operator looks first.
+        if let Ok(mut writer) = LogWriter::open(log, plan.log_rotation) {
+            let line = format!(
+                "the kernel's OOM killer killed a process of this proc: it reached its memory limit \
+                 (the container ended with status {})",
+                status.code
+            );
+            writer.write_lines("vr", line.as_bytes());
+        }
+    }
     Ok(ExitStatus { oom_killed, ..status })
 }
 

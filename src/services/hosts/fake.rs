@@ -159,6 +159,7 @@ impl HostAgent for FakeHost {
                     desired: "running".into(),
                     pid: None,
                     exitstatus: None,
+                    oom_killed: false,
                     spawnerr: None,
                     start_time: None,
                     stop_time: None,

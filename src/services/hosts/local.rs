@@ -325,6 +325,7 @@ pub fn proc_info(r: &ProcRecord, host: &str) -> ProcInfo {
         desired: r.desired.as_str().to_string(),
         pid: r.app_pid,
         exitstatus: r.exit_status,
+        oom_killed: r.oom_killed,
         spawnerr: r.spawn_err.clone(),
         start_time: r.start_time,
         stop_time: r.stop_time,

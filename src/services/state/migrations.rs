@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_peers.sql"),
     include_str!("migrations/0005_routing.sql"),
     include_str!("migrations/0006_event_cursors.sql"),
+    include_str!("migrations/0007_oom.sql"),
 ];
 
 /// How long a statement waits for another connection's lock before failing.

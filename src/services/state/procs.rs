@@ -32,6 +32,8 @@ pub struct ProcRecord {
     pub stop_time: Option<i64>,
     /// How it last exited.
     pub exit_status: Option<i32>,
+    /// Whether the kernel's OOM killer killed a process of its last run.
+    pub oom_killed: bool,
     /// Why it last failed to start.
     pub spawn_err: Option<String>,
     /// Quick failures in a row, for BACKOFF and FATAL.
@@ -56,6 +58,7 @@ impl ProcRecord {
             start_time: None,
             stop_time: None,
             exit_status: None,
+            oom_killed: false,
             spawn_err: None,
             retries: 0,
             created: now,
@@ -65,7 +68,7 @@ impl ProcRecord {
 }
 
 const COLUMNS: &str = "name, yaml, desired, state, launcher_pid, launcher_start, app_pid, \
-                       start_time, stop_time, exit_status, spawn_err, retries, created, updated";
+                       start_time, stop_time, exit_status, spawn_err, retries, created, updated, oom_killed";
 
 impl State {
     /// Stores `record` exactly as given, replacing any row of the same name.
@@ -142,13 +145,14 @@ fn list(conn: &Connection) -> rusqlite::Result<Vec<ProcRecord>> {
 fn write(conn: &Connection, r: &ProcRecord) -> rusqlite::Result<()> {
     let launcher_start = r.launcher_start.map(i64::try_from).transpose().map_err(to_sql_err)?;
     let sql = format!(
-        "INSERT INTO procs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+        "INSERT INTO procs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (name) DO UPDATE SET yaml = excluded.yaml, desired = excluded.desired,
            state = excluded.state, launcher_pid = excluded.launcher_pid,
            launcher_start = excluded.launcher_start, app_pid = excluded.app_pid,
            start_time = excluded.start_time, stop_time = excluded.stop_time,
            exit_status = excluded.exit_status, spawn_err = excluded.spawn_err,
-           retries = excluded.retries, created = excluded.created, updated = excluded.updated"
+           retries = excluded.retries, created = excluded.created, updated = excluded.updated,
+           oom_killed = excluded.oom_killed"
     );
     conn.execute(
         &sql,
@@ -166,7 +170,8 @@ fn write(conn: &Connection, r: &ProcRecord) -> rusqlite::Result<()> {
             r.spawn_err,
             r.retries,
             r.created,
-            r.updated
+            r.updated,
+            r.oom_killed
         ],
     )?;
     Ok(())
@@ -192,6 +197,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ProcRecord> {
         retries: row.get(11)?,
         created: row.get(12)?,
         updated: row.get(13)?,
+        oom_killed: row.get(14)?,
     })
 }
 

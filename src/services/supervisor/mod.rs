@@ -292,6 +292,7 @@ pub(crate) fn event_for(record: &ProcRecord, state: ProcState, host: &str) -> Pr
         statename: state.as_str().to_string(),
         pid: record.app_pid,
         exitstatus: record.exit_status,
+        oom_killed: record.oom_killed,
         start_time: record.start_time,
         stop_time: record.stop_time,
         app_name: n.app,

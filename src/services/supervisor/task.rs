@@ -277,6 +277,10 @@ impl ProcTask {
         match self.shared.runner.last_exit(&self.spec) {
             Some(status) => {
                 self.record.exit_status = Some(status.code);
+                self.record.oom_killed = status.oom_killed;
+                if status.oom_killed {
+                    tracing::warn!(proc = %self.record.name, code = status.code, "the kernel's OOM killer killed a process of the proc (its memory limit)");
+                }
                 if let Some(error) = status.error {
                     self.record.spawn_err = Some(error);
                 }
@@ -284,6 +288,7 @@ impl ProcTask {
             None => {
                 // The launcher died without a word (SIGKILL): clean up what it would have.
                 self.record.exit_status = None;
+                self.record.oom_killed = false;
                 let _ = self.shared.runner.remove_cgroup(&self.spec);
             }
         }

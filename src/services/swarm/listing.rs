@@ -31,6 +31,7 @@ fn unknown(record: &SwarmProcRecord, why: &str) -> ProcInfo {
         desired: "running".into(),
         pid: None,
         exitstatus: None,
+        oom_killed: false,
         spawnerr: Some(why.to_string()),
         start_time: None,
         stop_time: None,
