@@ -58,11 +58,18 @@ pub struct DaemonConfig {
     pub host_grace_secs: u64,
     /// Days a gone proc's log stays readable (`vr logs`) before the scooper removes it.
     pub log_retention_days: u64,
+    /// Days audit entries are kept before the scooper removes them.
+    pub audit_retention_days: u64,
     /// A group whose members are admins (root always is); other socket callers are members.
     pub admins_gid: Option<u32>,
     /// Host directories under which members may mount volumes (admins anywhere).
     pub volume_prefixes: Vec<PathBuf>,
+    /// Free room kept on the data dir, and the memory limit of procs that set none.
+    pub host_limits: crate::services::runner::room::HostLimits,
 }
+
+/// How long audit entries are kept by default.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 365;
 
 /// How long a gone proc's log stays readable by default.
 pub const DEFAULT_LOG_RETENTION_DAYS: u64 = 7;
@@ -123,6 +130,9 @@ pub struct RawConfig {
     /// Days a gone proc's log stays readable with `vr logs` [default: 7]
     #[arg(long)]
     pub log_retention_days: Option<u64>,
+    /// Days audit entries are kept (`vr audit`) [default: 365]
+    #[arg(long)]
+    pub audit_retention_days: Option<u64>,
     /// This machine's name in the fleet [default: the system's host name]
     #[arg(long)]
     pub host_name: Option<String>,
@@ -144,6 +154,14 @@ pub struct RawConfig {
     #[arg(long = "volume-prefix")]
     #[serde(default)]
     pub volume_prefixes: Option<Vec<PathBuf>>,
+    /// New deploys, builds and fetches are refused while the data dir's file system has less free
+    /// than this, e.g. 5G [default: 1G]
+    #[arg(long)]
+    pub min_free_disk: Option<String>,
+    /// The memory limit of a proc whose proc.yaml or swarm sets none, e.g. 512M, or "none"
+    /// [default: 1G]
+    #[arg(long)]
+    pub default_mem_limit: Option<String>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -201,12 +219,15 @@ impl RawConfig {
             port_range_end: over.port_range_end.or(self.port_range_end),
             drain_secs: over.drain_secs.or(self.drain_secs),
             log_retention_days: over.log_retention_days.or(self.log_retention_days),
+            audit_retention_days: over.audit_retention_days.or(self.audit_retention_days),
             host_name: over.host_name.or(self.host_name),
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
             host_grace_secs: over.host_grace_secs.or(self.host_grace_secs),
             admins_gid: over.admins_gid.or(self.admins_gid),
             volume_prefixes: over.volume_prefixes.or(self.volume_prefixes),
+            min_free_disk: over.min_free_disk.or(self.min_free_disk),
+            default_mem_limit: over.default_mem_limit.or(self.default_mem_limit),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -274,6 +295,7 @@ impl RawConfig {
             })
             .transpose()?;
         let volume_prefixes = volume_prefixes(self.volume_prefixes.unwrap_or_default())?;
+        let host_limits = host_limits(self.min_free_disk.as_deref(), self.default_mem_limit.as_deref())?;
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -287,12 +309,14 @@ impl RawConfig {
             port_range,
             drain_secs: self.drain_secs.unwrap_or(DEFAULT_DRAIN_SECS),
             log_retention_days: self.log_retention_days.unwrap_or(DEFAULT_LOG_RETENTION_DAYS),
+            audit_retention_days: self.audit_retention_days.unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS),
             host_name,
             peer_listen,
             peer_advertise: self.peer_advertise,
             host_grace_secs: self.host_grace_secs.unwrap_or(DEFAULT_HOST_GRACE_SECS),
             admins_gid: self.admins_gid,
             volume_prefixes,
+            host_limits,
         })
     }
 }
@@ -311,6 +335,33 @@ fn volume_prefixes(prefixes: Vec<PathBuf>) -> Result<Vec<PathBuf>, ConfigError> 
         }
     }
     Ok(prefixes)
+}
+
+/// `min_free_disk` and `default_mem_limit`, as VR's size strings; `none` lifts the memory default.
+fn host_limits(
+    min_free: Option<&str>,
+    memory: Option<&str>,
+) -> Result<crate::services::runner::room::HostLimits, ConfigError> {
+    use crate::model::limits::parse_size;
+    let mut limits = crate::services::runner::room::HostLimits::default();
+    if let Some(text) = min_free {
+        limits.min_free_disk = parse_size(text).map_err(|e| invalid("min_free_disk", e.to_string()))?;
+    }
+    match memory {
+        Some("none") => limits.default_memory = None,
+        Some(text) => {
+            let bytes = parse_size(text).map_err(|e| invalid("default_mem_limit", e.to_string()))?;
+            if bytes < 4 << 20 {
+                return Err(invalid(
+                    "default_mem_limit",
+                    format!("'{text}' is below 4M, too little for any proc; write e.g. 512M, or none"),
+                ));
+            }
+            limits.default_memory = Some(bytes);
+        }
+        None => {}
+    }
+    Ok(limits)
 }
 
 fn invalid(key: &'static str, problem: String) -> ConfigError {

@@ -323,6 +323,8 @@ pub mod codes {
     pub const BUILD_FAILED: i32 = 13;
     /// No build with this id.
     pub const UNKNOWN_BUILD: i32 = 14;
+    /// The host keeps too little free on its data dir's file system to start new work.
+    pub const NO_ROOM: i32 = 15;
 
     // Deployments: 20..=29.
     /// A definition of that kind and name already exists.

@@ -124,6 +124,7 @@ impl Daemon {
             locks: Default::default(),
             uptest_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
             spawner: start_spawner(&exe_for_spawner, &config.run_dir),
+            limits: config.host_limits,
         };
         let runner = Arc::new(runner);
         let db = config.data_dir.join("state.db");
@@ -141,6 +142,9 @@ impl Daemon {
         let policy = Policy {
             stop_grace: std::time::Duration::from_secs(config.stop_grace_secs),
             log_retention: std::time::Duration::from_secs(config.log_retention_days.saturating_mul(86400)),
+            audit_retention: std::time::Duration::from_secs(
+                config.audit_retention_days.saturating_mul(86400),
+            ),
             ..Policy::standard()
         };
         let host = config.host_name.clone();

@@ -32,6 +32,7 @@ impl Fixture {
             locks: Default::default(),
             uptest_timeout: std::time::Duration::from_secs(60),
             spawner: None,
+            limits: Default::default(),
         };
         Fixture { dir, runner }
     }

@@ -14,6 +14,7 @@ mod fleet;
 mod fleet_bench;
 mod fleet_routing;
 mod harness;
+mod host_limits;
 mod imager;
 mod jobs;
 mod load;

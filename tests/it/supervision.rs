@@ -26,7 +26,8 @@ fn wait_for_state(d: &TestDaemon, name: &str, state: &str, timeout: Duration) ->
     }
 }
 
-fn deploy(d: &TestDaemon, file: &str, yaml: &str) -> String {
+/// Deploys `yaml` (written to `file`) as a supervised proc; its name.
+pub fn deploy(d: &TestDaemon, file: &str, yaml: &str) -> String {
     let path = d.write(file, yaml);
     let out = d.run_vr(&["proc", "deploy", "--json", path.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));

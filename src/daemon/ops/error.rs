@@ -47,6 +47,7 @@ pub fn runner_error(e: RunnerError) -> ApiError {
         RunnerError::User(_) => codes::USER,
         RunnerError::Io(_) => codes::IO,
         RunnerError::Launch(_) => codes::LAUNCH,
+        RunnerError::NoRoom(_) => codes::NO_ROOM,
     };
     ApiError::caused(code, &e)
 }

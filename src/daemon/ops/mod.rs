@@ -78,7 +78,7 @@ impl Ops {
         params: serde_json::Value,
         call: impl std::future::Future<Output = OpResult<T>>,
     ) -> OpResult<T> {
-        let result = match access::authorize(who, method) {
+        let result = match access::authorize(who, method).and_then(|()| self.room_for(method)) {
             Ok(()) => call.await,
             Err(refused) => Err(refused),
         };
@@ -104,6 +104,29 @@ impl Ops {
             tracing::error!(error = %ApiError::caused(crate::api::codes::STATE, &e).full(), method, "failed to write the audit log");
         }
         result
+    }
+}
+
+/// The operations that start new work on this host's disk (a proc set up, a build, an image, a
+/// deploy): refused while the data dir's file system is short of room.
+const NEEDS_ROOM: &[&str] = &[
+    "runner.setup",
+    "runner.run",
+    "proc.deploy",
+    "imager.build",
+    "builder.build",
+    "swarms.dispatch",
+    "releases.deploy",
+    "apps.build",
+    "stacks.build",
+];
+
+impl Ops {
+    fn room_for(&self, method: &str) -> Result<(), ApiError> {
+        if !NEEDS_ROOM.contains(&method) {
+            return Ok(());
+        }
+        self.daemon.runner.room_for(method).map_err(error::runner_error)
     }
 }
 

@@ -112,6 +112,11 @@ impl LocalHost {
         HostError::Failed { host: self.name.clone(), message: message.into() }
     }
 
+    /// New work on this host waits for room on its data dir (see `runner::room`).
+    fn room_for(&self, what: &str) -> Result<(), HostError> {
+        self.supervisor.runner().room_for(what).map_err(|e| self.failed(e.to_string()))
+    }
+
     fn supervisor_error(&self, proc: &str, e: SupervisorError) -> HostError {
         match e {
             SupervisorError::Unknown { hint, .. } => {
@@ -165,10 +170,12 @@ impl HostAgent for LocalHost {
     }
 
     async fn fetch(&self, artifact: &ArtifactRef) -> Result<(), HostError> {
+        self.room_for("fetching an artifact")?;
         self.ensure_local(artifact).await
     }
 
     async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
+        self.room_for("deploying a proc")?;
         let build = &order.release.build;
         for artifact in [&build.artifact, &build.image.artifact].into_iter().flatten() {
             self.ensure_local(artifact).await?;

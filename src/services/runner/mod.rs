@@ -8,6 +8,7 @@ mod launch;
 pub mod layout;
 pub mod locks;
 pub mod retained;
+pub mod room;
 pub mod scripts;
 pub mod setup;
 pub mod supervised;
@@ -50,6 +51,9 @@ pub enum RunnerError {
     /// The launcher could not be started or did not report.
     #[error("{0}")]
     Launch(String),
+    /// The data dir's file system is short of room for new work.
+    #[error("{0}")]
+    NoRoom(String),
 }
 
 /// The terminal and output of a foreground `run` or `shell`: the caller's stdin, stdout, stderr.
@@ -85,6 +89,8 @@ pub struct Runner {
     pub uptest_timeout: std::time::Duration,
     /// The spawner's socket, which forks supervised launchers (else each is exec'd).
     pub spawner: Option<PathBuf>,
+    /// Room kept free on the data dir, and the memory limit of procs that set none.
+    pub limits: room::HostLimits,
 }
 
 /// Parses and validates proc.yaml text; unknown keys come back as warnings.
@@ -219,7 +225,7 @@ impl Runner {
             cgroup: CgroupPlan {
                 root: self.cgroup_root.clone(),
                 name: format!("{}/{}{suffix}", self.cgroup_parent, spec.name),
-                limits: spec.limits.clone(),
+                limits: self.limits.applied_to(&spec.limits),
             },
             user,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),

@@ -18,7 +18,20 @@ impl State {
     pub async fn queue_audit(&self, entry: AuditEntry) -> Result<(), StateError> {
         let what = format!("record the audit entry for {}", entry.method);
         self.queue(what, move |db, what| {
-            append(&db.conn, &entry).map(|_| ()).map_err(StateError::query(what))
+            append(&db.conn, &entry).map(|_| ()).map_err(|e| {
+                // Never dropped silently: the whole entry goes to the daemon's log instead.
+                let json = serde_json::to_string(&entry).unwrap_or_else(|_| format!("{entry:?}"));
+                tracing::error!(audit = %json, error = %e, "the audit log could not be written; the entry is kept in this line");
+                StateError::query(what)(e)
+            })
+        })
+        .await
+    }
+
+    /// Removes the entries older than `before_ms` (unix milliseconds); returns how many.
+    pub async fn prune_audit(&self, before_ms: i64) -> Result<usize, StateError> {
+        self.call("prune the audit log".into(), move |db, what| {
+            db.conn.execute("DELETE FROM audit WHERE time < ?1", [before_ms]).map_err(StateError::query(what))
         })
         .await
     }

@@ -288,6 +288,18 @@ async fn a_queued_audit_entry_is_seen_by_the_next_call_without_being_awaited() {
 }
 
 #[tokio::test]
+async fn pruning_the_audit_log_removes_only_entries_older_than_the_cut() {
+    let state = State::open_in_memory().unwrap();
+    for (i, time) in [1_000, 2_000, 3_000].into_iter().enumerate() {
+        state.append_audit(AuditEntry { time, ..audit(&format!("m{i}")) }).await.unwrap();
+    }
+    assert_eq!(state.prune_audit(2_500).await.unwrap(), 2);
+    let left: Vec<String> = state.latest_audit(10).await.unwrap().into_iter().map(|e| e.method).collect();
+    assert_eq!(left, ["m2"]);
+    assert_eq!(state.prune_audit(2_500).await.unwrap(), 0);
+}
+
+#[tokio::test]
 async fn latest_audit_is_the_newest_entries_oldest_first() {
     let state = State::open_in_memory().unwrap();
     for i in 0..5 {

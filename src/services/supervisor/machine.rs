@@ -29,7 +29,12 @@ pub struct Policy {
     pub stop_margin: Duration,
     /// How long a gone proc's log is kept (the scooper removes older ones).
     pub log_retention: Duration,
+    /// How long audit entries are kept (the scooper removes older ones).
+    pub audit_retention: Duration,
 }
+
+/// A year of audit entries, unless the config says otherwise.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(365 * 86400);
 
 impl Policy {
     /// supervisord's defaults (startsecs=1, startretries=3) and Heroku's 30 s stop grace.
@@ -42,6 +47,7 @@ impl Policy {
             stop_grace: Duration::from_secs(30),
             stop_margin: Duration::from_secs(5),
             log_retention: crate::services::runner::retained::DEFAULT_RETENTION,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
     }
 

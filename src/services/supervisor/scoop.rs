@@ -106,13 +106,29 @@ impl Supervisor {
             done.extend(retained::collect(&runner.layout.data_dir, retention, dry_run));
             Ok(done)
         };
-        let done = tokio::task::spawn_blocking(work)
+        let mut done = tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| RunnerError::Io(format!("the scooper task failed: {e}")))??;
+        done.extend(self.prune_audit(dry_run).await?);
         for line in &done {
             tracing::warn!(dry_run, "scooper: {line}");
         }
         Ok(done)
+    }
+}
+
+impl Supervisor {
+    /// Audit entries older than the retention go (the log stays bounded); one line saying how many.
+    async fn prune_audit(&self, dry_run: bool) -> Result<Option<String>, SupervisorError> {
+        let retention = self.shared.policy.audit_retention;
+        if dry_run || retention.is_zero() {
+            return Ok(None);
+        }
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let before = now.saturating_sub(retention).as_millis() as i64;
+        let removed = self.state().prune_audit(before).await?;
+        Ok((removed > 0)
+            .then(|| format!("audit log: {removed} entries older than {} days", retention.as_secs() / 86400)))
     }
 }
 

@@ -134,6 +134,7 @@ fn builder(dir: &std::path::Path) -> Builder {
         locks: Default::default(),
         uptest_timeout: std::time::Duration::from_secs(1),
         spawner: None,
+        limits: Default::default(),
     };
     Builder { layout: BuilderLayout { root: dir.join("builder") }, runner: Arc::new(runner) }
 }

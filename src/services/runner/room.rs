@@ -1,0 +1,88 @@
+//! What the host keeps back from its procs: room on the data dir's file system (no new work starts
+//! while it is short, so one app that fills the disk cannot make every later deploy, build and
+//! audit entry fail) and a memory limit for procs that name none.
+
+use super::{Runner, RunnerError};
+use crate::model::limits::Limits;
+
+/// The host-wide limits of [`Runner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// New work is refused while the data dir's file system has less than this free (bytes).
+    pub min_free_disk: u64,
+    /// The memory limit of a proc whose proc.yaml or swarm sets none (bytes); `None`: unlimited.
+    pub default_memory: Option<u64>,
+}
+
+/// 1 GiB free on the data dir's file system, unless the config says otherwise.
+pub const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+
+/// 1 GiB for a proc that sets no `mem_limit`, unless the config says otherwise.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+
+impl Default for HostLimits {
+    fn default() -> HostLimits {
+        HostLimits { min_free_disk: DEFAULT_MIN_FREE_DISK, default_memory: Some(DEFAULT_MEMORY) }
+    }
+}
+
+impl HostLimits {
+    /// `spec`'s limits, with the default memory limit when it sets none.
+    pub fn applied_to(&self, limits: &Limits) -> Limits {
+        Limits { memory: limits.memory.or(self.default_memory), ..limits.clone() }
+    }
+}
+
+/// Free bytes (for unprivileged users too: root's reserve does not count) on `path`'s file system.
+fn free_bytes(path: &std::path::Path) -> Result<u64, String> {
+    let stat =
+        nix::sys::statvfs::statvfs(path).map_err(|e| format!("cannot stat {}: {e}", path.display()))?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes >> 20
+}
+
+impl Runner {
+    /// Refuses `what` (a deploy, a build, a fetch) while the data dir's file system has less free
+    /// than `min_free_disk`; the error says how much there is and what to free.
+    pub fn room_for(&self, what: &str) -> Result<(), RunnerError> {
+        let dir = &self.layout.data_dir;
+        let free = free_bytes(dir).map_err(RunnerError::Io)?;
+        let needed = self.limits.min_free_disk;
+        if free >= needed {
+            return Ok(());
+        }
+        Err(RunnerError::NoRoom(format!(
+            "refusing {what}: the file system of {} has {} MiB free, less than the {} MiB vrd keeps \
+             free (config min_free_disk); free space first (vr builds gc, vr scoop, or a proc filling \
+             its volume or root)",
+            dir.display(),
+            mib(free),
+            mib(needed)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proc_without_a_memory_limit_gets_the_default_and_one_with_keeps_its_own() {
+        let host = HostLimits { min_free_disk: 0, default_memory: Some(512 << 20) };
+        assert_eq!(host.applied_to(&Limits::default()).memory, Some(512 << 20));
+        let own = Limits { memory: Some(64 << 20), pids_max: Some(9), ..Limits::default() };
+        assert_eq!(host.applied_to(&own), own);
+        let unlimited = HostLimits { default_memory: None, ..host };
+        assert_eq!(unlimited.applied_to(&Limits::default()).memory, None);
+    }
+
+    #[test]
+    fn free_space_is_measured_on_the_paths_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(free_bytes(dir.path()).unwrap() > 0);
+        assert!(free_bytes(&dir.path().join("missing")).is_err());
+    }
+}
