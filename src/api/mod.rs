@@ -325,6 +325,8 @@ pub mod codes {
     pub const UNKNOWN_BUILD: i32 = 14;
     /// The host keeps too little free on its data dir's file system to start new work.
     pub const NO_ROOM: i32 = 15;
+    /// The caller's uid holds as many connections to vrd as one user may.
+    pub const TOO_MANY_CONNECTIONS: i32 = 16;
 
     // Deployments: 20..=29.
     /// A definition of that kind and name already exists.

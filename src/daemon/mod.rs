@@ -9,6 +9,7 @@ pub mod peer_listener;
 mod peer_tests;
 pub mod rpc;
 pub mod server;
+mod slots;
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};

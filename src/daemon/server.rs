@@ -65,10 +65,16 @@ async fn accept_until(
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
     let policy = daemon.policy.clone();
+    let slots = Arc::new(super::slots::Slots::default());
     let methods: Methods = RpcHandler { ops: Ops::new(daemon) }.into_rpc().into();
     let (stop_handle, server_handle) = stop_channel();
     let builder = jsonrpsee::server::Server::builder()
-        .set_config(ServerConfig::builder().max_connections(256).max_request_body_size(64 << 20).build())
+        .set_config(
+            ServerConfig::builder()
+                .max_connections(super::slots::MAX_CONNECTIONS)
+                .max_request_body_size(64 << 20)
+                .build(),
+        )
         .to_service_builder();
     loop {
         let stream = tokio::select! {
@@ -87,6 +93,14 @@ async fn accept_until(
                 continue;
             }
         };
+        let Some(slot) = slots.take(caller.uid) else {
+            tracing::warn!(
+                uid = caller.uid,
+                "refused a connection: this uid holds its share of connections already"
+            );
+            tokio::spawn(super::slots::refuse(stream, caller.uid));
+            continue;
+        };
         let svc = builder.clone().build(methods.clone(), stop_handle.clone());
         let svc = tower::ServiceBuilder::new()
             .map_request(move |mut req: http::Request<_>| {
@@ -97,6 +111,7 @@ async fn accept_until(
             .service(svc);
         let stopped = stop_handle.clone().shutdown();
         tokio::spawn(async move {
+            let _slot = slot; // held for as long as the connection is served
             if let Err(e) = serve_with_graceful_shutdown(stream, svc, stopped).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }

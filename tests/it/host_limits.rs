@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{proc_yaml, text, TestDaemon};
-use crate::supervision::deploy;
 use crate::require_root;
+use crate::supervision::deploy;
 
 fn memory_max(d: &TestDaemon, proc: &str) -> String {
     let file = std::path::Path::new("/sys/fs/cgroup").join(&d.cgroup_parent).join(proc).join("memory.max");

@@ -145,3 +145,37 @@ fn an_admin_may_mount_host_dirs_and_run_as_root() {
         "{setups:?}"
     );
 }
+
+#[test]
+fn one_users_stalled_requests_leave_room_for_everyone_else() {
+    require_root!("one_users_stalled_requests_leave_room_for_everyone_else");
+    let s = site();
+    // 256 requests whose bodies never finish, from the member's uid (what used to fill the cap).
+    let script = "import socket, sys, time\n\
+        held = []\n\
+        for _ in range(256):\n\
+        \x20   c = socket.socket(socket.AF_UNIX)\n\
+        \x20   c.connect(sys.argv[1])\n\
+        \x20   try: c.send(b'POST / HTTP/1.1\\r\\nhost: vrd\\r\\ncontent-type: application/json\\r\\ncontent-length: 100\\r\\n\\r\\n{')\n\
+        \x20   except OSError: pass\n\
+        \x20   held.append(c)\n\
+        print('held', flush=True)\n\
+        time.sleep(120)\n";
+    let mut staller = Command::new("setpriv")
+        .args(["--reuid=65534", &format!("--regid={SOCKET_GID}"), &format!("--groups={SOCKET_GID}"), "--"])
+        .args(["/usr/bin/python3", "-c", script])
+        .arg(s.d.socket())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(staller.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "held");
+    let root = s.d.run_vr(&["procs", "list"]);
+    let member = s.vr_as(false, &["version"]);
+    let _ = staller.kill();
+    let _ = staller.wait();
+    assert!(root.status.success(), "root was locked out: {:?}", text(&root));
+    refused(&member, &["holds 64 connections", "try again"]);
+}
