@@ -76,7 +76,7 @@ async fn run_attached(
     let (watch, abandoned) = stop;
     match started {
         Started::Spawned(foreground) => foreground.wait(watch, abandoned).await,
-        Started::Exec(launch) => on_blocking_thread(move || launch.wait(&watch)).await,
+        Started::Exec(launch) => on_blocking_thread(move || launch.wait(&watch, &abandoned)).await,
     }
 }
 

@@ -78,7 +78,7 @@ impl Runner {
     ) -> Result<ExitStatus, RunnerError> {
         match self.start(plan, cdir, stdio, Held::default())? {
             Started::Spawned(foreground) => foreground.wait_blocking(watch),
-            Started::Exec(launch) => launch.wait(watch),
+            Started::Exec(launch) => launch.wait(watch, &AtomicBool::new(false)),
         }
     }
 }
@@ -123,12 +123,7 @@ impl Foreground {
         reader.read_line(&mut line).await.map_err(io)?;
         let pid = spawner::parse_pid(&line).map_err(RunnerError::Launch)?;
         line.clear();
-        watch.store(u32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
-        // Published first, read second: whichever of this and the caller's stop comes last sends it.
-        if abandoned.load(Ordering::SeqCst) {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        }
+        publish(&watch, pid, &abandoned);
         let report = reader.read_line(&mut line).await.and_then(|_| spawner::parse_report(&line));
         watch.store(0, Ordering::SeqCst);
         outcome(pid, report)
@@ -146,6 +141,16 @@ impl Foreground {
         let report = reader.read_line(&mut line).and_then(|_| spawner::parse_report(&line));
         watch.store(0, Ordering::SeqCst);
         outcome(pid, report)
+    }
+}
+
+/// Publishes launcher `pid` in `watch`, then stops it at once (SIGTERM) if its caller is already
+/// gone: published first, read second, so whichever of this and the caller's stop
+/// (`StopOnDrop`, which signals what `watch` holds) comes last sends it, and none is lost.
+fn publish(watch: &LaunchWatch, pid: i32, abandoned: &AtomicBool) {
+    watch.store(u32::try_from(pid).unwrap_or(0), Ordering::SeqCst);
+    if abandoned.load(Ordering::SeqCst) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
     }
 }
 
@@ -170,8 +175,9 @@ pub struct ExecLaunch {
 }
 
 impl ExecLaunch {
-    /// Execs `vrd init`, waits for it, and reads status.json; blocks.
-    pub fn wait(self, watch: &LaunchWatch) -> Result<ExitStatus, RunnerError> {
+    /// Execs `vrd init`, waits for it, and reads status.json; blocks. A launcher whose caller is
+    /// gone (`abandoned`) before its pid was published is stopped at once, as with the spawner.
+    pub fn wait(self, watch: &LaunchWatch, abandoned: &AtomicBool) -> Result<ExitStatus, RunnerError> {
         let (plan, stdio) = (&self.plan, self.stdio);
         let _ = fs::remove_file(&plan.status_path);
         let mut child = Command::new(&self.exe)
@@ -187,7 +193,7 @@ impl ExecLaunch {
             .map_err(|e| {
                 RunnerError::Launch(format!("failed to start the launcher {}: {e}", self.exe.display()))
             })?;
-        watch.store(child.id(), Ordering::SeqCst);
+        publish(watch, child.id() as i32, abandoned);
         let code = child.wait();
         watch.store(0, Ordering::SeqCst);
         let code = code.map_err(|e| RunnerError::Launch(format!("failed to wait for the launcher: {e}")))?;
@@ -199,5 +205,35 @@ impl ExecLaunch {
         })?;
         serde_json::from_slice(&text)
             .map_err(|e| RunnerError::Launch(format!("failed to read {}: {e}", plan.status_path.display())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    fn sleeper() -> std::process::Child {
+        Command::new("sleep").arg("30").spawn().unwrap()
+    }
+
+    #[test]
+    fn a_launcher_published_after_its_caller_left_is_stopped_at_once() {
+        let (watch, abandoned) = (LaunchWatch::default(), AtomicBool::new(true));
+        let mut child = sleeper();
+        publish(&watch, child.id() as i32, &abandoned);
+        assert_eq!(watch.load(Ordering::SeqCst), child.id(), "published for a later stop");
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+    }
+
+    #[test]
+    fn a_launcher_whose_caller_is_there_is_only_published() {
+        let (watch, abandoned) = (LaunchWatch::default(), AtomicBool::new(false));
+        let mut child = sleeper();
+        publish(&watch, child.id() as i32, &abandoned);
+        assert_eq!(child.try_wait().unwrap(), None, "still running");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }
