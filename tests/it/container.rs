@@ -99,6 +99,8 @@ fn the_app_runs_as_the_images_user_with_velociraptors_environment() {
     );
     assert_eq!(get("CapEff"), "0000000000000000");
     assert_eq!(get("CapPrm"), "0000000000000000");
+    // Root's set without NET_BIND_SERVICE (bit 10): nothing in it may bind a low host port.
+    assert_eq!(get("CapBnd"), "00000000a00401fb", "the bounding set of a non-root app");
     assert_eq!(get("NoNewPrivs"), "1");
     // vrd's processes ask for short scheduler slices; the app must not inherit them.
     assert_ne!(get("slice"), vr::sys::SHORT_SLICE_NS.to_string(), "the app runs with the default slice");

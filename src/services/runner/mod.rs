@@ -27,6 +27,17 @@ use crate::host::container::passwd::PasswdError;
 use crate::host::container::plan::{Bind, CgroupPlan, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES};
 use crate::model::proc_data::{ProcData, ProcSpec};
 
+/// The capabilities a proc's container keeps in its bounding set: Docker's default set (see
+/// `DEFAULT_CAPABILITIES`), and for a non-root run-as user not even CAP_NET_BIND_SERVICE, so
+/// nothing in it can come to bind a port below 1024 on the host's network.
+fn capabilities_for(uid: u32) -> Vec<String> {
+    DEFAULT_CAPABILITIES
+        .iter()
+        .filter(|c| uid == 0 || **c != "CAP_NET_BIND_SERVICE")
+        .map(|c| c.to_string())
+        .collect()
+}
+
 /// What can go wrong in a runner call; every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -228,7 +239,7 @@ impl Runner {
                 limits: self.limits.applied_to(&spec.limits),
             },
             user,
-            capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            capabilities: capabilities_for(user.uid),
             argv,
             env,
             cwd: "/app".into(),
