@@ -162,6 +162,10 @@ pub struct RawConfig {
     /// [default: 1G]
     #[arg(long)]
     pub default_mem_limit: Option<String>,
+    /// How much a proc's container may write to its own root (a tmpfs counted against its memory
+    /// limit), e.g. 2G, or "none" for no bound on the data dir's disk [default: 1G]
+    #[arg(long)]
+    pub root_disk_limit: Option<String>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -228,6 +232,7 @@ impl RawConfig {
             volume_prefixes: over.volume_prefixes.or(self.volume_prefixes),
             min_free_disk: over.min_free_disk.or(self.min_free_disk),
             default_mem_limit: over.default_mem_limit.or(self.default_mem_limit),
+            root_disk_limit: over.root_disk_limit.or(self.root_disk_limit),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -295,7 +300,11 @@ impl RawConfig {
             })
             .transpose()?;
         let volume_prefixes = volume_prefixes(self.volume_prefixes.unwrap_or_default())?;
-        let host_limits = host_limits(self.min_free_disk.as_deref(), self.default_mem_limit.as_deref())?;
+        let host_limits = host_limits(
+            self.min_free_disk.as_deref(),
+            self.default_mem_limit.as_deref(),
+            self.root_disk_limit.as_deref(),
+        )?;
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -337,31 +346,43 @@ fn volume_prefixes(prefixes: Vec<PathBuf>) -> Result<Vec<PathBuf>, ConfigError> 
     Ok(prefixes)
 }
 
-/// `min_free_disk` and `default_mem_limit`, as VR's size strings; `none` lifts the memory default.
+/// `min_free_disk`, `default_mem_limit` and `root_disk_limit`, as VR's size strings; `none` lifts
+/// the last two.
 fn host_limits(
     min_free: Option<&str>,
     memory: Option<&str>,
+    root_disk: Option<&str>,
 ) -> Result<crate::services::runner::room::HostLimits, ConfigError> {
-    use crate::model::limits::parse_size;
     let mut limits = crate::services::runner::room::HostLimits::default();
     if let Some(text) = min_free {
-        limits.min_free_disk = parse_size(text).map_err(|e| invalid("min_free_disk", e.to_string()))?;
+        limits.min_free_disk =
+            crate::model::limits::parse_size(text).map_err(|e| invalid("min_free_disk", e.to_string()))?;
     }
-    match memory {
-        Some("none") => limits.default_memory = None,
-        Some(text) => {
-            let bytes = parse_size(text).map_err(|e| invalid("default_mem_limit", e.to_string()))?;
-            if bytes < 4 << 20 {
-                return Err(invalid(
-                    "default_mem_limit",
-                    format!("'{text}' is below 4M, too little for any proc; write e.g. 512M, or none"),
-                ));
-            }
-            limits.default_memory = Some(bytes);
-        }
-        None => {}
+    if let Some(text) = memory {
+        limits.default_memory = bound("default_mem_limit", text, 4 << 20, "512M")?;
+    }
+    if let Some(text) = root_disk {
+        limits.root_disk = bound("root_disk_limit", text, 1 << 20, "1G")?;
     }
     Ok(limits)
+}
+
+/// A size that may be `none` (no bound), at least `least` bytes; `example` is what to write.
+fn bound(key: &'static str, text: &str, least: u64, example: &str) -> Result<Option<u64>, ConfigError> {
+    if text == "none" {
+        return Ok(None);
+    }
+    let bytes = crate::model::limits::parse_size(text).map_err(|e| invalid(key, e.to_string()))?;
+    if bytes < least {
+        return Err(invalid(
+            key,
+            format!(
+                "'{text}' is below {} MiB, too little to run anything; write e.g. {example}, or none",
+                least >> 20
+            ),
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 fn invalid(key: &'static str, problem: String) -> ConfigError {
@@ -379,6 +400,20 @@ fn absolute(key: &'static str, path: PathBuf) -> Result<PathBuf, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_limits_take_sizes_and_none_and_refuse_what_could_run_nothing() {
+        let limits = host_limits(Some("5G"), Some("none"), Some("2G")).unwrap();
+        assert_eq!(
+            (limits.min_free_disk, limits.default_memory, limits.root_disk),
+            (5 << 30, None, Some(2 << 30))
+        );
+        assert_eq!(host_limits(None, None, None).unwrap(), Default::default());
+        let tiny = host_limits(None, Some("1M"), None).unwrap_err().to_string();
+        assert!(tiny.contains("default_mem_limit") && tiny.contains("512M"), "{tiny}");
+        let bad = host_limits(None, None, Some("lots")).unwrap_err().to_string();
+        assert!(bad.contains("root_disk_limit") && bad.contains("not a size"), "{bad}");
+    }
 
     #[test]
     fn defaults_and_derived_socket() {

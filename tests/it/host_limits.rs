@@ -61,3 +61,31 @@ fn new_work_is_refused_while_the_data_dir_is_short_of_room() {
         entries.iter().filter(|e| e["outcome"].as_str().unwrap_or("").contains("min_free_disk")).count() >= 2
     );
 }
+
+#[test]
+fn a_procs_writes_to_its_root_stop_at_the_root_disk_limit_not_at_the_hosts_disk() {
+    require_root!("a_procs_writes_to_its_root_stop_at_the_root_disk_limit_not_at_the_hosts_disk");
+    let d = TestDaemon::start_with_config("root_disk_limit = \"16M\"\n", &[]);
+    let fill = "user: root\ncmd: \"sh -c 'dd if=/dev/zero of=/big bs=1M count=64 2>&1; echo rc=$?; df -k / | tail -1'\"";
+    let file = d.write("fill.yaml", &proc_yaml("fill", 0, fill));
+    let file = file.to_str().unwrap();
+    assert!(d.run_vr(&["runner", "setup", file]).status.success());
+    let out = d.run_vr(&["runner", "run", file]);
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains("No space left on device"), "{stdout} {stderr}");
+    assert!(!stdout.contains("rc=0"), "64M went into a 16M root: {stdout}");
+    let size_kb: u64 = stdout
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(size_kb > 0 && size_kb <= 16 * 1024, "the root's size as df sees it: {stdout}");
+    // The proc dir on the host holds none of it, and teardown leaves no mount.
+    let proc_dir = d.data().join("procs/fill-1.0-rc1-test-abcd1234-web-0");
+    let on_disk = std::process::Command::new("du").args(["-sk", "-x"]).arg(&proc_dir).output().unwrap();
+    let kb: u64 = text(&on_disk).0.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(u64::MAX);
+    assert!(kb < 4096, "{kb} kB of the proc dir is on the host's disk");
+    assert!(d.run_vr(&["runner", "teardown", file]).status.success());
+    assert!(d.mounts_left().is_empty(), "{:?}", d.mounts_left());
+}

@@ -34,7 +34,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::mount::{umount2, MntFlags};
-use nix::sys::statfs::{statfs, OVERLAYFS_SUPER_MAGIC};
+use nix::sys::statfs::{statfs, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC};
 
 use super::plan::Overlay;
 
@@ -140,6 +140,43 @@ pub fn release_kept_root(target: &Path) -> Result<(), String> {
     umount2(target, MntFlags::MNT_DETACH).map_err(|e| format!("failed to unmount {}: {e}", target.display()))
 }
 
+/// Mounts the size-limited tmpfs of `o.rw` (unless it is mounted already: a kept root's stays
+/// until teardown, so its writes last across runs and setups as on disk) and makes the upper and
+/// work dirs in it. For a sibling container the mount is made in its own mount namespace and goes
+/// with it.
+fn ensure_rw(o: &Overlay) -> Result<(), String> {
+    let Some(rw) = &o.rw else { return Ok(()) };
+    if !is_tmpfs_mount(&rw.dir) {
+        fs::create_dir_all(&rw.dir).map_err(|e| at("create", &rw.dir, e))?;
+        sys_mount::Mount::builder()
+            .fstype("tmpfs")
+            .flags(sys_mount::MountFlags::NODEV)
+            .data(&format!("size={},mode=0755", rw.bytes))
+            .mount("vr-root", &rw.dir)
+            .map_err(|e| {
+                format!("failed to mount the writable layer's tmpfs on {}: {e}", rw.dir.display())
+            })?;
+    }
+    for dir in [&o.upper, &o.work] {
+        fs::create_dir_all(dir).map_err(|e| at("create", dir, e))?;
+    }
+    Ok(())
+}
+
+/// Unmounts a kept root's writable-layer tmpfs (at teardown, after [`release_kept_root`]); lazy,
+/// like the root's own unmount. Nothing mounted there is no error.
+pub fn release_rw(dir: &Path) -> Result<(), String> {
+    if !is_tmpfs_mount(dir) {
+        return Ok(());
+    }
+    umount2(dir, MntFlags::MNT_DETACH).map_err(|e| format!("failed to unmount {}: {e}", dir.display()))
+}
+
+fn is_tmpfs_mount(dir: &Path) -> bool {
+    crate::sys::is_mount_root(dir).unwrap_or(false)
+        && statfs(dir).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC)
+}
+
 /// Whether an overlay is mounted on `target` (not merely: `target` lies on one, as it does when
 /// vrd's own data dir is on an overlay).
 fn is_overlay_mount(target: &Path) -> bool {
@@ -154,6 +191,7 @@ fn overlay_options(o: &Overlay) -> String {
 
 /// Mounts the overlay of `o` (volatile where the kernel can) on `o.target`.
 fn mount_overlay(o: &Overlay) -> Result<(), String> {
+    ensure_rw(o)?;
     let boot = fs::read_to_string(BOOT_ID).map_err(|e| format!("failed to read {BOOT_ID}: {e}"))?;
     if let Some(warning) = prepare_work_dir(o, boot.trim())? {
         eprintln!("vrd init: {warning}");
@@ -234,6 +272,7 @@ pub(super) fn test_overlay(dir: &Path) -> Overlay {
         work: proc_dir.join("work"),
         target: proc_dir.join("rootfs"),
         keep_mounted: false,
+        rw: None,
     }
 }
 

@@ -67,6 +67,20 @@ pub struct Overlay {
     /// each container's mount namespace and goes with it (uptest and shell siblings, builds).
     #[serde(default)]
     pub keep_mounted: bool,
+    /// A size-limited tmpfs holding `upper` and `work`, so the container's writes cannot fill the
+    /// host's disk; `None`: they live on the data dir's file system.
+    #[serde(default)]
+    pub rw: Option<RwLayer>,
+}
+
+/// The tmpfs a container's writable layer lives on (see [`Overlay::rw`]). Its pages are charged to
+/// the container's memory cgroup as it writes them, so its memory limit bounds them too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RwLayer {
+    /// Where it is mounted: the parent of `upper` and `work`.
+    pub dir: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
 }
 
 /// A host path bound into the container.

@@ -106,6 +106,7 @@ impl Runner {
                 work: dir.path().join("work"),
                 target: dir.path().join("rootfs"),
                 keep_mounted: false,
+                rw: None,
             },
             volumes: job.volumes.clone(),
             host_files: host_files(),

@@ -96,6 +96,7 @@ impl ProcDir {
             return Ok(());
         }
         self.release_root()?;
+        crate::host::container::overlay::release_rw(&self.join("rw")).map_err(RunnerError::Io)?;
         super::retained::retain(&self.0);
         // The launcher of the last run answers before it writes status.json: a removal right after
         // it may meet that file appearing, and tries again.

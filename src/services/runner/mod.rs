@@ -24,7 +24,9 @@ use layout::{Layout, ProcDir};
 use locks::Locks;
 
 use crate::host::container::passwd::PasswdError;
-use crate::host::container::plan::{Bind, CgroupPlan, LaunchPlan, Overlay, StdioPlan, DEFAULT_CAPABILITIES};
+use crate::host::container::plan::{
+    Bind, CgroupPlan, LaunchPlan, Overlay, RwLayer, StdioPlan, DEFAULT_CAPABILITIES,
+};
 use crate::model::proc_data::{ProcData, ProcSpec};
 
 /// The capabilities a proc's container keeps in its bounding set: Docker's default set (see
@@ -220,16 +222,20 @@ impl Runner {
                 )
             }
         };
+        // The writable layer on a tmpfs of the host's root_disk_limit, else on the data dir.
+        let rw = self.limits.root_disk.map(|bytes| RwLayer { dir: cdir.join("rw"), bytes });
+        let rw_base = rw.as_ref().map_or_else(|| cdir.to_path_buf(), |r| r.dir.clone());
         Ok(LaunchPlan {
             name: spec.name.to_string(),
             hostname: spec.name.hostname(),
             rootfs: Overlay {
                 lowers,
-                upper: cdir.join("upper"),
-                work: cdir.join("work"),
+                upper: rw_base.join("upper"),
+                work: rw_base.join("work"),
                 target: cdir.join("rootfs"),
                 // The proc's own root, not a sibling's: mounted once, reused by every run.
                 keep_mounted: matches!(mode, Mode::Run) && cdir == dir.path(),
+                rw,
             },
             volumes,
             host_files: host_files(),

@@ -12,6 +12,9 @@ pub struct HostLimits {
     pub min_free_disk: u64,
     /// The memory limit of a proc whose proc.yaml or swarm sets none (bytes); `None`: unlimited.
     pub default_memory: Option<u64>,
+    /// The size of a proc container's writable layer, a tmpfs (bytes); `None`: unbounded, on the
+    /// data dir's file system.
+    pub root_disk: Option<u64>,
 }
 
 /// 1 GiB free on the data dir's file system, unless the config says otherwise.
@@ -20,9 +23,16 @@ pub const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
 /// 1 GiB for a proc that sets no `mem_limit`, unless the config says otherwise.
 pub const DEFAULT_MEMORY: u64 = 1 << 30;
 
+/// 1 GiB of writes to a proc container's own root, unless the config says otherwise.
+pub const DEFAULT_ROOT_DISK: u64 = 1 << 30;
+
 impl Default for HostLimits {
     fn default() -> HostLimits {
-        HostLimits { min_free_disk: DEFAULT_MIN_FREE_DISK, default_memory: Some(DEFAULT_MEMORY) }
+        HostLimits {
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
+            default_memory: Some(DEFAULT_MEMORY),
+            root_disk: Some(DEFAULT_ROOT_DISK),
+        }
     }
 }
 
@@ -71,7 +81,7 @@ mod tests {
 
     #[test]
     fn a_proc_without_a_memory_limit_gets_the_default_and_one_with_keeps_its_own() {
-        let host = HostLimits { min_free_disk: 0, default_memory: Some(512 << 20) };
+        let host = HostLimits { min_free_disk: 0, default_memory: Some(512 << 20), root_disk: None };
         assert_eq!(host.applied_to(&Limits::default()).memory, Some(512 << 20));
         let own = Limits { memory: Some(64 << 20), pids_max: Some(9), ..Limits::default() };
         assert_eq!(host.applied_to(&own), own);
