@@ -179,3 +179,31 @@ fn one_users_stalled_requests_leave_room_for_everyone_else() {
     assert!(root.status.success(), "root was locked out: {:?}", text(&root));
     refused(&member, &["holds 64 connections", "try again"]);
 }
+
+#[test]
+fn an_image_that_makes_another_name_root_is_refused_even_for_an_admin() {
+    require_root!("an_image_that_makes_another_name_root_is_refused_even_for_an_admin");
+    let d = TestDaemon::start();
+    // The busybox image with its app user turned into uid 0.
+    let tree = d.dir.path().join("sneaky-image");
+    std::fs::create_dir_all(&tree).unwrap();
+    let unpacked =
+        Command::new("tar").arg("-C").arg(&tree).arg("-xzf").arg(busybox_image()).status().unwrap();
+    assert!(unpacked.success());
+    let passwd = std::fs::read_to_string(tree.join("etc/passwd")).unwrap();
+    let passwd: String = passwd
+        .lines()
+        .map(|l| if l.starts_with("app:") { "app:x:0:0::/app:/bin/sh".to_string() } else { l.to_string() })
+        .map(|l| l + "\n")
+        .collect();
+    assert!(passwd.contains("app:x:0:0"), "the image has an app user: {passwd}");
+    std::fs::write(tree.join("etc/passwd"), passwd).unwrap();
+    let image = d.dir.path().join("sneaky.tar.gz");
+    crate::harness::tar_gz(&tree, &image);
+    let yaml = proc_yaml("sneaky", 0, "user: app\ncmd: id")
+        .replace(&format!("file://{}", busybox_image().display()), &format!("file://{}", image.display()))
+        .replace("image_name: busybox", "image_name: sneaky");
+    let file = d.write("sneaky.yaml", &yaml);
+    let out = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
+    refused(&out, &["user 'app' is uid 0", "own uid"]);
+}

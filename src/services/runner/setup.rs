@@ -105,7 +105,25 @@ pub fn read_in_image(contents: &Path, file: &str) -> String {
 pub fn resolve_user(contents: &Path, spec: &ProcSpec) -> Result<UserIds, RunnerError> {
     let passwd_text = read_in_image(contents, "/etc/passwd");
     let group_text = read_in_image(contents, "/etc/group");
-    passwd::resolve(&passwd_text, &group_text, &spec.user, &spec.group).map_err(RunnerError::User)
+    let ids =
+        passwd::resolve(&passwd_text, &group_text, &spec.user, &spec.group).map_err(RunnerError::User)?;
+    no_hidden_root(&spec.user, ids.uid)?;
+    Ok(ids)
+}
+
+/// uid 0 only when asked for by name (`root`, or the number 0): an image whose /etc/passwd gives
+/// another name uid 0 is refused, for everyone. The operations layer lets only admins ask for
+/// root, and it looks at the name; an image built by anyone cannot turn "app" into root behind
+/// that check.
+fn no_hidden_root(user: &str, uid: u32) -> Result<(), RunnerError> {
+    let asked_for_root = user == "root" || (!user.is_empty() && user.bytes().all(|b| b == b'0'));
+    if uid == 0 && !asked_for_root {
+        return Err(RunnerError::Invalid(format!(
+            "user '{user}' is uid 0 in the image's /etc/passwd: a proc runs as root only when its \
+             proc.yaml or swarm says user root (and an admin asks); give '{user}' its own uid in the image"
+        )));
+    }
+    Ok(())
 }
 
 /// Fetches the build and unpacks it once for this user; returns the layer dir (holding `app/`).
@@ -201,4 +219,18 @@ pub fn setup(runner: &Runner, spec: &ProcSpec, yaml: &str) -> Result<ProcDir, Ru
     write_meta(&dir.join("meta"), spec, &cmd)?;
     make_container_dirs(dir.path())?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_is_run_only_when_named_and_never_behind_another_name() {
+        no_hidden_root("root", 0).unwrap();
+        no_hidden_root("0", 0).unwrap();
+        no_hidden_root("app", 1000).unwrap();
+        let hidden = no_hidden_root("app", 0).unwrap_err().to_string();
+        assert!(hidden.contains("user 'app' is uid 0") && hidden.contains("own uid"), "{hidden}");
+    }
 }
