@@ -65,7 +65,7 @@ pub struct DaemonConfig {
     /// Host directories under which members may mount volumes (admins anywhere).
     pub volume_prefixes: Vec<PathBuf>,
     /// Free room kept on the data dir, and the memory limit of procs that set none.
-    pub host_limits: crate::services::runner::room::HostLimits,
+    pub host_limits: crate::model::limits::HostLimits,
 }
 
 /// How long audit entries are kept by default.
@@ -352,8 +352,8 @@ fn host_limits(
     min_free: Option<&str>,
     memory: Option<&str>,
     root_disk: Option<&str>,
-) -> Result<crate::services::runner::room::HostLimits, ConfigError> {
-    let mut limits = crate::services::runner::room::HostLimits::default();
+) -> Result<crate::model::limits::HostLimits, ConfigError> {
+    let mut limits = crate::model::limits::HostLimits::default();
     if let Some(text) = min_free {
         limits.min_free_disk =
             crate::model::limits::parse_size(text).map_err(|e| invalid("min_free_disk", e.to_string()))?;

@@ -66,6 +66,45 @@ pub fn parse_size(text: &str) -> Result<u64, SizeError> {
     value.checked_mul(1u64 << shift).ok_or_else(|| SizeError::TooLarge(text.to_string()))
 }
 
+/// The host-wide limits the runner applies to every proc (config keys `min_free_disk`,
+/// `default_mem_limit`, `root_disk_limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLimits {
+    /// New work is refused while the data dir's file system has less than this free (bytes).
+    pub min_free_disk: u64,
+    /// The memory limit of a proc whose proc.yaml or swarm sets none (bytes); `None`: unlimited.
+    pub default_memory: Option<u64>,
+    /// The size of a proc container's writable layer, a tmpfs (bytes); `None`: unbounded, on the
+    /// data dir's file system.
+    pub root_disk: Option<u64>,
+}
+
+/// 1 GiB free on the data dir's file system, unless the config says otherwise.
+pub const DEFAULT_MIN_FREE_DISK: u64 = 1 << 30;
+
+/// 1 GiB for a proc that sets no `mem_limit`, unless the config says otherwise.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
+
+/// 1 GiB of writes to a proc container's own root, unless the config says otherwise.
+pub const DEFAULT_ROOT_DISK: u64 = 1 << 30;
+
+impl Default for HostLimits {
+    fn default() -> HostLimits {
+        HostLimits {
+            min_free_disk: DEFAULT_MIN_FREE_DISK,
+            default_memory: Some(DEFAULT_MEMORY),
+            root_disk: Some(DEFAULT_ROOT_DISK),
+        }
+    }
+}
+
+impl HostLimits {
+    /// `spec`'s limits, with the default memory limit when it sets none.
+    pub fn applied_to(&self, limits: &Limits) -> Limits {
+        Limits { memory: limits.memory.or(self.default_memory), ..limits.clone() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,7 +224,7 @@ mod tests {
         let mut child = sleeper();
         publish(&watch, child.id() as i32, &abandoned);
         assert_eq!(watch.load(Ordering::SeqCst), child.id(), "published for a later stop");
-        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGTERM));
+        assert_eq!(child.wait().unwrap().signal(), Some(nix::sys::signal::Signal::SIGTERM as i32));
     }
 
     #[test]

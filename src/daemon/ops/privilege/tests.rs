@@ -1,3 +1,5 @@
+//! Who may do what: the unit tests of the privilege checks, with a fake caller and real files.
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
