@@ -127,4 +127,14 @@ mod tests {
         assert!(parse_size("M").is_err());
         assert!(matches!(parse_size("99999999999T"), Err(SizeError::TooLarge(_))));
     }
+
+    #[test]
+    fn a_proc_without_a_memory_limit_gets_the_default_and_one_with_keeps_its_own() {
+        let host = HostLimits { min_free_disk: 0, default_memory: Some(512 << 20), root_disk: None };
+        assert_eq!(host.applied_to(&Limits::default()).memory, Some(512 << 20));
+        let own = Limits { memory: Some(64 << 20), pids_max: Some(9), ..Limits::default() };
+        assert_eq!(host.applied_to(&own), own);
+        let unlimited = HostLimits { default_memory: None, ..host };
+        assert_eq!(unlimited.applied_to(&Limits::default()).memory, None);
+    }
 }
