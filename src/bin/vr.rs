@@ -11,6 +11,8 @@ fn main() {
     };
     let code = match result {
         Ok(code) => code,
+        // The reader left (`vr logs | head`): stop quietly with the shell's SIGPIPE status.
+        Err(e) if vr::cli::out::is_broken_pipe(&e) => 141,
         Err(e) => {
             eprintln!("vr: {e:#}");
             1

@@ -75,13 +75,18 @@ fn status(b: &BuildInfo) -> String {
     }
 }
 
-fn print_list(builds: &[BuildInfo]) {
-    println!(
+fn print_list(builds: &[BuildInfo]) -> std::io::Result<()> {
+    say!(
         "{:<6} {:<20} {:<12} {:<20} {:<20} {:>8} MD5",
-        "ID", "APP", "VERSION", "STATUS", "STARTED", "DURATION"
-    );
+        "ID",
+        "APP",
+        "VERSION",
+        "STATUS",
+        "STARTED",
+        "DURATION"
+    )?;
     for b in builds {
-        println!(
+        say!(
             "{:<6} {:<20} {:<12} {:<20} {:<20} {:>8} {}",
             b.id,
             b.app_name,
@@ -90,29 +95,31 @@ fn print_list(builds: &[BuildInfo]) {
             time(b.started),
             duration(b),
             b.build_md5.as_deref().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }
 
-fn print_one(b: &BuildInfo) {
+fn print_one(b: &BuildInfo) -> std::io::Result<()> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!("id:         {}", b.id);
-    println!("app:        {}", b.app_name);
-    println!("version:    {}", b.version);
-    println!("status:     {}", status(b));
-    println!("app_commit: {}", opt(&b.app_commit));
-    println!("buildpacks: {}", if b.buildpacks.is_empty() { "-".into() } else { b.buildpacks.join(" ") });
-    println!("started:    {}", time(b.started));
-    println!("duration:   {}", duration(b));
-    println!("build_md5:  {}", opt(&b.build_md5));
-    println!(
+    say!("id:         {}", b.id)?;
+    say!("app:        {}", b.app_name)?;
+    say!("version:    {}", b.version)?;
+    say!("status:     {}", status(b))?;
+    say!("app_commit: {}", opt(&b.app_commit))?;
+    say!("buildpacks: {}", if b.buildpacks.is_empty() { "-".into() } else { b.buildpacks.join(" ") })?;
+    say!("started:    {}", time(b.started))?;
+    say!("duration:   {}", duration(b))?;
+    say!("build_md5:  {}", opt(&b.build_md5))?;
+    say!(
         "artifact:   {}",
         b.artifact.as_deref().map(|a| format!("sha256:{a}")).unwrap_or_else(|| "-".into())
-    );
-    println!("log:        {}", opt(&b.log_path));
+    )?;
+    say!("log:        {}", opt(&b.log_path))?;
     if let Some(error) = &b.error {
-        println!("error:      {error}");
+        say!("error:      {error}")?;
     }
+    Ok(())
 }
 
 /// Runs a `vr builds` action.
@@ -122,36 +129,36 @@ pub async fn run(socket: &std::path::Path, action: BuildsAction) -> anyhow::Resu
         BuildsAction::List { app, json } => {
             let builds = client.builds_list(app).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&builds)?);
+                say!("{}", serde_json::to_string_pretty(&builds)?)?;
             } else {
-                print_list(&builds);
+                print_list(&builds)?;
             }
         }
         BuildsAction::Show { id, json } => {
             let build = client.builds_show(id).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&build)?);
+                say!("{}", serde_json::to_string_pretty(&build)?)?;
             } else {
-                print_one(&build);
+                print_one(&build)?;
             }
         }
         BuildsAction::Log { id, follow: true } => {
             let mut lines = client.builds_follow(id).await.map_err(explain)?;
             while let Some(line) = lines.next().await {
-                println!("{}", line.map_err(|e| anyhow::anyhow!("the build's log stream broke: {e}"))?.line);
+                say!("{}", line.map_err(|e| anyhow::anyhow!("the build's log stream broke: {e}"))?.line)?;
             }
         }
         BuildsAction::Log { id, follow: false } => {
             let log = client.builds_log(id).await.map_err(explain)?;
-            print!("{log}");
+            say_raw!("{log}")?;
         }
         BuildsAction::Gc { dry_run, max_age_days, keep } => {
             let report = client.builds_gc(dry_run, max_age_days, keep).await.map_err(explain)?;
             for line in &report.removed {
-                println!("{line}");
+                say!("{line}")?;
             }
             if report.removed.is_empty() {
-                println!("nothing to remove");
+                say!("nothing to remove")?;
             }
         }
     }

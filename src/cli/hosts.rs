@@ -8,12 +8,13 @@ use super::objects::ObjectAction;
 use super::HostsAction;
 use crate::api::{HostJoin, HostRow, VrdClient};
 
-fn print_join(join: &HostJoin) {
-    println!("Host {} may join this coordinator once within 24 hours. On it, run:", join.host);
-    println!();
-    println!("  {}", join.command);
-    println!();
-    println!("then start vrd there with host_name = \"{}\". The token is shown only now.", join.host);
+fn print_join(join: &HostJoin) -> std::io::Result<()> {
+    say!("Host {} may join this coordinator once within 24 hours. On it, run:", join.host)?;
+    say!()?;
+    say!("  {}", join.command)?;
+    say!()?;
+    say!("then start vrd there with host_name = \"{}\". The token is shown only now.", join.host)?;
+    Ok(())
 }
 
 /// Runs one of the fleet actions.
@@ -28,13 +29,13 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
     match action {
         HostsAction::Object(_) => {}
         HostsAction::Add { name, address, squad } => {
-            print_join(&client.hosts_add(name, address, squad).await.map_err(explain)?);
+            print_join(&client.hosts_add(name, address, squad).await.map_err(explain)?)?;
         }
-        HostsAction::Token { name } => print_join(&client.hosts_token(name).await.map_err(explain)?),
+        HostsAction::Token { name } => print_join(&client.hosts_token(name).await.map_err(explain)?)?,
         HostsAction::Drain { name } => {
             let started = client.hosts_drain(name.clone()).await.map_err(explain)?;
             if started.is_empty() {
-                println!("host {name} runs no swarm's procs; it is inactive now");
+                say!("host {name} runs no swarm's procs; it is inactive now")?;
                 return Ok(0);
             }
             return super::swarms::follow(&client, started).await;
@@ -42,9 +43,9 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
         HostsAction::Links { json } => {
             let links = client.hosts_links().await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&links)?);
+                say!("{}", serde_json::to_string_pretty(&links)?)?;
             } else {
-                println!("{:<24} {:<10} {:<22} VERSION", "HOST", "LINK", "SINCE");
+                say!("{:<24} {:<10} {:<22} VERSION", "HOST", "LINK", "SINCE")?;
                 for l in links {
                     let since = l.since.map(|s| {
                         humantime::format_rfc3339_seconds(
@@ -52,13 +53,13 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
                         )
                         .to_string()
                     });
-                    println!(
+                    say!(
                         "{:<24} {:<10} {:<22} {}",
                         l.host,
                         if l.connected { "connected" } else { "down" },
                         since.unwrap_or_default(),
                         l.version.unwrap_or_default()
-                    );
+                    )?;
                 }
             }
         }
@@ -87,21 +88,26 @@ fn state_of(row: &HostRow) -> String {
 async fn list(socket: &Path, json: bool) -> anyhow::Result<i32> {
     let rows = super::client::call(socket).await?.hosts_list().await.map_err(explain)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        say!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(0);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    println!(
+    say!(
         "{:<20} {:<12} {:<18} {:<20} {:<15} {:>5}  VERSION",
-        "HOST", "SQUAD", "ADDRESS", "STATE", "HEARTBEAT", "PROCS"
-    );
+        "HOST",
+        "SQUAD",
+        "ADDRESS",
+        "STATE",
+        "HEARTBEAT",
+        "PROCS"
+    )?;
     for row in &rows {
         let procs = row.procs.map_or_else(|| "?".to_string(), |n| n.to_string());
         let beat = if row.joined { ago(row.last_heartbeat, now) } else { "-".to_string() };
-        println!(
+        say!(
             "{:<20} {:<12} {:<18} {:<20} {:<15} {:>5}  {}",
             row.host,
             row.squad,
@@ -110,7 +116,7 @@ async fn list(socket: &Path, json: bool) -> anyhow::Result<i32> {
             beat,
             procs,
             row.version.as_deref().unwrap_or("-")
-        );
+        )?;
     }
     Ok(0)
 }

@@ -118,7 +118,7 @@ async fn build(socket: &Path, path: &Path) -> anyhow::Result<i32> {
             String::new()
         }
     );
-    println!("{}  {tarball_name}", built.md5);
+    say!("{}  {tarball_name}", built.md5)?;
     Ok(0)
 }
 

@@ -1,6 +1,8 @@
 //! The `vr` client: parses the command line (also as `vrun`, `vbuild` and `vimage`, Velociraptor's
 //! command names), talks to vrd over its socket, and renders the answers.
 
+#[macro_use]
+pub mod out;
 pub mod builder;
 pub mod builds;
 pub mod client;
@@ -424,7 +426,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Man { dir } => {
             for page in docs::man_pages(Cli::command(), dir)? {
-                println!("{}", page.display());
+                say!("{}", page.display())?;
             }
             return Ok(0);
         }
@@ -492,7 +494,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Version => {
                 let client = client::call(&socket).await?;
                 let daemon = crate::api::VrdClient::version(&client).await.map_err(client::explain)?;
-                println!("vr {}\nvrd {daemon}", env!("CARGO_PKG_VERSION"));
+                say!("vr {}\nvrd {daemon}", env!("CARGO_PKG_VERSION"))?;
                 Ok(0)
             }
         }

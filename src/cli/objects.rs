@@ -66,9 +66,11 @@ pub async fn run(socket: &Path, kind: Kind, action: ObjectAction) -> anyhow::Res
         ObjectAction::List { json } => {
             let all = client.objects_list(kind).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                say!("{}", serde_json::to_string_pretty(&all)?)?;
             } else {
-                all.iter().for_each(|v| println!("{}", summary(kind, v)));
+                for v in &all {
+                    say!("{}", summary(kind, v))?;
+                }
             }
         }
         ObjectAction::Show { name, json } => {
@@ -160,9 +162,9 @@ pub fn swarm_line(v: &Value) -> String {
 
 fn print_value(v: &Value, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(v)?);
+        say!("{}", serde_json::to_string_pretty(v)?)?;
     } else {
-        print!("{}", serde_yaml_ng::to_string(v)?);
+        say_raw!("{}", serde_yaml_ng::to_string(v)?)?;
     }
     Ok(())
 }

@@ -86,11 +86,11 @@ fn last_exit(code: Option<i32>, oom_killed: bool) -> String {
 }
 
 /// VR's `procs list` columns (host, port, statename, description) plus the last exit and the name.
-fn print_procs(procs: &[ProcInfo]) {
-    println!("{:<22} {:>5} {:<9} {:<8} {:<8} {:<20} NAME", "HOST", "PORT", "STATE", "PID", "EXIT", "STARTED");
+fn print_procs(procs: &[ProcInfo]) -> std::io::Result<()> {
+    say!("{:<22} {:>5} {:<9} {:<8} {:<8} {:<20} NAME", "HOST", "PORT", "STATE", "PID", "EXIT", "STARTED")?;
     for p in procs {
         let pid = p.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        println!(
+        say!(
             "{:<22} {:>5} {:<9} {:<8} {:<8} {:<20} {}",
             p.host,
             p.port,
@@ -99,7 +99,7 @@ fn print_procs(procs: &[ProcInfo]) {
             last_exit(p.exitstatus, p.oom_killed),
             time(p.start_time),
             p.name
-        );
+        )?;
     }
     let oom: Vec<&str> = procs.iter().filter(|p| p.oom_killed).map(|p| p.name.as_str()).collect();
     if !oom.is_empty() {
@@ -116,6 +116,7 @@ fn print_procs(procs: &[ProcInfo]) {
             pinned.join(", ")
         );
     }
+    Ok(())
 }
 
 /// `vr proc deploy FILE`.
@@ -123,9 +124,9 @@ pub async fn deploy(socket: &Path, file: &Path, json: bool) -> anyhow::Result<i3
     let client = connect(socket).await?;
     let info = client.proc_deploy(read_file(file)?).await.map_err(explain)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&info)?);
+        say!("{}", serde_json::to_string_pretty(&info)?)?;
     } else {
-        print_procs(std::slice::from_ref(&info));
+        print_procs(std::slice::from_ref(&info))?;
     }
     Ok(0)
 }
@@ -153,9 +154,9 @@ pub async fn procs(socket: &Path, action: ProcsAction) -> anyhow::Result<i32> {
             let procs =
                 matching(client.procs_list().await.map_err(explain)?, filter.as_deref(), host.as_deref())?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&procs)?);
+                say!("{}", serde_json::to_string_pretty(&procs)?)?;
             } else {
-                print_procs(&procs);
+                print_procs(&procs)?;
             }
             return Ok(0);
         }
@@ -196,20 +197,20 @@ pub async fn logs(
     let client = connect(socket).await?;
     if !follow {
         for line in client.logs_read(name, since, tail).await.map_err(explain)? {
-            println!("{}", line.line);
+            say!("{}", line.line)?;
         }
         return Ok(0);
     }
     let mut sub = client.logs_follow(name, since, tail).await.map_err(explain)?;
     while let Some(line) = sub.next().await {
-        println!("{}", line.map_err(|e| anyhow::anyhow!("the log stream broke: {e}"))?.line);
+        say!("{}", line.map_err(|e| anyhow::anyhow!("the log stream broke: {e}"))?.line)?;
     }
     Ok(0)
 }
 
 fn print_event(item: &EventItem, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(item)?);
+        say!("{}", serde_json::to_string(item)?)?;
     } else {
         let e = &item.event;
         let when = humantime::format_rfc3339_seconds(
@@ -217,7 +218,7 @@ fn print_event(item: &EventItem, json: bool) -> anyhow::Result<()> {
         );
         let exit = e.exitstatus.map(|c| format!(" exit={c}")).unwrap_or_default();
         let exit = if e.oom_killed { format!("{exit} oom_killed") } else { exit };
-        println!("{:>6} {when} {:<9} {:<16} {}{exit}", item.id, e.statename, e.host, e.name);
+        say!("{:>6} {when} {:<9} {:<16} {}{exit}", item.id, e.statename, e.host, e.name)?;
     }
     Ok(())
 }
@@ -243,15 +244,15 @@ pub async fn audit(socket: &Path, limit: usize, json: bool) -> anyhow::Result<i3
     let client = connect(socket).await?;
     let entries: Vec<AuditInfo> = client.audit_list(limit).await.map_err(explain)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        say!("{}", serde_json::to_string_pretty(&entries)?)?;
         return Ok(0);
     }
-    println!("{:>6} {:<24} {:>6} {:<18} OUTCOME", "ID", "TIME", "UID", "METHOD");
+    say!("{:>6} {:<24} {:>6} {:<18} OUTCOME", "ID", "TIME", "UID", "METHOD")?;
     for e in entries {
         let when = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time.max(0) as u64),
         );
-        println!("{:>6} {:<24} {:>6} {:<18} {}", e.id, when.to_string(), e.uid, e.method, e.outcome);
+        say!("{:>6} {:<24} {:>6} {:<18} {}", e.id, when.to_string(), e.uid, e.method, e.outcome)?;
     }
     Ok(0)
 }
@@ -265,7 +266,7 @@ pub async fn scoop(socket: &Path, dry_run: bool) -> anyhow::Result<i32> {
     }
     let verb = if dry_run { "would remove" } else { "removed" };
     for line in done {
-        println!("{verb} {line}");
+        say!("{verb} {line}")?;
     }
     Ok(0)
 }

@@ -118,7 +118,7 @@ pub async fn run(socket: &Path, action: RunnerAction) -> anyhow::Result<i32> {
         RunnerAction::Uptest { file } => {
             let (file, _) = read_file(&file, false)?;
             let results = client.runner_uptest(file).await.map_err(explain)?;
-            println!("{}", serde_json::to_string(&results)?);
+            say!("{}", serde_json::to_string(&results)?)?;
             Ok(0)
         }
         RunnerAction::Teardown { file } => {

@@ -65,9 +65,9 @@ pub async fn run(socket: &Path, action: StacksAction) -> anyhow::Result<i32> {
         StacksAction::Images { name, json } => {
             let images = client.stacks_images(name).await.map_err(explain)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&images)?);
+                say!("{}", serde_json::to_string_pretty(&images)?)?;
             } else {
-                print_images(&images);
+                print_images(&images)?;
             }
             Ok(0)
         }
@@ -89,7 +89,7 @@ pub async fn run(socket: &Path, action: StacksAction) -> anyhow::Result<i32> {
 async fn build(client: &Client, stack: String, detach: bool) -> anyhow::Result<i32> {
     let started = client.stacks_build(stack.clone()).await.map_err(explain)?;
     if detach {
-        println!("{}", started.name);
+        say!("{}", started.name)?;
         return Ok(0);
     }
     eprintln!("vr: building image {} of stack {stack}", started.name);
@@ -119,19 +119,19 @@ async fn build(client: &Client, stack: String, detach: bool) -> anyhow::Result<i
 async fn print_log(client: &Client, stack: String, image: String) -> anyhow::Result<()> {
     let mut lines = client.stacks_follow(stack, image).await.map_err(explain)?;
     while let Some(line) = lines.next().await {
-        println!("{}", line.map_err(|e| anyhow!("the image's log stream broke: {e}"))?.line);
+        say!("{}", line.map_err(|e| anyhow!("the image's log stream broke: {e}"))?.line)?;
     }
     Ok(())
 }
 
-fn print_images(images: &[ImageInfo]) {
-    println!("  {:<24} {:<22} {:<20} {:>8} MD5", "IMAGE", "STATUS", "CREATED", "DURATION");
+fn print_images(images: &[ImageInfo]) -> std::io::Result<()> {
+    say!("  {:<24} {:<22} {:<20} {:>8} MD5", "IMAGE", "STATUS", "CREATED", "DURATION")?;
     for i in images {
         let status =
             if i.collected.is_some() { format!("{} (collected)", i.status) } else { i.status.clone() };
         let duration =
             i.ended.map_or_else(|| "-".to_string(), |e| format!("{}s", e.saturating_sub(i.created)));
-        println!(
+        say!(
             "{} {:<24} {:<22} {:<20} {:>8} {}",
             if i.active { "*" } else { " " },
             i.name,
@@ -139,6 +139,7 @@ fn print_images(images: &[ImageInfo]) {
             super::builds::time(i.created),
             duration,
             i.md5.as_deref().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }

@@ -53,7 +53,7 @@ pub async fn run(
         // Timestamps are RFC 3339 in UTC: text order is time order.
         lines.sort();
         for line in lines {
-            println!("{line}");
+            say!("{line}")?;
         }
         return Ok(0);
     }
@@ -78,7 +78,7 @@ async fn follow_swarm(
     loop {
         tokio::select! {
             line = rx.recv() => match line {
-                Some(line) => println!("{line}"),
+                Some(line) => say!("{line}")?,
                 None => return Ok(0),
             },
             _ = relist.tick() => {

@@ -62,7 +62,7 @@ pub async fn build(socket: &Path, app: String, tag: String, detach: bool) -> any
 async fn finish(client: &Client, started: Vec<Dispatched>, detach: bool) -> anyhow::Result<i32> {
     if detach {
         for d in &started {
-            println!("{} {}", d.swarm, d.trace);
+            say!("{} {}", d.swarm, d.trace)?;
         }
         return Ok(0);
     }
@@ -127,12 +127,12 @@ pub async fn follow(client: &Client, started: Vec<Dispatched>) -> anyhow::Result
     while let Some(shown) = all.next().await {
         let entry = match shown? {
             Shown::Output(line) => {
-                println!("    | {line}");
+                say!("    | {line}")?;
                 continue;
             }
             Shown::Step(entry) => entry,
         };
-        print_entry(&entry);
+        print_entry(&entry)?;
         if entry.is_failure() {
             failed.insert(entry.trace.clone());
         }
@@ -150,13 +150,14 @@ pub async fn follow(client: &Client, started: Vec<Dispatched>) -> anyhow::Result
     Ok(if failed.is_empty() && ended.len() == started.len() { 0 } else { 1 })
 }
 
-fn print_entry(e: &DeployLogEntry) {
+fn print_entry(e: &DeployLogEntry) -> std::io::Result<()> {
     let when = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_secs(e.time.max(0) as u64),
     );
     let who = e.swarm.as_deref().unwrap_or("-");
     let mark = if e.is_failure() { "FAILED " } else { "" };
-    println!("{when} {who:<20} {mark}{}", e.message);
+    say!("{when} {who:<20} {mark}{}", e.message)?;
+    Ok(())
 }
 
 /// `vr list-swarms [FILTER]`.
@@ -167,10 +168,17 @@ pub async fn list_swarms(socket: &Path, filter: Option<String>) -> anyhow::Resul
         .transpose()
         .map_err(|e| anyhow!("FILTER is not a regular expression: {e}"))?;
     let procs = client.swarms_procs(None).await.map_err(explain)?;
-    println!(
+    say!(
         "{:<28} {:<14} {:<12} {:<8} {:<8} {:<10} {:>4} {:<16} PROCS",
-        "NAME", "APP", "VERSION", "CONFIG", "PROC", "SQUAD", "SIZE", "POOL"
-    );
+        "NAME",
+        "APP",
+        "VERSION",
+        "CONFIG",
+        "PROC",
+        "SQUAD",
+        "SIZE",
+        "POOL"
+    )?;
     for v in client.objects_list(Kind::Swarm).await.map_err(explain)? {
         let name = v.get("name").and_then(Value::as_str).unwrap_or("");
         let display = format!(
@@ -183,7 +191,7 @@ pub async fn list_swarms(socket: &Path, filter: Option<String>) -> anyhow::Resul
             continue;
         }
         let running = procs.iter().filter(|p| p.swarm == name).count();
-        println!("{} {running}", super::objects::swarm_line(&v));
+        say!("{} {running}", super::objects::swarm_line(&v))?;
     }
     Ok(0)
 }
@@ -193,19 +201,23 @@ pub async fn releases(socket: &Path, swarm: String, json: bool) -> anyhow::Resul
     let client = connect(socket).await?;
     let releases = client.swarms_releases(swarm).await.map_err(explain)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&releases)?);
+        say!("{}", serde_json::to_string_pretty(&releases)?)?;
         return Ok(0);
     }
-    println!("{:>4} {:>6} {:<8} {:<12} {:>6} {:<20}", "NO", "ID", "HASH", "VERSION", "BUILD", "CREATED");
+    say!("{:>4} {:>6} {:<8} {:<12} {:>6} {:<20}", "NO", "ID", "HASH", "VERSION", "BUILD", "CREATED")?;
     for r in releases {
         let when = humantime::format_rfc3339_seconds(
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.created.max(0) as u64),
         );
         let version = r.release.spec.pointer("/build/version").and_then(Value::as_str).unwrap_or("-");
-        println!(
+        say!(
             "{:>4} {:>6} {:<8} {:<12} {:>6} {when}",
-            r.number, r.release.id, r.release.hash, version, r.release.build
-        );
+            r.number,
+            r.release.id,
+            r.release.hash,
+            version,
+            r.release.build
+        )?;
     }
     Ok(0)
 }
@@ -232,10 +244,10 @@ pub async fn compare(socket: &Path, a: u64, b: u64) -> anyhow::Result<i32> {
     let rb = client.releases_show(b).await.map_err(explain)?;
     let lines = diff(&flatten(&ra.spec), &flatten(&rb.spec));
     if lines.is_empty() {
-        println!("releases {a} and {b} are the same");
+        say!("releases {a} and {b} are the same")?;
     }
     for line in lines {
-        println!("{line}");
+        say!("{line}")?;
     }
     Ok(0)
 }
@@ -281,12 +293,12 @@ pub async fn balancers(socket: &Path, action: super::BalancersAction) -> anyhow:
     match action {
         super::BalancersAction::List => {
             for (name, kind) in client.balancers_list().await.map_err(explain)? {
-                println!("{name:<20} {kind}");
+                say!("{name:<20} {kind}")?;
             }
         }
         super::BalancersAction::Nodes { balancer, pool } => {
             for node in client.balancers_nodes(balancer, pool).await.map_err(explain)? {
-                println!("{node}");
+                say!("{node}")?;
             }
         }
     }
@@ -302,13 +314,13 @@ pub async fn uptests(socket: &Path, run: bool) -> anyhow::Result<i32> {
         client.uptests_latest().await.map_err(explain)?
     };
     let Some(run) = latest else {
-        println!("no uptest run yet: `vr uptests --run` runs one now");
+        say!("no uptest run yet: `vr uptests --run` runs one now")?;
         return Ok(0);
     };
-    println!("{} procs tested, {} failed", run.procs, run.failures.len());
+    say!("{} procs tested, {} failed", run.procs, run.failures.len())?;
     for f in &run.failures {
         for r in &f.results {
-            println!("{}@{}: {} failed:\n{}", f.proc, f.host, r.name, r.output);
+            say!("{}@{}: {} failed:\n{}", f.proc, f.host, r.name, r.output)?;
         }
     }
     Ok(if run.failures.is_empty() { 0 } else { 1 })
@@ -320,12 +332,12 @@ pub async fn deploys(socket: &Path, trace: Option<String>, follow: bool, after: 
     if follow {
         let mut sub = client.deploys_follow(trace, after).await.map_err(explain)?;
         while let Some(e) = sub.next().await {
-            print_entry(&e.map_err(|e| anyhow!("the deployment log stream broke: {e}"))?);
+            print_entry(&e.map_err(|e| anyhow!("the deployment log stream broke: {e}"))?)?;
         }
         return Ok(0);
     }
     for e in client.deploys_log(trace, after, 10_000).await.map_err(explain)? {
-        print_entry(&e);
+        print_entry(&e)?;
     }
     Ok(0)
 }

@@ -151,6 +151,12 @@ fn a_destroyed_proc_never_comes_back() {
     // Its log stays readable for the retention period (VR lost it with the proc).
     let kept = d.run_vr(&["logs", &name]);
     assert!(text(&kept).0.contains("said-before-destroy"), "{:?}", text(&kept));
+    // A reader that has gone (`vr logs NAME | head`) ends vr quietly, as it ends `cat`.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let gone = d.vr().args(["logs", &name]).stdout(writer).output().unwrap();
+    assert_eq!(gone.status.code(), Some(141), "{:?}", text(&gone));
+    assert_eq!(text(&gone).1, "", "no panic, no message");
 }
 
 #[test]
