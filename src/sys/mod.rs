@@ -4,6 +4,7 @@
 //! Everything here is small on purpose; the callers (the container launcher, the image unpacker,
 //! the client's terminal handling) hold the logic.
 
+pub mod beneath;
 pub mod fdstream;
 pub mod fs;
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod fleet_bench;
 mod fleet_routing;
 mod harness;
 mod host_limits;
+mod hostile;
 mod imager;
 mod jobs;
 mod load;

@@ -16,6 +16,7 @@ use super::scripts::uptest_sh;
 use super::{CallerStdio, LaunchWatch, Mode, Runner, RunnerError, Sibling};
 use crate::model::proc_data::ProcSpec;
 pub use crate::model::uptest::UptestResult;
+use crate::sys::beneath;
 
 fn null_stdio() -> Result<CallerStdio, RunnerError> {
     let open = || -> Result<OwnedFd, RunnerError> {
@@ -29,19 +30,57 @@ fn null_stdio() -> Result<CallerStdio, RunnerError> {
     Ok(CallerStdio { stdin: open()?, stdout: open()?, stderr: open()? })
 }
 
-fn read_results(dir: &std::path::Path) -> Vec<UptestResult> {
-    let mut results = Vec::new();
-    for n in 1.. {
-        let read = |ext: &str| {
-            fs::read(dir.join(format!("{n}.{ext}"))).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
-        };
-        let Some(name) = read("name") else { break };
-        let output = read("out").unwrap_or_default();
-        // No exit code means the test was still running when the container ended.
-        let passed = read("rc").is_some_and(|rc| rc.trim() == "0");
-        results.push(UptestResult { name, output, passed });
+/// The most of one uptest's output vrd keeps; longer output is cut, with a note.
+const OUTPUT_LIMIT: u64 = 256 << 10;
+/// The most of all uptests' outputs together, so many tests cannot make vrd hold more.
+const TOTAL_LIMIT: u64 = 1 << 20;
+/// The most uptests one run reports.
+const MAX_TESTS: usize = 1000;
+
+/// One result file the tests wrote, read without following it out of the results dir (a symlink,
+/// FIFO or `..` there is refused, not read as root) and bounded by `limit`. `Ok(None)`: no such file.
+fn read_result(dir: &fs::File, name: &str, limit: u64) -> Result<Option<String>, String> {
+    match beneath::read_regular(dir, std::path::Path::new(name), limit) {
+        Ok(read) => {
+            let mut text = String::from_utf8_lossy(&read.bytes).into_owned();
+            if read.cut {
+                text.push_str(&format!("\n[vr: output cut at {} KiB]", limit >> 10));
+            }
+            Ok(Some(text))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("vr refused to read the uptest's {name}: {e} (results must be plain files)")),
     }
-    results
+}
+
+fn read_results(results: &std::path::Path) -> Vec<UptestResult> {
+    let dir = match beneath::open_dir_at(results) {
+        Ok(dir) => dir,
+        Err(e) => {
+            let output = format!("cannot open the uptest results {}: {e}", results.display());
+            return vec![UptestResult { name: "uptester".into(), output, passed: false }];
+        }
+    };
+    let mut budget = TOTAL_LIMIT;
+    let mut found = Vec::new();
+    for n in 1..=MAX_TESTS {
+        let name = match read_result(&dir, &format!("{n}.name"), 1024) {
+            Ok(Some(name)) => name,
+            Ok(None) => break,
+            Err(refused) => format!("uptest {n} ({refused})"),
+        };
+        let output = read_result(&dir, &format!("{n}.out"), OUTPUT_LIMIT.min(budget));
+        let rc = read_result(&dir, &format!("{n}.rc"), 64);
+        // No exit code means the test was still running when the container ended.
+        let passed = matches!(&rc, Ok(Some(rc)) if rc.trim() == "0") && output.is_ok();
+        let mut output = output.unwrap_or_else(|refused| Some(refused)).unwrap_or_default();
+        if let Err(refused) = rc {
+            output.push_str(&format!("\n{refused}"));
+        }
+        budget = budget.saturating_sub(output.len() as u64);
+        found.push(UptestResult { name, output, passed });
+    }
+    found
 }
 
 /// A watchdog that asks the launcher in `watch` to stop the container after `limit`.

@@ -1,0 +1,81 @@
+//! What an app or a proc.yaml must not do to the host (issue 12 §1, §2, §7, §8): each test is one
+//! attack from the hardening battery, run for real against a real vrd and real containers.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::harness::{proc_yaml, tar_gz, text, TestDaemon};
+use crate::require_root;
+
+/// A build whose one web uptest is `script`, as a `build_url:` line.
+fn build_with_uptest(d: &TestDaemon, script: &str) -> String {
+    let app = d.dir.path().join("app");
+    std::fs::create_dir_all(app.join("uptests/web")).unwrap();
+    std::fs::write(app.join("Procfile"), "web: sleep 600\n").unwrap();
+    let test = app.join("uptests/web/01_plant");
+    std::fs::write(&test, format!("#!/bin/sh\n{script}\n")).unwrap();
+    std::fs::set_permissions(&test, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = d.dir.path().join("app.tar.gz");
+    tar_gz(&app, &out);
+    format!("build_url: file://{}", out.display())
+}
+
+/// Runs `cmd` to its end (its output read as it comes), or kills it after `limit` and fails.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    finished.recv_timeout(limit).unwrap_or_else(|_| {
+        let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        panic!("{cmd:?} still running after {limit:?}")
+    })
+}
+
+#[test]
+fn uptest_results_are_never_read_through_links_fifos_or_past_a_bound() {
+    require_root!("uptest_results_are_never_read_through_links_fifos_or_past_a_bound");
+    let d = TestDaemon::start();
+    let secret = d.dir.path().join("secret");
+    std::fs::write(&secret, "root-only-host-secret").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // The uptest (as nobody) plants results 2-4 beside its own: a link to a root-only host file,
+    // a FIFO nobody writes, and 2 MiB of output.
+    let plant = format!(
+        "cd /.vr-uptest\n\
+         printf steal > 2.name; ln -s {secret} 2.out; echo 0 > 2.rc\n\
+         printf fifo > 3.name; mkfifo 3.out; echo 0 > 3.rc\n\
+         printf big > 4.name; dd if=/dev/zero bs=1024 count=2048 2>/dev/null | tr '\\0' x > 4.out; echo 0 > 4.rc\n\
+         echo planted",
+        secret = secret.display()
+    );
+    let yaml = proc_yaml("plant", 0, &format!("user: nobody\n{}", build_with_uptest(&d, &plant)));
+    let file = d.write("plant.yaml", &yaml);
+    let f = file.to_str().unwrap();
+    assert!(d.run_vr(&["runner", "setup", f]).status.success());
+    let mut cmd = d.vr();
+    cmd.args(["runner", "uptest", f]);
+    let up = output_within(cmd, Duration::from_secs(60));
+    let (out, err) = text(&up);
+    assert!(!out.contains("root-only-host-secret"), "a host file came back: {out}");
+    let results: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    let by_name = |name: &str| {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["Name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {out}"))
+    };
+    assert_eq!(by_name("01_plant")["Passed"], true, "{out}");
+    for (name, why) in [("steal", "symbolic links"), ("fifo", "FIFO")] {
+        let result = by_name(name);
+        assert_eq!(result["Passed"], false, "{result}");
+        let output = result["Output"].as_str().unwrap();
+        assert!(output.contains("vr refused to read") && output.contains(why), "{output}");
+    }
+    let big = by_name("big")["Output"].as_str().unwrap().to_string();
+    assert!(big.len() < 300 << 10 && big.ends_with("[vr: output cut at 256 KiB]"), "{} bytes", big.len());
+}
