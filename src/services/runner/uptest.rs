@@ -73,7 +73,7 @@ fn read_results(results: &std::path::Path) -> Vec<UptestResult> {
         let rc = read_result(&dir, &format!("{n}.rc"), 64);
         // No exit code means the test was still running when the container ended.
         let passed = matches!(&rc, Ok(Some(rc)) if rc.trim() == "0") && output.is_ok();
-        let mut output = output.unwrap_or_else(|refused| Some(refused)).unwrap_or_default();
+        let mut output = output.unwrap_or_else(Some).unwrap_or_default();
         if let Err(refused) = rc {
             output.push_str(&format!("\n{refused}"));
         }
