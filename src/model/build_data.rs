@@ -256,6 +256,9 @@ impl BuildData {
         let version = names::version(&need("version", "name the tag, branch or revision to build")?)?;
         let image_url =
             need("image_url", "vr builds in a container of the stack image; set image_url (and image_name)")?;
+        let image_name = text("image_name")?;
+        let stack = image_name.clone().unwrap_or_else(|| image_name_from_url(&image_url));
+        names::file_name("image name", &stack).map_err(|e| bad("image_name", e.to_string()))?;
         let buildpack_url = text("buildpack_url")?.map(|u| buildpack("buildpack_url", &u)).transpose()?;
         let buildpack_version = text("buildpack_version")?;
         if let Some(v) = &buildpack_version {
@@ -282,7 +285,7 @@ impl BuildData {
             buildpack_url,
             buildpack_urls: buildpack_list(&get("buildpack_urls"))?,
             buildpack_version,
-            image_name: text("image_name")?,
+            image_name,
             image_url,
             image_md5: text("image_md5")?,
             build_md5: text("build_md5")?,

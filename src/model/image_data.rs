@@ -87,18 +87,7 @@ fn required(map: &Mapping, key: &'static str) -> Result<String, ImageDataError> 
 
 /// Image names become cache directories and output file names: one plain file name.
 fn image_name(key: &str, name: String) -> Result<String, ImageDataError> {
-    let ok = !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(name)
-    } else {
-        Err(bad(
-            key,
-            format!(
-                "'{name}' is not a plain name: use letters, digits, '.', '_' and '-', not starting with '.'"
-            ),
-        ))
-    }
+    super::names::file_name("image name", &name).map_err(|e| bad(key, e.to_string()))
 }
 
 fn md5(key: &str, value: Option<String>) -> Result<Option<String>, ImageDataError> {

@@ -91,6 +91,22 @@ fn dash_free_part(what: &'static str, value: &str, max: usize) -> Result<String,
     Ok(value.to_string())
 }
 
+/// The rule of [`file_name`].
+const FILE_NAME_RULE: &str = "it becomes one file or directory name under vrd's data dir: no '/', \
+                              whitespace or control characters, not starting with '.' or '-'";
+
+/// Checks a name that becomes one path component under the data dir (an image or build name, a
+/// cache entry): the one validator every such name passes, so no `/`, `..` or hidden name can
+/// make vrd write outside the directory meant for it.
+pub fn file_name(what: &'static str, value: &str) -> Result<String, NameError> {
+    check_len(what, value, 200)?;
+    check_chars(what, value, |c| c != '/' && !c.is_whitespace() && !c.is_control(), FILE_NAME_RULE)?;
+    if let Some(bad) = value.chars().next().filter(|c| ".-".contains(*c)) {
+        return Err(NameError::BadChar { what, value: value.into(), bad, rule: FILE_NAME_RULE });
+    }
+    Ok(value.to_string())
+}
+
 /// Checks an app name: dash-free, path-safe.
 pub fn app_name(value: &str) -> Result<String, NameError> {
     dash_free_part("app name", value, 64)
@@ -257,6 +273,18 @@ impl fmt::Display for ProcName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_name_cannot_leave_its_directory() {
+        for ok in ["busybox", "busybox-1.36", "app-1.0+rc1_abc.tar.gz", "Ubuntu_22.04"] {
+            assert_eq!(file_name("image name", ok).unwrap(), ok);
+        }
+        for bad in ["", "..", ".", "../etc", "/etc/passwd", "a/b", ".hidden", "-rf", "a b", "a\0b", "x\n"] {
+            let err = file_name("image name", bad).unwrap_err().to_string();
+            assert!(err.contains("image name"), "{bad:?}: {err}");
+        }
+        assert!(file_name("image name", &"a".repeat(201)).is_err());
+    }
 
     #[test]
     fn velociraptor_names_round_trip() {

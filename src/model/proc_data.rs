@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
 
 use super::limits::{parse_size, Limits, CPU_PERIOD_US};
-use super::names::{NameError, ProcName};
+use super::names::{self, NameError, ProcName};
 use super::yaml::{self, BadKey};
 
 /// Every key of proc.yaml, as written (VR §3.1), before validation.
@@ -286,18 +286,23 @@ impl ProcData {
         for v in &self.volumes {
             check_volume(v)?;
         }
+        let image_name = self.image_name.clone().unwrap_or_else(|| image_name_from_url(&image_url));
+        let build = match &self.build_url {
+            Some(url) => Some(Artifact {
+                url: url.clone(),
+                md5: self.build_md5.clone(),
+                name: artifact_name("build_url", "build file name", basename(url))?,
+            }),
+            None => None,
+        };
         Ok(ProcSpec {
             name,
             image: Artifact {
                 url: image_url.clone(),
                 md5: self.image_md5.clone(),
-                name: self.image_name.clone().unwrap_or_else(|| image_name_from_url(&image_url)),
+                name: artifact_name("image_name", "image name", image_name)?,
             },
-            build: self.build_url.as_ref().map(|url| Artifact {
-                url: url.clone(),
-                md5: self.build_md5.clone(),
-                name: basename(url),
-            }),
+            build,
             cmd: self.cmd.clone(),
             env: self.env.clone(),
             settings: self.settings.clone(),
@@ -362,6 +367,12 @@ fn check_volume(v: &Volume) -> Result<(), ProcDataError> {
         return Err(bad("volumes", "a volume can't be mounted over the container's root '/'"));
     }
     Ok(())
+}
+
+/// An artifact's cache name (from `key`, or derived from its url), checked by the one validator
+/// of names that become paths.
+pub fn artifact_name(key: &str, what: &'static str, name: String) -> Result<String, ProcDataError> {
+    names::file_name(what, &name).map_err(|e| bad(key, e.to_string()))
 }
 
 fn basename(url: &str) -> String {

@@ -51,6 +51,27 @@ pub fn open_dir_at(path: &Path) -> io::Result<File> {
     Ok(File::from(nix::fcntl::open(path, flags, Mode::empty())?))
 }
 
+/// Makes (as `mkdir -p` would, mode 0700 for new ones) the directories of `rel` under `base` and
+/// opens the last: each step is resolved beneath the one before with no symlink followed, so a
+/// link planted anywhere on the way fails the call (`ELOOP`) instead of moving the writes.
+pub fn make_dirs(base: &Path, rel: &Path) -> io::Result<File> {
+    let mut dir = open_dir_at(base)?;
+    for part in relative(rel)?.components() {
+        let std::path::Component::Normal(name) = part else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a plain relative path", rel.display()),
+            ));
+        };
+        match nix::sys::stat::mkdirat(&dir, name, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        dir = open_dir(&dir, Path::new(name))?;
+    }
+    Ok(dir)
+}
+
 /// What [`read_regular`] read: at most the limit's bytes, and whether the file held more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bounded {
@@ -117,6 +138,20 @@ mod tests {
         std::os::unix::fs::symlink("/", tmp.path().join("sub/root")).unwrap();
         assert!(open_dir(&fd, Path::new("sub/root/etc")).is_err(), "a link in the middle");
         assert!(open_dir(&fd, Path::new("sub")).is_ok());
+    }
+
+    #[test]
+    fn directories_are_made_beneath_without_following_links() {
+        let (tmp, _) = dir();
+        make_dirs(tmp.path(), Path::new("images/busybox")).unwrap();
+        assert!(tmp.path().join("images/busybox").is_dir());
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("images/evil")).unwrap();
+        assert!(make_dirs(tmp.path(), Path::new("images/evil/x")).is_err());
+        assert!(!outside.path().join("x").exists(), "nothing made through the link");
+        for bad in ["../x", "/x", "images/../x"] {
+            assert!(make_dirs(tmp.path(), Path::new(bad)).is_err(), "{bad}");
+        }
     }
 
     fn libc_eloop() -> i32 {

@@ -79,3 +79,41 @@ fn uptest_results_are_never_read_through_links_fifos_or_past_a_bound() {
     let big = by_name("big")["Output"].as_str().unwrap().to_string();
     assert!(big.len() < 300 << 10 && big.ends_with("[vr: output cut at 256 KiB]"), "{} bytes", big.len());
 }
+
+#[test]
+fn an_image_name_that_is_a_path_is_refused_and_nothing_is_written() {
+    require_root!("an_image_name_that_is_a_path_is_refused_and_nothing_is_written");
+    let d = TestDaemon::start();
+    let target = d.dir.path().join("planted");
+    let escapes = [format!("../../../../../..{}", target.display()), target.display().to_string()];
+    for name in escapes {
+        let yaml = proc_yaml("escape", 0, "cmd: sleep 1")
+            .replace("image_name: busybox", &format!("image_name: {name}"));
+        let file = d.write("escape.yaml", &yaml);
+        for action in ["setup", "run"] {
+            let out = d.run_vr(&["runner", action, file.to_str().unwrap()]);
+            let (_, err) = text(&out);
+            assert!(!out.status.success(), "{name}: {action} went through");
+            assert!(err.contains("image_name") && err.contains("image name"), "{err}");
+        }
+        let deploy = d.run_vr(&["proc", "deploy", file.to_str().unwrap()]);
+        assert!(!deploy.status.success() && text(&deploy).1.contains("image_name"), "{:?}", text(&deploy));
+        assert!(!target.exists(), "{name} wrote {}", target.display());
+    }
+    // The same rule for a build's stack image (build.yaml) and a build url's file name.
+    let build = d.write(
+        "build.yaml",
+        "app_name: a\napp_repo_url: https://example.com/a.git\nversion: v1\nimage_url: file:///x.tar.gz\nimage_name: ../x\n",
+    );
+    let out = d
+        .vr()
+        .current_dir(d.dir.path())
+        .args(["builder", "build", build.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && text(&out).1.contains("image_name"), "{:?}", text(&out));
+    let dotted = proc_yaml("dots", 0, "cmd: sleep 1\nbuild_url: file:///tmp/..");
+    let file = d.write("dots.yaml", &dotted);
+    let out = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out).1.contains("build"), "{:?}", text(&out));
+}

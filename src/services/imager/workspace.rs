@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::ImagerError;
 use crate::host::image::{fetch, unpack_with_helper, UnpackOptions};
 use crate::model::image_data::ImageData;
+use crate::services::runner::layout::CacheDir;
 use crate::services::runner::Runner;
 use crate::sys;
 
@@ -74,7 +75,7 @@ impl Workspace {
         let base = |cause| ImagerError::Base { name: image.base_image_name.clone(), cause };
         // Held through the unpack, so a concurrent re-fetch cannot swap the archive meanwhile.
         let _lock = runner.locks.artifact(&format!("image:{}", image.base_image_name));
-        let cache = runner.layout.image_dir(&image.base_image_name);
+        let cache = runner.layout.make_cache_dir(CacheDir::Image, &image.base_image_name)?;
         let archive = fetch(&image.base_image_url, &cache, image.base_image_md5.as_deref()).map_err(base)?;
         let opts = UnpackOptions {
             untrusted: false,

@@ -24,6 +24,15 @@ use crate::host::container::overlay;
 use crate::host::container::passwd::UserIds;
 use crate::model::names::ProcName;
 
+/// The kinds of download dirs [`Layout::make_cache_dir`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheDir {
+    /// `images/<name>`: an OS image's archive and its unpacked trees.
+    Image,
+    /// `builds`: build archives (the name is the build's, checked all the same).
+    Build,
+}
+
 /// The directories of one runner (one daemon).
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -32,6 +41,29 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// Makes `images/<name>` or `builds` (`kind`) for an artifact's download: `name` passes the one
+    /// validator of names that become paths, and the dirs are made beneath the data dir without
+    /// following a link, so no name and no planted symlink puts a download elsewhere.
+    pub fn make_cache_dir(&self, kind: CacheDir, name: &str) -> Result<PathBuf, RunnerError> {
+        let what = match kind {
+            CacheDir::Image => "image name",
+            CacheDir::Build => "build file name",
+        };
+        crate::model::names::file_name(what, name).map_err(|e| RunnerError::Artifact(e.to_string()))?;
+        let rel = match kind {
+            CacheDir::Image => Path::new("images").join(name),
+            CacheDir::Build => PathBuf::from("builds"),
+        };
+        crate::sys::beneath::make_dirs(&self.data_dir, &rel).map_err(|e| {
+            RunnerError::Io(format!(
+                "failed to make {} beneath {}: {e}",
+                rel.display(),
+                self.data_dir.display()
+            ))
+        })?;
+        Ok(self.data_dir.join(rel))
+    }
+
     /// Where image `name` is kept.
     pub fn image_dir(&self, name: &str) -> PathBuf {
         self.data_dir.join("images").join(name)

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::caches::{self, Layers};
-use super::layout::ProcDir;
+use super::layout::{CacheDir, ProcDir};
 use super::scripts::{env_sh, proc_sh};
 use super::{Runner, RunnerError};
 use crate::host::container::passwd::{self, UserIds};
@@ -79,7 +79,7 @@ pub fn prepare_image(runner: &Runner, spec: &ProcSpec) -> Result<PathBuf, Runner
 /// Fetches and unpacks an OS image once; returns its contents dir.
 pub fn prepare_artifact_image(runner: &Runner, image: &Artifact) -> Result<PathBuf, RunnerError> {
     let _lock = runner.locks.artifact(&format!("image:{}", image.name));
-    let fetched = fetch_artifact(image, &runner.layout.image_dir(&image.name))?;
+    let fetched = fetch_artifact(image, &runner.layout.make_cache_dir(CacheDir::Image, &image.name)?)?;
     let contents = runner.layout.image_contents(&image.name, &fetched.md5);
     let opts = UnpackOptions {
         untrusted: false,
@@ -134,7 +134,7 @@ pub fn prepare_build(
 ) -> Result<Option<PathBuf>, RunnerError> {
     let Some(build) = &spec.build else { return Ok(None) };
     let _lock = runner.locks.artifact(&format!("build:{}", build.name));
-    let fetched = fetch_artifact(build, &runner.layout.builds_dir())?;
+    let fetched = fetch_artifact(build, &runner.layout.make_cache_dir(CacheDir::Build, &build.name)?)?;
     let layer = runner.layout.build_layer(&build.name, &fetched.md5, user);
     let opts = UnpackOptions {
         untrusted: true,
