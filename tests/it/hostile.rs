@@ -117,3 +117,21 @@ fn an_image_name_that_is_a_path_is_refused_and_nothing_is_written() {
     let out = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
     assert!(!out.status.success() && text(&out).1.contains("build"), "{:?}", text(&out));
 }
+
+#[test]
+fn uid_and_gid_minus_one_are_refused_not_run_as_root() {
+    require_root!("uid_and_gid_minus_one_are_refused_not_run_as_root");
+    let d = TestDaemon::start();
+    for ids in ["user: 4294967295", "user: app\ngroup: 4294967295"] {
+        let file = d.write("minus.yaml", &proc_yaml("minus", 0, &format!("{ids}\ncmd: id")));
+        let setup = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
+        let run = d.run_vr(&["runner", "run", file.to_str().unwrap()]);
+        assert!(text(&setup).1.contains("not a real id"), "{:?}", text(&setup));
+        for out in [&setup, &run] {
+            let (stdout, err) = text(out);
+            assert!(!out.status.success(), "{ids}: ran: {stdout}");
+            assert!(err.contains("not a real id") || err.contains("not set up"), "{ids}: {err}");
+            assert!(!stdout.contains("uid=0"), "{stdout}");
+        }
+    }
+}

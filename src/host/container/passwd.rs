@@ -21,7 +21,19 @@ pub enum PasswdError {
     /// No such group in the image.
     #[error("group '{0}' is not in the image's /etc/group: add it to the image, or set `group` in proc.yaml to one that is (or to a numeric gid)")]
     NoGroup(String),
+    /// An id the kernel reads as "no id": setuid(-1) changes nothing, so the process would keep
+    /// the launcher's uid 0 and root's capabilities.
+    #[error("{what} {id} is not a real id (it is -1, which the kernel reads as 'unchanged' and so as root): use an id below 4294967295")]
+    NotAnId {
+        /// "uid" or "gid".
+        what: &'static str,
+        /// The refused id.
+        id: u32,
+    },
 }
+
+/// (uid_t)-1 and (gid_t)-1: "leave unchanged" to setresuid/setresgid, never an id to run as.
+const NO_ID: u32 = u32::MAX;
 
 /// The group VR's server always wrote; images without it fall back to the user's own group.
 const DEFAULT_GROUP: &str = "nogroup";
@@ -51,6 +63,11 @@ pub fn resolve(passwd: &str, group_table: &str, user: &str, group: &str) -> Resu
             None => return Err(PasswdError::NoGroup(group.into())),
         },
     };
+    for (what, id) in [("uid", uid), ("gid", gid)] {
+        if id == NO_ID {
+            return Err(PasswdError::NotAnId { what, id });
+        }
+    }
     Ok(UserIds { uid, gid })
 }
 
@@ -66,6 +83,16 @@ mod tests {
         assert_eq!(resolve(PASSWD, GROUP, "nobody", "nogroup"), Ok(UserIds { uid: 65534, gid: 65534 }));
         assert_eq!(resolve(PASSWD, GROUP, "app", "staff"), Ok(UserIds { uid: 1000, gid: 50 }));
         assert_eq!(resolve(PASSWD, GROUP, "1234", "99"), Ok(UserIds { uid: 1234, gid: 99 }));
+    }
+
+    #[test]
+    fn minus_one_is_no_id_whether_given_or_in_the_image() {
+        let err = resolve(PASSWD, GROUP, "4294967295", "nogroup").unwrap_err();
+        assert_eq!(err, PasswdError::NotAnId { what: "uid", id: u32::MAX });
+        assert!(resolve(PASSWD, GROUP, "app", "4294967295").is_err());
+        let odd = "ghost:x:4294967295:1::/:/bin/sh\n";
+        assert!(resolve(odd, GROUP, "ghost", "nogroup").is_err());
+        assert!(resolve(PASSWD, GROUP, "4294967294", "4294967294").is_ok(), "the largest real id");
     }
 
     #[test]
