@@ -13,6 +13,7 @@ mod slots;
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -110,6 +111,10 @@ impl Daemon {
                 cause,
             })?;
         }
+        // Root's alone: the data dir holds fetched images, builds (an app's code and config), logs
+        // and the state database; members reach them through the socket, as they may.
+        fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
+            .map_err(|cause| DaemonError::Io { what: "chmod 0700", path: config.data_dir.clone(), cause })?;
         let sealed = crate::sys::sealed_copy_of_self().map_err(|cause| DaemonError::Io {
             what: "copy",
             path: "/proc/self/exe".into(),

@@ -30,14 +30,29 @@ fn relative(path: &Path) -> io::Result<&Path> {
 }
 
 /// Opens `dir/rel` with `flags` (and `mode` for a new file), refusing symlinks anywhere on the way
-/// (`ELOOP`) and any escape from `dir` (`EXDEV`). `O_NOFOLLOW`, `O_NOCTTY` and `O_CLOEXEC` are
-/// always added.
+/// (`ELOOP`) and any escape from `dir` (`EXDEV`). `O_NOCTTY` and `O_CLOEXEC` are always added.
+/// (Not `O_NOFOLLOW`: with `O_PATH` it would return the trailing symlink itself instead of
+/// `ELOOP`; `RESOLVE_NO_SYMLINKS` already refuses a trailing link.)
 pub fn open(dir: impl AsFd, rel: &Path, flags: OFlag, mode: Mode) -> io::Result<File> {
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_NOFOLLOW | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
-        .mode(mode)
-        .resolve(strict());
+    // openat2 refuses (EINVAL) any flag but O_CLOEXEC, O_DIRECTORY and O_NOFOLLOW with O_PATH.
+    let extra =
+        if flags.contains(OFlag::O_PATH) { OFlag::O_CLOEXEC } else { OFlag::O_NOCTTY | OFlag::O_CLOEXEC };
+    let how = OpenHow::new().flags(flags | extra).mode(mode).resolve(strict());
     Ok(File::from(openat2(dir, relative(rel)?, how)?))
+}
+
+/// An `O_PATH` descriptor of the absolute `path`, resolved from `/` with no symlink followed on
+/// the way (`ELOOP` if one is): for host paths a request names, such as volume sources, where a
+/// link an app planted must not redirect the mount.
+pub fn open_host_path(path: &Path) -> io::Result<File> {
+    let rel = path.strip_prefix("/").map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not absolute", path.display()))
+    })?;
+    let root = open_dir_at(Path::new("/"))?;
+    if rel.as_os_str().is_empty() {
+        return Ok(root);
+    }
+    open(root, rel, OFlag::O_PATH, Mode::empty())
 }
 
 /// Opens the directory `dir/rel` (symlinks and escapes refused as in [`open`]).
@@ -51,10 +66,13 @@ pub fn open_dir_at(path: &Path) -> io::Result<File> {
     Ok(File::from(nix::fcntl::open(path, flags, Mode::empty())?))
 }
 
-/// Makes (as `mkdir -p` would, mode 0700 for new ones) the directories of `rel` under `base` and
-/// opens the last: each step is resolved beneath the one before with no symlink followed, so a
-/// link planted anywhere on the way fails the call (`ELOOP`) instead of moving the writes.
+/// Makes `base` if missing, then (as `mkdir -p` would, mode 0700 for new ones) the directories of
+/// `rel` under it, and opens the last: each step is resolved beneath the one before with no
+/// symlink followed, so a link planted anywhere on the way fails the call (`ELOOP`) instead of
+/// moving the writes.
 pub fn make_dirs(base: &Path, rel: &Path) -> io::Result<File> {
+    // `base` is vrd's own (the data dir, from its config): made as given.
+    std::fs::create_dir_all(base)?;
     let mut dir = open_dir_at(base)?;
     for part in relative(rel)?.components() {
         let std::path::Component::Normal(name) = part else {
@@ -138,6 +156,9 @@ mod tests {
         std::os::unix::fs::symlink("/", tmp.path().join("sub/root")).unwrap();
         assert!(open_dir(&fd, Path::new("sub/root/etc")).is_err(), "a link in the middle");
         assert!(open_dir(&fd, Path::new("sub")).is_ok());
+        let err = open_host_path(&tmp.path().join("sub/root")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc_eloop()), "a trailing link, even for O_PATH: {err}");
+        assert!(open_host_path(&tmp.path().join("sub")).is_ok());
     }
 
     #[test]

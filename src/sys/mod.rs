@@ -233,13 +233,25 @@ pub fn recv_fds(socket: &impl AsFd, max: usize) -> io::Result<Vec<OwnedFd>> {
 /// Linux 5.2). The copy survives pivot_root and the detaching of the old root, so a host
 /// directory can be attached inside a container root after the pivot with [`attach_tree`].
 pub fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
+    open_tree(libc::AT_FDCWD, path, 0)
+}
+
+/// As [`clone_tree`], of the file or directory `fd` already names (an `O_PATH` fd resolved with
+/// care, e.g. by [`beneath`]), so the tree cloned is the one that was checked.
+pub fn clone_tree_of(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    open_tree(fd.as_raw_fd(), Path::new(""), libc::AT_EMPTY_PATH as libc::c_uint)
+}
+
+fn open_tree(dir: RawFd, path: &Path, extra: libc::c_uint) -> io::Result<OwnedFd> {
     use std::os::unix::ffi::OsStrExt;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let cpath = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
-    // SAFETY: the path is NUL-terminated and outlives the call; the kernel returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, cpath.as_ptr(), flags) };
+    let flags =
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint | extra;
+    // SAFETY: the path is NUL-terminated and outlives the call; `dir` is AT_FDCWD or a descriptor
+    // the caller borrows for the call; the kernel returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, dir, cpath.as_ptr(), flags) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

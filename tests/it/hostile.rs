@@ -100,6 +100,9 @@ fn an_image_name_that_is_a_path_is_refused_and_nothing_is_written() {
         assert!(!deploy.status.success() && text(&deploy).1.contains("image_name"), "{:?}", text(&deploy));
         assert!(!target.exists(), "{name} wrote {}", target.display());
     }
+    // What vrd fetched is root's alone (images, builds, logs live under the data dir).
+    let mode = std::fs::metadata(d.data()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the data dir is {mode:o}");
     // The same rule for a build's stack image (build.yaml) and a build url's file name.
     let build = d.write(
         "build.yaml",
@@ -133,5 +136,57 @@ fn uid_and_gid_minus_one_are_refused_not_run_as_root() {
             assert!(err.contains("not a real id") || err.contains("not set up"), "{ids}: {err}");
             assert!(!stdout.contains("uid=0"), "{stdout}");
         }
+    }
+}
+
+/// Runs `cmd` once in a root container of `app` with `volumes`; (exit ok, stdout, stderr).
+fn run_once(d: &TestDaemon, app: &str, cmd: &str, volumes: &str) -> (bool, String, String) {
+    let yaml = proc_yaml(app, 0, &format!("user: root\ngroup: root\ncmd: \"{cmd}\"\nvolumes: {volumes}"));
+    let file = d.write(&format!("{app}.yaml"), &yaml);
+    let setup = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
+    assert!(setup.status.success(), "{:?}", text(&setup));
+    let out = d.run_vr(&["runner", "run", file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    (out.status.success(), stdout, stderr)
+}
+
+#[test]
+fn a_link_planted_in_a_volume_cannot_hand_another_volume_a_host_dir() {
+    require_root!("a_link_planted_in_a_volume_cannot_hand_another_volume_a_host_dir");
+    let d = TestDaemon::start();
+    let shared = d.dir.path().join("shared");
+    let secret = d.dir.path().join("host-only");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("secret.txt"), "host-only-data").unwrap();
+    // App one (root in its container) plants a link to a host dir in its volume.
+    let plant = format!("ln -s {} /data/link && echo planted", secret.display());
+    let (ok, out, err) = run_once(&d, "planter", &plant, &format!("[[{}, /data]]", shared.display()));
+    assert!(ok && out.contains("planted"), "{out} {err}");
+    assert!(std::fs::symlink_metadata(shared.join("link")).unwrap().file_type().is_symlink());
+    // App two names a path under it as its volume source: refused, not the host dir.
+    let volume = format!("[[{}, /mnt]]", shared.join("link").display());
+    let (ok, out, err) = run_once(&d, "victim", "cat /mnt/secret.txt", &volume);
+    assert!(!out.contains("host-only-data"), "a host dir came through a planted link: {out}");
+    assert!(!ok, "{out} {err}");
+    assert!(
+        err.contains("passes through a symbolic link") && err.contains(&secret.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn volumes_are_nosuid_and_nodev() {
+    require_root!("volumes_are_nosuid_and_nodev");
+    let d = TestDaemon::start();
+    let rw = d.dir.path().join("rw");
+    std::fs::create_dir_all(&rw).unwrap();
+    let cmd = "cp /bin/busybox /data/suid && chmod 4755 /data/suid && grep ' /data ' /proc/mounts";
+    let (ok, out, err) = run_once(&d, "suid", cmd, &format!("[[{}, /data]]", rw.display()));
+    assert!(ok, "{out} {err}");
+    let options = out.split_whitespace().nth(3).unwrap_or_else(|| panic!("no mount line: {out}"));
+    let options: Vec<&str> = options.split(',').collect();
+    for want in ["rw", "nosuid", "nodev"] {
+        assert!(options.contains(&want), "{want} missing from the volume's {options:?}");
     }
 }

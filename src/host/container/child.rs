@@ -122,11 +122,9 @@ fn wait_for_cgroup(io: &ChildIo) -> Result<(), String> {
 }
 
 fn open_bind_sources(plan: &LaunchPlan) -> Result<Vec<BindSource>, String> {
-    plan.volumes
-        .iter()
-        .chain(&plan.host_files)
-        .map(|b| BindSource::clone_host_path(&b.outside).map_err(|e| e.to_string()))
-        .collect()
+    let volumes = plan.volumes.iter().map(|b| BindSource::clone_volume(&b.outside));
+    let host_files = plan.host_files.iter().map(|b| BindSource::clone_host_path(&b.outside));
+    volumes.chain(host_files).map(|source| source.map_err(|e| e.to_string())).collect()
 }
 
 /// pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the new root

@@ -272,13 +272,18 @@ fn supervise(
     let started = cgroup.add_pid(child.as_raw()).map_err(|e| e.to_string()).and_then(|_| {
         File::from(io.go).write_all(b"g").map_err(|e| format!("failed to start the container: {e}"))
     });
+    let mut errors = File::from(io.errors);
     if let Err(e) = started {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);
-        return Err(e);
+        // A child that failed before waiting for "go" closed its end (so the write above broke)
+        // and said why on the errors pipe: that is the cause, not the broken pipe.
+        let mut message = String::new();
+        let _ = errors.read_to_string(&mut message);
+        return Err(if message.is_empty() { e } else { message });
     }
     let mut message = String::new();
-    let _ = File::from(io.errors).read_to_string(&mut message);
+    let _ = errors.read_to_string(&mut message);
     if !message.is_empty() {
         let _ = waitpid(child, None);
         return Err(message);

@@ -182,12 +182,35 @@ pub struct BindSource {
 }
 
 impl BindSource {
-    /// Clones `path`; done before pivot_root, while host paths are still reachable.
+    /// Clones `path`; done before pivot_root, while host paths are still reachable. For paths vrd
+    /// chose itself (the host's resolver files, which are often symlinks).
     pub fn clone_host_path(path: &Path) -> io::Result<BindSource> {
         let is_dir = fs::metadata(path).map_err(|e| at(path, "read", e))?.is_dir();
         let tree = crate::sys::clone_tree(path).map_err(|e| at(path, "clone the mount of", e))?;
         Ok(BindSource { tree, is_dir })
     }
+
+    /// Clones a volume's source, a path a proc.yaml named: resolved without following any
+    /// symlink, so a link one app planted in its volume cannot hand another app's volume a host
+    /// directory such as /root. A path through a link is refused with its real path.
+    pub fn clone_volume(path: &Path) -> io::Result<BindSource> {
+        let fd = crate::sys::beneath::open_host_path(path).map_err(|e| volume_error(path, e))?;
+        let is_dir = fd.metadata().map_err(|e| at(path, "read", e))?.is_dir();
+        let tree = crate::sys::clone_tree_of(fd.as_fd()).map_err(|e| at(path, "clone the mount of", e))?;
+        Ok(BindSource { tree, is_dir })
+    }
+}
+
+fn volume_error(path: &Path, e: io::Error) -> io::Error {
+    if e.raw_os_error() != Some(nix::errno::Errno::ELOOP as i32) {
+        return at(path, "open the volume source", e);
+    }
+    let real = fs::canonicalize(path).map(|p| format!(" (it leads to {})", p.display())).unwrap_or_default();
+    io::Error::other(format!(
+        "volume source {} passes through a symbolic link{real}: vr does not follow links in volume \
+         sources, so a link planted in one volume cannot redirect another; name the real path in `volumes`",
+        path.display()
+    ))
 }
 
 fn at(target: &Path, what: &str, err: impl std::fmt::Display) -> io::Error {
@@ -206,6 +229,27 @@ fn ensure_file(target: &Path) -> io::Result<()> {
         fs::File::create(target).map_err(|e| at(target, "create mount point", e))?;
     }
     Ok(())
+}
+
+/// Remounts the bind mount at `target` with `add`, keeping the flags it has (a noexec or
+/// read-only host mount stays so: a bind remount sets the flags it is given, and clears the rest).
+fn remount_bind(target: &Path, add: MsFlags) -> io::Result<()> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let has = statvfs(target).map_err(|e| at(target, "read the mount flags of", e))?.flags();
+    let kept = [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st, _)| has.contains(*st))
+    .fold(MsFlags::empty(), |all, (_, ms)| all | ms);
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | kept | add;
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(|e| at(target, "remount", e))
 }
 
 fn remount_read_only(target: &Path, extra: MsFlags) -> io::Result<()> {
@@ -250,10 +294,10 @@ pub fn apply(step: &MountStep, sources: &[BindSource]) -> io::Result<()> {
             // it would show on the host and the host's in the container.
             mount(None::<&str>, target, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
                 .map_err(|e| at(target, "make private", e))?;
-            if *read_only {
-                remount_read_only(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
-            }
-            Ok(())
+            // nosuid, nodev always: a root container must not leave a setuid-root file or a device
+            // node in a volume for the host or another app to use.
+            let ro = if *read_only { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+            remount_bind(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro)
         }
         MountStep::Mask(target) => match fs::metadata(target) {
             Err(_) => Ok(()),
