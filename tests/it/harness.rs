@@ -203,6 +203,13 @@ impl TestDaemon {
         path
     }
 
+    /// Makes a directory (and its parents) in the daemon's temp dir and returns its path.
+    pub fn make_dir(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    }
+
     /// Every cgroup directory under this daemon's parent, in any hierarchy.
     pub fn cgroups_left(&self) -> Vec<PathBuf> {
         let mut left = Vec::new();

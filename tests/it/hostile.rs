@@ -179,8 +179,7 @@ fn a_link_planted_in_a_volume_cannot_hand_another_volume_a_host_dir() {
 fn volumes_are_nosuid_and_nodev() {
     require_root!("volumes_are_nosuid_and_nodev");
     let d = TestDaemon::start();
-    let rw = d.dir.path().join("rw");
-    std::fs::create_dir_all(&rw).unwrap();
+    let rw = d.make_dir("rw");
     let cmd = "cp /bin/busybox /data/suid && chmod 4755 /data/suid && grep ' /data ' /proc/mounts";
     let (ok, out, err) = run_once(&d, "suid", cmd, &format!("[[{}, /data]]", rw.display()));
     assert!(ok, "{out} {err}");

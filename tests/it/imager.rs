@@ -165,8 +165,7 @@ fn a_failing_script_fails_the_build_and_keeps_only_the_log() {
 fn docker_export_bz2_and_xz_tarballs_work_as_bases() {
     require_root!("docker_export_bz2_and_xz_tarballs_work_as_bases");
     let d = TestDaemon::start();
-    let root = d.dir.path().join("base-root");
-    std::fs::create_dir_all(&root).unwrap();
+    d.make_dir("base-root");
     let sh = |script: &str| {
         let status =
             std::process::Command::new("sh").arg("-c").arg(script).current_dir(d.dir.path()).status();

@@ -185,8 +185,7 @@ fn an_image_that_makes_another_name_root_is_refused_even_for_an_admin() {
     require_root!("an_image_that_makes_another_name_root_is_refused_even_for_an_admin");
     let d = TestDaemon::start();
     // The busybox image with its app user turned into uid 0.
-    let tree = d.dir.path().join("sneaky-image");
-    std::fs::create_dir_all(&tree).unwrap();
+    let tree = d.make_dir("sneaky-image");
     let unpacked =
         Command::new("tar").arg("-C").arg(&tree).arg("-xzf").arg(busybox_image()).status().unwrap();
     assert!(unpacked.success());
