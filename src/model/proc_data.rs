@@ -46,6 +46,9 @@ pub struct ProcData {
     pub cpu_quota: Option<f64>,
     /// vr extension: maximum number of tasks; defaults to [`DEFAULT_PIDS_MAX`].
     pub pids_max: Option<u64>,
+    /// `default` (vr's seccomp filter) or `unconfined` (none; only an admin may ask).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seccomp: Option<String>,
     /// Keys the file held that vr does not know.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -127,6 +130,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cpu_shares",
     "cpu_quota",
     "pids_max",
+    "seccomp",
 ];
 
 impl From<BadKey> for ProcDataError {
@@ -251,6 +255,7 @@ impl ProcData {
             cpu_shares: number("cpu_shares", &get("cpu_shares"))?,
             cpu_quota,
             pids_max: number("pids_max", &get("pids_max"))?,
+            seccomp: text("seccomp")?,
             unknown_keys,
         })
     }
@@ -311,6 +316,16 @@ impl ProcData {
             host: self.host.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".into()),
             volumes: self.volumes.clone(),
             limits: self.limits()?,
+            seccomp: match self.seccomp.as_deref().map(str::trim) {
+                None | Some("") | Some("default") => Seccomp::Default,
+                Some("unconfined") => Seccomp::Unconfined,
+                Some(other) => {
+                    return Err(bad(
+                        "seccomp",
+                        format!("'{other}' is not a seccomp profile: use default (vr's filter) or unconfined (none; admins only)"),
+                    ))
+                }
+            },
         })
     }
 
@@ -427,6 +442,20 @@ pub struct ProcSpec {
     pub volumes: Vec<Volume>,
     /// cgroup limits.
     pub limits: Limits,
+    /// The container's seccomp filter.
+    #[serde(default)]
+    pub seccomp: Seccomp,
+}
+
+/// Which seccomp filter a container gets (see `sys::seccomp`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Seccomp {
+    /// vr's default filter: the calls Docker's default profile refuses are refused.
+    #[default]
+    Default,
+    /// No filter: for an app that needs what the filter refuses. Only an admin may ask.
+    Unconfined,
 }
 
 #[cfg(test)]

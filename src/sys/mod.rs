@@ -7,6 +7,7 @@
 pub mod beneath;
 pub mod fdstream;
 pub mod fs;
+pub mod seccomp;
 #[cfg(test)]
 pub mod testing;
 

@@ -23,6 +23,7 @@ mod netns;
 mod privilege;
 mod proxies;
 mod runner;
+mod seccomp;
 mod stacks;
 mod supervision;
 mod swarm_fixture;

@@ -13,7 +13,7 @@ use crate::host::perms::{self, Ids};
 use crate::model::build_data::BuildData;
 use crate::model::deploy::Definition;
 use crate::model::image_data::ImageData;
-use crate::model::proc_data::ProcSpec;
+use crate::model::proc_data::{ProcSpec, Seccomp};
 
 /// Checks a request of `who` under `policy`; what an admin asks is never refused here.
 pub struct Privilege<'a> {
@@ -34,6 +34,9 @@ impl<'a> Privilege<'a> {
         }
         self.not_root("user", &spec.user)?;
         self.not_root("group", &spec.group)?;
+        if spec.seccomp == Seccomp::Unconfined {
+            return Err(admin_only("seccomp: unconfined (a container without vr's seccomp filter)".into()));
+        }
         for v in &spec.volumes {
             self.volume(&v.outside)?;
         }

@@ -6,6 +6,8 @@
 //! no_new_privs → exec.
 
 use std::ffi::CString;
+
+use crate::model::proc_data::Seccomp;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -226,8 +228,14 @@ fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
     let argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
     let env = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
     let program = resolve_program(plan)?;
+    let filters = match plan.seccomp {
+        Seccomp::Default => sys::seccomp::default_filters()?.to_vec(),
+        Seccomp::Unconfined => Vec::new(),
+    };
     step("reset signal handling", sys::reset_signals())?;
     step("close inherited fds", sys::cloexec_from(3))?;
+    // Last: from here on every call the app makes passes the filter, execve included.
+    sys::seccomp::install(&filters)?;
     match nix::unistd::execve(&program, &argv, &env) {
         Err(e) => Err(format!("failed to execute {}: {e}", plan.argv[0])),
         Ok(never) => match never {},

@@ -32,6 +32,9 @@ pub struct LaunchPlan {
     pub user: UserIds,
     /// Capabilities kept (bounding set; also effective and permitted when the user is root).
     pub capabilities: Vec<String>,
+    /// The seccomp filter installed just before exec.
+    #[serde(default)]
+    pub seccomp: crate::model::proc_data::Seccomp,
     /// The program and its arguments; `argv[0]` is an absolute path inside the container.
     pub argv: Vec<String>,
     /// The environment handed to `argv[0]` (proc.sh builds the app's own environment).

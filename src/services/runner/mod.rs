@@ -246,6 +246,7 @@ impl Runner {
             },
             user,
             capabilities: capabilities_for(user.uid),
+            seccomp: spec.seccomp,
             argv,
             env,
             cwd: "/app".into(),

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::api::Kind;
 use crate::daemon::ops::access::Role;
+use crate::model::proc_data::ProcData;
 
 fn member() -> Principal {
     Principal::socket(65534, 65534, vec![4242], None, &Policy::default())
@@ -105,4 +106,17 @@ fn a_member_names_only_local_paths_it_could_read_itself() {
     )
     .unwrap();
     assert!(refusal(check.definition(&app)).contains("repo_url"), "a repository with an unreadable file");
+}
+
+#[test]
+fn only_an_admin_may_run_a_proc_without_the_seccomp_filter() {
+    let yaml =
+        "app_name: a\nversion: v1\nconfig_name: c\nproc_name: web\nimage_url: https://example.com/i.tar.gz\n";
+    let filtered = ProcData::from_yaml(yaml).unwrap().spec().unwrap();
+    let unconfined = ProcData::from_yaml(&format!("{yaml}seccomp: unconfined\n")).unwrap().spec().unwrap();
+    let (member, admin, policy) = (member(), admin(), policy());
+    Privilege::of(&member, &policy).proc(&filtered).unwrap();
+    let message = refusal(Privilege::of(&member, &policy).proc(&unconfined));
+    assert!(message.contains("seccomp: unconfined"), "{message}");
+    Privilege::of(&admin, &policy).proc(&unconfined).unwrap();
 }

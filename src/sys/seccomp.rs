@@ -1,0 +1,215 @@
+//! vr's default seccomp filter for every container: the calls Docker's default profile refuses
+//! are refused (EPERM), whoever the app runs as.
+//!
+//! Two filters, built with seccompiler and installed just before `execve`:
+//!
+//! 1. **What exists:** every syscall number up to the newest this build knows is allowed except
+//!    `clone3`; anything else (a newer call, the x32 ABI's numbers) gets `ENOSYS`, which libcs
+//!    read as "not here" and fall back from. `clone3` gets it too: its flags sit in memory a
+//!    filter cannot read, and glibc falls back to `clone`, whose flags the second filter sees.
+//!    (Docker answers unknown calls with EPERM, which once broke glibc's faccessat2 fallback.)
+//! 2. **What is refused:** `EPERM` for the calls that reach past the container: new namespaces
+//!    (`unshare`, `setns`, `clone` with a namespace flag), the mount API, the kernel keyring,
+//!    `perf_event_open`, `userfaultfd`, `bpf`, io_uring, modules, kexec, reboot, swap, clocks,
+//!    accounting, quotas, NUMA policy, handles, and `personality` beyond the harmless values.
+//!
+//! Of two filters' equal actions the later-installed one's wins, so a refused call answers EPERM,
+//! not filter 1's ENOSYS. Most of these need a capability the container lacks anyway; the filter
+//! is what stops the ones that do not (user namespaces, keyrings, perf, userfaultfd, io_uring)
+//! and what keeps a kernel bug in one of them out of reach.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    TargetArch,
+};
+
+/// The newest syscall number this build knows (mseal, Linux 6.10, on x86_64 and aarch64 alike).
+const NEWEST: i64 = libc::SYS_mseal;
+
+/// Refused with EPERM whatever their arguments.
+const REFUSED: &[(&str, i64)] = &[
+    ("unshare", libc::SYS_unshare),
+    ("setns", libc::SYS_setns),
+    ("mount", libc::SYS_mount),
+    ("umount2", libc::SYS_umount2),
+    ("pivot_root", libc::SYS_pivot_root),
+    ("fsopen", libc::SYS_fsopen),
+    ("fsconfig", libc::SYS_fsconfig),
+    ("fsmount", libc::SYS_fsmount),
+    ("fspick", libc::SYS_fspick),
+    ("move_mount", libc::SYS_move_mount),
+    ("open_tree", libc::SYS_open_tree),
+    ("mount_setattr", libc::SYS_mount_setattr),
+    ("add_key", libc::SYS_add_key),
+    ("request_key", libc::SYS_request_key),
+    ("keyctl", libc::SYS_keyctl),
+    ("perf_event_open", libc::SYS_perf_event_open),
+    ("userfaultfd", libc::SYS_userfaultfd),
+    ("bpf", libc::SYS_bpf),
+    ("io_uring_setup", libc::SYS_io_uring_setup),
+    ("io_uring_enter", libc::SYS_io_uring_enter),
+    ("io_uring_register", libc::SYS_io_uring_register),
+    ("init_module", libc::SYS_init_module),
+    ("finit_module", libc::SYS_finit_module),
+    ("delete_module", libc::SYS_delete_module),
+    ("kexec_load", libc::SYS_kexec_load),
+    ("kexec_file_load", libc::SYS_kexec_file_load),
+    ("reboot", libc::SYS_reboot),
+    ("swapon", libc::SYS_swapon),
+    ("swapoff", libc::SYS_swapoff),
+    ("acct", libc::SYS_acct),
+    ("settimeofday", libc::SYS_settimeofday),
+    ("clock_settime", libc::SYS_clock_settime),
+    ("clock_adjtime", libc::SYS_clock_adjtime),
+    ("quotactl", libc::SYS_quotactl),
+    ("quotactl_fd", libc::SYS_quotactl_fd),
+    ("name_to_handle_at", libc::SYS_name_to_handle_at),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
+    ("lookup_dcookie", libc::SYS_lookup_dcookie),
+    ("syslog", libc::SYS_syslog),
+    ("vhangup", libc::SYS_vhangup),
+    ("fanotify_init", libc::SYS_fanotify_init),
+    ("kcmp", libc::SYS_kcmp),
+    ("mbind", libc::SYS_mbind),
+    ("set_mempolicy", libc::SYS_set_mempolicy),
+    ("get_mempolicy", libc::SYS_get_mempolicy),
+    ("move_pages", libc::SYS_move_pages),
+    ("memfd_secret", libc::SYS_memfd_secret),
+    ("sethostname", libc::SYS_sethostname),
+    ("setdomainname", libc::SYS_setdomainname),
+    ("nfsservctl", libc::SYS_nfsservctl),
+    #[cfg(target_arch = "x86_64")]
+    ("iopl", libc::SYS_iopl),
+    #[cfg(target_arch = "x86_64")]
+    ("ioperm", libc::SYS_ioperm),
+    #[cfg(target_arch = "x86_64")]
+    ("uselib", libc::SYS_uselib),
+    #[cfg(target_arch = "x86_64")]
+    ("ustat", libc::SYS_ustat),
+    #[cfg(target_arch = "x86_64")]
+    ("sysfs", libc::SYS_sysfs),
+    #[cfg(target_arch = "x86_64")]
+    ("_sysctl", libc::SYS__sysctl),
+];
+
+/// `clone` flags that make a namespace: refused, as in Docker's profile.
+const NAMESPACE_FLAGS: &[u64] = &[
+    libc::CLONE_NEWNS as u64,
+    libc::CLONE_NEWUTS as u64,
+    libc::CLONE_NEWIPC as u64,
+    libc::CLONE_NEWUSER as u64,
+    libc::CLONE_NEWPID as u64,
+    libc::CLONE_NEWNET as u64,
+    libc::CLONE_NEWCGROUP as u64,
+];
+
+/// The `personality` values allowed (Docker's): PER_LINUX, PER_LINUX32, UNAME26,
+/// UNAME26|PER_LINUX32, and the query 0xffffffff. Others (READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE...)
+/// would weaken the process's own protections.
+const PERSONALITIES: &[u64] = &[0x0, 0x8, 0x20000, 0x20008, 0xffff_ffff];
+
+/// Every syscall [`REFUSED`] names, for tests and the docs.
+pub fn refused_names() -> impl Iterator<Item = &'static str> {
+    REFUSED.iter().map(|(name, _)| *name)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn arch() -> TargetArch {
+    TargetArch::x86_64
+}
+
+#[cfg(target_arch = "aarch64")]
+fn arch() -> TargetArch {
+    TargetArch::aarch64
+}
+
+fn error(e: seccompiler::BackendError) -> String {
+    format!("failed to build the seccomp filter: {e}")
+}
+
+/// Filter 1: every known call but `clone3` allowed; the rest ENOSYS.
+fn existing() -> Result<BpfProgram, String> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        (0..=NEWEST).filter(|nr| *nr != libc::SYS_clone3).map(|nr| (nr, Vec::new())).collect();
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Errno(libc::ENOSYS as u32), SeccompAction::Allow, arch())
+            .map_err(error)?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| error(e))
+}
+
+/// `arg0 & flag == flag`, one rule per flag: the rules of one call are alternatives.
+fn any_flag(flags: &[u64]) -> Result<Vec<SeccompRule>, String> {
+    flags
+        .iter()
+        .map(|flag| {
+            let set = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(*flag), *flag)
+                .map_err(error)?;
+            SeccompRule::new(vec![set]).map_err(error)
+        })
+        .collect()
+}
+
+/// `personality(arg0)` for any arg0 but the allowed ones: one rule, all conditions must hold.
+fn other_personality() -> Result<Vec<SeccompRule>, String> {
+    let conditions = PERSONALITIES
+        .iter()
+        .map(|p| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, *p).map_err(error))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(vec![SeccompRule::new(conditions).map_err(error)?])
+}
+
+/// Filter 2: the refused calls EPERM; everything else passes on to filter 1's verdict.
+fn refused() -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        REFUSED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
+    rules.insert(libc::SYS_clone, any_flag(NAMESPACE_FLAGS)?);
+    rules.insert(libc::SYS_personality, other_personality()?);
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch())
+            .map_err(error)?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| error(e))
+}
+
+/// Both filters, compiled; install them with [`install`].
+pub fn default_filters() -> Result<[BpfProgram; 2], String> {
+    Ok([existing()?, refused()?])
+}
+
+/// Installs `filters` on the calling thread, in order (needs no_new_privs or CAP_SYS_ADMIN).
+/// The last thing before `execve`: from here on the process can never drop them.
+pub fn install(filters: &[BpfProgram]) -> Result<(), String> {
+    for filter in filters {
+        seccompiler::apply_filter(filter)
+            .map_err(|e| format!("failed to install the seccomp filter: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_filters_compile_and_fit_the_kernels_limit() {
+        let [existing, refused] = default_filters().unwrap();
+        // BPF_MAXINSNS: the kernel refuses longer programs.
+        assert!(existing.len() < 4096 && refused.len() < 4096, "{} {}", existing.len(), refused.len());
+    }
+
+    #[test]
+    fn the_refused_calls_are_the_dangerous_ones_and_nothing_common() {
+        let names: Vec<_> = refused_names().collect();
+        for needed in
+            ["unshare", "keyctl", "perf_event_open", "userfaultfd", "bpf", "io_uring_setup", "mount"]
+        {
+            assert!(names.contains(&needed), "{needed}");
+        }
+        for common in ["read", "write", "clone", "execve", "ptrace", "chroot", "process_vm_readv"] {
+            assert!(!names.contains(&common), "{common} must stay allowed");
+        }
+        let numbers: std::collections::HashSet<_> = REFUSED.iter().map(|(_, nr)| nr).collect();
+        assert_eq!(numbers.len(), REFUSED.len(), "no call listed twice");
+    }
+}
