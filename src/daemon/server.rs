@@ -72,7 +72,9 @@ async fn accept_until(
         .set_config(
             ServerConfig::builder()
                 .max_connections(super::slots::MAX_CONNECTIONS)
-                .max_request_body_size(64 << 20)
+                // A request carries at most a YAML file (1 MiB, model::yaml::MAX_BYTES) and its
+                // JSON escaping; bulk data travels as fds, never in a request body.
+                .max_request_body_size(8 << 20)
                 .build(),
         )
         .to_service_builder();

@@ -116,8 +116,8 @@ impl BuildpackRef {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildDataError {
     /// Not YAML at all.
-    #[error("build.yaml is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("build.yaml can't be read as YAML: {0}")]
+    Yaml(#[from] super::yaml::YamlError),
     /// The top level is not a mapping.
     #[error("build.yaml must be a mapping of keys (app_name: ..., app_repo_url: ...), not {0}")]
     NotAMapping(&'static str),
@@ -234,7 +234,7 @@ fn commit(text: Option<String>) -> Result<Option<String>, BuildDataError> {
 }
 
 fn root_mapping(text: &str) -> Result<Mapping, BuildDataError> {
-    match serde_yaml_ng::from_str(text)? {
+    match super::yaml::parse(text)? {
         Value::Mapping(m) => Ok(m),
         Value::Null => Ok(Mapping::new()),
         Value::Sequence(_) => Err(BuildDataError::NotAMapping("a list")),
@@ -297,7 +297,7 @@ impl BuildData {
 
     /// The YAML text of this data (build_result.yaml).
     pub fn to_yaml(&self) -> Result<String, BuildDataError> {
-        Ok(serde_yaml_ng::to_string(self)?)
+        Ok(serde_yaml_ng::to_string(self).map_err(super::yaml::YamlError::from)?)
     }
 
     /// The buildpacks to try, in order: `buildpack_url` alone when set (pinned by its fragment or

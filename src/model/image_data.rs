@@ -38,8 +38,8 @@ pub struct ImageData {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageDataError {
     /// Not YAML at all.
-    #[error("image.yaml is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("image.yaml can't be read as YAML: {0}")]
+    Yaml(#[from] super::yaml::YamlError),
     /// The top level is not a mapping.
     #[error("image.yaml must be a mapping of keys (base_image_url: ..., script_url: ...), not {0}")]
     NotAMapping(&'static str),
@@ -106,7 +106,7 @@ fn is_local_path(url: &str) -> bool {
 impl ImageData {
     /// Parses and validates image.yaml text.
     pub fn from_yaml(text: &str) -> Result<ImageData, ImageDataError> {
-        let map = match serde_yaml_ng::from_str(text)? {
+        let map = match super::yaml::parse(text)? {
             Value::Mapping(m) => m,
             Value::Null => Mapping::new(),
             Value::Sequence(_) => return Err(ImageDataError::NotAMapping("a list")),

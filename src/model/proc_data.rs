@@ -72,8 +72,8 @@ pub struct Volume {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcDataError {
     /// Not YAML at all.
-    #[error("proc.yaml is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("proc.yaml can't be read as YAML: {0}")]
+    Yaml(#[from] super::yaml::YamlError),
     /// The top level is not a mapping.
     #[error("proc.yaml must be a mapping of keys (app_name: ..., proc_name: ...), not {0}")]
     NotAMapping(&'static str),
@@ -204,7 +204,7 @@ fn volumes(value: &Value) -> Result<Vec<Volume>, ProcDataError> {
 impl ProcData {
     /// Parses proc.yaml text. Keys are checked for type here; meaning is checked by [`ProcData::spec`].
     pub fn from_yaml(text: &str) -> Result<ProcData, ProcDataError> {
-        let root: Value = serde_yaml_ng::from_str(text)?;
+        let root: Value = super::yaml::parse(text)?;
         let map = match root {
             Value::Mapping(m) => m,
             Value::Null => Mapping::new(),

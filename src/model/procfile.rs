@@ -16,7 +16,7 @@ pub enum ProcfileError {
 }
 
 fn from_yaml(text: &str) -> Option<Vec<(String, String)>> {
-    let map: serde_yaml_ng::Mapping = serde_yaml_ng::from_str(text).ok()?;
+    let map: serde_yaml_ng::Mapping = super::yaml::parse(text).ok()?;
     map.into_iter()
         .map(|(k, v)| match (k, v) {
             (serde_yaml_ng::Value::String(k), serde_yaml_ng::Value::String(v)) => Some((k, v)),

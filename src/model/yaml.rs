@@ -3,6 +3,73 @@
 
 use serde_yaml_ng::Value;
 
+/// The largest YAML text vr parses: far above any proc.yaml, build.yaml or image.yaml (settings
+/// included), far below what would keep a parser busy.
+pub const MAX_BYTES: usize = 1 << 20;
+/// The deepest nesting of flow collections (`[` and `{`) vr parses. libyaml's scanner is
+/// quadratic in it: 100 kB of `[` took 32 s, blocking whatever thread parsed it.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// Why YAML text was not parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    /// Longer than [`MAX_BYTES`].
+    #[error("it is {0} bytes long; vr reads at most {MAX_BYTES} bytes of YAML (keep large data out of it, e.g. in a volume)")]
+    TooLong(usize),
+    /// Nested deeper than [`MAX_FLOW_DEPTH`].
+    #[error("it nests [ and {{ more than {MAX_FLOW_DEPTH} levels deep; vr reads no deeper (flatten it)")]
+    TooDeep,
+    /// Not YAML, or not of the expected shape.
+    #[error("{0}")]
+    Syntax(#[from] serde_yaml_ng::Error),
+}
+
+/// The deepest flow nesting in `text`, counting `[`/`{` outside quotes and comments; stops
+/// counting past `limit`. An over-estimate at worst (a bracket in a plain scalar counts), in
+/// time linear in the text.
+fn flow_depth(text: &str, limit: usize) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut previous = '\n';
+    for c in text.chars() {
+        match (quote, c) {
+            _ if comment => comment = c != '\n',
+            (Some('"'), '\\') if previous == '\\' => {
+                previous = ' ';
+                continue;
+            }
+            (Some(q), c) if c == q && !(q == '"' && previous == '\\') => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') if !previous.is_alphanumeric() => quote = Some(c),
+            (None, '#') if previous.is_whitespace() => comment = true,
+            (None, '[' | '{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+                if deepest > limit {
+                    return deepest;
+                }
+            }
+            (None, ']' | '}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        previous = c;
+    }
+    deepest
+}
+
+/// Parses YAML from a file, a request or an app, within [`MAX_BYTES`] and [`MAX_FLOW_DEPTH`], so
+/// no input keeps the parsing thread busy for long. Every YAML vr did not write goes through it.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
+    if text.len() > MAX_BYTES {
+        return Err(YamlError::TooLong(text.len()));
+    }
+    if flow_depth(text, MAX_FLOW_DEPTH) > MAX_FLOW_DEPTH {
+        return Err(YamlError::TooDeep);
+    }
+    Ok(serde_yaml_ng::from_str(text)?)
+}
+
 /// A key whose value is wrong, and what to write instead; each file's error type takes it in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadKey {
@@ -77,7 +144,27 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Value {
-        serde_yaml_ng::from_str(text).unwrap()
+        parse(text).unwrap()
+    }
+
+    #[test]
+    fn deep_or_huge_yaml_is_refused_before_the_parser_sees_it() {
+        let deep = format!("a: {}", "[".repeat(100_000));
+        let started = std::time::Instant::now();
+        assert!(matches!(parse::<Value>(&deep), Err(YamlError::TooDeep)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "refused without parsing");
+        let braces = format!("a: {}", "{a: ".repeat(65));
+        assert!(matches!(parse::<Value>(&braces), Err(YamlError::TooDeep)));
+        let long = "k: v\n".repeat(MAX_BYTES / 4);
+        assert!(matches!(parse::<Value>(&long), Err(YamlError::TooLong(_))));
+        assert!(parse::<Value>(&format!("a: {}1{}", "[".repeat(64), "]".repeat(64))).is_ok());
+    }
+
+    #[test]
+    fn brackets_in_quotes_and_comments_do_not_count() {
+        let text = format!("a: '{0}'\nb: \"{0}\\\"\"\n# {0}\nc: [[1]]\n", "[".repeat(100));
+        assert_eq!(flow_depth(&text, 1000), 2);
+        assert_eq!(parse::<Value>(&text).unwrap()["c"][0][0], Value::from(1));
     }
 
     #[test]

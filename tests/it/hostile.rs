@@ -189,3 +189,32 @@ fn volumes_are_nosuid_and_nodev() {
         assert!(options.contains(&want), "{want} missing from the volume's {options:?}");
     }
 }
+
+#[test]
+fn deep_or_huge_yaml_in_a_request_is_refused_at_once_and_others_are_served() {
+    require_root!("deep_or_huge_yaml_in_a_request_is_refused_at_once_and_others_are_served");
+    let d = TestDaemon::start();
+    let deep_yaml = format!("{}settings: {}", proc_yaml("deep", 0, "cmd: sleep 1"), "[".repeat(100_000));
+    let deep = d.write("deep.yaml", &deep_yaml);
+    let deeper = d.write("deep2.yaml", &deep_yaml);
+    let huge_yaml = format!("{}settings: '{}'\n", proc_yaml("huge", 0, "cmd: sleep 1"), "x".repeat(2 << 20));
+    let huge = d.write("huge.yaml", &huge_yaml);
+    // Two of them at once (the battery's attack), and an ordinary call beside them.
+    let attacks: Vec<_> = [&deep, &deeper, &huge]
+        .into_iter()
+        .map(|file| {
+            let mut cmd = d.vr();
+            cmd.args(["runner", "setup", file.to_str().unwrap()]);
+            std::thread::spawn(move || output_within(cmd, Duration::from_secs(20)))
+        })
+        .collect();
+    let mut list = d.vr();
+    list.args(["procs", "list"]);
+    assert!(output_within(list, Duration::from_secs(20)).status.success());
+    let answers: Vec<(String, String)> = attacks.into_iter().map(|a| text(&a.join().unwrap())).collect();
+    for (_, err) in &answers[..2] {
+        assert!(err.contains("deep") && err.contains("more than 64 levels"), "{err}");
+    }
+    let (_, err) = &answers[2];
+    assert!(err.contains("huge.yaml") && err.contains("at most 1048576 bytes"), "{err}");
+}

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use super::access::Principal;
 use super::attach::{Handover, ReceivedFds};
-use super::error::{builder_error, error, state_error, task_failed, OpResult};
+use super::error::{builder_error, error, off_runtime, state_error, task_failed, OpResult};
 use super::{Daemon, Ops};
 use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
 use crate::model::build_data::BuildData;
@@ -34,9 +34,13 @@ fn receive_build_files(handover: &Handover) -> Result<BuildFiles, BuilderError> 
     })
 }
 
-/// Parses a build.yaml; errors name the file.
-fn parse(file: &BuildFile) -> OpResult<BuildData> {
-    BuildData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+/// Parses a build.yaml on a blocking thread; errors name the file.
+async fn parse(file: &BuildFile) -> OpResult<BuildData> {
+    let file = file.clone();
+    off_runtime(move || {
+        BuildData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+    })
+    .await
 }
 
 /// Cancels a build whose caller went away (the call's future was dropped): a lock wait ends, and
@@ -71,7 +75,7 @@ impl Ops {
         file: BuildFile,
         attach: Attach,
     ) -> OpResult<BuildReport> {
-        let data = parse(&file)?;
+        let data = parse(&file).await?;
         let data = self.permit(who, data, |p, data| p.build(data)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = BuildWatch::default();
@@ -98,7 +102,7 @@ impl Ops {
         file: BuildFile,
         attach: Attach,
     ) -> OpResult<ExitStatus> {
-        let data = parse(&file)?;
+        let data = parse(&file).await?;
         let data = self.permit(who, data, |p, data| p.build(data)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = BuildWatch::default();

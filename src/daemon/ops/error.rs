@@ -33,6 +33,14 @@ pub fn task_failed(e: tokio::task::JoinError) -> ApiError {
     ApiError::caused(codes::INTERNAL, &TaskFailed(e))
 }
 
+/// Runs `work` on a blocking thread: parsing what a request carries (YAML up to a MiB) must not
+/// hold an async worker, or one client's request delays every other client and every restart.
+pub async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> OpResult<T> + Send + 'static,
+) -> OpResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(task_failed)?
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("a daemon task failed")]
 struct TaskFailed(#[source] tokio::task::JoinError);

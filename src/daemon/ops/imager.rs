@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::access::Principal;
 use super::attach::{Handover, ReceivedFds};
-use super::error::{error, imager_error, task_failed, OpResult};
+use super::error::{error, imager_error, off_runtime, task_failed, OpResult};
 use super::runner::StopOnDrop;
 use super::{Daemon, Ops};
 use crate::api::{codes, Attach, ExitStatus, ImageBuilt, ImageFile, IMAGER_BUILD_FDS};
@@ -16,8 +16,13 @@ use crate::model::image_data::ImageData;
 use crate::services::imager::{self, BuildOutputs, Provision};
 use crate::services::runner::LaunchWatch;
 
-/// Parses an image.yaml and resolves its relative paths; errors name the file.
-fn parse(file: &ImageFile, term: Option<String>) -> OpResult<(Provision, Vec<String>)> {
+/// Parses an image.yaml on a blocking thread and resolves its relative paths; errors name the file.
+async fn parse(file: &ImageFile, term: Option<String>) -> OpResult<(Provision, Vec<String>)> {
+    let file = file.clone();
+    off_runtime(move || parse_now(&file, term)).await
+}
+
+fn parse_now(file: &ImageFile, term: Option<String>) -> OpResult<(Provision, Vec<String>)> {
     let mut image =
         ImageData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))?;
     if !file.cwd.starts_with('/') {
@@ -57,7 +62,7 @@ impl Ops {
         attach: Attach,
         term: Option<String>,
     ) -> OpResult<ImageBuilt> {
-        let (provision, warnings) = parse(&file, term)?;
+        let (provision, warnings) = parse(&file, term).await?;
         let provision = self.permit(who, provision, |p, provision| p.image(&provision.image)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();
@@ -93,7 +98,7 @@ impl Ops {
         attach: Attach,
         term: Option<String>,
     ) -> OpResult<ExitStatus> {
-        let (provision, _) = parse(&file, term)?;
+        let (provision, _) = parse(&file, term).await?;
         let provision = self.permit(who, provision, |p, provision| p.image(&provision.image)).await?;
         let handover = Handover::new(attach, passed, who);
         let watch = LaunchWatch::default();

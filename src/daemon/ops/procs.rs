@@ -16,7 +16,7 @@ pub use crate::services::hosts::local::proc_info;
 
 impl Ops {
     pub(super) async fn deploy(&self, who: &Principal, file: ProcFile) -> OpResult<ProcInfo> {
-        let (spec, _) = parse(&file)?;
+        let (spec, _) = parse(&file).await?;
         let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         let sup = &self.daemon.supervisor;
         let record = sup.deploy(spec, file.yaml).await.map_err(supervisor_error)?;

@@ -8,17 +8,21 @@ use nix::sys::signal::Signal;
 
 use super::access::Principal;
 use super::attach::{Handover, ReceivedFds};
-use super::error::{error, runner_error, task_failed, OpResult};
+use super::error::{error, off_runtime, runner_error, task_failed, OpResult};
 use super::{Daemon, Ops};
 use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::foreground::signal_launcher;
 use crate::services::runner::{LaunchWatch, RunnerError, Started};
 
-/// Parses a proc.yaml; errors name the file.
-pub(super) fn parse(file: &ProcFile) -> OpResult<(ProcSpec, Vec<String>)> {
-    crate::services::runner::parse(&file.yaml)
-        .map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+/// Parses a proc.yaml on a blocking thread; errors name the file.
+pub(super) async fn parse(file: &ProcFile) -> OpResult<(ProcSpec, Vec<String>)> {
+    let file = file.clone();
+    off_runtime(move || {
+        crate::services::runner::parse(&file.yaml)
+            .map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+    })
+    .await
 }
 
 /// Sends SIGTERM to a launcher still running when dropped (its caller went away); the launcher
@@ -97,7 +101,7 @@ impl Ops {
         attach: Attach,
         shell: bool,
     ) -> OpResult<ExitStatus> {
-        let (spec, _) = parse(&file)?;
+        let (spec, _) = parse(&file).await?;
         let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         if !shell {
             self.unsupervised(&spec).await?;
@@ -141,7 +145,7 @@ impl Ops {
     }
 
     pub(super) async fn setup(&self, who: &Principal, file: ProcFile) -> OpResult<SetupReport> {
-        let (spec, warnings) = parse(&file)?;
+        let (spec, warnings) = parse(&file).await?;
         let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         self.unsupervised(&spec).await?;
         let name = spec.name.to_string();
@@ -150,7 +154,7 @@ impl Ops {
     }
 
     pub(super) async fn signal(&self, file: ProcFile, signal: String) -> OpResult<bool> {
-        let (spec, _) = parse(&file)?;
+        let (spec, _) = parse(&file).await?;
         let name = signal.trim_start_matches("SIG").to_ascii_uppercase();
         let sig: Signal = format!("SIG{name}")
             .parse()
@@ -161,13 +165,13 @@ impl Ops {
     }
 
     pub(super) async fn uptest(&self, who: &Principal, file: ProcFile) -> OpResult<Vec<UptestResult>> {
-        let (spec, _) = parse(&file)?;
+        let (spec, _) = parse(&file).await?;
         let spec = self.permit(who, spec, |p, spec| p.proc(spec)).await?;
         self.blocking(move |d| d.runner.uptest(&spec)).await
     }
 
     pub(super) async fn teardown(&self, file: ProcFile) -> OpResult<()> {
-        let (spec, _) = parse(&file)?;
+        let (spec, _) = parse(&file).await?;
         self.unsupervised(&spec).await?;
         self.blocking(move |d| d.runner.teardown(&spec)).await
     }

@@ -11,7 +11,7 @@ use crate::model::procfile;
 pub fn merge(outputs: &[(String, String)]) -> Result<Value, String> {
     let mut merged = Mapping::new();
     for (label, text) in outputs {
-        let value: Value = serde_yaml_ng::from_str(text)
+        let value: Value = crate::model::yaml::parse(text)
             .map_err(|e| format!("{label} printed YAML vr can't read from bin/release: {e}"))?;
         let map = match value {
             Value::Null => continue,
