@@ -10,8 +10,10 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use super::BuilderError;
 use crate::model::build_data::RepoType;
@@ -54,7 +56,13 @@ where
     S: AsRef<OsStr>,
 {
     let name = kind.as_str();
-    program(kind).args(args).output().map_err(|e| match e.kind() {
+    let mut cmd = program(kind);
+    cmd.args(args);
+    output_within(cmd, CHECKOUT_TIMEOUT).map_err(|e| match e.kind() {
+        std::io::ErrorKind::TimedOut => {
+            // Not the arguments: a URL may carry a token.
+            format!("{name}: {e}; check that the repository's server answers, or try again")
+        }
         std::io::ErrorKind::NotFound => {
             format!(
                 "{name} is not installed on this host: install it (apt-get install {})",
@@ -63,6 +71,32 @@ where
         }
         _ => format!("failed to run {name}: {e}"),
     })
+}
+
+/// How long one git or hg command (a clone, a fetch, an export) may take: a server that stops
+/// answering must not hold a build, its lock and a thread forever.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs `cmd` (its stdout and stderr collected) in a process group of its own; after `limit` the
+/// whole group (git's remote helpers and ssh too) is killed and the error is `TimedOut`.
+fn output_within(mut cmd: Command, limit: Duration) -> std::io::Result<Output> {
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).spawn()?;
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, finished) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(output) => output,
+        Err(_) => {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = waiter.join();
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("stopped after {} s without finishing", limit.as_secs()),
+            ))
+        }
+    }
 }
 
 fn debian_package(kind: RepoType) -> &'static str {
@@ -290,5 +324,26 @@ impl Repo<'_> {
                 checked(RepoType::Hg, &args, &what).map(|_| ())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_past_its_limit_is_killed_with_its_children_and_says_so() {
+        let mut cmd = Command::new("sh");
+        // The child sleeps on after its shell: killing only the shell would leave it behind.
+        cmd.args(["-c", "sleep 30 & echo $! > /dev/stderr; wait"]);
+        let started = std::time::Instant::now();
+        let err = output_within(cmd, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("stopped after"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20), "it did not wait for the sleep");
+        let mut quick = Command::new("echo");
+        quick.arg("fine");
+        let out = output_within(quick, Duration::from_secs(30)).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "fine\n");
     }
 }
