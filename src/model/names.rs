@@ -255,10 +255,15 @@ impl ProcName {
         })
     }
 
-    /// The hostname the container gets: the full name, cut to the kernel's 64-byte limit.
+    /// The hostname the container gets: the full name, cut to the kernel's 64-byte limit (at a
+    /// character boundary: a version may hold non-ASCII letters).
     pub fn hostname(&self) -> String {
         let mut full = self.to_string();
-        full.truncate(64);
+        let mut end = full.len().min(64);
+        while !full.is_char_boundary(end) {
+            end -= 1;
+        }
+        full.truncate(end);
         full
     }
 }
@@ -347,5 +352,14 @@ mod tests {
     fn hostname_fits_the_kernel_limit() {
         let name = ProcName::new(&"a".repeat(60), "1.0", "prod", "abcdef12", "web", 5000).unwrap();
         assert_eq!(name.hostname().len(), 64);
+    }
+
+    #[test]
+    fn hostname_cuts_between_characters() {
+        // Found by fuzzing (fuzz/corpus/names): byte 64 fell inside a two-byte 'é' and truncate panicked.
+        let name = ProcName::new("app", &"é".repeat(40), "prod", "abcdef12", "web", 5000).unwrap();
+        assert_eq!(name.hostname(), format!("app-{}", "é".repeat(30)));
+        let foreign = ProcName::parse_lenient(&format!("{}ü", "x".repeat(63)));
+        assert_eq!(foreign.hostname(), "x".repeat(63));
     }
 }

@@ -66,36 +66,102 @@ impl SlugIgnore {
     }
 }
 
+/// Whether the pattern's parts match the path's: a table of which suffixes of the parts match
+/// which suffixes of the patterns, from the last pattern back, so a line of many `**` costs
+/// patterns × parts steps instead of trying every split (a tenant writes the file).
 fn match_parts(pats: &[String], parts: &[&str]) -> bool {
-    match pats.split_first() {
-        None => parts.is_empty(),
-        Some((first, rest)) if first == "**" => (0..=parts.len()).any(|i| match_parts(rest, &parts[i..])),
-        Some((first, rest)) => {
-            parts.split_first().is_some_and(|(name, more)| wildmatch(first, name) && match_parts(rest, more))
+    let n = parts.len();
+    // next[j]: the patterns after this one match parts[j..].
+    let mut next: Vec<bool> = (0..=n).map(|j| j == n).collect();
+    for pat in pats.iter().rev() {
+        let mut here = vec![false; n + 1];
+        for j in (0..=n).rev() {
+            here[j] = if pat == "**" {
+                next[j] || (j < n && here[j + 1])
+            } else {
+                j < n && next[j + 1] && wildmatch(pat, parts[j])
+            };
+        }
+        next = here;
+    }
+    next[0]
+}
+
+/// fnmatch(3) on one name: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]` and `\` escapes.
+///
+/// Every token but `*` matches one character, so one pass that returns to the last `*` on a
+/// mismatch finds a match if there is one, in pattern × name steps (trying every split at every
+/// `*` took exponential time: a tenant's `*a*a*a…b` against a long name stalled the packager).
+pub fn wildmatch(pattern: &str, name: &str) -> bool {
+    let tokens = tokens(&pattern.chars().collect::<Vec<_>>());
+    let s: Vec<char> = name.chars().collect();
+    let (mut t, mut i) = (0, 0);
+    // After the last `*` seen: the token that follows it and where in the name it took over.
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match tokens.get(t) {
+            Some(Token::Star) => {
+                star = Some((t + 1, i));
+                t += 1;
+            }
+            Some(token) if token.matches(s[i]) => {
+                t += 1;
+                i += 1;
+            }
+            _ => match star {
+                // Let that `*` take one more character and try the rest again.
+                Some((after, from)) => {
+                    star = Some((after, from + 1));
+                    t = after;
+                    i = from + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[t..].iter().all(|token| matches!(token, Token::Star))
+}
+
+/// One element of a pattern.
+enum Token {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: any one character.
+    Any,
+    /// `[...]`: one character of the class.
+    Class(Box<dyn Fn(char) -> bool>),
+    /// One literal character (also an escaped one, and a `[` without its `]`).
+    Literal(char),
+}
+
+impl Token {
+    fn matches(&self, c: char) -> bool {
+        match self {
+            Token::Star | Token::Any => true,
+            Token::Class(ok) => ok(c),
+            Token::Literal(l) => *l == c,
         }
     }
 }
 
-/// fnmatch(3) on one name: `*`, `?`, `[abc]`, `[a-z]`, `[!abc]` and `\` escapes.
-pub fn wildmatch(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = name.chars().collect();
-    matches_at(&p, &s)
-}
-
-fn matches_at(p: &[char], s: &[char]) -> bool {
-    match p.first() {
-        None => s.is_empty(),
-        Some('*') => (0..=s.len()).any(|i| matches_at(&p[1..], &s[i..])),
-        Some('?') => !s.is_empty() && matches_at(&p[1..], &s[1..]),
-        Some('[') => match (class(&p[1..]), s.first()) {
-            (Some((ok, used)), Some(c)) => ok(*c) && matches_at(&p[1 + used..], &s[1..]),
-            (None, Some(c)) => *c == '[' && matches_at(&p[1..], &s[1..]),
-            (_, None) => false,
-        },
-        Some('\\') if p.len() > 1 => s.first() == Some(&p[1]) && matches_at(&p[2..], &s[1..]),
-        Some(c) => s.first() == Some(c) && matches_at(&p[1..], &s[1..]),
+fn tokens(p: &[char]) -> Vec<Token> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let (token, used) = match p[i] {
+            '*' => (Token::Star, 1),
+            '?' => (Token::Any, 1),
+            '[' => match class(&p[i + 1..]) {
+                Some((ok, used)) => (Token::Class(ok), 1 + used),
+                None => (Token::Literal('['), 1),
+            },
+            '\\' if i + 1 < p.len() => (Token::Literal(p[i + 1]), 2),
+            c => (Token::Literal(c), 1),
+        };
+        out.push(token);
+        i += used;
     }
+    out
 }
 
 /// A bracket class after its `[`: a predicate and how many pattern characters it used (up to and
@@ -161,6 +227,22 @@ mod tests {
         assert!(!wildmatch("\\*star", "xstar"));
         assert!(wildmatch("[]x]", "]"));
         assert!(wildmatch("a[", "a["), "an unclosed [ is literal");
+    }
+
+    #[test]
+    fn many_stars_take_linear_time() {
+        // Found by fuzzing (fuzz/corpus/slugignore): each `*` tried every split, so these took
+        // exponential time; a tenant writes both the file and the names.
+        let stars = format!("{}b", "*a".repeat(30));
+        assert!(!wildmatch(&stars, &"a".repeat(200)));
+        assert!(wildmatch(&stars, &format!("{}b", "a".repeat(200))));
+        let deep = format!("{}x", "**/".repeat(40));
+        let ignore = SlugIgnore::parse(&format!("{deep}\n"));
+        let path = format!("{}y", "d/".repeat(200));
+        assert!(!ignore.is_ignored(&path, false));
+        assert!(ignore.is_ignored(&format!("{}x", "d/".repeat(200)), false));
+        assert!(wildmatch("*.tar.*", "a.tar.gz") && !wildmatch("*.tar.*", "a.tar"));
+        assert!(wildmatch("a*", "a") && wildmatch("**", "") && !wildmatch("?", ""));
     }
 
     #[test]
