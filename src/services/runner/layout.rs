@@ -45,15 +45,11 @@ impl Layout {
     /// validator of names that become paths, and the dirs are made beneath the data dir without
     /// following a link, so no name and no planted symlink puts a download elsewhere.
     pub fn make_cache_dir(&self, kind: CacheDir, name: &str) -> Result<PathBuf, RunnerError> {
-        let what = match kind {
-            CacheDir::Image => "image name",
-            CacheDir::Build => "build file name",
+        let (what, rel) = match kind {
+            CacheDir::Image => ("image name", Path::new("images").join(name)),
+            CacheDir::Build => ("build file name", PathBuf::from("builds")),
         };
         crate::model::names::file_name(what, name).map_err(|e| RunnerError::Artifact(e.to_string()))?;
-        let rel = match kind {
-            CacheDir::Image => Path::new("images").join(name),
-            CacheDir::Build => PathBuf::from("builds"),
-        };
         crate::sys::beneath::make_dirs(&self.data_dir, &rel).map_err(|e| {
             RunnerError::Io(format!(
                 "failed to make {} beneath {}: {e}",
