@@ -7,7 +7,8 @@
 # Usage (as root, from anywhere): bash benches/container_start.sh
 # Environment: RUNS (default 40), ROUNDS (default 8), WARMUP (default 5), CARGO_TARGET_DIR (where
 #              cargo builds), BIN_DIR (use the vr and vrd there instead of building),
-#              KEEP_JSON=FILE (copy the merged timings, hyperfine's JSON form, there).
+#              KEEP_JSON=FILE (copy the merged timings, hyperfine's JSON form, there),
+#              PROC_EXTRA='seccomp: unconfined' (lines added to the timed proc.yaml: the filter's cost).
 #
 # The RUNS of each command are spread over ROUNDS hyperfine calls that each time all five commands
 # in turn, so that load from other work on the machine falls on all of them alike; the medians

@@ -39,6 +39,7 @@ cmd: /bin/true
 user: root
 image_url: file://$img
 image_name: busybox
+${PROC_EXTRA:-}
 EOF
 }
 

@@ -54,6 +54,12 @@ pub struct DaemonConfig {
     pub peer_listen: Option<std::net::SocketAddr>,
     /// The address hosts dial to reach this coordinator (`peer_listen` as seen from the hosts).
     pub peer_advertise: Option<String>,
+    /// Where /metrics is served over plain HTTP (Prometheus); `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Where the HTTPS API listens; `None`: not served.
+    pub http_listen: Option<std::net::SocketAddr>,
+    /// The HTTPS listener's certificate chain and key (PEM); `None`: one signed by vrd's CA.
+    pub http_tls: Option<(PathBuf, PathBuf)>,
     /// Seconds a joined host may be lost (suspect) before its procs are replaced elsewhere.
     pub host_grace_secs: u64,
     /// Days a gone proc's log stays readable (`vr logs`) before the scooper removes it.
@@ -66,6 +72,8 @@ pub struct DaemonConfig {
     pub volume_prefixes: Vec<PathBuf>,
     /// Free room kept on the data dir, and the memory limit of procs that set none.
     pub host_limits: crate::model::limits::HostLimits,
+    /// The bridge and subnet of procs with `network: private`.
+    pub private_network: crate::model::network::PrivateNetwork,
 }
 
 /// How long audit entries are kept by default.
@@ -142,6 +150,18 @@ pub struct RawConfig {
     /// The ADDR:PORT hosts dial to reach this coordinator [default: peer_listen, unless 0.0.0.0]
     #[arg(long)]
     pub peer_advertise: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics, e.g. 127.0.0.1:9477 [default: off]
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
+    /// Serve the HTTPS API on ADDR:PORT, e.g. 0.0.0.0:8443 [default: off]
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// The HTTPS listener's certificate chain (PEM) [default: one signed by vrd's CA]
+    #[arg(long)]
+    pub http_cert: Option<PathBuf>,
+    /// The key of http_cert (PEM)
+    #[arg(long)]
+    pub http_key: Option<PathBuf>,
     /// Seconds a lost host stays suspect (its nodes out of their pools) before its procs are
     /// replaced on other hosts [default: 60]
     #[arg(long)]
@@ -166,6 +186,12 @@ pub struct RawConfig {
     /// limit), e.g. 2G, or "none" for no bound on the data dir's disk [default: 1G]
     #[arg(long)]
     pub root_disk_limit: Option<String>,
+    /// The host bridge procs with `network: private` are attached to [default: vr0]
+    #[arg(long)]
+    pub private_bridge: Option<String>,
+    /// The IPv4 subnet of that bridge; the bridge takes its first address [default: 10.77.0.0/16]
+    #[arg(long)]
+    pub private_subnet: Option<String>,
     /// `[balancers.NAME]` tables (config file only): see docs/balancers.md
     #[arg(skip)]
     pub balancers: Option<BTreeMap<String, BalancerConfig>>,
@@ -227,12 +253,18 @@ impl RawConfig {
             host_name: over.host_name.or(self.host_name),
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
+            metrics_listen: over.metrics_listen.or(self.metrics_listen),
+            http_listen: over.http_listen.or(self.http_listen),
+            http_cert: over.http_cert.or(self.http_cert),
+            http_key: over.http_key.or(self.http_key),
             host_grace_secs: over.host_grace_secs.or(self.host_grace_secs),
             admins_gid: over.admins_gid.or(self.admins_gid),
             volume_prefixes: over.volume_prefixes.or(self.volume_prefixes),
             min_free_disk: over.min_free_disk.or(self.min_free_disk),
             default_mem_limit: over.default_mem_limit.or(self.default_mem_limit),
             root_disk_limit: over.root_disk_limit.or(self.root_disk_limit),
+            private_bridge: over.private_bridge.or(self.private_bridge),
+            private_subnet: over.private_subnet.or(self.private_subnet),
             balancers: over.balancers.or(self.balancers),
         }
     }
@@ -288,23 +320,26 @@ impl RawConfig {
                 .unwrap_or_else(|_| "localhost".into()),
         };
         crate::model::names::host_name(&host_name).map_err(|e| invalid("host_name", e.to_string()))?;
-        let peer_listen = self
-            .peer_listen
-            .map(|a| {
-                a.parse().map_err(|_| {
-                    invalid(
-                        "peer_listen",
-                        format!("'{a}' is not ADDR:PORT with an IP address, e.g. 0.0.0.0:7443"),
-                    )
-                })
-            })
-            .transpose()?;
+        let peer_listen = listen_address("peer_listen", self.peer_listen, "0.0.0.0:7443")?;
+        let metrics_listen = listen_address("metrics_listen", self.metrics_listen, "127.0.0.1:9477")?;
+        let http_listen = listen_address("http_listen", self.http_listen, "0.0.0.0:8443")?;
+        let http_tls = match (self.http_cert, self.http_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "http_cert",
+                    "http_cert and http_key go together: set both, or neither for a certificate signed by vrd's CA".into(),
+                ))
+            }
+        };
         let volume_prefixes = volume_prefixes(self.volume_prefixes.unwrap_or_default())?;
         let host_limits = host_limits(
             self.min_free_disk.as_deref(),
             self.default_mem_limit.as_deref(),
             self.root_disk_limit.as_deref(),
         )?;
+        let private_network = private_network(self.private_bridge, self.private_subnet.as_deref())?;
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -322,12 +357,48 @@ impl RawConfig {
             host_name,
             peer_listen,
             peer_advertise: self.peer_advertise,
+            metrics_listen,
+            http_listen,
+            http_tls,
             host_grace_secs: self.host_grace_secs.unwrap_or(DEFAULT_HOST_GRACE_SECS),
             admins_gid: self.admins_gid,
             volume_prefixes,
             host_limits,
+            private_network,
         })
     }
+}
+
+/// A listening address setting `key`, parsed (`example` shows the form in the error).
+fn listen_address(
+    key: &'static str,
+    value: Option<String>,
+    example: &str,
+) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    value
+        .map(|a| {
+            a.parse().map_err(|_| {
+                invalid(key, format!("'{a}' is not ADDR:PORT with an IP address, e.g. {example}"))
+            })
+        })
+        .transpose()
+}
+
+/// `private_bridge` and `private_subnet`, checked.
+fn private_network(
+    bridge: Option<String>,
+    subnet: Option<&str>,
+) -> Result<crate::model::network::PrivateNetwork, ConfigError> {
+    use crate::model::network::{check_bridge_name, PrivateNetwork};
+    let mut net = PrivateNetwork::default();
+    if let Some(bridge) = bridge {
+        check_bridge_name(&bridge).map_err(|e| invalid("private_bridge", e))?;
+        net.bridge = bridge;
+    }
+    if let Some(subnet) = subnet {
+        net.subnet = subnet.parse().map_err(|e| invalid("private_subnet", e))?;
+    }
+    Ok(net)
 }
 
 /// Absolute, without `.` or `..` (a prefix is compared component by component), and not `/`
@@ -399,6 +470,24 @@ fn absolute(key: &'static str, path: PathBuf) -> Result<PathBuf, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    /// The config the packages install documents the defaults: with every default's line
+    /// uncommented it reads as no config at all (examples, marked "# e.g.", stay comments).
+    #[test]
+    fn the_packaged_config_shows_the_defaults() {
+        let text = include_str!("../packaging/vrd.toml");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| !l.ends_with("# e.g.") && l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' ')))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(uncommented.lines().count() >= 18, "{uncommented}");
+        let shown: RawConfig = toml::from_str(&uncommented).unwrap();
+        assert_eq!(shown.validate().unwrap(), RawConfig::default().validate().unwrap(), "{uncommented}");
+        let as_shipped: RawConfig = toml::from_str(text).unwrap();
+        assert_eq!(as_shipped, RawConfig::default());
+    }
+
     use super::*;
 
     #[test]

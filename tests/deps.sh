@@ -16,3 +16,21 @@ if ! command -v cargo >/dev/null; then
   echo "tests/deps.sh: cargo is missing: install a Rust toolchain >= 1.89 (https://rustup.rs), then rerun" >&2
   exit 1
 fi
+# The packages and their install test (packaging/test.sh).
+for tool in cargo-deb cargo-generate-rpm; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "tests/deps.sh: installing $tool"
+    cargo install "$tool" --locked
+  fi
+done
+# The fuzz run (tests/run.sh, docs/fuzzing.md) needs the nightly toolchain and cargo-fuzz.
+if command -v rustup >/dev/null; then
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "tests/deps.sh: installing the nightly toolchain (for cargo-fuzz)"
+    rustup toolchain install nightly --profile minimal
+  fi
+  if ! command -v cargo-fuzz >/dev/null; then
+    echo "tests/deps.sh: installing cargo-fuzz"
+    cargo install cargo-fuzz --locked
+  fi
+fi

@@ -1,10 +1,31 @@
 #!/bin/sh
 # The README's test command: installs what the tests need, then runs every test. Unit tests run
 # unprivileged; the root tests in tests/it start real daemons and containers. Without root they
-# print SKIPPED; with VRD_TEST_STRICT=1 (CI) a skip is a failure.
+# print SKIPPED; with VRD_TEST_STRICT=1 (CI) a skip is a failure. Then the packages' install
+# test and a short fuzz run.
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   sh tests/deps.sh
 fi
-exec cargo test --all-targets
+cargo test --all-targets
+# The .deb and .rpm packages: built, linted, installed, upgraded under a running proc, purged
+# (packaging/README.md). Needs root, and this machine's Debian mirror.
+if [ "$(id -u)" = 0 ]; then
+  sh packaging/test.sh
+elif [ "${VRD_TEST_STRICT:-}" = 1 ]; then
+  echo "tests/run.sh: the packaging test needs root (chroot, mounts, dpkg)" >&2
+  exit 1
+else
+  echo "SKIPPED packaging/test.sh: needs root (chroot, mounts, dpkg)"
+fi
+# A short run of every fuzz target over its corpus (docs/fuzzing.md): nightly and cargo-fuzz,
+# which tests/deps.sh installs when run as root.
+if command -v cargo-fuzz >/dev/null && rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  exec sh fuzz/run.sh "${VRD_FUZZ_SECONDS:-10}"
+elif [ "${VRD_TEST_STRICT:-}" = 1 ]; then
+  echo "tests/run.sh: the fuzz run needs the nightly toolchain and cargo-fuzz: run sh tests/deps.sh as root" >&2
+  exit 1
+else
+  echo "SKIPPED fuzz: no nightly toolchain or no cargo-fuzz (sh tests/deps.sh installs both as root)"
+fi

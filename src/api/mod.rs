@@ -18,6 +18,7 @@ pub use crate::model::exit::ExitStatus;
 pub use crate::model::image_record::ImageRecord as ImageInfo;
 pub use crate::model::supervision::ProcEvent;
 pub use crate::model::uptest::{UptestFailure, UptestResult, UptestRun};
+pub use crate::model::users::{NewToken, Role, TokenInfo, UserInfo};
 
 /// A proc.yaml as the client read it: its path (for messages) and its text. The client reads the
 /// file, so vrd never opens paths on behalf of an unprivileged caller.
@@ -357,6 +358,39 @@ pub trait Vrd {
     /// Defines a host that joins this coordinator's fleet, and makes its one-time join token.
     #[method(name = "hosts.add", with_extensions)]
     async fn hosts_add(&self, name: String, address: String, squad: Option<String>) -> RpcResult<HostJoin>;
+
+    /// Makes a user of the HTTP API and dashboard (admins only; the password is never logged).
+    #[method(name = "users.create", with_extensions)]
+    async fn users_create(&self, name: String, role: Role, password: String) -> RpcResult<UserInfo>;
+
+    /// Changes a user's role, password, or both.
+    #[method(name = "users.update", with_extensions)]
+    async fn users_update(
+        &self,
+        name: String,
+        role: Option<Role>,
+        password: Option<String>,
+    ) -> RpcResult<UserInfo>;
+
+    /// Deletes a user and its tokens (never the last admin).
+    #[method(name = "users.delete", with_extensions)]
+    async fn users_delete(&self, name: String) -> RpcResult<()>;
+
+    /// Every user.
+    #[method(name = "users.list", with_extensions)]
+    async fn users_list(&self) -> RpcResult<Vec<UserInfo>>;
+
+    /// A new API token acting as `user` (its text is in the answer, and nowhere else ever).
+    #[method(name = "tokens.create", with_extensions)]
+    async fn tokens_create(&self, user: String, name: String, ttl_secs: Option<i64>) -> RpcResult<NewToken>;
+
+    /// The API tokens of `user`, or everyone's.
+    #[method(name = "tokens.list", with_extensions)]
+    async fn tokens_list(&self, user: Option<String>) -> RpcResult<Vec<TokenInfo>>;
+
+    /// Revokes an API token.
+    #[method(name = "tokens.revoke", with_extensions)]
+    async fn tokens_revoke(&self, id: u64) -> RpcResult<TokenInfo>;
 
     /// A new join token for a defined host (to join again).
     #[method(name = "hosts.token", with_extensions)]

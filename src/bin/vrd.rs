@@ -57,6 +57,9 @@ enum Cmd {
         #[arg(long)]
         socket: PathBuf,
     },
+    /// Write vrd's man pages (roff) into DIR, one per command (packaging/build.sh).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
     /// Unpack an archive inside a chroot (run by the daemon).
     #[command(hide = true, disable_help_flag = true)]
     Unpack {
@@ -71,29 +74,61 @@ fn main() {
         Cmd::Init { plan, detach } => vr::host::container::launcher::main(&plan, detach),
         Cmd::Spawner { socket } => vr::host::container::spawner::main(&socket),
         Cmd::Unpack { args } => vr::host::image::unpack_main(&args),
+        Cmd::Man { dir } => man_pages(&dir),
         Cmd::Join { coordinator, token, ca_sha256, config, settings } => {
-            let joined = load_config(config.as_deref(), *settings)
-                .map_err(anyhow::Error::from)
-                .and_then(|c| join(&c, &coordinator, &token, &ca_sha256));
-            match joined {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("vrd join: {e:#}");
-                    1
-                }
-            }
+            join_command(config.as_deref(), *settings, &coordinator, &token, &ca_sha256)
         }
-        Cmd::Daemon { config, settings } => {
-            match load_config(config.as_deref(), *settings).map_err(anyhow::Error::from).and_then(daemon) {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("vrd: {e:#}");
-                    1
-                }
-            }
-        }
+        Cmd::Daemon { config, settings } => daemon_command(config.as_deref(), *settings),
     };
     std::process::exit(code);
+}
+
+// The daemon's and join's locals (their configs, runtimes and futures) stay out of main's stack
+// frame: the spawner and every launcher it forks run below main's frame, and each page more of
+// it is a page more of private memory in each of them (docs/benchmarks.md, "Supervision").
+#[inline(never)]
+fn join_command(
+    config: Option<&std::path::Path>,
+    flags: RawConfig,
+    coordinator: &str,
+    token: &str,
+    pin: &str,
+) -> i32 {
+    let joined = load_config(config, flags)
+        .map_err(anyhow::Error::from)
+        .and_then(|c| join(&c, coordinator, token, pin));
+    match joined {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vrd join: {e:#}");
+            1
+        }
+    }
+}
+
+#[inline(never)]
+fn daemon_command(config: Option<&std::path::Path>, flags: RawConfig) -> i32 {
+    match load_config(config, flags).map_err(anyhow::Error::from).and_then(daemon) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vrd: {e:#}");
+            1
+        }
+    }
+}
+
+fn man_pages(dir: &std::path::Path) -> i32 {
+    use clap::CommandFactory;
+    match vr::cli::docs::man_pages(Args::command(), dir) {
+        Ok(pages) => {
+            pages.iter().for_each(|p| println!("{}", p.display()));
+            0
+        }
+        Err(e) => {
+            eprintln!("vrd man: failed to write the man pages into {}: {e}", dir.display());
+            1
+        }
+    }
 }
 
 fn load_config(file: Option<&std::path::Path>, flags: RawConfig) -> Result<DaemonConfig, ConfigError> {
@@ -129,12 +164,7 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
     let _ = nix::sys::prctl::set_name(c"vrd");
     // Before any thread: one malloc arena for the runtime's threads (see the function).
     vr::sys::limit_malloc_arenas(1);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    vr::daemon::logging::init();
     let _ = vr::sys::request_slice(vr::sys::SHORT_SLICE_NS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -149,7 +179,16 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
             Some(listener) => tokio::net::UnixListener::from_std(listener)?,
             None => vr::daemon::server::bind(&config.socket, config.socket_gid)?,
         };
+        if let Some(addr) = config.http_listen {
+            vr::daemon::https::spawn(&config, addr, std::sync::Arc::clone(&daemon)).await?;
+        }
+        if let Some(addr) = config.metrics_listen {
+            vr::daemon::metrics_http::spawn(addr, std::sync::Arc::clone(&daemon)).await?;
+        }
         vr::daemon::activation::notify_ready("serving");
+        if let Some(every) = vr::daemon::watchdog::interval() {
+            tokio::spawn(vr::daemon::watchdog::keep_alive(daemon.supervisor.state().clone(), every));
+        }
         tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "vrd is serving");
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

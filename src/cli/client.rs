@@ -41,11 +41,17 @@ pub async fn open_socket(socket: &Path) -> anyhow::Result<tokio::net::UnixStream
 
 /// The client for plain calls: one HTTP request per call (see [`OneShot`]).
 pub async fn call(socket: &Path) -> anyhow::Result<OneShot> {
-    OneShot::connect(socket).await
+    match super::remote::get() {
+        Some(remote) => OneShot::connect_remote(remote).await,
+        None => OneShot::connect(socket).await,
+    }
 }
 
 /// The WebSocket client, for subscriptions (`logs -f`, `events -f`).
 pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
+    if let Some(remote) = super::remote::get() {
+        return connect_remote(remote).await;
+    }
     let stream = open_socket(socket).await?;
     let url = Url::parse("ws://vrd.local/").map_err(|e| anyhow!("bad url: {e}"))?;
     let (tx, rx) = WsTransportClientBuilder::default()
@@ -54,6 +60,22 @@ pub async fn connect(socket: &Path) -> anyhow::Result<Client> {
         .build_with_stream(url, stream)
         .await
         .map_err(|e| anyhow!("failed to talk to vrd at {}: {e}", socket.display()))?;
+    Ok(ClientBuilder::default().request_timeout(LONG_CALL).build_with_tokio(tx, rx))
+}
+
+/// The WebSocket client over TLS to a remote vrd (`vr --url`), as the token's user.
+async fn connect_remote(remote: &super::remote::Remote) -> anyhow::Result<Client> {
+    let stream = remote.connect().await?;
+    let url = Url::parse(&format!("ws://{}/rpc", remote.authority())).map_err(|e| anyhow!("bad url: {e}"))?;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(http::header::AUTHORIZATION, remote.authorization().parse()?);
+    let (tx, rx) = WsTransportClientBuilder::default()
+        .max_request_size(64 << 20)
+        .max_response_size(64 << 20)
+        .set_headers(headers)
+        .build_with_stream(url, stream)
+        .await
+        .map_err(|e| anyhow!("failed to talk to vrd at {}: {e}", remote.authority()))?;
     Ok(ClientBuilder::default().request_timeout(LONG_CALL).build_with_tokio(tx, rx))
 }
 

@@ -12,11 +12,13 @@ pub mod imager;
 mod objects;
 pub mod oneshot;
 pub mod procs;
+mod remote;
 pub mod runner;
 pub mod stacks;
 mod swarm_logs;
 pub mod swarms;
 pub mod terminal;
+mod users;
 
 use std::path::PathBuf;
 
@@ -45,6 +47,12 @@ pub struct Cli {
     /// vrd's API socket [default: $VR_SOCKET, else /run/vrd/vrd.sock]
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// A remote vrd's HTTPS API instead of the socket, as the user of $VR_TOKEN [default: $VR_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// The CA that signed the remote vrd's certificate (PEM) [default: $VR_CA, else the system's]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -164,6 +172,18 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: HostsAction,
+    },
+    /// Users of the HTTP API and the dashboard (admins only).
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        action: users::UsersAction,
+    },
+    /// API tokens: how programs and `vr --url` act as a user (admins only).
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        action: users::TokensAction,
     },
     /// Config ingredients: reusable config and env merged into releases.
     Ingredients {
@@ -433,6 +453,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         _ => {}
     }
     let socket = client::socket_path(cli.socket);
+    remote::configure(cli.url, cli.ca)?;
     current_thread()?.block_on(async move {
         match cli.command {
             Command::Runner { action } => runner::run(&socket, action).await,
@@ -459,6 +480,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Command::Stacks { action } => stacks::run(&socket, action).await,
             Command::Squads { action } => objects::run(&socket, Kind::Squad, action).await,
             Command::Hosts { action } => hosts::run(&socket, action).await,
+            Command::Users { action } => users::users(&socket, action).await,
+            Command::Tokens { action } => users::tokens(&socket, action).await,
             Command::Ingredients { action } => objects::run(&socket, Kind::Ingredient, action).await,
             Command::Swarms { action: SwarmsAction::Object(action) } => {
                 objects::run(&socket, Kind::Swarm, action).await

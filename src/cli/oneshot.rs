@@ -22,22 +22,53 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::client::open_socket;
+use super::remote::Remote;
 use crate::sys::fdstream::FdStream;
 
 /// A JSON-RPC client that makes one connection per call.
 pub struct OneShot {
-    socket: PathBuf,
+    target: Target,
     /// The connection opened up front (so a missing daemon is reported at once, with advice),
     /// taken by the first call, with the fds to send along.
-    first: Mutex<Option<FdStream>>,
+    first: Mutex<Option<Conn>>,
     fds: Mutex<Vec<OwnedFd>>,
 }
+
+/// Where the calls go.
+enum Target {
+    Socket(PathBuf),
+    Remote(&'static Remote),
+}
+
+/// One call's connection.
+enum Conn {
+    Socket(FdStream),
+    Remote(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+}
+
+/// What hyper needs of a connection.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 impl OneShot {
     /// Connects to vrd at `socket`.
     pub async fn connect(socket: &Path) -> anyhow::Result<OneShot> {
         let stream = FdStream::new(open_socket(socket).await?);
-        Ok(OneShot { socket: socket.to_path_buf(), first: Mutex::new(Some(stream)), fds: Mutex::default() })
+        Ok(OneShot {
+            target: Target::Socket(socket.to_path_buf()),
+            first: Mutex::new(Some(Conn::Socket(stream))),
+            fds: Mutex::default(),
+        })
+    }
+
+    /// Connects to a remote vrd's HTTPS API (`vr --url`).
+    pub async fn connect_remote(remote: &'static Remote) -> anyhow::Result<OneShot> {
+        let stream = remote.connect().await?;
+        Ok(OneShot {
+            target: Target::Remote(remote),
+            first: Mutex::new(Some(Conn::Remote(Box::new(stream)))),
+            fds: Mutex::default(),
+        })
     }
 
     /// Sends `fds` (in order) with the next call; the call says so in its parameters.
@@ -45,17 +76,27 @@ impl OneShot {
         *self.fds.lock().unwrap_or_else(PoisonError::into_inner) = fds;
     }
 
-    async fn stream(&self) -> Result<FdStream, ClientError> {
+    async fn stream(&self) -> Result<Box<dyn Io>, ClientError> {
+        let custom = |e: anyhow::Error| ClientError::Custom(format!("{e:#}"));
         let first = self.first.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let mut stream = match first {
-            Some(stream) => stream,
-            None => FdStream::new(
-                open_socket(&self.socket).await.map_err(|e| ClientError::Custom(e.to_string()))?,
-            ),
+        let conn = match (first, &self.target) {
+            (Some(conn), _) => conn,
+            (None, Target::Socket(path)) => {
+                Conn::Socket(FdStream::new(open_socket(path).await.map_err(custom)?))
+            }
+            (None, Target::Remote(remote)) => Conn::Remote(Box::new(remote.connect().await.map_err(custom)?)),
         };
         let fds = std::mem::take(&mut *self.fds.lock().unwrap_or_else(PoisonError::into_inner));
-        stream.send_with_first_write(fds);
-        Ok(stream)
+        match conn {
+            Conn::Socket(mut stream) => {
+                stream.send_with_first_write(fds);
+                Ok(Box::new(stream))
+            }
+            Conn::Remote(_) if !fds.is_empty() => Err(ClientError::Custom(
+                "this command passes your terminal or files to vrd, which needs its local socket: run it on the host".into(),
+            )),
+            Conn::Remote(stream) => Ok(Box::new(stream)),
+        }
     }
 
     /// POSTs `body` and returns the response body.
@@ -66,16 +107,26 @@ impl OneShot {
             .map_err(transport)?;
         // Drives the connection; it ends when the response is in and `sender` is dropped.
         tokio::spawn(conn);
-        let request = http::Request::post("/")
-            .header(http::header::HOST, "vrd")
+        let builder = match &self.target {
+            Target::Socket(_) => http::Request::post("/").header(http::header::HOST, "vrd"),
+            Target::Remote(r) => http::Request::post("/rpc")
+                .header(http::header::HOST, r.authority())
+                .header(http::header::AUTHORIZATION, r.authorization()),
+        };
+        let request = builder
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Custom(format!("failed to make the request: {e}")))?;
         let response = sender.send_request(request).await.map_err(transport)?;
         let status = response.status();
         let bytes = response.into_body().collect().await.map_err(transport)?.to_bytes();
-        if !status.is_success() && bytes.is_empty() {
-            return Err(ClientError::Custom(format!("vrd answered HTTP {status}")));
+        if !status.is_success() && (bytes.is_empty() || !bytes.starts_with(b"{\"jsonrpc\"")) {
+            // The HTTPS listener's own refusals (401, 404) carry {"error": "..."}.
+            let said = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(ClientError::Custom(format!("vrd answered HTTP {status}: {said}")));
         }
         Ok(bytes)
     }

@@ -247,12 +247,14 @@ pub async fn audit(socket: &Path, limit: usize, json: bool) -> anyhow::Result<i3
         say!("{}", serde_json::to_string_pretty(&entries)?)?;
         return Ok(0);
     }
-    say!("{:>6} {:<24} {:>6} {:<18} OUTCOME", "ID", "TIME", "UID", "METHOD")?;
+    say!("{:>6} {:<24} {:>12} {:<18} OUTCOME", "ID", "TIME", "WHO", "METHOD")?;
     for e in entries {
         let when = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.time.max(0) as u64),
         );
-        say!("{:>6} {:<24} {:>6} {:<18} {}", e.id, when.to_string(), e.uid, e.method, e.outcome)?;
+        // A socket caller by its uid, an HTTPS caller by its user.
+        let who = e.user.clone().unwrap_or_else(|| e.uid.to_string());
+        say!("{:>6} {:<24} {:>12} {:<18} {}", e.id, when.to_string(), who, e.method, e.outcome)?;
     }
     Ok(0)
 }

@@ -2,6 +2,9 @@
 //! the Unix socket until told to stop. Procs keep running when the daemon stops.
 
 pub mod activation;
+pub mod https;
+pub mod logging;
+pub mod metrics_http;
 pub mod ops;
 mod peer_link;
 pub mod peer_listener;
@@ -10,6 +13,7 @@ mod peer_tests;
 pub mod rpc;
 pub mod server;
 mod slots;
+pub mod watchdog;
 
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -131,6 +135,7 @@ impl Daemon {
             uptest_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
             spawner: start_spawner(&exe_for_spawner, &config.run_dir),
             limits: config.host_limits,
+            network: config.private_network.clone(),
         };
         let runner = Arc::new(runner);
         let db = config.data_dir.join("state.db");

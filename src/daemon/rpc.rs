@@ -13,8 +13,8 @@ use super::ops::{OpResult, Ops, Principal, ReceivedFds};
 use crate::api::{
     codes, ApiError, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched,
     EventItem, ExitStatus, GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind,
-    LogLine, NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord,
-    UptestResult, UptestRun, VrdServer, LOG_ENDED,
+    LogLine, NewToken, NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, Role, SetupReport, SwarmChanges,
+    SwarmProcRecord, TokenInfo, UptestResult, UptestRun, UserInfo, VrdServer, LOG_ENDED,
 };
 use crate::model::deploy::release::Placement;
 
@@ -81,6 +81,52 @@ impl VrdServer for RpcHandler {
         squad: Option<String>,
     ) -> RpcResult<HostJoin> {
         answer(self.ops.hosts_add(&who(ext)?, name, address, squad).await)
+    }
+
+    async fn users_create(
+        &self,
+        ext: &Extensions,
+        name: String,
+        role: Role,
+        password: String,
+    ) -> RpcResult<UserInfo> {
+        answer(self.ops.users_create(&who(ext)?, name, role, password).await)
+    }
+
+    async fn users_update(
+        &self,
+        ext: &Extensions,
+        name: String,
+        role: Option<Role>,
+        password: Option<String>,
+    ) -> RpcResult<UserInfo> {
+        answer(self.ops.users_update(&who(ext)?, name, role, password).await)
+    }
+
+    async fn users_delete(&self, ext: &Extensions, name: String) -> RpcResult<()> {
+        answer(self.ops.users_delete(&who(ext)?, name).await)
+    }
+
+    async fn users_list(&self, ext: &Extensions) -> RpcResult<Vec<UserInfo>> {
+        answer(self.ops.users_list(&who(ext)?).await)
+    }
+
+    async fn tokens_create(
+        &self,
+        ext: &Extensions,
+        user: String,
+        name: String,
+        ttl_secs: Option<i64>,
+    ) -> RpcResult<NewToken> {
+        answer(self.ops.tokens_create(&who(ext)?, user, name, ttl_secs).await)
+    }
+
+    async fn tokens_list(&self, ext: &Extensions, user: Option<String>) -> RpcResult<Vec<TokenInfo>> {
+        answer(self.ops.tokens_list(&who(ext)?, user).await)
+    }
+
+    async fn tokens_revoke(&self, ext: &Extensions, id: u64) -> RpcResult<TokenInfo> {
+        answer(self.ops.tokens_revoke(&who(ext)?, id).await)
     }
 
     async fn hosts_token(&self, ext: &Extensions, name: String) -> RpcResult<HostJoin> {

@@ -4,5 +4,6 @@
 pub mod cgroup;
 pub mod container;
 pub mod image;
+pub mod network;
 pub mod perms;
 pub mod procfs;

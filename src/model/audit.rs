@@ -15,6 +15,9 @@ pub struct AuditEntry {
     pub gid: u32,
     /// The caller's pid, when known.
     pub pid: Option<i32>,
+    /// The user, for a call over the HTTP API (its uid and gid are then nobody's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// The method called, e.g. `proc.start`.
     pub method: String,
     /// The call's parameters, as JSON text.

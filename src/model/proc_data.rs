@@ -10,6 +10,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::limits::{parse_size, Limits, CPU_PERIOD_US};
 use super::names::{self, NameError, ProcName};
+pub use super::network::Network;
 use super::yaml::{self, BadKey};
 
 /// Every key of proc.yaml, as written (VR §3.1), before validation.
@@ -49,6 +50,9 @@ pub struct ProcData {
     /// `default` (vr's seccomp filter) or `unconfined` (none; only an admin may ask).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seccomp: Option<String>,
+    /// `host` (the host's network, VR's way) or `private` (a network namespace of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
     /// Keys the file held that vr does not know.
     #[serde(skip)]
     pub unknown_keys: Vec<String>,
@@ -131,6 +135,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cpu_quota",
     "pids_max",
     "seccomp",
+    "network",
 ];
 
 impl From<BadKey> for ProcDataError {
@@ -256,6 +261,7 @@ impl ProcData {
             cpu_quota,
             pids_max: number("pids_max", &get("pids_max"))?,
             seccomp: text("seccomp")?,
+            network: text("network")?,
             unknown_keys,
         })
     }
@@ -326,6 +332,7 @@ impl ProcData {
                     ))
                 }
             },
+            network: Network::parse(self.network.as_deref()).map_err(|e| bad("network", e))?,
         })
     }
 
@@ -445,6 +452,9 @@ pub struct ProcSpec {
     /// The container's seccomp filter.
     #[serde(default)]
     pub seccomp: Seccomp,
+    /// The container's network.
+    #[serde(default)]
+    pub network: Network,
 }
 
 /// Which seccomp filter a container gets (see `sys::seccomp`).
@@ -456,6 +466,13 @@ pub enum Seccomp {
     Default,
     /// No filter: for an app that needs what the filter refuses. Only an admin may ask.
     Unconfined,
+}
+
+impl Seccomp {
+    /// Whether this is the default filter (kept out of release hashes and proc.yaml when so).
+    pub fn is_default(&self) -> bool {
+        *self == Seccomp::Default
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,23 @@ fn flow_depth(text: &str, limit: usize) -> usize {
     let mut quote: Option<char> = None;
     let mut comment = false;
     let mut previous = '\n';
+    // The last character before this one on the line that is not a space: outside flow a bracket
+    // opens one only where a value or an entry starts (at the start of a line, or after ': ',
+    // '- ' or '? '); elsewhere it is part of a plain scalar (`sha: 00[[00`, `a: x-?[`).
+    let mut token = '\n';
+    // Whether the line so far holds only block indicators ('- ', '? '), which start a node.
+    let mut indicators_only = true;
     for c in text.chars() {
+        let entry = matches!(token, '-' | '?') && indicators_only;
+        let indicator = previous.is_whitespace() && (token == ':' || entry);
+        let opens_flow = depth > 0 || token == '\n' || indicator;
+        if c == '\n' {
+            token = '\n';
+            indicators_only = true;
+        } else if !c.is_whitespace() && quote.is_none() && !comment {
+            indicators_only &= matches!(c, '-' | '?') && (token == '\n' || previous.is_whitespace());
+            token = c;
+        }
         match (quote, c) {
             _ if comment => comment = c != '\n',
             (Some('"'), '\\') if previous == '\\' => {
@@ -43,7 +59,7 @@ fn flow_depth(text: &str, limit: usize) -> usize {
             (Some(_), _) => {}
             (None, '"' | '\'') if !previous.is_alphanumeric() => quote = Some(c),
             (None, '#') if previous.is_whitespace() => comment = true,
-            (None, '[' | '{') => {
+            (None, '[' | '{') if opens_flow => {
                 depth += 1;
                 deepest = deepest.max(depth);
                 if deepest > limit {
@@ -165,6 +181,16 @@ mod tests {
         let text = format!("a: '{0}'\nb: \"{0}\\\"\"\n# {0}\nc: [[1]]\n", "[".repeat(100));
         assert_eq!(flow_depth(&text, 1000), 2);
         assert_eq!(parse::<Value>(&text).unwrap()["c"][0][0], Value::from(1));
+    }
+
+    #[test]
+    fn brackets_inside_a_plain_scalar_do_not_count() {
+        let text = format!(
+            "sha: 00{0}00\nmd5: 0[{{?? {{{0}\nlist: [[1]]\nitems:\n- [2]\n- - [3]\n",
+            "[".repeat(100)
+        );
+        assert_eq!(flow_depth(&text, 1000), 2);
+        assert_eq!(parse::<Value>(&text).unwrap()["list"][0][0], Value::from(1));
     }
 
     #[test]

@@ -53,3 +53,10 @@ pub fn start_writeback(fd: impl AsFd, offset: u64, len: u64) -> nix::Result<()> 
         unsafe { libc::sync_file_range(fd.as_fd().as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
     Errno::result(rc).map(drop)
 }
+
+/// Whether `path` is a namespace file bound there (nsfs), as the kept mount and network
+/// namespaces of a proc are.
+pub fn is_nsfs_bound(path: &std::path::Path) -> bool {
+    use nix::sys::statfs::{statfs, NSFS_MAGIC};
+    statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
+}

@@ -14,6 +14,9 @@ const PEER_PORT: &str = "198.18.0.1:7443";
 
 /// The coordinator (host 1 of `net`), with the builtin router on pool `hello`; lost hosts are
 /// replaced after 5 s.
+/// Where a coordinator serves /metrics, in its own network namespace.
+const METRICS: &str = "127.0.0.1:9477";
+
 fn coordinator(net: &TestFleet) -> Fx {
     coordinator_with(net, "")
 }
@@ -22,6 +25,7 @@ fn coordinator(net: &TestFleet) -> Fx {
 pub fn coordinator_with(net: &TestFleet, more: &str) -> Fx {
     let config = Fx::port_range(&format!(
         "host_name = \"coord\"\npeer_listen = \"{PEER_PORT}\"\ndrain_secs = 1\nhost_grace_secs = 5\n\
+         metrics_listen = \"{METRICS}\"\n\
          [balancers.builtin]\nkind = \"builtin\"\npools = {{ hello = \"{ROUTER}\" }}\n{more}"
     ));
     Fx::with_daemon(TestDaemon::start_in_namespace(&net.netns(1), &config, |_| {}))
@@ -106,6 +110,17 @@ fn hosts_join_with_a_token_and_a_swarm_spreads_over_them_and_serves() {
             assert!(row.contains("s ago"), "a joined host shows its last heartbeat: {hosts}");
         }
     }
+    // The coordinator's metrics: each joined host's heartbeat age, and this host's proc.
+    let scrape = || net.http_get(1, &format!("http://{METRICS}/metrics")).unwrap_or_else(|e| panic!("{e}"));
+    let metrics = scrape();
+    for host in ["h1", "h2"] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("vr_peer_heartbeat_age_seconds{{host=\"{host}\"}}")));
+        let age: Option<f64> = line.and_then(|l| l.rsplit(' ').next()?.parse().ok());
+        assert!(age.is_some_and(|a| (0.0..30.0).contains(&a)), "{host}'s heartbeat age: {metrics}");
+    }
+    assert!(metrics.contains("vr_procs{host=\"coord\",state=\"RUNNING\"} 1"), "{metrics}");
     let nodes = fx.ok(&["balancers", "nodes", "builtin", "hello"]);
     for address in [net.address(2), net.address(3)] {
         assert!(nodes.contains(&format!("{address}:")), "{address} is routed: {nodes}");

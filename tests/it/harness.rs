@@ -78,10 +78,13 @@ pub struct TestDaemon {
     pub exe: PathBuf,
     /// The network namespace it runs in (a test host of `netns::TestFleet`), if any.
     pub netns: Option<String>,
+    /// Environment variables vrd gets besides the test's own.
+    envs: Vec<(String, String)>,
     child: Child,
 }
 
-fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String], netns: Option<&str>) -> Child {
+fn spawn_vrd(d: &VrdSpawn<'_>) -> Child {
+    let VrdSpawn { exe, dir, cgroup_parent, extra, netns, envs } = *d;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("vrd.log")).unwrap();
     // In a test host's network namespace: nsenter enters only that (and execs vrd, so the child is
     // vrd itself); `ip netns exec` would also hide /sys/fs/cgroup.
@@ -93,6 +96,7 @@ fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String], netn
         }
         None => Command::new(exe),
     };
+    cmd.envs(envs.iter().map(|(k, v)| (k, v)));
     cmd.env("NO_COLOR", "1") // plain text in vrd.log, which tests read (and print on failure)
         .arg("daemon")
         .arg("--data-dir")
@@ -106,6 +110,17 @@ fn spawn_vrd(exe: &Path, dir: &Path, cgroup_parent: &str, extra: &[String], netn
         .stderr(log)
         .spawn()
         .unwrap()
+}
+
+/// How to start one vrd.
+#[derive(Clone, Copy)]
+struct VrdSpawn<'a> {
+    exe: &'a Path,
+    dir: &'a Path,
+    cgroup_parent: &'a str,
+    extra: &'a [String],
+    netns: Option<&'a str>,
+    envs: &'a [(String, String)],
 }
 
 impl TestDaemon {
@@ -155,12 +170,36 @@ impl TestDaemon {
     }
 
     fn start_in_netns(dir: tempfile::TempDir, extra: &[&str], netns: Option<String>) -> TestDaemon {
+        TestDaemon::start_full(dir, extra, netns, Vec::new())
+    }
+
+    /// Starts a daemon with `envs` in its environment (as systemd would set NOTIFY_SOCKET).
+    pub fn start_with_env(envs: &[(&str, &str)]) -> TestDaemon {
+        let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
+        let envs = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        TestDaemon::start_full(dir, &[], None, envs)
+    }
+
+    fn start_full(
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        netns: Option<String>,
+        envs: Vec<(String, String)>,
+    ) -> TestDaemon {
         let cgroup_parent =
             format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
         let extra_args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_vrd"));
-        let child = spawn_vrd(&exe, dir.path(), &cgroup_parent, &extra_args, netns.as_deref());
-        let daemon = TestDaemon { dir, cgroup_parent, extra_args, exe, netns, child };
+        let spawn = VrdSpawn {
+            exe: &exe,
+            dir: dir.path(),
+            cgroup_parent: &cgroup_parent,
+            extra: &extra_args,
+            netns: netns.as_deref(),
+            envs: &envs,
+        };
+        let child = spawn_vrd(&spawn);
+        let daemon = TestDaemon { dir, cgroup_parent, extra_args, exe, netns, envs, child };
         daemon.wait_for_socket();
         daemon
     }
@@ -189,6 +228,20 @@ impl TestDaemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vr"));
         cmd.env("VR_SOCKET", self.socket());
         cmd
+    }
+
+    /// Runs `vr ARGS...` to completion with `input` on its stdin (a password, say).
+    pub fn run_vr_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = self
+            .vr()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     /// Runs `vr ARGS...` to completion.
@@ -241,7 +294,14 @@ impl TestDaemon {
     /// Starts vrd on this daemon's dirs, settings and namespace, and waits for its socket.
     fn respawn(&mut self) {
         let netns = self.netns.as_deref();
-        self.child = spawn_vrd(&self.exe, self.dir.path(), &self.cgroup_parent, &self.extra_args, netns);
+        self.child = spawn_vrd(&VrdSpawn {
+            exe: &self.exe,
+            dir: self.dir.path(),
+            cgroup_parent: &self.cgroup_parent,
+            extra: &self.extra_args,
+            netns,
+            envs: &self.envs,
+        });
         self.wait_for_socket();
     }
 

@@ -33,6 +33,7 @@ impl Fixture {
             uptest_timeout: std::time::Duration::from_secs(60),
             spawner: None,
             limits: Default::default(),
+            network: Default::default(),
         };
         Fixture { dir, runner }
     }

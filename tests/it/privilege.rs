@@ -206,3 +206,16 @@ fn an_image_that_makes_another_name_root_is_refused_even_for_an_admin() {
     let out = d.run_vr(&["runner", "setup", file.to_str().unwrap()]);
     refused(&out, &["user 'app' is uid 0", "own uid"]);
 }
+
+#[test]
+fn only_admins_manage_users_and_tokens() {
+    require_root!("only_admins_manage_users_and_tokens");
+    let site = site();
+    for args in
+        [&["users", "list"][..], &["tokens", "list"], &["users", "delete", "x"], &["tokens", "revoke", "1"]]
+    {
+        refused(&site.vr_as(false, args), &["admin"]);
+    }
+    let out = site.vr_as(true, &["users", "list"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}

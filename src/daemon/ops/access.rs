@@ -37,22 +37,18 @@ impl Policy {
     }
 }
 
-/// What a caller may do, least first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads everything but config secrets.
-    Viewer,
-    /// Also swarms, builds, deploys, rolls back and acts on procs.
-    Deployer,
-    /// Everything, including hosts, balancers and housekeeping.
-    Admin,
-}
+pub use crate::model::users::Role;
+
+/// The uid and gid of a caller with none on this host (an HTTPS user).
+pub const NOBODY: u32 = 65534;
 
 /// How a call reached vrd.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     /// The local Unix socket (SO_PEERCRED identity).
     Socket,
+    /// The HTTPS listener (a user, by an API token).
+    Https,
 }
 
 /// Who is calling, as every transport describes its caller.
@@ -70,6 +66,8 @@ pub struct Principal {
     pub via: Via,
     /// What the caller may do.
     pub role: Role,
+    /// The user, over the HTTPS listener (`None` on the socket).
+    pub user: Option<String>,
 }
 
 impl Principal {
@@ -77,7 +75,21 @@ impl Principal {
     /// 0660 already kept everyone else out), with the role `policy` gives its ids.
     pub fn socket(uid: u32, gid: u32, groups: Vec<u32>, pid: Option<i32>, policy: &Policy) -> Principal {
         let role = policy.role_of(uid, gid, &groups);
-        Principal { uid, gid, groups: groups.into(), pid, via: Via::Socket, role }
+        Principal { uid, gid, groups: groups.into(), pid, via: Via::Socket, role, user: None }
+    }
+
+    /// A user over the HTTPS listener, with its role. It has no uid on this host: checks that
+    /// ask what the caller could read on the host answer as for nobody (65534).
+    pub fn user(name: String, role: Role) -> Principal {
+        Principal {
+            uid: NOBODY,
+            gid: NOBODY,
+            groups: Arc::from([]),
+            pid: None,
+            via: Via::Https,
+            role,
+            user: Some(name),
+        }
     }
 
     /// Whether the caller is an admin (root, or a member of the admins group).
@@ -113,6 +125,8 @@ const TABLE: &[(&str, Role)] = &[
     ("stacks.follow", Role::Viewer),
     ("hosts.links", Role::Viewer),
     ("hosts.list", Role::Viewer),
+    // Not a JSON-RPC method: the HTTPS listener's GET /metrics.
+    ("metrics.read", Role::Viewer),
     ("runner.uptest", Role::Deployer),
     ("runner.setup", Role::Deployer),
     ("runner.run", Role::Deployer),
@@ -143,6 +157,13 @@ const TABLE: &[(&str, Role)] = &[
     ("builds.gc", Role::Admin),
     ("housekeeping.scoop", Role::Admin),
     ("hosts.add", Role::Admin),
+    ("users.create", Role::Admin),
+    ("users.update", Role::Admin),
+    ("users.delete", Role::Admin),
+    ("users.list", Role::Admin),
+    ("tokens.create", Role::Admin),
+    ("tokens.list", Role::Admin),
+    ("tokens.revoke", Role::Admin),
     ("hosts.token", Role::Admin),
     ("hosts.drain", Role::Admin),
 ];

@@ -11,8 +11,9 @@ use super::feed::Feed;
 use super::Ops;
 use crate::api::{
     Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem, ExitStatus,
-    GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind, LogLine, NumberedRelease,
-    ProcFile, ProcInfo, ReleaseRecord, SetupReport, SwarmChanges, SwarmProcRecord, UptestResult, UptestRun,
+    GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind, LogLine, NewToken,
+    NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, Role, SetupReport, SwarmChanges, SwarmProcRecord,
+    TokenInfo, UptestResult, UptestRun, UserInfo,
 };
 use crate::model::deploy::release::Placement;
 
@@ -38,6 +39,68 @@ impl Ops {
     ) -> OpResult<HostJoin> {
         let params = json!({ "name": name, "address": address, "squad": squad });
         self.audited(who, "hosts.add", params, self.add_host(name.clone(), address.clone(), squad.clone()))
+            .await
+    }
+
+    /// `users.create`: audited without the password.
+    pub async fn users_create(
+        &self,
+        who: &Principal,
+        name: String,
+        role: Role,
+        password: String,
+    ) -> OpResult<UserInfo> {
+        let params = json!({ "name": name, "role": role });
+        self.audited(who, "users.create", params, self.create_user(&name, role, &password)).await
+    }
+
+    /// `users.update`: audited without the password.
+    pub async fn users_update(
+        &self,
+        who: &Principal,
+        name: String,
+        role: Option<Role>,
+        password: Option<String>,
+    ) -> OpResult<UserInfo> {
+        let params = json!({ "name": name, "role": role, "password_changed": password.is_some() });
+        self.audited(who, "users.update", params, self.update_user(&name, role, password.as_deref())).await
+    }
+
+    /// `users.delete`.
+    pub async fn users_delete(&self, who: &Principal, name: String) -> OpResult<()> {
+        self.audited(who, "users.delete", json!({ "name": name }), self.delete_user(&name)).await
+    }
+
+    /// `users.list`.
+    pub async fn users_list(&self, who: &Principal) -> OpResult<Vec<UserInfo>> {
+        self.read(who, "users.list", self.list_users()).await
+    }
+
+    /// `tokens.create`: the token's text is in the answer only.
+    pub async fn tokens_create(
+        &self,
+        who: &Principal,
+        user: String,
+        name: String,
+        ttl_secs: Option<i64>,
+    ) -> OpResult<NewToken> {
+        let params = json!({ "user": user, "name": name, "ttl_secs": ttl_secs });
+        self.audited(who, "tokens.create", params, self.create_token(&user, &name, ttl_secs)).await
+    }
+
+    /// `tokens.list`.
+    pub async fn tokens_list(&self, who: &Principal, user: Option<String>) -> OpResult<Vec<TokenInfo>> {
+        self.read(who, "tokens.list", self.list_tokens(user.as_deref())).await
+    }
+
+    /// `tokens.revoke`.
+    pub async fn tokens_revoke(&self, who: &Principal, id: u64) -> OpResult<TokenInfo> {
+        self.audited(who, "tokens.revoke", json!({ "id": id }), self.revoke_token(id)).await
+    }
+
+    /// `metrics.read`: the Prometheus text (the HTTPS listener's `GET /metrics`).
+    pub async fn metrics_read(&self, who: &Principal) -> OpResult<String> {
+        self.read(who, "metrics.read", async { Ok(crate::daemon::metrics_http::scrape(&self.daemon).await) })
             .await
     }
 

@@ -13,6 +13,7 @@ use crate::services::stacks::StackError;
 use crate::services::state::StateError;
 use crate::services::supervisor::SupervisorError;
 use crate::services::swarm::SwarmError;
+use crate::services::users::UsersError;
 
 /// What every operation returns.
 pub type OpResult<T> = Result<T, ApiError>;
@@ -152,6 +153,16 @@ pub fn enroll_error(e: EnrollError) -> ApiError {
     match e {
         EnrollError::Invalid(m) => invalid(m),
         EnrollError::State(s) => state_error(s),
+    }
+}
+
+/// Users' and tokens' errors.
+pub fn users_error(e: UsersError) -> ApiError {
+    match e {
+        UsersError::Invalid(m) => invalid(m),
+        UsersError::NotFound(m) => error(codes::NOT_FOUND, m),
+        UsersError::State(s) => state_error(s),
+        UsersError::Internal(m) => error(codes::INTERNAL, m),
     }
 }
 

@@ -24,6 +24,7 @@ mod privilege;
 mod procs;
 mod runner;
 mod stacks;
+mod users;
 
 use std::sync::Arc;
 
@@ -89,12 +90,14 @@ impl Ops {
                 e.full()
             }
         };
+        log_call(who, method, &params, &outcome);
         let entry = AuditEntry {
             id: 0,
             time: now_ms(),
             uid: who.uid,
             gid: who.gid,
             pid: who.pid,
+            user: who.user.clone(),
             method: method.to_string(),
             params: params.to_string(),
             outcome,
@@ -131,6 +134,23 @@ impl Ops {
 }
 
 /// Failures of the daemon's own (not the caller's) making go to the log with their causes.
+/// One line per audited call in vrd's log (the journal's fields PROC or SWARM, and UID, when
+/// systemd runs vrd): who changed what, beside the audit log in the database.
+fn log_call(who: &Principal, method: &str, params: &serde_json::Value, outcome: &str) {
+    let text = |key: &str| params.get(key).and_then(|v| v.as_str());
+    match method.split('.').next().unwrap_or_default() {
+        "proc" | "procs" if text("name").is_some() => {
+            let proc = text("name");
+            tracing::info!(uid = who.uid, pid = who.pid, method, proc, outcome, "call")
+        }
+        "swarms" if text("swarm").or(text("filter")).is_some() => {
+            let swarm = text("swarm").or(text("filter"));
+            tracing::info!(uid = who.uid, pid = who.pid, method, swarm, outcome, "call")
+        }
+        _ => tracing::info!(uid = who.uid, pid = who.pid, method, outcome, "call"),
+    }
+}
+
 fn log_failure(method: &str, e: &ApiError) {
     use crate::api::codes;
     if matches!(e.code, codes::STATE | codes::IO | codes::INTERNAL | codes::HOST) {

@@ -57,6 +57,9 @@ impl<'a> Privilege<'a> {
             Definition::Host(h) => Err(admin_only(format!("defining host '{}'", h.name))),
             Definition::Swarm(s) => {
                 self.not_root("run_as", &s.run_as)?;
+                if s.seccomp == Seccomp::Unconfined {
+                    return Err(admin_only(format!("swarm '{}' with seccomp: unconfined", s.display_name())));
+                }
                 s.volumes.iter().filter_map(|v| v.first()).try_for_each(|outside| self.volume(outside))
             }
             Definition::App(a) => {

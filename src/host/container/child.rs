@@ -22,7 +22,7 @@ use nix::unistd::{
 };
 use nix::unistd::{Gid, Uid};
 
-use super::mounts::{apply, per_run_steps, standard_steps, BindSource};
+use super::mounts::{apply, lasting_steps, per_run_steps, standard_steps, BindSource};
 use super::plan::{LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
 use crate::sys;
 
@@ -39,6 +39,8 @@ pub struct ChildIo {
     pub console: Option<OwnedFd>,
     /// The proc's kept mount namespace, to start from (a proc's own run; see `kept_ns`).
     pub kept_ns: Option<OwnedFd>,
+    /// The proc's own network namespace (`network: private`; see `host::network`).
+    pub net_ns: Option<OwnedFd>,
 }
 
 /// Sets the container up and execs the app; never returns.
@@ -59,6 +61,10 @@ fn step<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, Strin
 fn setup_and_exec(plan: &LaunchPlan, io: &ChildIo) -> Result<std::convert::Infallible, String> {
     // A container must not outlive its launcher: the launcher is what records how it ended.
     step("set the parent-death signal", nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL))?;
+    // First: sysfs, mounted below, shows the interfaces of the namespace it is mounted from.
+    if let Some(ns) = &io.net_ns {
+        step("enter the proc's network namespace", setns(ns, CloneFlags::CLONE_NEWNET))?;
+    }
     match &io.kept_ns {
         Some(ns) => enter_kept_namespace(plan, ns)?,
         None => build_namespace(plan)?,
@@ -99,6 +105,13 @@ fn enter_kept_namespace(plan: &LaunchPlan, ns: &OwnedFd) -> Result<(), String> {
     // The copy: nothing this run mounts reaches the kept namespace or another run.
     step("create namespaces", unshare(NAMESPACES))?;
     step("chdir to /", chdir("/"))?;
+    // The kept /sys was mounted from the host's network namespace: a proc with its own gets a
+    // /sys of that one (and its masks again) each run.
+    if plan.network.is_some() {
+        for s in lasting_steps() {
+            step("mount", apply(&s, &sources))?;
+        }
+    }
     for s in per_run_steps(&binds_of(plan)) {
         step("mount", apply(&s, &sources))?;
     }
@@ -229,13 +242,13 @@ fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
     let env = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
     let program = resolve_program(plan)?;
     let filters = match plan.seccomp {
-        Seccomp::Default => sys::seccomp::default_filters()?.to_vec(),
-        Seccomp::Unconfined => Vec::new(),
+        Seccomp::Default => &sys::seccomp::default_filters()?[..],
+        Seccomp::Unconfined => &[][..],
     };
     step("reset signal handling", sys::reset_signals())?;
     step("close inherited fds", sys::cloexec_from(3))?;
     // Last: from here on every call the app makes passes the filter, execve included.
-    sys::seccomp::install(&filters)?;
+    sys::seccomp::install(filters)?;
     match nix::unistd::execve(&program, &argv, &env) {
         Err(e) => Err(format!("failed to execute {}: {e}", plan.argv[0])),
         Ok(never) => match never {},

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::statfs::{statfs, NSFS_MAGIC};
 use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, pipe2, pivot_root, ForkResult};
 
@@ -78,7 +77,7 @@ pub fn release(root: &Path) -> Result<(), String> {
 }
 
 fn is_bound(path: &Path) -> bool {
-    statfs(path).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
+    sys::fs::is_nsfs_bound(path)
 }
 
 /// Forks a helper that makes the namespace and reports on a pipe, binds the helper's namespace at

@@ -10,6 +10,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -27,6 +28,7 @@ use super::child::{self, ChildIo};
 use super::log::{LogWriter, Rotation};
 use super::plan::{ExitStatus, LaunchPlan, StdioPlan, SETUP_FAILED_CODE};
 use crate::host::cgroup::{CgroupRoot, ProcCgroup};
+use crate::host::network;
 use crate::sys;
 
 /// Bytes read from the container's output at a time.
@@ -192,7 +194,7 @@ fn make_io(plan: &LaunchPlan) -> Result<(LauncherIo, ChildIo), String> {
     let (err_r, err_w) = pipe()?;
     let (mut ours, mut theirs) = (
         LauncherIo { go: go_w, errors: err_r, output: None, console: None },
-        ChildIo { go: go_r, errors: err_w, output: None, console: None, kept_ns: None },
+        ChildIo { go: go_r, errors: err_w, output: None, console: None, kept_ns: None, net_ns: None },
     );
     match plan.stdio {
         StdioPlan::Pipes { .. } => {
@@ -220,9 +222,18 @@ fn launch(plan: &LaunchPlan, write_app_pid: bool, mount_ns: &mut Option<File>) -
         }
         false => None,
     };
+    let network = plan.network.as_ref().map(network::ensure).transpose()?;
+    // Listening before the container starts: a port the host already uses fails the start.
+    let published = match (&network, plan.network.as_ref().and_then(|p| p.publish)) {
+        (Some(attached), Some(port)) => {
+            Some((network::publish::listen(port)?, SocketAddrV4::new(attached.address, port)))
+        }
+        _ => None,
+    };
     let root = CgroupRoot::detect(&plan.cgroup.root).map_err(|e| e.to_string())?;
     let (ours, mut theirs) = make_io(plan)?;
     theirs.kept_ns = kept_ns;
+    theirs.net_ns = network.map(|attached| attached.netns.into());
     let mut blocked = SigSet::empty();
     FORWARDED.iter().for_each(|s| blocked.add(*s));
     blocked.thread_block().map_err(|e| format!("failed to block signals: {e}"))?;
@@ -248,7 +259,8 @@ fn launch(plan: &LaunchPlan, write_app_pid: bool, mount_ns: &mut Option<File>) -
                     return Err(e.to_string());
                 }
             };
-            let result = supervise(plan, &cgroup, ours, &signals, child, write_app_pid, mount_ns);
+            let started = Started { write_app_pid, published };
+            let result = supervise(plan, &cgroup, ours, &signals, child, started, mount_ns);
             // The container's tasks died with its pid 1, so the cgroup is normally empty by now.
             if !cgroup.remove_if_empty() {
                 if let Err(e) = cgroup.destroy() {
@@ -260,13 +272,20 @@ fn launch(plan: &LaunchPlan, write_app_pid: bool, mount_ns: &mut Option<File>) -
     }
 }
 
+/// What the launcher does once the container runs: note its pid (supervised procs), and relay
+/// its published port.
+struct Started {
+    write_app_pid: bool,
+    published: Option<(std::net::TcpListener, SocketAddrV4)>,
+}
+
 fn supervise(
     plan: &LaunchPlan,
     cgroup: &ProcCgroup,
     io: LauncherIo,
     signals: &SignalFd,
     child: Pid,
-    write_app_pid: bool,
+    started_as: Started,
     mount_ns: &mut Option<File>,
 ) -> Result<ExitStatus, String> {
     let started = cgroup.add_pid(child.as_raw()).map_err(|e| e.to_string()).and_then(|_| {
@@ -289,9 +308,23 @@ fn supervise(
         return Err(message);
     }
     *mount_ns = hold_mount_namespace(child);
-    if write_app_pid {
+    if started_as.write_app_pid {
         let _ = fs::write(app_pid_path(plan), child.to_string());
     }
+    // A thread only now: the launcher forks nothing after the container.
+    let _published = match started_as.published {
+        None => None,
+        Some((listener, target)) => {
+            match leave_child_pid_namespace().and_then(|_| network::publish::start(listener, target)) {
+                Ok(published) => Some(published),
+                Err(e) => {
+                    let _ = kill(child, Signal::SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e);
+                }
+            }
+        }
+    };
     let mut fwd = Forwarder {
         signals,
         cgroup,
@@ -323,6 +356,16 @@ fn supervise(
         }
     }
     Ok(ExitStatus { oom_killed, ..status })
+}
+
+/// Points the launcher's future children back at its own pid namespace. After unshare(NEWPID)
+/// the kernel refuses to make threads (EINVAL), since a thread must share its process's pid
+/// namespace; the container is forked, so the launcher needs the new one no more.
+fn leave_child_pid_namespace() -> Result<(), String> {
+    let own =
+        File::open("/proc/self/ns/pid").map_err(|e| format!("failed to open /proc/self/ns/pid: {e}"))?;
+    nix::sched::setns(own, CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("failed to return to the launcher's pid namespace: {e}"))
 }
 
 /// Opens the container's mount namespace (the app has exec'd, so the child unshared it long ago),

@@ -32,6 +32,9 @@ pub struct LaunchPlan {
     pub user: UserIds,
     /// Capabilities kept (bounding set; also effective and permitted when the user is root).
     pub capabilities: Vec<String>,
+    /// The network namespace, if the proc has one of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::host::network::PrivatePlan>,
     /// The seccomp filter installed just before exec.
     #[serde(default)]
     pub seccomp: crate::model::proc_data::Seccomp,

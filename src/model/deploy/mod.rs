@@ -15,6 +15,8 @@ use serde_json::{Map, Value};
 
 pub use super::build_data::RepoType;
 use super::names;
+use super::network::Network;
+use super::proc_data::Seccomp;
 
 /// The kinds of definitions, as the CLI and the API name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -256,6 +258,12 @@ pub struct SwarmSpec {
     /// Memory+swap limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memsw_limit: Option<String>,
+    /// `host` (default) or `private`: see proc.yaml's `network`.
+    #[serde(default, skip_serializing_if = "Network::is_host")]
+    pub network: Network,
+    /// `default` or `unconfined` (admins only): see proc.yaml's `seccomp`.
+    #[serde(default, skip_serializing_if = "Seccomp::is_default")]
+    pub seccomp: Seccomp,
 }
 
 fn web() -> String {
@@ -378,6 +386,7 @@ impl Definition {
             Definition::Buildpack(b) => check_repo_url(&b.repo_url).map_err(&fail)?,
             Definition::Stack(s) => check_stack(s).map_err(&fail)?,
             Definition::Swarm(s) => check_swarm(s).map_err(&fail)?,
+            Definition::Ingredient(i) => check_env_map("env", &i.env).map_err(&fail)?,
             _ => {}
         }
         Ok(self)
@@ -403,17 +412,29 @@ fn check_repo_url(url: &str) -> Result<(), String> {
 }
 
 fn check_build_env(env: &BTreeMap<String, String>) -> Result<(), String> {
-    for (name, value) in env {
+    check_env("build_env", env.iter().map(|(k, v)| (k.as_str(), v.clone())))
+}
+
+/// What a process environment takes: names are shell variable names, values hold no NUL. For
+/// the env of apps' builds, swarms and ingredients when defined, and of a release when a host
+/// receives it.
+pub fn check_env<'a>(key: &str, vars: impl IntoIterator<Item = (&'a str, String)>) -> Result<(), String> {
+    for (name, value) in vars {
         if !super::yaml::is_var_name(name) {
             return Err(format!(
-                "build_env '{name}' is not a valid variable name: use letters, digits and '_', not starting with a digit"
+                "{key} '{name}' is not a valid variable name: use letters, digits and '_', not starting with a digit"
             ));
         }
         if value.contains('\0') {
-            return Err(format!("build_env.{name} contains a NUL byte; remove it"));
+            return Err(format!("{key}.{name} contains a NUL byte; remove it"));
         }
     }
     Ok(())
+}
+
+/// A swarm's or an ingredient's `env`, as the release will hand it to processes.
+pub fn check_env_map(key: &str, env: &Map<String, Value>) -> Result<(), String> {
+    check_env(key, env.iter().map(|(k, v)| (k.as_str(), release::env_text(v))))
 }
 
 fn check_stack(s: &StackSpec) -> Result<(), String> {
@@ -447,7 +468,15 @@ fn check_swarm(s: &SwarmSpec) -> Result<(), String> {
     if let Some(pool) = &s.pool {
         check_object_name(pool).map_err(|e| format!("pool: {e}"))?;
     }
-    for v in &s.volumes {
+    check_env_map("env", &s.env)?;
+    check_volumes(&s.volumes)?;
+    check_limits(&s.mem_limit, &s.memsw_limit)
+}
+
+/// Each volume is `[host_path, container_path]` or `[host_path, container_path, ro|rw]`, both
+/// absolute: for swarms when defined, and for a release again when a host receives it.
+pub fn check_volumes(volumes: &[VolumeSpec]) -> Result<(), String> {
+    for v in volumes {
         let ok = matches!(v.len(), 2 | 3) && (v.len() == 2 || v[2] == "ro" || v[2] == "rw");
         if !ok || !v[0].starts_with('/') || !v[1].starts_with('/') {
             return Err(format!(
@@ -455,7 +484,12 @@ fn check_swarm(s: &SwarmSpec) -> Result<(), String> {
             ));
         }
     }
-    for (key, what) in [(&s.mem_limit, "mem_limit"), (&s.memsw_limit, "memsw_limit")] {
+    Ok(())
+}
+
+/// `mem_limit` and `memsw_limit` are VR's size strings.
+pub fn check_limits(mem_limit: &Option<String>, memsw_limit: &Option<String>) -> Result<(), String> {
+    for (key, what) in [(mem_limit, "mem_limit"), (memsw_limit, "memsw_limit")] {
         if let Some(limit) = key {
             super::limits::parse_size(limit).map_err(|e| format!("{what}: {e}"))?;
         }

@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 
 use super::hash::make_hash;
 use super::{IngredientSpec, SwarmSpec, VolumeSpec};
+use crate::model::network::Network;
+use crate::model::proc_data::Seccomp;
 
 /// A file of the coordinator's content-addressed store, named by its content: every host that
 /// runs a proc of it resolves it to a file of its own (its store, filled from the coordinator's).
@@ -20,6 +22,12 @@ pub struct ArtifactRef {
     pub sha256: String,
     /// Its size in bytes.
     pub size: u64,
+}
+
+/// Whether `text` is a sha256 as vr writes one (and the store names files): 64 lowercase hex
+/// digits.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A stack image as procs get it: the image cache name, where it comes from, its md5.
@@ -86,6 +94,12 @@ pub struct ReleaseSpec {
     pub mem_limit: Option<String>,
     /// Memory+swap limit.
     pub memsw_limit: Option<String>,
+    /// The procs' network.
+    #[serde(default, skip_serializing_if = "Network::is_host")]
+    pub network: Network,
+    /// The procs' seccomp filter.
+    #[serde(default, skip_serializing_if = "Seccomp::is_default")]
+    pub seccomp: Seccomp,
 }
 
 impl ReleaseSpec {
@@ -113,12 +127,15 @@ impl ReleaseSpec {
             run_as: swarm.run_as.clone(),
             mem_limit: swarm.mem_limit.clone(),
             memsw_limit: swarm.memsw_limit.clone(),
+            network: swarm.network,
+            seccomp: swarm.seccomp,
         }
     }
 
     /// VR's `Release.hash`: make_hash(build.hash, config, env, volumes, run_as, mem_limit,
     /// memsw_limit), first 8 hex digits. Config and env are hashed as their values; equal
-    /// releases (VR's `release_eq`) have equal hashes.
+    /// releases (VR's `release_eq`) have equal hashes. vr's own keys (network, seccomp) join the
+    /// hash only when not at their defaults, so every release VR could make keeps its hash.
     pub fn hash(&self) -> String {
         let opt = |o: &Option<String>| o.clone().map(Value::String).unwrap_or(Value::Null);
         let volumes = if self.volumes.is_empty() {
@@ -126,7 +143,7 @@ impl ReleaseSpec {
         } else {
             Value::Array(self.volumes.iter().map(|v| Value::from(v.clone())).collect())
         };
-        let full = make_hash(&[
+        let mut parts = vec![
             Value::String(self.build.hash()),
             Value::Object(self.config.clone()),
             Value::Object(self.env.clone()),
@@ -134,8 +151,22 @@ impl ReleaseSpec {
             Value::String(self.run_as.clone()),
             opt(&self.mem_limit),
             opt(&self.memsw_limit),
-        ]);
+        ];
+        parts.extend(self.vr_keys().into_iter().map(|(k, v)| Value::String(format!("{k}={v}"))));
+        let full = make_hash(&parts);
         full[..8].to_string()
+    }
+
+    /// vr's own keys that are not at their defaults, as proc.yaml writes them.
+    fn vr_keys(&self) -> Vec<(&'static str, &'static str)> {
+        let mut keys = Vec::new();
+        if self.network == Network::Private {
+            keys.push(("network", "private"));
+        }
+        if self.seccomp == Seccomp::Unconfined {
+            keys.push(("seccomp", "unconfined"));
+        }
+        keys
     }
 
     /// The six-part name of the proc this release becomes at `at`.
@@ -196,6 +227,28 @@ impl ProcOrder {
         self.release.proc_name(&self.at)
     }
 
+    /// What a host checks of an order it receives, before anything is written: the release's
+    /// env, volumes and limits as a swarm's are checked when it is defined, and the proc's name. A
+    /// coordinator only sends valid orders; this keeps a bad one from becoming a proc.yaml whose
+    /// error would name keys nobody wrote.
+    pub fn check(&self) -> Result<(), String> {
+        super::check_env_map("env", &self.release.env).map_err(|e| format!("the release's {e}"))?;
+        super::check_volumes(&self.release.volumes).map_err(|e| format!("the release's {e}"))?;
+        super::check_limits(&self.release.mem_limit, &self.release.memsw_limit)
+            .map_err(|e| format!("the release's {e}"))?;
+        let build = &self.release.build;
+        for (key, md5) in [("build md5", &build.md5), ("image md5", &build.image.md5)] {
+            crate::model::yaml::md5(key, Some(md5.clone()))
+                .map_err(|e| format!("the release's {}: {}", e.key, e.problem))?;
+        }
+        for (what, artifact) in [("build", &build.artifact), ("image", &build.image.artifact)] {
+            if let Some(a) = artifact.as_ref().filter(|a| !is_sha256(&a.sha256)) {
+                return Err(format!("the {what}'s sha256 '{}' is not 64 lowercase hex digits", a.sha256));
+            }
+        }
+        self.name().map(|_| ()).map_err(|e| format!("the proc's name: {e}"))
+    }
+
     /// The proc.yaml of this order with its artifacts `at` the host's own locations: what the
     /// host's runner sets up and supervises (VR's keys, plus `build_sha256`/`image_sha256`).
     pub fn proc_yaml(&self, located: &Located) -> String {
@@ -235,6 +288,9 @@ impl ProcOrder {
         }
         if let Some(m) = &release.memsw_limit {
             put("memsw_limit", m.clone().into());
+        }
+        for (key, value) in release.vr_keys() {
+            put(key, value.into());
         }
         serde_yaml_ng::to_string(&Value::Object(doc)).unwrap_or_default()
     }
@@ -313,17 +369,69 @@ mod tests {
         assert_ne!(a.hash(), ReleaseSpec::merge("hello", build(), &limited, &[]).hash());
     }
 
-    #[test]
-    fn proc_yaml_reads_back_as_the_proc_it_describes() {
-        let s = swarm(json!({"env": {"N": 3}, "config": {"k": "v"}, "volumes": [["/srv", "/data", "ro"]]}));
-        let r = ReleaseSpec::merge("hello", build(), &s, &[]);
-        let at = Placement {
+    /// web on h1, port 5007.
+    fn web_at_h1() -> Placement {
+        Placement {
             config_name: "prod".into(),
             proc_name: "web".into(),
             host: "h1".into(),
             port: 5007,
             address: None,
-        };
+        }
+    }
+
+    #[test]
+    fn vr_keys_join_the_hash_and_proc_yaml_only_off_their_defaults() {
+        let plain = ReleaseSpec::merge("hello", build(), &swarm(json!({})), &[]);
+        let spelled_out = swarm(json!({"network": "host", "seccomp": "default"}));
+        assert_eq!(plain.hash(), ReleaseSpec::merge("hello", build(), &spelled_out, &[]).hash());
+        let private = ReleaseSpec::merge("hello", build(), &swarm(json!({"network": "private"})), &[]);
+        let unconfined = ReleaseSpec::merge("hello", build(), &swarm(json!({"seccomp": "unconfined"})), &[]);
+        assert_ne!(plain.hash(), private.hash());
+        assert_ne!(private.hash(), unconfined.hash());
+        let at = web_at_h1();
+        let located = Located { build_url: "/s".into(), image_url: "/i.tar.gz".into() };
+        let yaml = ProcOrder { release: private, at: at.clone() }.proc_yaml(&located);
+        let spec = ProcData::from_yaml(&yaml).unwrap().spec().unwrap();
+        assert_eq!(spec.network, crate::model::network::Network::Private, "{yaml}");
+        let yaml = ProcOrder { release: plain, at }.proc_yaml(&located);
+        assert!(!yaml.contains("network") && !yaml.contains("seccomp"), "{yaml}");
+        let wrong =
+            serde_json::from_value::<SwarmSpec>(json!({"app": "a", "version": "1", "network": "bridge"}));
+        assert!(wrong.unwrap_err().to_string().contains("private"));
+    }
+
+    #[test]
+    fn a_host_refuses_an_order_whose_volume_is_not_a_pair() {
+        let mut r = ReleaseSpec::merge("hello", build(), &swarm(json!({})), &[]);
+        r.volumes = vec![vec!["/srv/data".into()]];
+        let e = ProcOrder { release: r, at: web_at_h1() }.check().unwrap_err();
+        assert!(e.contains("volume") && e.contains("[host_path, container_path]"), "{e}");
+    }
+
+    #[test]
+    fn a_host_refuses_an_order_whose_env_a_process_could_not_have() {
+        let mut r = ReleaseSpec::merge("hello", build(), &swarm(json!({})), &[]);
+        r.env.insert(String::new(), json!("x"));
+        let e = ProcOrder { release: r, at: web_at_h1() }.check().unwrap_err();
+        assert!(e.contains("not a valid variable name"), "{e}");
+    }
+
+    #[test]
+    fn a_host_refuses_an_order_whose_artifact_is_not_named_by_a_sha256() {
+        let mut b = build();
+        b.image.artifact = Some(ArtifactRef { sha256: format!("{}[[", "0".repeat(62)), size: 1 });
+        let r = ReleaseSpec::merge("hello", b, &swarm(json!({})), &[]);
+        let e = ProcOrder { release: r, at: web_at_h1() }.check().unwrap_err();
+        assert!(e.contains("image's sha256"), "{e}");
+        assert!(is_sha256(&"ab".repeat(32)) && !is_sha256(&"AB".repeat(32)) && !is_sha256("ab"));
+    }
+
+    #[test]
+    fn proc_yaml_reads_back_as_the_proc_it_describes() {
+        let s = swarm(json!({"env": {"N": 3}, "config": {"k": "v"}, "volumes": [["/srv", "/data", "ro"]]}));
+        let r = ReleaseSpec::merge("hello", build(), &s, &[]);
+        let at = web_at_h1();
         let order = ProcOrder { release: r.clone(), at };
         let located = Located { build_url: "/store/slug".into(), image_url: "/img.tar.gz".into() };
         let yaml = order.proc_yaml(&located);

@@ -61,3 +61,14 @@ fn a_stacks_provisioning_script_is_a_path_or_url_vrd_can_fetch() {
         assert!(e.contains("provisioning_script") && e.contains("absolute path"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn swarm_and_ingredient_env_names_must_be_variable_names() {
+    let err = |kind, v| Definition::from_value(kind, v).unwrap_err().to_string();
+    let e = err(Kind::Swarm, json!({"app": "hello", "version": "v1", "env": {"": "x"}}));
+    assert!(e.contains("not a valid variable name"), "{e}");
+    let e = err(Kind::Ingredient, json!({"name": "db", "env": {"1X": "x"}}));
+    assert!(e.contains("'1X' is not a valid variable name"), "{e}");
+    let e = err(Kind::Swarm, json!({"app": "hello", "version": "v1", "env": {"A": "a\u{0}b"}}));
+    assert!(e.contains("NUL"), "{e}");
+}

@@ -265,14 +265,20 @@ impl Balancers {
     ) -> Result<Routed, BalancerError> {
         let backend = self.backend(balancer)?;
         let _guard = self.lock(balancer, pool).await;
-        backend.set_nodes(pool, wanted).await
+        let started = std::time::Instant::now();
+        let routed = backend.set_nodes(pool, wanted).await;
+        self.measured(balancer, started);
+        routed
     }
 
     /// Adds nodes to the pool.
     pub async fn add(&self, balancer: &str, pool: &str, nodes: &BTreeSet<Node>) -> Result<(), BalancerError> {
         let backend = self.backend(balancer)?;
         let _guard = self.lock(balancer, pool).await;
-        backend.add_nodes(pool, nodes).await
+        let started = std::time::Instant::now();
+        let added = backend.add_nodes(pool, nodes).await;
+        self.measured(balancer, started);
+        added
     }
 
     /// Removes nodes from the pool, and the pool when it is left empty.
@@ -284,8 +290,18 @@ impl Balancers {
     ) -> Result<(), BalancerError> {
         let backend = self.backend(balancer)?;
         let _guard = self.lock(balancer, pool).await;
+        let started = std::time::Instant::now();
         backend.delete_nodes(pool, nodes).await?;
-        backend.delete_pool_if_empty(pool).await
+        let removed = backend.delete_pool_if_empty(pool).await;
+        self.measured(balancer, started);
+        removed
+    }
+
+    /// Records how long a change of one of `balancer`'s pools took (its lock already held), by
+    /// the balancer's kind.
+    fn measured(&self, balancer: &str, started: std::time::Instant) {
+        let kind = self.kinds.get(balancer).copied().unwrap_or("custom");
+        crate::services::metrics::metrics().balancer_changed(kind, started.elapsed());
     }
 }
 

@@ -56,7 +56,7 @@ impl InUse {
 fn store_address(store_dir: &Path, url: &str) -> Option<String> {
     let path = Path::new(url.strip_prefix("file://").unwrap_or(url));
     let name = path.file_name()?.to_str()?;
-    let is_address = name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit());
+    let is_address = crate::model::deploy::release::is_sha256(name);
     (is_address && path.parent() == Some(store_dir)).then(|| name.to_string())
 }
 
@@ -178,7 +178,7 @@ pub fn orphans(
     let mut names = Vec::new();
     for entry in entries {
         let name = entry.map_err(io_err("list", &dir))?.file_name().to_string_lossy().into_owned();
-        let is_address = name.len() == 64 && name.bytes().all(|c| c.is_ascii_hexdigit());
+        let is_address = crate::model::deploy::release::is_sha256(&name);
         if is_address && !referenced.contains(name.as_str()) {
             names.push(name);
         }

@@ -57,9 +57,11 @@ impl BuildService {
         let this = self.clone();
         let recorded = tokio::spawn(async move {
             let work = move || this.kept_build(id, &data, outputs, &watch);
+            let started = std::time::Instant::now();
             let result = tokio::task::spawn_blocking(work)
                 .await
                 .unwrap_or_else(|e| Err(BuilderError::Io(format!("a daemon task failed: {e}"))));
+            crate::services::metrics::metrics().built(result.is_ok(), started.elapsed());
             if let Err(e) = state.finish_build(id, outcome(&result)).await {
                 tracing::error!(error = %e, id, "failed to record the end of a build");
             }

@@ -43,6 +43,7 @@ struct Behaviour {
     hanging: bool,
     failing_uptests: bool,
     deploys_left: Option<usize>,
+    lost_replies: bool,
 }
 
 /// A pool of a fake host's balancer: its generation and nodes.
@@ -102,6 +103,12 @@ impl FakeHost {
     /// The next `n` deploys succeed, later ones fail.
     pub fn fail_deploys_after(&self, n: usize) {
         self.behaviour().deploys_left = Some(n);
+    }
+
+    /// Deploys are carried out but their replies are lost (Unreachable) while set: a link that
+    /// drops, or a coordinator killed, while the host deploys.
+    pub fn set_losing_deploy_replies(&self, on: bool) {
+        self.behaviour().lost_replies = on;
     }
 
     /// The procs it runs.
@@ -190,7 +197,13 @@ impl HostAgent for FakeHost {
             *left -= 1;
         }
         self.journal.write(format!("deploy {}:{name}", self.name));
-        self.procs_now().insert(name, ProcState::Running);
+        self.procs_now().insert(name.clone(), ProcState::Running);
+        if self.behaviour().lost_replies {
+            return Err(HostError::Unreachable {
+                host: self.name.clone(),
+                why: format!("deploy of {name}: the test lost the reply"),
+            });
+        }
         Ok(())
     }
 

@@ -175,6 +175,7 @@ impl HostAgent for LocalHost {
     }
 
     async fn deploy(&self, order: &ProcOrder) -> Result<(), HostError> {
+        order.check().map_err(|e| self.failed(format!("refused a proc order: {e}")))?;
         self.room_for("deploying a proc")?;
         let build = &order.release.build;
         for artifact in [&build.artifact, &build.image.artifact].into_iter().flatten() {
@@ -227,8 +228,12 @@ impl HostAgent for LocalHost {
 
     async fn wait_listening(&self, proc: &str, port: u16, timeout: Duration) -> Result<(), HostError> {
         let deadline = Instant::now() + timeout;
+        // A private proc's port is published at once by its launcher: ask the app itself.
+        let name = ProcName::parse(proc).map_err(|e| self.failed(e.to_string()))?;
+        let netns = self.supervisor.runner().layout.proc_dir(&name).join("netns");
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            let address = crate::host::network::address_of(&netns).unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+            if tokio::net::TcpStream::connect((address, port)).await.is_ok() {
                 return Ok(());
             }
             if Instant::now() >= deadline {

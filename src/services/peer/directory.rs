@@ -145,6 +145,12 @@ impl Peers {
         self.heard.read().unwrap_or_else(PoisonError::into_inner).get(name).copied()
     }
 
+    /// Every host heard at least once, with when it last was.
+    pub fn heard(&self) -> Vec<(String, SystemTime)> {
+        let heard = self.heard.read().unwrap_or_else(PoisonError::into_inner);
+        heard.iter().map(|(name, at)| (name.clone(), *at)).collect()
+    }
+
     /// Pings every linked host every `every` (each ping given `every` to answer) and records who
     /// answered: what `vr hosts list` shows as the last heartbeat. A host that stops answering
     /// loses its link to the transport's own ping limit (`link::SILENCE_LIMIT`).

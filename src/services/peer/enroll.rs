@@ -3,8 +3,6 @@
 //! Tokens are 128 random bits, shown once, stored as their sha256, good for one join of that host
 //! within [`TOKEN_TTL_SECS`].
 
-use sha2::{Digest, Sha256};
-
 use super::pki;
 use crate::model::deploy::{Definition, HostSpec, Kind};
 use crate::services::state::{State, StateError};
@@ -37,7 +35,7 @@ pub fn new_token() -> Result<(String, String), EnrollError> {
 
 /// How a token is stored and looked up.
 pub fn token_hash(token: &str) -> String {
-    pki::hex(&Sha256::digest(token.as_bytes()))
+    pki::sha256_hex(token.as_bytes())
 }
 
 /// Defines a joined host `name` (reached over its link; `address` is where its procs are routed)

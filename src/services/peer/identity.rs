@@ -119,14 +119,7 @@ impl FleetFiles {
     /// A coordinator's CA and own certificate for the name `host`: made when missing, the
     /// certificate made again when it names another host or has a third of its life left.
     pub fn coordinator(&self, host: &str) -> Result<(KeyAndCert, KeyAndCert), IdentityError> {
-        let ca = match self.pair("ca")? {
-            Some(ca) => ca,
-            None => {
-                let ca = pki::new_ca(host)?;
-                self.save_pair("ca", &ca)?;
-                ca
-            }
-        };
+        let ca = self.ca(host)?;
         let who = Identity { role: Role::Coordinator, name: host.to_string() };
         let fresh = match self.pair("coordinator")? {
             Some(own) => {
@@ -144,6 +137,24 @@ impl FleetFiles {
             }
         };
         Ok((ca, own))
+    }
+
+    /// This vrd's CA (made when missing, named after `host`): the fleet's on a coordinator, and
+    /// what signs the HTTPS listener's certificate when the operator gives none.
+    pub fn ca(&self, host: &str) -> Result<KeyAndCert, IdentityError> {
+        match self.pair("ca")? {
+            Some(ca) => Ok(ca),
+            None => {
+                let ca = pki::new_ca(host)?;
+                self.save_pair("ca", &ca)?;
+                Ok(ca)
+            }
+        }
+    }
+
+    /// Where the CA's certificate is (what HTTPS clients trust: `vr --ca`).
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.path("ca.pem")
     }
 
     /// A joined host's identity, if this data dir has joined a fleet.

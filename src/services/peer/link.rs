@@ -146,6 +146,8 @@ mod tests {
             run_as: "nobody".into(),
             mem_limit: None,
             memsw_limit: None,
+            network: Default::default(),
+            seccomp: Default::default(),
         };
         let at = Placement {
             config_name: "prod".into(),

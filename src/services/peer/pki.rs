@@ -85,6 +85,17 @@ impl KeyAndCert {
         CertificateDer::from_pem_slice(self.cert_pem.as_bytes()).map_err(|e| invalid("certificate PEM", e))
     }
 
+    /// Every certificate of the PEM, in order (a leaf and its intermediates).
+    pub fn chain_der(&self) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("certificate PEM", e))?;
+        if chain.is_empty() {
+            return Err(invalid("certificate PEM", "it holds no certificate"));
+        }
+        Ok(chain)
+    }
+
     /// The key in DER.
     pub fn key_der(&self) -> Result<PrivateKeyDer<'static>, PkiError> {
         PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| invalid("private key PEM", e))
@@ -141,6 +152,19 @@ pub fn issue_with_key(ca: &KeyAndCert, who: &Identity) -> Result<KeyAndCert, Pki
     Ok(KeyAndCert { key_pem: key.serialize_pem(), cert_pem: cert.pem() })
 }
 
+/// A key made here and a server certificate for `names` (DNS names or IP addresses) signed by
+/// `ca`: the HTTPS listener's, when the operator gives none.
+pub fn issue_web(ca: &KeyAndCert, names: &[String]) -> Result<KeyAndCert, PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    params.distinguished_name.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut params, LEAF_VALIDITY);
+    let cert = params.signed_by(&key, &issuer(ca)?)?;
+    Ok(KeyAndCert { key_pem: key.serialize_pem(), cert_pem: cert.pem() })
+}
+
 /// A new key and a CSR for it (on a joining host; the key stays there).
 pub fn new_key_and_csr(name: &str) -> Result<(String, String), PkiError> {
     let key = KeyPair::generate()?;
@@ -161,7 +185,13 @@ pub fn sign_csr(ca: &KeyAndCert, csr_pem: &str, who: &Identity) -> Result<String
 /// sha256 of a certificate's DER, as hex: the CA pin a joining host checks, and the fingerprint
 /// by which the coordinator knows (and revokes) each host's certificate.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    hex(&Sha256::digest(cert.as_ref()))
+    sha256_hex(cert.as_ref())
+}
+
+/// sha256 as lowercase hex: how certificates are pinned and how secrets (join tokens, API
+/// tokens) are stored and looked up.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
 }
 
 /// Lowercase hex.

@@ -54,6 +54,17 @@ pub fn server_config(ca: &KeyAndCert, own: &KeyAndCert) -> Result<Arc<ServerConf
     Ok(Arc::new(config))
 }
 
+/// The HTTPS listener's server side (issue 14): `own`'s chain, no client certificates (callers
+/// authenticate with tokens), HTTP/1.1.
+pub fn web_server_config(own: &KeyAndCert) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(own.chain_der()?, own.key_der()?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A host's client side: its certificate, the fleet's CA as the only root.
 pub fn client_config(ca_pem: &str, own: &KeyAndCert) -> Result<Arc<ClientConfig>, TlsError> {
     let ca = KeyAndCert { key_pem: String::new(), cert_pem: ca_pem.to_string() }.cert_der()?;

@@ -121,6 +121,7 @@ impl Runner {
             },
             user,
             capabilities: DEFAULT_CAPABILITIES.iter().map(|c| c.to_string()).collect(),
+            network: None,
             seccomp: Default::default(),
             argv: job.argv.clone(),
             env: job.env.clone(),

@@ -90,6 +90,11 @@ impl Layout {
         self.builds_dir().join(format!("{build}.layers")).join(format!("{}-{}", user.uid, user.gid))
     }
 
+    /// The address leases of the private network.
+    pub fn network_leases_dir(&self) -> PathBuf {
+        self.data_dir.join("network").join("leases")
+    }
+
     /// One proc's dir.
     pub fn proc_dir(&self, name: &ProcName) -> PathBuf {
         self.data_dir.join("procs").join(name.to_string())
@@ -114,7 +119,9 @@ impl ProcDir {
     /// Unmounts the proc's kept root from vrd's mount namespace, if it is mounted (setup is
     /// about to change its layers, or teardown to remove it).
     pub fn release_root(&self) -> Result<(), RunnerError> {
-        overlay::release_kept_root(&self.join("rootfs")).map_err(RunnerError::Io)
+        overlay::release_kept_root(&self.join("rootfs")).map_err(RunnerError::Io)?;
+        // The network namespace too: setup may change the proc's network, teardown ends it.
+        crate::host::network::release(&self.join("netns")).map_err(RunnerError::Io)
     }
 
     /// Removes the proc dir, its kept root unmounted first (a removal through the mount would

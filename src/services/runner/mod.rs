@@ -27,6 +27,8 @@ use crate::host::container::passwd::PasswdError;
 use crate::host::container::plan::{
     Bind, CgroupPlan, LaunchPlan, Overlay, RwLayer, StdioPlan, DEFAULT_CAPABILITIES,
 };
+use crate::host::network::PrivatePlan;
+use crate::model::network::{Network, PrivateNetwork};
 use crate::model::proc_data::{ProcData, ProcSpec};
 
 /// The capabilities a proc's container keeps in its bounding set: Docker's default set (see
@@ -104,6 +106,8 @@ pub struct Runner {
     pub spawner: Option<PathBuf>,
     /// Room kept free on the data dir, and the memory limit of procs that set none.
     pub limits: room::HostLimits,
+    /// The bridge and subnet of procs with `network: private`.
+    pub network: PrivateNetwork,
 }
 
 /// Parses and validates proc.yaml text; unknown keys come back as warnings.
@@ -225,6 +229,16 @@ impl Runner {
         // The writable layer on a tmpfs of the host's root_disk_limit, else on the data dir.
         let rw = self.limits.root_disk.map(|bytes| RwLayer { dir: cdir.join("rw"), bytes });
         let rw_base = rw.as_ref().map_or_else(|| cdir.to_path_buf(), |r| r.dir.clone());
+        // The proc's own runs enter its network; uptests and shells stay on the host's, and reach
+        // the app through its published port as balancers do.
+        let own_run = matches!(mode, Mode::Run) && cdir == dir.path();
+        let network = (own_run && spec.network == Network::Private).then(|| PrivatePlan {
+            netns: dir.join("netns"),
+            bridge: self.network.bridge.clone(),
+            subnet: self.network.subnet,
+            leases: self.layout.network_leases_dir(),
+            publish: Some(spec.name.port).filter(|p| *p != 0),
+        });
         Ok(LaunchPlan {
             name: spec.name.to_string(),
             hostname: spec.name.hostname(),
@@ -234,7 +248,7 @@ impl Runner {
                 work: rw_base.join("work"),
                 target: cdir.join("rootfs"),
                 // The proc's own root, not a sibling's: mounted once, reused by every run.
-                keep_mounted: matches!(mode, Mode::Run) && cdir == dir.path(),
+                keep_mounted: own_run,
                 rw,
             },
             volumes,
@@ -246,6 +260,7 @@ impl Runner {
             },
             user,
             capabilities: capabilities_for(user.uid),
+            network,
             seccomp: spec.seccomp,
             argv,
             env,

@@ -55,7 +55,7 @@ impl State {
 
 fn latest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<AuditEntry>> {
     let mut stmt = conn.prepare(
-        "SELECT id, time, uid, gid, pid, method, params, outcome FROM audit ORDER BY id DESC LIMIT ?1",
+        "SELECT id, time, uid, gid, pid, method, params, outcome, user FROM audit ORDER BY id DESC LIMIT ?1",
     )?;
     let mut rows =
         stmt.query_map(params![to_sql_int(limit)], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
@@ -65,15 +65,15 @@ fn latest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<AuditEntry>> 
 
 fn append(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<u64> {
     conn.execute(
-        "INSERT INTO audit (time, uid, gid, pid, method, params, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![e.time, e.uid, e.gid, e.pid, e.method, e.params, e.outcome],
+        "INSERT INTO audit (time, uid, gid, pid, method, params, outcome, user) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![e.time, e.uid, e.gid, e.pid, e.method, e.params, e.outcome, e.user],
     )?;
     Ok(to_id(conn.last_insert_rowid()))
 }
 
 fn list(conn: &Connection, limit: usize, since_id: u64) -> rusqlite::Result<Vec<AuditEntry>> {
     let mut stmt = conn.prepare(
-        "SELECT id, time, uid, gid, pid, method, params, outcome FROM audit
+        "SELECT id, time, uid, gid, pid, method, params, outcome, user FROM audit
          WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![to_sql_int(since_id), to_sql_int(limit)], from_row)?;
@@ -90,5 +90,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
         method: row.get(5)?,
         params: row.get(6)?,
         outcome: row.get(7)?,
+        user: row.get(8)?,
     })
 }

@@ -21,6 +21,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_routing.sql"),
     include_str!("migrations/0006_event_cursors.sql"),
     include_str!("migrations/0007_oom.sql"),
+    include_str!("migrations/0008_users.sql"),
+    include_str!("migrations/0009_audit_user.sql"),
+    include_str!("migrations/0010_sessions.sql"),
 ];
 
 /// How long a statement waits for another connection's lock before failing.

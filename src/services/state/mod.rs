@@ -15,6 +15,8 @@ mod objects;
 mod peers;
 mod pools;
 mod procs;
+mod users;
+pub use users::StoredUser;
 #[cfg(test)]
 mod tests;
 
@@ -256,6 +258,15 @@ impl State {
             Err(_) => tracing::error!(error = %StateError::Panicked(what), "a queued state write failed"),
         });
         self.jobs.send(job).await.map_err(|_| StateError::Closed)
+    }
+
+    /// Answers once the database thread has run a trivial query: the thread is alive and not
+    /// stuck (the watchdog asks this before every ping to systemd).
+    pub async fn ping(&self) -> Result<(), StateError> {
+        self.call("ping the state thread".into(), |db, what| {
+            db.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(StateError::query(what))
+        })
+        .await
     }
 
     /// Runs `f` on the database thread and returns its result. `what` names the call in errors

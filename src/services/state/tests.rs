@@ -66,6 +66,7 @@ fn audit(method: &str) -> AuditEntry {
         uid: 1000,
         gid: 1000,
         pid: Some(77),
+        user: None,
         method: method.to_string(),
         params: r#"{"name":"x"}"#.to_string(),
         outcome: "ok".to_string(),

@@ -123,7 +123,14 @@ impl ProcTask {
         }
         loop {
             while let Some(input) = inputs.pop_front() {
+                let automatic = matches!(
+                    (self.machine.state, input),
+                    (ProcState::Running, Input::Exited) | (ProcState::Backoff, Input::BackoffTimer)
+                );
                 let actions = self.machine.on(input, &self.shared.policy);
+                if automatic && actions.contains(&Action::Launch) {
+                    crate::services::metrics::metrics().restarted(&self.record.name);
+                }
                 for action in actions {
                     if let Some(next) = self.perform(action).await {
                         inputs.push_back(next);
@@ -279,6 +286,7 @@ impl ProcTask {
                 self.record.exit_status = Some(status.code);
                 self.record.oom_killed = status.oom_killed;
                 if status.oom_killed {
+                    crate::services::metrics::metrics().oom_killed(&self.record.name);
                     tracing::warn!(proc = %self.record.name, code = status.code, "the kernel's OOM killer killed a process of the proc (its memory limit)");
                 }
                 if let Some(error) = status.error {
@@ -310,6 +318,10 @@ impl ProcTask {
         if let Err(e) = stored.await {
             tracing::error!(proc = %self.record.name, error = %e, "failed to store a state change");
         }
+        tracing::info!(
+            proc = %self.record.name, state = state.as_str(), pid = self.record.app_pid,
+            exit = self.record.exit_status, "proc state"
+        );
         let event = event_for(&self.record, state, &self.shared.host);
         if let Ok(id) = self.shared.state.append_event(event.clone()).await {
             let _ = self.shared.events.send(Arc::new((id, event)));

@@ -104,7 +104,7 @@ impl Swarms {
         let Definition::App(app) = self.state.definition(Kind::App, app).await? else {
             return Err(SwarmError::Invalid(format!("'{app}' is not an app")));
         };
-        let trace = self.trace(&app.name);
+        let trace = self.trace(&app.name).about_app();
         let id = trace.id.clone();
         let (this, version) = (std::sync::Arc::clone(self), version.to_string());
         tokio::spawn(async move {

@@ -17,7 +17,7 @@ use crate::model::deploy::release::{Placement, ProcOrder, ReleaseSpec};
 use crate::model::deploy::{Definition, HostSpec, IngredientSpec, Kind, SwarmSpec};
 use crate::model::names::ProcName;
 use crate::model::uptest::UptestResult;
-use crate::services::hosts::HostAgent;
+use crate::services::hosts::{HostAgent, HostError};
 
 /// What a dispatch deploys.
 #[derive(Debug, Clone)]
@@ -81,7 +81,10 @@ impl Swarms {
                 lock.lock_owned().await
             }
         };
-        match self.dispatch(&name, target, &trace).await {
+        let started = std::time::Instant::now();
+        let result = self.dispatch(&name, target, &trace).await;
+        crate::services::metrics::metrics().dispatched(result.is_ok(), started.elapsed());
+        match result {
             Ok(outcome) => {
                 trace.step(&["swarm", "deploy", "done"], format!("Swarm {name} finished: {outcome}")).await
             }
@@ -376,7 +379,6 @@ impl Swarms {
             .ok_or_else(|| SwarmError::Placement(format!("host {} went away", at.host)))?;
         let order = ProcOrder { release: release.clone(), at: at.clone() };
         let name = order.name().map_err(|e| SwarmError::Invalid(e.to_string()))?.to_string();
-        agent.deploy(&order).await?;
         let record = SwarmProcRecord {
             host: at.host.clone(),
             proc: name,
@@ -385,8 +387,33 @@ impl Swarms {
             port: at.port,
             routed: None,
         };
+        // Recorded before the deploy: a coordinator killed, or a reply lost, while the host
+        // deploys would otherwise leave a proc no dispatch owns. The next survey forgets a record
+        // whose proc its host does not have.
         self.state.record_swarm_proc(record.clone()).await?;
+        if let Err(e) = agent.deploy(&order).await {
+            self.forget_unless_deployed(agent.as_ref(), &record, &e).await;
+            return Err(e.into());
+        }
         Ok(owned_proc(&record))
+    }
+
+    /// After a failed deploy: forgets its record when its host says it has no such proc. When the
+    /// host can't say (it is unreachable), the record stays for the next survey to settle.
+    async fn forget_unless_deployed(&self, agent: &dyn HostAgent, record: &SwarmProcRecord, e: &HostError) {
+        if matches!(e, HostError::Unreachable { .. }) {
+            return;
+        }
+        let deployed = match agent.procs().await {
+            Ok(procs) => procs.iter().any(|p| p.name == record.proc),
+            Err(_) => return,
+        };
+        if !deployed {
+            if let Err(e) = self.state.forget_swarm_proc(record.host.clone(), record.proc.clone()).await {
+                tracing::warn!(proc = %record.proc, host = %record.host, error = %e,
+                    "could not forget the record of a failed deploy; the next dispatch will");
+            }
+        }
     }
 
     /// A random port of the range that no proc on `host` uses, nothing listens on, and no other
@@ -466,6 +493,7 @@ impl Swarms {
             }
         }
         if failed > 0 {
+            crate::services::metrics::metrics().uptests_failed(&swarm.name, failed);
             return Err(SwarmError::Uptests(format!(
                 "{failed} of {} procs failed their uptests; nothing was routed, the old procs keep serving, and the new ones stay up for inspection (vr logs PROC)",
                 results.len()

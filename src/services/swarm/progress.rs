@@ -15,6 +15,8 @@ pub struct Trace {
     pub id: String,
     /// The swarm (or app, for a build) it is about.
     pub subject: Option<String>,
+    /// The subject is an app (a build of it), not a swarm: only for the log's field name.
+    app_subject: bool,
     state: State,
     live: broadcast::Sender<Arc<DeployLogEntry>>,
 }
@@ -22,7 +24,12 @@ pub struct Trace {
 impl Trace {
     /// A new trace for `subject`, with a fresh id.
     pub fn new(subject: Option<String>, state: State, live: broadcast::Sender<Arc<DeployLogEntry>>) -> Trace {
-        Trace { id: new_trace_id(subject.as_deref().unwrap_or("")), subject, state, live }
+        Trace { id: new_trace_id(subject.as_deref().unwrap_or("")), subject, app_subject: false, state, live }
+    }
+
+    /// The same trace, about an app (its build) rather than a swarm.
+    pub fn about_app(self) -> Trace {
+        Trace { app_subject: true, ..self }
     }
 
     /// Writes one step. A failure to write the log is itself logged, never fatal to the dispatch.
@@ -37,7 +44,7 @@ impl Trace {
 
     async fn step_with_build(&self, tags: &[&str], message: impl Into<String>, build: Option<u64>) {
         let message = message.into();
-        tracing::info!(trace = %self.id, subject = ?self.subject, tags = ?tags, "{message}");
+        log_step(&self.id, self.subject.as_deref(), self.app_subject, tags, &message);
         let tags = tags.iter().map(|t| (*t).to_string()).collect();
         match self.state.log_deploy(self.id.clone(), self.subject.clone(), tags, message, build).await {
             Ok(entry) => {
@@ -58,4 +65,18 @@ fn new_trace_id(subject: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let digest = Md5::digest(format!("{subject}{}.{n}", now.as_nanos()).as_bytes());
     format!("{digest:x}")
+}
+
+/// A step in vrd's log, with the field its subject's kind names (SWARM, APP or HOST in the
+/// journal): a trace's subject is a swarm, an app (its builds) or "host NAME" (the watcher).
+fn log_step(trace: &str, subject: Option<&str>, app: bool, tags: &[&str], message: &str) {
+    let tags = tags.join(",");
+    match subject {
+        Some(s) => match s.strip_prefix("host ") {
+            Some(host) => tracing::info!(trace, host, tags, "{message}"),
+            None if app => tracing::info!(trace, app = s, tags, "{message}"),
+            None => tracing::info!(trace, swarm = s, tags, "{message}"),
+        },
+        None => tracing::info!(trace, tags, "{message}"),
+    }
 }

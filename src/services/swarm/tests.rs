@@ -135,6 +135,7 @@ fn builder(dir: &std::path::Path) -> Builder {
         uptest_timeout: std::time::Duration::from_secs(1),
         spawner: None,
         limits: Default::default(),
+        network: Default::default(),
     };
     Builder { layout: BuilderLayout { root: dir.join("builder") }, runner: Arc::new(runner) }
 }
@@ -273,6 +274,32 @@ async fn a_host_lost_mid_dispatch_fails_it_before_anything_is_routed() {
     let err = fx.dispatch().await.unwrap_err();
     assert!(err.to_string().contains("h2"), "{err}");
     assert_eq!(fx.pool().await, serving);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_proc_deployed_when_its_reply_was_lost_is_owned_by_the_next_dispatch() {
+    let fx = Fx::new(&["h1", "h2"]).await;
+    fx.swarm(json!({"size": 4})).await;
+    fx.hosts["h2"].set_losing_deploy_replies(true);
+    let err = fx.dispatch().await.unwrap_err();
+    assert!(err.to_string().contains("lost the reply"), "{err}");
+    assert_eq!(fx.hosts["h2"].proc_names().len(), 2, "h2 deployed both, the coordinator heard of none");
+    fx.hosts["h2"].set_losing_deploy_replies(false);
+    let outcome = fx.dispatch().await.unwrap();
+    assert!(outcome.starts_with("4 of 4 procs"), "{outcome}");
+    assert_eq!(fx.all_procs().len(), 4, "no proc left over: {:?}", fx.all_procs());
+    assert_eq!(fx.pool().await.len(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deploy_the_host_refused_leaves_no_record() {
+    let fx = Fx::new(&["h1", "h2"]).await;
+    fx.swarm(json!({})).await;
+    fx.hosts["h2"].fail_deploys_after(0);
+    fx.dispatch().await.unwrap_err();
+    let records = fx.state.swarm_procs(None).await.unwrap();
+    assert_eq!(records.len(), 1, "only h1's proc is recorded: {records:?}");
+    assert_eq!(records[0].host, "h1");
 }
 
 /// Waits until `done` holds (real time: the dispatches it waits for run in tasks of their own and

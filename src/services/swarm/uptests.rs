@@ -53,6 +53,7 @@ impl Swarms {
             }
         }
         let run = UptestRun { start, end: now(), procs: tested, failures };
+        self.count_failures(&run).await;
         self.report(&run).await;
         *self.latest_uptests.lock().unwrap_or_else(|p| p.into_inner()) = Some(run.clone());
         Ok(run)
@@ -61,6 +62,19 @@ impl Swarms {
     /// The newest run.
     pub fn latest_uptests(&self) -> Option<UptestRun> {
         self.latest_uptests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Counts the failed procs in the metrics, by the swarm that owns each ("-": none does, or
+    /// the host could not be reached).
+    async fn count_failures(&self, run: &UptestRun) {
+        if run.failures.is_empty() {
+            return;
+        }
+        let records = self.state.swarm_procs(None).await.unwrap_or_default();
+        for f in &run.failures {
+            let owner = records.iter().find(|r| r.host == f.host && r.proc == f.proc);
+            crate::services::metrics::metrics().uptests_failed(owner.map_or("-", |r| r.swarm.as_str()), 1);
+        }
     }
 
     async fn report(&self, run: &UptestRun) {

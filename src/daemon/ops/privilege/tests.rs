@@ -120,3 +120,18 @@ fn only_an_admin_may_run_a_proc_without_the_seccomp_filter() {
     assert!(message.contains("seccomp: unconfined"), "{message}");
     Privilege::of(&admin, &policy).proc(&unconfined).unwrap();
 }
+
+#[test]
+fn only_an_admin_may_define_a_swarm_without_the_seccomp_filter() {
+    let swarm = |extra: serde_json::Value| {
+        let mut v = json!({ "app": "a", "version": "v1" });
+        v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Definition::from_value(Kind::Swarm, v).unwrap()
+    };
+    let (member, admin, policy) = (member(), admin(), policy());
+    Privilege::of(&member, &policy).definition(&swarm(json!({ "network": "private" }))).unwrap();
+    let unconfined = swarm(json!({ "seccomp": "unconfined" }));
+    let message = refusal(Privilege::of(&member, &policy).definition(&unconfined));
+    assert!(message.contains("seccomp: unconfined"), "{message}");
+    Privilege::of(&admin, &policy).definition(&unconfined).unwrap();
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""Drives vr's dashboard in Debian's Chromium through chromium-driver (WebDriver, selenium):
+log in, see the procs, open one, read its live log, stop it and see its box turn STOPPED live,
+start it again, filter. Run by tests/it/dashboard.rs; on a failure it saves a screenshot.
+
+Usage: dashboard.py URL USER PASSWORD PROC SCREENSHOT
+"""
+import sys
+import time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, user, password, proc, screenshot = sys.argv[1:6]
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for arg in ["--headless=new", "--no-sandbox", "--ignore-certificate-errors", "--window-size=1200,800"]:
+    options.add_argument(arg)
+driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+wait = WebDriverWait(driver, 20)
+
+
+def box_state():
+    box = driver.find_element(By.CSS_SELECTOR, f'.proc[data-name="{proc}"]')
+    return box.get_attribute("class")
+
+
+step = "start"
+try:
+    step = "open the page"
+    driver.get(url)
+    wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+    step = "log in"
+    driver.find_element(By.ID, "name").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    started = time.time()
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait.until(lambda d: "RUNNING" in box_state())
+    assert not driver.find_element(By.ID, "login").is_displayed(), "the login form stays"
+    print(f"procs shown {time.time() - started:.2f} s after logging in")
+    step = "open the proc's panel and its live log"
+    driver.find_element(By.CSS_SELECTOR, f'.proc[data-name="{proc}"]').click()
+    wait.until(lambda d: "tick" in d.find_element(By.ID, "panel-log").text)
+    step = "stop it and see the box change live"
+    driver.find_element(By.CSS_SELECTOR, '[data-action="stop"]').click()
+    clicked = time.time()
+    wait.until(lambda d: "STOPPED" in box_state())
+    print(f"box STOPPED {time.time() - clicked:.2f} s after the click")
+    step = "start it again"
+    driver.find_element(By.CSS_SELECTOR, '[data-action="start"]').click()
+    wait.until(lambda d: "RUNNING" in box_state())
+    step = "filter"
+    driver.find_element(By.ID, "filter").send_keys("nothing-matches-this")
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".proc"))
+    print("dashboard: all passed")
+except Exception as e:  # noqa: BLE001 - any failure is reported with the step and a screenshot
+    driver.save_screenshot(screenshot)
+    print(f"dashboard: failed to {step}: {e!r}; screenshot: {screenshot}", file=sys.stderr)
+    for entry in driver.get_log("browser"):
+        print("console:", entry["message"], file=sys.stderr)
+    sys.exit(1)
+finally:
+    driver.quit()
