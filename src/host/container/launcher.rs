@@ -38,6 +38,17 @@ const PUMP_BUFFER: usize = 8 * 1024;
 const FORWARDED: &[Signal] =
     &[Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
+/// Blocks the signals the launcher forwards, so one sent as soon as its pid is known (a Ctrl-C
+/// during the container's setup) waits, pending, for the signalfd that forwards it, instead of
+/// killing the launcher before it can report. Called before the pid is told to anyone; the
+/// container's process unblocks every signal before its exec (`sys::reset_signals`).
+pub fn hold_forwarded_signals() -> Result<SigSet, String> {
+    let mut blocked = SigSet::empty();
+    FORWARDED.iter().for_each(|s| blocked.add(*s));
+    blocked.thread_block().map_err(|e| format!("failed to block signals: {e}"))?;
+    Ok(blocked)
+}
+
 /// Entry point of `vrd init --plan FILE [--detach]`; returns the process exit code.
 ///
 /// With `detach`, the launcher forks once, prints the launcher's pid and returns at once; the
@@ -72,6 +83,10 @@ pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
 }
 
 fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
+    if let Err(e) = hold_forwarded_signals() {
+        eprintln!("vrd init: {e}");
+        return SETUP_FAILED_CODE;
+    }
     let _ = nix::sys::prctl::set_name(c"vrd-init");
     let _ = sys::request_slice(sys::SHORT_SLICE_NS);
     let reporting = report.is_some();
@@ -234,9 +249,8 @@ fn launch(plan: &LaunchPlan, write_app_pid: bool, mount_ns: &mut Option<File>) -
     let (ours, mut theirs) = make_io(plan)?;
     theirs.kept_ns = kept_ns;
     theirs.net_ns = network.map(|attached| attached.netns.into());
-    let mut blocked = SigSet::empty();
-    FORWARDED.iter().for_each(|s| blocked.add(*s));
-    blocked.thread_block().map_err(|e| format!("failed to block signals: {e}"))?;
+    // Blocked since the start (run_plan_with); pending ones are read from the signalfd.
+    let blocked = hold_forwarded_signals()?;
     let signals = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("failed to create a signalfd: {e}"))?;
     // Only children enter the new pid namespace: the launcher stays on the host's side of it.

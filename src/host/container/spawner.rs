@@ -174,6 +174,11 @@ fn run_attached(plan: &Path, stdio: [OwnedFd; 3], mut conn: UnixStream) -> i32 {
         let _ = writeln!(conn, "error: failed to take the caller's terminal: {e}");
         return SETUP_FAILED_CODE;
     }
+    // Before the caller learns the pid, and so may signal it.
+    if let Err(e) = super::launcher::hold_forwarded_signals() {
+        let _ = writeln!(conn, "error: {e}");
+        return SETUP_FAILED_CODE;
+    }
     if writeln!(conn, "{}", std::process::id()).is_err() {
         return SETUP_FAILED_CODE;
     }
