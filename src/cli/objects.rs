@@ -175,11 +175,7 @@ fn read_yaml(path: &Path) -> anyhow::Result<Map<String, Value>> {
 }
 
 fn yaml_map(text: &str) -> anyhow::Result<Map<String, Value>> {
-    match serde_yaml_ng::from_str::<Value>(text)? {
-        Value::Object(map) => Ok(map),
-        Value::Null => Ok(Map::new()),
-        other => Err(anyhow!("expected `key: value` lines, found {other}")),
-    }
+    Ok(crate::model::yaml::mapping(text)?)
 }
 
 /// Applies `KEY=VALUE` flags; dotted keys reach into mappings (`config.DB=x`).

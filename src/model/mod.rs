@@ -15,6 +15,7 @@ pub mod proc_data;
 pub mod procfile;
 pub mod slugignore;
 pub mod supervision;
+pub mod typed;
 pub mod uptest;
 pub mod users;
 pub mod yaml;

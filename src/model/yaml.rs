@@ -22,6 +22,9 @@ pub enum YamlError {
     /// Not YAML, or not of the expected shape.
     #[error("{0}")]
     Syntax(#[from] serde_yaml_ng::Error),
+    /// YAML, but not the mapping of fields a definition is.
+    #[error("expected `key: value` lines, found {0}")]
+    NotAMapping(String),
 }
 
 /// The deepest flow nesting in `text`, counting `[`/`{` outside quotes and comments; stops
@@ -84,6 +87,16 @@ pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError>
         return Err(YamlError::TooDeep);
     }
     Ok(serde_yaml_ng::from_str(text)?)
+}
+
+/// Parses a mapping of fields (a definition file, an editor's text, a form's config or env):
+/// empty text is an empty mapping. The CLI and the dashboard's forms both read YAML with it.
+pub fn mapping(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, YamlError> {
+    match parse::<serde_json::Value>(text)? {
+        serde_json::Value::Object(map) => Ok(map),
+        serde_json::Value::Null => Ok(serde_json::Map::new()),
+        other => Err(YamlError::NotAMapping(other.to_string())),
+    }
 }
 
 /// A key whose value is wrong, and what to write instead; each file's error type takes it in.

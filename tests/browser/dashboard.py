@@ -8,17 +8,13 @@ Usage: dashboard.py URL USER PASSWORD PROC SCREENSHOT
 import sys
 import time
 
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from browser import chromium, report_failure
+
 url, user, password, proc, screenshot = sys.argv[1:6]
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for arg in ["--headless=new", "--no-sandbox", "--ignore-certificate-errors", "--window-size=1200,800"]:
-    options.add_argument(arg)
-driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+driver = chromium()
 wait = WebDriverWait(driver, 20)
 
 
@@ -56,10 +52,6 @@ try:
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".proc"))
     print("dashboard: all passed")
 except Exception as e:  # noqa: BLE001 - any failure is reported with the step and a screenshot
-    driver.save_screenshot(screenshot)
-    print(f"dashboard: failed to {step}: {e!r}; screenshot: {screenshot}", file=sys.stderr)
-    for entry in driver.get_log("browser"):
-        print("console:", entry["message"], file=sys.stderr)
-    sys.exit(1)
+    report_failure(driver, "dashboard", step, e, screenshot)
 finally:
     driver.quit()

@@ -270,11 +270,17 @@ fn a_browser_session_needs_the_password_its_csrf_token_and_this_origin_and_ends_
     assert!(status == 200 && body.contains(&csrf), "{status} {body}");
     assert_eq!(go("GET", "/session", &[], "").0, 401);
     let (status, headers, page) = go("GET", "/", &[], "");
-    assert!(status == 200 && page.contains("<script src=\"/app.js\""), "{status} {page}");
+    assert!(status == 200 && page.contains("<script type=\"module\" src=\"/app.js\""), "{status} {page}");
     let csp = headers.iter().find(|(k, _)| k == "content-security-policy").map(|(_, v)| v.clone());
     assert!(csp.is_some_and(|c| c.contains("default-src 'self'") && c.contains("frame-ancestors 'none'")));
-    let (status, _, script) = go("GET", "/app.js", &[], "");
+    let (status, _, script) = go("GET", "/ui.js", &[], "");
     assert!(status == 200 && script.contains("EventSource"), "{status}");
+    // Every module a page imports is served.
+    for module in ["app.js", "ui.js", "procs.js", "swarms.js", "objects.js", "activity.js"] {
+        let (status, headers, _) = go("GET", &format!("/{module}"), &[], "");
+        let kind = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone());
+        assert!(status == 200 && kind.is_some_and(|k| k.starts_with("text/javascript")), "{module}: {status}");
+    }
 
     let (status, _, _) = go("POST", "/logout", &[("cookie", &cookie)], "");
     assert_eq!(status, 403, "logout needs the CSRF token too");
@@ -479,6 +485,34 @@ fn the_rest_api_serves_every_route_it_describes_and_objects_round_trip() {
     assert_eq!(status, 200);
     let (status, _) = go("GET", "/api/v1/squads/eu", &viewer, "");
     assert_eq!(status, 404);
+    // Bad bodies get a clear 4xx and change nothing: too big, an unknown field, a wrong type.
+    let huge = format!(r#"{{"name":"big","desc":"{}"}}"#, "x".repeat(2 << 20));
+    let (status, body) = go("POST", "/api/v1/squads", &admin, &huge);
+    assert!(status == 413 && body.contains("at most 1 MiB"), "{status} {body}");
+    let (status, body) = go("POST", "/api/v1/squads", &admin, r#"{"name":"x1","colour":"red"}"#);
+    assert!(status == 400 && body.contains("unknown field `colour`"), "{status} {body}");
+    let (status, body) = go("POST", "/api/v1/squads", &admin, r#"{"name":42}"#);
+    assert!(status == 400 && body.contains("invalid type"), "{status} {body}");
+    let (status, body) = go("POST", "/api/v1/swarms/ghost/swarm", &admin, r#"{"version":1}"#);
+    assert!(status == 400 && body.contains("invalid type") && body.contains("version"), "{status} {body}");
+    let (status, body) = go("POST", "/api/v1/swarms/ghost/rollback", &admin, r#"{"numbr":1}"#);
+    assert!(status == 400 && body.contains("unknown field `numbr`"), "{status} {body}");
+    for gone in ["big", "x1", "42"] {
+        assert_eq!(go("GET", &format!("/api/v1/squads/{gone}"), &viewer, "").0, 404, "{gone} was made");
+    }
+    // YAML as the CLI reads it, for the dashboard's forms: the value, or where it is wrong.
+    let (status, body) =
+        go("POST", "/api/v1/yaml", &viewer, r#"{"text":"a: 1\nb: [x, y]\n","mapping":true}"#);
+    assert!(status == 200 && body.contains(r#""b":["x","y"]"#), "{status} {body}");
+    let (status, body) = go("POST", "/api/v1/yaml", &viewer, r#"{"text":"a: [1, 2\n","mapping":true}"#);
+    assert!(status == 400 && body.contains("line"), "{status} {body}");
+    let (status, body) = go("POST", "/api/v1/yaml", &viewer, r#"{"text":"- 1\n","mapping":true}"#);
+    assert!(status == 400 && body.contains("expected `key: value` lines"), "{status} {body}");
+    // Fleet and audit.
+    let (status, body) = go("GET", "/api/v1/fleet", &viewer, "");
+    assert!(status == 200 && body.contains(r#""state":"local""#), "{status} {body}");
+    assert_eq!(go("GET", "/api/v1/audit", &viewer, "").0, 403);
+
     // A dispatch of a swarm that does not exist says so, as JSON.
     let (status, body) = go("POST", "/api/v1/swarms/ghost/swarm", &admin, r#"{"version":"v1"}"#);
     assert!(status >= 400 && body.contains("\"error\"") && body.contains("ghost"), "{status} {body}");
@@ -505,7 +539,8 @@ fn the_rest_api_serves_every_route_it_describes_and_objects_round_trip() {
 fn least_role(method: &str, path: &str) -> usize {
     let (viewer, deployer, admin) = (0, 1, 2);
     match (method, path) {
-        (_, p) if p.starts_with("/api/v1/users") => admin,
+        (_, p) if p.starts_with("/api/v1/users") || p == "/api/v1/audit" => admin,
+        (_, "/api/v1/yaml") => viewer,
         ("GET", _) => viewer,
         (_, "/api/v1/{kind}") | (_, "/api/v1/{kind}/{name}") => deployer,
         _ => deployer,

@@ -12,6 +12,9 @@ use hyper::{Method, StatusCode};
 use jsonrpsee::server::HttpResponse;
 use serde_json::{json, Value};
 
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
 use super::{json, plain, status_of};
 use crate::api::{ApiError, Kind, SwarmChanges};
 use crate::daemon::ops::{Ops, Principal};
@@ -22,37 +25,46 @@ pub struct Route {
     pub method: &'static str,
     /// Under /api/v1.
     pub path: &'static str,
+    /// The operation whose role it needs (`vrd.version`: any user's), checked before its body is
+    /// read, so a refusal never depends on what was sent.
+    pub op: &'static str,
     /// What it does, for the OpenAPI description.
     pub summary: &'static str,
 }
 
-const fn route(method: &'static str, path: &'static str, summary: &'static str) -> Route {
-    Route { method, path, summary }
+const fn route(method: &'static str, path: &'static str, op: &'static str, summary: &'static str) -> Route {
+    Route { method, path, op, summary }
 }
 
 /// Every REST route.
 pub const ROUTES: &[Route] = &[
-    route("GET", "/api/v1/{kind}", "List objects of a kind (apps, buildpacks, stacks, squads, hosts, ingredients, swarms); ?filter=, ?offset=, ?limit="),
-    route("POST", "/api/v1/{kind}", "Create an object from its JSON definition"),
-    route("GET", "/api/v1/{kind}/{name}", "Show an object"),
-    route("PUT", "/api/v1/{kind}/{name}", "Replace an object's definition"),
-    route("DELETE", "/api/v1/{kind}/{name}", "Delete an object"),
-    route("GET", "/api/v1/procs", "List every host's procs; ?filter=, ?offset=, ?limit="),
-    route("POST", "/api/v1/procs/{name}/{action}", "Act on a proc: start, stop, restart or destroy"),
-    route("POST", "/api/v1/swarms/{name}/swarm", "Dispatch a swarm (body {\"version\": V}, or {} to keep its version); 202 with the trace to follow"),
-    route("POST", "/api/v1/swarms/{name}/rollback", "Roll a swarm back (body {\"number\": N}, or {} for the one before)"),
-    route("GET", "/api/v1/swarms/{name}/releases", "A swarm's numbered releases"),
-    route("GET", "/api/v1/builds", "Builds, newest first; ?app=, ?offset=, ?limit="),
-    route("GET", "/api/v1/builds/{id}", "One build"),
-    route("GET", "/api/v1/events", "Proc events after ?after= (at most ?limit=, default 100)"),
-    route("GET", "/api/v1/users", "Users (admins only)"),
-    route("POST", "/api/v1/users", "Make a user (body {\"name\", \"role\", \"password\"}; admins only)"),
-    route("PUT", "/api/v1/users/{name}", "Change a user's role and/or password (body {\"role\"?, \"password\"?}; admins only)"),
-    route("DELETE", "/api/v1/users/{name}", "Delete a user and its tokens (admins only)"),
-    route("GET", "/api/v1/deploys", "The deployment log: ?trace=, entries after ?after=, at most ?limit= (default 100)"),
-    route("GET", "/api/v1/releases/{id}", "One release"),
-    route("GET", "/api/v1/stacks/{name}/images", "A stack's images"),
-    route("GET", "/api/v1/openapi.json", "This description"),
+    route("GET", "/api/v1/{kind}", "objects.list", "List objects of a kind (apps, buildpacks, stacks, squads, hosts, ingredients, swarms); ?filter=, ?offset=, ?limit="),
+    route("POST", "/api/v1/{kind}", "objects.create", "Create an object from its JSON definition"),
+    route("GET", "/api/v1/{kind}/{name}", "objects.get", "Show an object"),
+    route("PUT", "/api/v1/{kind}/{name}", "objects.update", "Replace an object's definition"),
+    route("DELETE", "/api/v1/{kind}/{name}", "objects.delete", "Delete an object"),
+    route("GET", "/api/v1/procs", "procs.list", "List every host's procs; ?filter=, ?offset=, ?limit="),
+    route("POST", "/api/v1/procs/{name}/{action}", "procs.start", "Act on a proc: start, stop, restart or destroy"),
+    route("POST", "/api/v1/swarms/{name}/swarm", "swarms.dispatch", "Dispatch a swarm (body {\"version\": V}, or {} to keep its version); 202 with the trace to follow"),
+    route("POST", "/api/v1/swarms/{name}/rollback", "swarms.rollback", "Roll a swarm back (body {\"number\": N}, or {} for the one before)"),
+    route("GET", "/api/v1/swarms/{name}/releases", "swarms.releases", "A swarm's numbered releases"),
+    route("GET", "/api/v1/builds", "builds.list", "Builds, newest first; ?app=, ?offset=, ?limit="),
+    route("GET", "/api/v1/builds/{id}", "builds.show", "One build"),
+    route("GET", "/api/v1/events", "events.list", "Proc events after ?after=, or the newest ?last=N (at most ?limit=, default 100)"),
+    route("GET", "/api/v1/users", "users.list", "Users (admins only)"),
+    route("POST", "/api/v1/users", "users.create", "Make a user (body {\"name\", \"role\", \"password\"}; admins only)"),
+    route("PUT", "/api/v1/users/{name}", "users.update", "Change a user's role and/or password (body {\"role\"?, \"password\"?}; admins only)"),
+    route("DELETE", "/api/v1/users/{name}", "users.delete", "Delete a user and its tokens (admins only)"),
+    route("GET", "/api/v1/deploys", "deploys.log", "The deployment log: ?trace=, entries after ?after=, at most ?limit= (default 100)"),
+    route("GET", "/api/v1/releases/{id}", "releases.show", "One release"),
+    route("GET", "/api/v1/stacks/{name}/images", "stacks.images", "A stack's images"),
+    route("POST", "/api/v1/stacks/{name}/build", "stacks.build", "Build a new image of a stack (body {}); 202 with the image, whose log /api/v1/streams/stacks/NAME/IMAGE follows"),
+    route("POST", "/api/v1/stacks/{name}/activate", "stacks.activate", "Make one of a stack's images its active one (body {\"image\": I})"),
+    route("POST", "/api/v1/apps/{name}/build", "apps.build", "Build an app at a version (body {\"version\": V}); 202 with the trace to follow"),
+    route("GET", "/api/v1/fleet", "hosts.list", "Every host with its state (local, up, suspect, down), last heartbeat, procs and version"),
+    route("GET", "/api/v1/audit", "audit.list", "The audit log, newest first; at most ?limit= (default 100)"),
+    route("POST", "/api/v1/yaml", "vrd.version", "Parse YAML text (body {\"text\": T, \"mapping\": true if it must be `key: value` lines}) as vr reads it; the value as JSON, or where it is wrong"),
+    route("GET", "/api/v1/openapi.json", "vrd.version", "This description"),
 ];
 
 /// The kinds of objects by their plural path segment.
@@ -101,6 +113,9 @@ pub async fn answer(req: hyper::Request<hyper::body::Incoming>, ops: &Ops, who: 
             plain(StatusCode::NOT_FOUND, "no such route: /api/v1/openapi.json lists them")
         };
     };
+    if let Err(e) = crate::daemon::ops::access::authorize(who, route.op) {
+        return json(status_of(e.code), json!({ "error": e.full(), "code": e.code }));
+    }
     let body = if method == Method::POST || method == Method::PUT {
         match read_json(req).await {
             Ok(v) => v,
@@ -158,14 +173,14 @@ async fn handle(
             ok(json!({ "proc": name(0), "done": name(1) }))
         }
         ("POST", "/api/v1/swarms/{name}/swarm") => {
-            let version = body.get("version").and_then(Value::as_str).map(str::to_string);
+            let DispatchBody { version } = body_of(body)?;
             let changes = SwarmChanges { version, ..SwarmChanges::default() };
             let filter = format!("^{}$", regex::escape(&name(0)));
             let started = ops.swarms_dispatch(who, filter, changes, None, false).await?;
             Ok((StatusCode::ACCEPTED, to_value(&started)?))
         }
         ("POST", "/api/v1/swarms/{name}/rollback") => {
-            let number = body.get("number").and_then(Value::as_u64);
+            let RollbackBody { number } = body_of(body)?;
             Ok((StatusCode::ACCEPTED, to_value(&ops.swarms_rollback(who, name(0), number).await?)?))
         }
         ("GET", "/api/v1/swarms/{name}/releases") => ok(to_value(&ops.swarms_releases(who, name(0)).await?)?),
@@ -175,24 +190,30 @@ async fn handle(
             ok(to_value(&ops.builds_show(who, id).await?)?)
         }
         ("GET", "/api/v1/events") => {
-            let after = q("after").and_then(|a| a.parse().ok()).unwrap_or(0);
             let limit = q("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
+            let after = match q("last").map(|n| n.parse::<u64>()) {
+                // The newest N: ids only grow, so they are the ones after newest - N.
+                Some(Ok(n)) => ops.events_latest(who).await?.saturating_sub(n),
+                Some(Err(_)) => return Err(invalid("?last= takes a number")),
+                None => q("after").and_then(|a| a.parse().ok()).unwrap_or(0),
+            };
             ok(to_value(&ops.events_list(who, after, limit).await?)?)
         }
         ("GET", "/api/v1/users") => ok(to_value(&ops.users_list(who).await?)?),
         ("POST", "/api/v1/users") => {
-            let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-            let role =
-                field("role").unwrap_or_else(|| "viewer".into()).parse().map_err(|e: String| invalid(&e))?;
-            let (name, password) = (field("name").unwrap_or_default(), field("password").unwrap_or_default());
+            let UserBody { name, role, password } = body_of(body)?;
+            let role = role.as_deref().unwrap_or("viewer").parse().map_err(|e: String| invalid(&e))?;
+            let (name, password) = (name.unwrap_or_default(), password.unwrap_or_default());
             Ok((StatusCode::CREATED, to_value(&ops.users_create(who, name, role, password).await?)?))
         }
         ("PUT", "/api/v1/users/{name}") => {
-            let role = match body.get("role").and_then(Value::as_str) {
-                Some(r) => Some(r.parse().map_err(|e: String| invalid(&e))?),
-                None => None,
-            };
-            let password = body.get("password").and_then(Value::as_str).map(str::to_string);
+            let UserBody { name: named, role, password } = body_of(body)?;
+            if named.is_some_and(|n| n != params[0]) {
+                return Err(invalid(
+                    "the body's name differs from the path's: a user is renamed by making a new one",
+                ));
+            }
+            let role = role.map(|r| r.parse().map_err(|e: String| invalid(&e))).transpose()?;
             ok(to_value(&ops.users_update(who, name(0), role, password).await?)?)
         }
         ("DELETE", "/api/v1/users/{name}") => {
@@ -209,12 +230,95 @@ async fn handle(
             ok(to_value(&ops.releases_show(who, id).await?)?)
         }
         ("GET", "/api/v1/stacks/{name}/images") => ok(to_value(&ops.stacks_images(who, name(0)).await?)?),
+        ("POST", "/api/v1/stacks/{name}/build") => {
+            let NoBody {} = body_of(body)?;
+            Ok((StatusCode::ACCEPTED, to_value(&ops.stacks_build(who, name(0)).await?)?))
+        }
+        ("POST", "/api/v1/stacks/{name}/activate") => {
+            let ActivateBody { image } = body_of(body)?;
+            ok(to_value(&ops.stacks_activate(who, name(0), image).await?)?)
+        }
+        ("POST", "/api/v1/apps/{name}/build") => {
+            let BuildBody { version } = body_of(body)?;
+            Ok((StatusCode::ACCEPTED, to_value(&ops.apps_build(who, name(0), version).await?)?))
+        }
+        ("GET", "/api/v1/fleet") => ok(to_value(&ops.hosts_list(who).await?)?),
+        ("GET", "/api/v1/audit") => {
+            let limit = q("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
+            ok(to_value(&ops.audit_list(who, limit).await?)?)
+        }
+        ("POST", "/api/v1/yaml") => {
+            let YamlBody { text, mapping } = body_of(body)?;
+            let value = if mapping {
+                crate::model::yaml::mapping(&text).map(Value::Object)
+            } else {
+                crate::model::yaml::parse::<Value>(&text)
+            };
+            ok(json!({ "value": value.map_err(|e| invalid(&e.to_string()))? }))
+        }
         ("GET", "/api/v1/openapi.json") => ok(openapi()),
         _ => Err(ApiError::new(
             crate::api::codes::INTERNAL,
             format!("route {} {} has no handler", route.method, route.path),
         )),
     }
+}
+
+/// `{"version": V}` or `{}` (keep the swarm's version).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispatchBody {
+    version: Option<String>,
+}
+
+/// `{"number": N}` or `{}` (the release before).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    number: Option<u64>,
+}
+
+/// A user's fields; which are needed depends on the route.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    name: Option<String>,
+    role: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    image: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildBody {
+    version: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YamlBody {
+    text: String,
+    /// Whether it must be a mapping of fields (as a definition, or a swarm's config and env).
+    #[serde(default)]
+    mapping: bool,
+}
+
+/// `{}`: the route takes no fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
+/// An action's body as its type; a missing field, a wrong type or an unknown field is refused
+/// before anything is done.
+fn body_of<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    crate::model::typed::from_json(body).map_err(|e| {
+        invalid(&format!("the body does not fit this route: {e} (/api/v1/openapi.json describes each route)"))
+    })
 }
 
 fn invalid(message: &str) -> ApiError {
@@ -268,8 +372,11 @@ pub fn openapi() -> Value {
             .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
             .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        let role = crate::daemon::ops::access::needed(r.op).map(|role| format!("{role:?}").to_lowercase());
         let operation = json!({
             "summary": r.summary,
+            "x-vr-operation": r.op,
+            "x-vr-least-role": role,
             "parameters": parameters,
             "security": [{ "token": [] }, { "session": [] }],
             "responses": {
@@ -308,6 +415,23 @@ mod tests {
         );
         assert!(find("GET", "/api/v1/cats").is_none(), "not a kind");
         assert!(find("PATCH", "/api/v1/apps/x").is_none());
+    }
+
+    #[test]
+    fn every_route_needs_the_role_of_an_operation_the_access_table_knows() {
+        for r in ROUTES {
+            assert!(crate::daemon::ops::access::needed(r.op).is_some(), "{} {}: {}", r.method, r.path, r.op);
+        }
+    }
+
+    #[test]
+    fn action_bodies_refuse_unknown_fields_and_wrong_types() {
+        assert!(body_of::<DispatchBody>(json!({})).is_ok_and(|b| b.version.is_none()));
+        let wrong = body_of::<DispatchBody>(json!({ "version": 2 })).err().unwrap();
+        assert!(wrong.message.contains("invalid type"), "{wrong:?}");
+        let unknown = body_of::<RollbackBody>(json!({ "numbr": 2 })).err().unwrap();
+        assert!(unknown.message.contains("unknown field `numbr`"), "{unknown:?}");
+        assert!(body_of::<NoBody>(json!({ "x": 1 })).is_err());
     }
 
     #[test]

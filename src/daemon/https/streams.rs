@@ -3,11 +3,14 @@
 //! a client that reconnects with `Last-Event-ID` (EventSource does so by itself) gets what came
 //! after it, with nothing lost or repeated:
 //!
-//! - `GET /api/v1/streams/events`: proc changes (`event: proc`; id: the event's id).
+//! - `GET /api/v1/streams/events[?after=ID|now]`: proc changes (`event: proc`; id: the event's
+//!   id); `now`: only changes from now on.
 //! - `GET /api/v1/streams/deploys[?trace=ID]`: the deployment log, or one dispatch's
 //!   (`event: deploy`; id: the entry's id).
 //! - `GET /api/v1/streams/builds/ID`: a build's compile output (`event: line`; id: the line's
 //!   number).
+//! - `GET /api/v1/streams/stacks/STACK/IMAGE`: an image's build log (`event: line`; id: the
+//!   line's number).
 //! - `GET /api/v1/streams/logs/PROC[?tail=N]`: a proc's log, live (`event: line`; id: the
 //!   line's time and its place among the lines of that time).
 //!
@@ -38,6 +41,16 @@ pub async fn stream<B>(req: &hyper::Request<B>, ops: &Ops, who: &Principal) -> H
     let resume = last_event_id(req);
     let parts: Vec<&str> = path.trim_start_matches("/api/v1/streams/").split('/').collect();
     match parts.as_slice() {
+        // `?after=now`: only what comes next (a page that has just read the list).
+        ["events"] if resume.is_none() && query(req, "after").as_deref() == Some("now") => {
+            match ops.events_latest(who).await {
+                Ok(latest) => match ops.events_follow(who, latest).await {
+                    Ok(feed) => sse(feed, |item| (item.id, "proc")),
+                    Err(e) => refused(e),
+                },
+                Err(e) => refused(e),
+            }
+        }
         ["events"] => match ops.events_follow(who, resume.unwrap_or(0)).await {
             Ok(feed) => sse(feed, |item| (item.id, "proc")),
             Err(e) => refused(e),
@@ -54,6 +67,11 @@ pub async fn stream<B>(req: &hyper::Request<B>, ops: &Ops, who: &Principal) -> H
                 Err(e) => refused(e),
             }
         }
+        ["stacks", stack, image] => match ops.stacks_follow(who, stack.to_string(), image.to_string()).await {
+            // An image's build log, numbered as a build's is.
+            Ok(feed) => numbered_sse(feed, resume.unwrap_or(0)),
+            Err(e) => refused(e),
+        },
         ["logs", name] => {
             // A resume id is TIME/K; a first connection may ask for the last lines (?tail=N).
             let resume = text_event_id(req).and_then(|id| {
@@ -69,7 +87,7 @@ pub async fn stream<B>(req: &hyper::Request<B>, ops: &Ops, who: &Principal) -> H
         }
         _ => plain(
             StatusCode::NOT_FOUND,
-            "streams: /api/v1/streams/events, /deploys[?trace=ID], /builds/ID, /logs/PROC[?tail=N]",
+            "streams: /api/v1/streams/events, /deploys[?trace=ID], /builds/ID, /stacks/STACK/IMAGE, /logs/PROC[?tail=N]",
         ),
     }
 }

@@ -223,6 +223,12 @@ impl Ops {
         self.read(who, "events.list", self.events(after, limit)).await
     }
 
+    /// The newest event's id (0: none yet), read as `events.list`: where a reader that wants
+    /// only the last few, or only what comes next, starts.
+    pub async fn events_latest(&self, who: &Principal) -> OpResult<u64> {
+        self.read(who, "events.list", self.latest_event()).await
+    }
+
     /// `events.follow`.
     pub async fn events_follow(&self, who: &Principal, after: u64) -> OpResult<Feed<EventItem>> {
         self.read(who, "events.follow", async { Ok(self.follow_events(after)) }).await

@@ -180,6 +180,10 @@ impl Ops {
         Ok(events.into_iter().map(|(id, event)| EventItem { id, event }).collect())
     }
 
+    pub(super) async fn latest_event(&self) -> OpResult<u64> {
+        self.daemon.supervisor.state().latest_event_id().await.map_err(state_error)
+    }
+
     /// Stored events after `after`, then live ones; ids never go backwards or repeat.
     pub(super) fn follow_events(&self, after: u64) -> Feed<EventItem> {
         // Subscribed before the replay starts, so nothing falls between the two.

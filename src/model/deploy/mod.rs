@@ -322,15 +322,15 @@ impl Definition {
     /// Parses a definition of `kind` from JSON (the API) after checking it.
     pub fn from_value(kind: Kind, value: Value) -> Result<Definition, DefinitionError> {
         let name = value.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-        let err = |e: serde_json::Error| DefinitionError { kind, name: name.clone(), problem: e.to_string() };
+        let err = |problem: String| DefinitionError { kind, name: name.clone(), problem };
         let def = match kind {
-            Kind::App => Definition::App(serde_json::from_value(value).map_err(err)?),
-            Kind::Buildpack => Definition::Buildpack(serde_json::from_value(value).map_err(err)?),
-            Kind::Stack => Definition::Stack(serde_json::from_value(value).map_err(err)?),
-            Kind::Squad => Definition::Squad(serde_json::from_value(value).map_err(err)?),
-            Kind::Host => Definition::Host(serde_json::from_value(value).map_err(err)?),
-            Kind::Ingredient => Definition::Ingredient(serde_json::from_value(value).map_err(err)?),
-            Kind::Swarm => Definition::Swarm(serde_json::from_value(value).map_err(err)?),
+            Kind::App => Definition::App(super::typed::from_json(value).map_err(err)?),
+            Kind::Buildpack => Definition::Buildpack(super::typed::from_json(value).map_err(err)?),
+            Kind::Stack => Definition::Stack(super::typed::from_json(value).map_err(err)?),
+            Kind::Squad => Definition::Squad(super::typed::from_json(value).map_err(err)?),
+            Kind::Host => Definition::Host(super::typed::from_json(value).map_err(err)?),
+            Kind::Ingredient => Definition::Ingredient(super::typed::from_json(value).map_err(err)?),
+            Kind::Swarm => Definition::Swarm(super::typed::from_json(value).map_err(err)?),
         };
         def.validated()
     }
