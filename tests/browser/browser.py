@@ -4,6 +4,7 @@ import sys
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 
 def chromium(height=800):
@@ -20,3 +21,13 @@ def report_failure(driver, name, step, error, screenshot):
     for entry in driver.get_log("browser"):
         print("console:", entry["message"], file=sys.stderr)
     sys.exit(1)
+
+
+def log_in(driver, wait, url, user, password):
+    """Opens the dashboard and logs in through its form; returns once the pages' links show."""
+    driver.get(url)
+    wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
+    driver.find_element(By.ID, "name").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    wait.until(lambda d: d.find_element(By.ID, "nav").is_displayed())

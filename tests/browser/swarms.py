@@ -14,7 +14,7 @@ import time
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from browser import chromium, report_failure
+from browser import chromium, log_in, report_failure
 
 url, user, password, swarm, screenshot = sys.argv[1:6]
 driver = chromium(900)
@@ -55,12 +55,7 @@ def dispatch(version):
 step = "start"
 try:
     step = "log in"
-    driver.get(url)
-    wait.until(lambda d: d.find_element(By.ID, "login").is_displayed())
-    driver.find_element(By.ID, "name").send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "#login button").click()
-    wait.until(lambda d: d.find_element(By.ID, "nav").is_displayed())
+    log_in(driver, wait, url, user, password)
 
     step = "open the swarm from the swarms list"
     driver.find_element(By.CSS_SELECTOR, 'nav a[href="#/swarms"]').click()

@@ -51,15 +51,22 @@ fn joined_host(net: &TestFleet, i: usize, name: &str, args: &[String]) -> TestDa
 
 /// [`joined_host`] with `more` added to its config.
 pub fn joined_host_with(net: &TestFleet, i: usize, name: &str, args: &[String], more: &str) -> TestDaemon {
-    TestDaemon::start_in_namespace(
-        &net.netns(i),
-        &Fx::port_range(&format!("host_name = \"{name}\"\n{more}")),
-        |config| {
-            let out = join(net, i, args, config);
-            assert!(out.status.success(), "vrd join: {:?}", text(&out));
-            assert!(text(&out).0.contains(&format!("as host {name}")), "{:?}", text(&out));
-        },
-    )
+    joined_host_config(net, i, name, args, &Fx::port_range(&format!("host_name = \"{name}\"\n{more}")))
+}
+
+/// A host vrd in namespace `i` with all of `config`, that joined with `args` first.
+pub fn joined_host_config(
+    net: &TestFleet,
+    i: usize,
+    name: &str,
+    args: &[String],
+    config: &str,
+) -> TestDaemon {
+    TestDaemon::start_in_namespace(&net.netns(i), config, |config| {
+        let out = join(net, i, args, config);
+        assert!(out.status.success(), "vrd join: {:?}", text(&out));
+        assert!(text(&out).0.contains(&format!("as host {name}")), "{:?}", text(&out));
+    })
 }
 
 pub fn wait_for_links(fx: &Fx, hosts: &[&str]) {

@@ -1,5 +1,5 @@
 //! The fleet benchmark (issue 11 §5), run by benches/fleet.sh: real vrds in network namespaces
-//! (`netns::TestFleet`), as the fleet tests run them. Four parts, each on a fleet of its own:
+//! (`netns::TestFleet`), as the fleet tests run them. Five parts, each on a fleet of its own:
 //!
 //! 1. dispatch: a 20-proc swarm over 3 hosts, `vr swarm` until routed, against its critical path
 //!    (a 1-proc swarm: one proc's deploy + uptest + route) in the same run, trials alternated;
@@ -9,7 +9,9 @@
 //! 3. failure detection with the default timings (heartbeat 5 s, grace 60 s): a host cut off the
 //!    network (link down, then its vrd killed), to its nodes de-routed and to the swarm at full
 //!    size on the others;
-//! 4. memory: the coordinator's vrd with 100 procs, alone and then with 3 hosts joined.
+//! 4. memory: the coordinator's vrd with 100 procs, alone and then with 3 hosts joined;
+//! 5. dashboard: 500 procs on 3 hosts in the real browser (tests/browser/bench.py): the procs
+//!    page's load, a state change to its box, and the API's listing against the socket's.
 //!
 //! Writes markdown (docs/benchmarks.md, "The fleet") to $FLEET_REPORT, and to stderr as it goes.
 
@@ -450,6 +452,117 @@ fn memory(out: &mut String) {
     ));
 }
 
+/// p50 and p99 of `xs` (milliseconds).
+fn p50_p99(mut xs: Vec<f64>) -> (f64, f64) {
+    xs.sort_by(f64::total_cmp);
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// How long `run` takes, `n` times (ms).
+fn timed(n: usize, mut run: impl FnMut()) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let started = Instant::now();
+            run();
+            started.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect()
+}
+
+/// The dashboard with 500 procs on 3 hosts (issue 14 §5): its load in the real browser, a
+/// state change to the box that shows it, and the API's listing against the socket's.
+fn dashboard(out: &mut String) {
+    const PROCS: usize = 500;
+    let net = TestFleet::new(3);
+    let port = 8443;
+    let config = Fx::ports(
+        400,
+        &format!("host_name = \"coord\"\npeer_listen = \"{PEER_PORT}\"\ndrain_secs = 1\nhttp_listen = \"127.0.0.1:{port}\"\n"),
+    );
+    let fx = Fx::with_daemon(TestDaemon::start_in_namespace(&net.netns(1), &config, |_| {}));
+    let _hosts: Vec<TestDaemon> = (2..=3)
+        .map(|i| {
+            let name = format!("h{}", i - 1);
+            let args = add_host(&fx, &name, &net.address(i));
+            let config = Fx::ports(400, &format!("host_name = \"{name}\"\n"));
+            crate::fleet::joined_host_config(&net, i, &name, &args, &config)
+        })
+        .collect();
+    wait_for_links(&fx, &["h1", "h2"]);
+    fx.create_swarm(&["app=hello", "version=v1", &format!("size={PROCS}")]);
+    let started = Instant::now();
+    fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    let dispatched = started.elapsed();
+    eventually("500 procs listed", 120, &fx, || {
+        text(&fx.vr(&["procs", "list"])).0.lines().filter(|l| l.contains(" RUNNING ")).count() == PROCS
+    });
+    let args = ["users", "create", "bench", "--role", "deployer", "--password-stdin"];
+    assert!(fx.d.run_vr_with_input(&args, "a long enough password\n").status.success());
+    let token = fx.ok(&["tokens", "create", "--user", "bench"]).trim().to_string();
+
+    // The API's listing (curl over HTTPS) against `vr procs list` over the socket, alternated.
+    let (mut api, mut socket) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        api.extend(timed(1, || {
+            let out = net
+                .command(1, "curl")
+                .args(["-skf", "-H", &format!("Authorization: Bearer {token}")])
+                .arg(format!("https://127.0.0.1:{port}/api/v1/procs?limit=1000"))
+                .output()
+                .unwrap();
+            assert!(out.status.success() && text(&out).0.matches("\"name\"").count() >= PROCS);
+        }));
+        socket.extend(timed(1, || assert_eq!(text(&fx.vr(&["procs", "list"])).0.lines().count(), PROCS + 1)));
+    }
+
+    // The browser, in the coordinator's namespace.
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("bench-failure.png");
+    let browsed = net
+        .command(1, "/usr/bin/python3")
+        .arg(crate::harness::repo().join("tests/browser/bench.py"))
+        .arg(format!("https://localhost:{port}/"))
+        .args(["bench", "a long enough password", &PROCS.to_string(), "30"])
+        .arg(&screenshot)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&browsed);
+    assert!(browsed.status.success(), "bench.py: {stdout}\n{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let loads: Vec<(f64, f64)> = report["loads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l[0].as_f64().unwrap(), l[1].as_f64().unwrap()))
+        .collect();
+    let (paint, live) =
+        (p50_p99(loads.iter().map(|l| l.0).collect()).0, p50_p99(loads.iter().map(|l| l.1).collect()).0);
+    let mut rows = String::new();
+    let mut all = Vec::new();
+    for (host, xs) in report["latencies"].as_object().unwrap() {
+        let xs: Vec<f64> = xs.as_array().unwrap().iter().filter_map(|x| x.as_f64()).collect();
+        all.extend(xs.iter().copied());
+        let (p50, p99) = p50_p99(xs.clone());
+        rows.push_str(&format!("| procs on {host} | {} | {p50:.0} | {p99:.0} |\n", xs.len()));
+    }
+    let (p50, p99) = p50_p99(all.clone());
+    rows.push_str(&format!("| all | {} | {p50:.0} | {p99:.0} |\n", all.len()));
+    let (api50, api99) = p50_p99(api);
+    let (sock50, sock99) = p50_p99(socket);
+    out.push_str(&format!(
+        "### The dashboard with {PROCS} procs on 3 hosts (one swarm, dispatched in {} s)\n\n\
+         | load of the procs page (Chromium, headless; 5 loads, median) | ms |\n|---|---|\n\
+         | to the first useful paint (every box drawn) | {paint:.0} |\n| to live (the events stream open) | {live:.0} |\n\n\
+         | a proc stopped or started through the API: vrd's event to its box changed | changes | p50 (ms) | p99 (ms) |\n|---|---|---|---|\n{rows}\n\
+         Target: median <= 250 ms. A joined host's events reach its coordinator by a poll every second.\n\n\
+         | listing {PROCS} procs, 20 each, alternated | p50 (ms) | p99 (ms) |\n|---|---|---|\n\
+         | `GET /api/v1/procs` over HTTPS (curl, a token) | {api50:.0} | {api99:.0} |\n\
+         | `vr procs list` over the socket | {sock50:.0} | {sock99:.0} |\n\n",
+        secs(dispatched)
+    ));
+    fx.ok(&["swarms", "delete", "hello-prod-web"]);
+}
+
 #[test]
 #[ignore = "a benchmark: run by benches/fleet.sh"]
 fn benchmark() {
@@ -462,7 +575,10 @@ fn benchmark() {
             "artifacts" => artifacts(&mut out),
             "detection" => detection(&mut out),
             "memory" => memory(&mut out),
-            other => panic!("FLEET_PARTS names '{other}': use dispatch, artifacts, detection, memory"),
+            "dashboard" => dashboard(&mut out),
+            other => {
+                panic!("FLEET_PARTS names '{other}': use dispatch, artifacts, detection, memory, dashboard")
+            }
         }
         eprintln!("{out}");
     }

@@ -279,7 +279,10 @@ fn a_browser_session_needs_the_password_its_csrf_token_and_this_origin_and_ends_
     for module in ["app.js", "ui.js", "procs.js", "swarms.js", "objects.js", "activity.js"] {
         let (status, headers, _) = go("GET", &format!("/{module}"), &[], "");
         let kind = headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.clone());
-        assert!(status == 200 && kind.is_some_and(|k| k.starts_with("text/javascript")), "{module}: {status}");
+        assert!(
+            status == 200 && kind.is_some_and(|k| k.starts_with("text/javascript")),
+            "{module}: {status}"
+        );
     }
 
     let (status, _, _) = go("POST", "/logout", &[("cookie", &cookie)], "");

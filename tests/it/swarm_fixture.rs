@@ -45,8 +45,13 @@ impl Fx {
 
     /// `config` with a port range of its own in front.
     pub fn port_range(config: &str) -> String {
-        let start = NEXT_RANGE.fetch_add(100, Ordering::SeqCst);
-        format!("port_range_start = {start}\nport_range_end = {}\n{config}", start + 100)
+        Fx::ports(100, config)
+    }
+
+    /// `config` with a range of `width` ports of its own in front.
+    pub fn ports(width: u16, config: &str) -> String {
+        let start = NEXT_RANGE.fetch_add(width, Ordering::SeqCst);
+        format!("port_range_start = {start}\nport_range_end = {}\n{config}", start + width)
     }
 
     /// The fixture on a daemon already started.

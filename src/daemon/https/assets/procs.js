@@ -59,7 +59,7 @@ export function liveProcs(state, changed, reread) {
     clearTimeout(timer);
     timer = setTimeout(reread, 400);
   };
-  follow("/api/v1/streams/events?after=now", {
+  const events = follow("/api/v1/streams/events?after=now", {
     proc: (e) => {
       const p = state.procs.find((x) => x.name === e.name);
       if (p) {
@@ -74,7 +74,9 @@ export function liveProcs(state, changed, reread) {
       soon();
     },
   });
-  // Joined hosts' procs change without an event here: re-read every 10 s too.
+  // Marks for the dashboard benchmark (benches/fleet.sh): when changes start arriving.
+  events.addEventListener("open", () => performance.mark("vr-live"), { once: true });
+  // A safety net for what no event tells (a host that comes back): re-read every 10 s too.
   const every = setInterval(reread, 10000);
   onLeave(() => {
     clearTimeout(timer);
@@ -132,6 +134,7 @@ export async function procsPage(view) {
   // The hosts and the procs load side by side: a slow host never holds up the other.
   rehost();
   await reread();
+  performance.mark("vr-procs-shown");
 }
 
 /// A proc's panel: its fields, its live log and its actions.
