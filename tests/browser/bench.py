@@ -30,7 +30,8 @@ new MutationObserver((records) => {
     if (n.classList && n.classList.contains("proc")) window.seen.push([n.dataset.name, n.className, now]);
 }).observe(document.getElementById("procs"), { childList: true, subtree: true });
 const es = new EventSource("/api/v1/streams/events?after=now");
-es.addEventListener("proc", (e) => { const p = JSON.parse(e.data); window.sent[p.name + " " + p.statename] = p.time * 1000; });
+es.onopen = () => { window.watching = true; };
+es.addEventListener("proc", (e) => { const p = JSON.parse(e.data).event; window.sent[p.name + " " + p.statename] = p.time * 1000; });
 """
 
 # Acts on a proc through the API as the page would (its CSRF token).
@@ -60,6 +61,8 @@ try:
 
     step = "time changes from vrd's event to the box"
     driver.execute_script(WATCH)
+    # Its stream starts at the newest event when it connects: nothing may happen before.
+    wait.until(lambda d: d.execute_script("return window.watching === true"))
     names = driver.execute_script("return [...document.querySelectorAll('.proc')].map((b) => [b.dataset.name, b.textContent.split(':')[0]])")
     by_host = {}
     for name, host in names:
@@ -83,6 +86,7 @@ try:
             latencies[host].append(seen_at - sent_at)
     print(json.dumps({"loads": loads, "latencies": latencies}))
 except Exception as e:  # noqa: BLE001 - any failure is reported with the step and a screenshot
+    print("seen, sent:", driver.execute_script("return [window.seen, window.sent]"), file=sys.stderr)
     report_failure(driver, "bench", step, e, screenshot)
 finally:
     driver.quit()

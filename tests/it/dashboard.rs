@@ -65,8 +65,15 @@ fn the_dashboard_shows_procs_live_and_acts_on_them_in_a_real_browser() {
     let out = d.run_vr(&["proc", "deploy", file.to_str().unwrap()]);
     assert!(out.status.success(), "{:?}", text(&out));
     let proc = "tick-1.0-rc1-test-abcd1234-web-0";
-    let browsed =
-        std::panic::catch_unwind(|| browse("dashboard.py", port, &["ada", "a long enough password", proc]));
+    let browsed = std::panic::catch_unwind(|| {
+        // The benchmark's browser half on one proc, so benches/fleet.sh's never rots unseen.
+        let timed = browse("bench.py", port, &["ada", "a long enough password", "1", "2"]);
+        let report: serde_json::Value = serde_json::from_str(timed.trim()).unwrap();
+        let changes: usize =
+            report["latencies"].as_object().unwrap().values().map(|v| v.as_array().unwrap().len()).sum();
+        assert_eq!(changes, 4, "{report}");
+        browse("dashboard.py", port, &["ada", "a long enough password", proc])
+    });
     let destroyed = d.run_vr(&["procs", "destroy", proc]);
     let stdout = browsed.unwrap_or_else(|e| std::panic::resume_unwind(e));
     assert!(stdout.contains("dashboard: all passed"), "{stdout}");

@@ -84,7 +84,7 @@ export async function eventsPage(view) {
   const latest = await api("GET", "/api/v1/events?last=200&limit=200");
   body.replaceChildren(...latest.slice().reverse().map(row));
   const after = latest.length ? latest[latest.length - 1].id : 0;
-  follow(`/api/v1/streams/events?after=${after}`, { proc: (_, e) => body.prepend(row({ event: JSON.parse(e.data) })) });
+  follow(`/api/v1/streams/events?after=${after}`, { proc: (item) => body.prepend(row(item)) });
 }
 
 export async function auditPage(view) {

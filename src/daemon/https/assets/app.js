@@ -37,6 +37,11 @@ async function show() {
   }
 }
 
+// A page left for another (a reload, a link) closes its streams itself: Chromium otherwise holds
+// each event stream's connection, and after six of them (HTTP/1.1's limit per host) every
+// request of the next page waits.
+window.addEventListener("pagehide", leave);
+
 function loggedIn(s) {
   Object.assign(session, { csrf: s.csrf, user: s.user, role: s.role });
   $("login").hidden = true;

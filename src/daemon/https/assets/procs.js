@@ -60,7 +60,7 @@ export function liveProcs(state, changed, reread) {
     timer = setTimeout(reread, 400);
   };
   const events = follow("/api/v1/streams/events?after=now", {
-    proc: (e) => {
+    proc: ({ event: e }) => {
       const p = state.procs.find((x) => x.name === e.name);
       if (p) {
         Object.assign(p, {
