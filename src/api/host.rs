@@ -158,6 +158,11 @@ pub trait HostApi {
     #[method(name = "host.events")]
     async fn events(&self, after: Option<u64>, limit: usize) -> RpcResult<HostEvents>;
 
+    /// `host.events` after `after`, but when there is none yet, waits up to `wait_ms` for one:
+    /// the coordinator's long poll, so a joined host's change reaches it at once.
+    #[method(name = "host.events_wait")]
+    async fn events_wait(&self, after: u64, limit: usize, wait_ms: u64) -> RpcResult<HostEvents>;
+
     /// Makes one of the host's balancers' pools hold the change's nodes, unless the host applied
     /// a newer change to it (fencing: an old change never puts back nodes taken out since).
     #[method(name = "host.route")]

@@ -2,6 +2,7 @@
 //! the Unix socket until told to stop. Procs keep running when the daemon stops.
 
 pub mod activation;
+mod gather;
 pub mod https;
 pub mod logging;
 pub mod metrics_http;
@@ -292,54 +293,9 @@ async fn start_swarms(
     swarms.spawn_schedule(swarm::UPTEST_INTERVAL);
     if config.peer_listen.is_some() {
         swarms.spawn_watch(swarm::watch::WATCH_INTERVAL);
-        spawn_event_gathering(Arc::clone(&swarms), supervisor.clone());
+        gather::spawn(Arc::clone(&swarms), supervisor.clone());
     }
     Ok(swarms)
-}
-
-/// Gathers the joined hosts' proc events into this coordinator's own, every second (see
-/// `services::peer::events`); a host that does not answer within 2 s is asked again next time.
-fn spawn_event_gathering(swarms: Arc<Swarms>, supervisor: Supervisor) {
-    use crate::services::peer::events;
-    tokio::spawn(async move {
-        let state = supervisor.state().clone();
-        let mut cursors = state.host_event_cursors().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "failed to read where the hosts' events were taken up to; taking each from its newest");
-            Default::default()
-        });
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let agents = match swarms.joined_agents().await {
-                Ok(agents) => agents,
-                Err(e) => {
-                    tracing::warn!(error = %e, "failed to list the joined hosts for their events");
-                    continue;
-                }
-            };
-            for (host, agent) in agents {
-                let cursor = cursors.get(&host).copied();
-                let asked = agent.events(cursor, events::PAGE);
-                let Ok(Ok(page)) = tokio::time::timeout(std::time::Duration::from_secs(2), asked).await
-                else {
-                    continue;
-                };
-                let (next, taken) = events::take(cursor, page);
-                for event in taken {
-                    if let Err(e) = supervisor.record_event(event).await {
-                        tracing::warn!(host, error = %e, "failed to store a joined host's event");
-                    }
-                }
-                // After the events: a crash in between repeats a few, never loses one.
-                if cursor != Some(next) {
-                    if let Err(e) = state.set_host_event_cursor(host.clone(), next).await {
-                        tracing::warn!(host, error = %e, "failed to store where the host's events were taken up to");
-                    }
-                }
-                cursors.insert(host, next);
-            }
-        }
-    });
 }
 
 /// Starts the spawner (see `host::container::spawner`) and waits for its socket; `None` (and

@@ -273,6 +273,29 @@ impl HostAgent for LocalHost {
         Ok(crate::api::host::HostEvents { last, events })
     }
 
+    async fn events_wait(
+        &self,
+        after: u64,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<crate::api::host::HostEvents, HostError> {
+        // Subscribed before reading: an event stored between the read and the wait still wakes.
+        let mut live = self.supervisor.subscribe();
+        let page = self.events(Some(after), limit).await?;
+        if !page.events.is_empty() {
+            return Ok(page);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, live.recv()).await {
+                Ok(Ok(event)) if event.0 <= after => continue,
+                // Something new, or the channel lagged or closed: read what is stored.
+                Ok(_) => return self.events(Some(after), limit).await,
+                Err(_) => return Ok(page),
+            }
+        }
+    }
+
     async fn route(
         &self,
         change: &crate::api::host::PoolChange,

@@ -72,6 +72,17 @@ pub trait HostAgent: Send + Sync {
         after: Option<u64>,
         limit: usize,
     ) -> Result<crate::api::host::HostEvents, HostError>;
+    /// [`HostAgent::events`] after `after`, waiting up to `wait` for one when there is none yet
+    /// (a long poll). By default it does not wait.
+    async fn events_wait(
+        &self,
+        after: u64,
+        limit: usize,
+        wait: std::time::Duration,
+    ) -> Result<crate::api::host::HostEvents, HostError> {
+        let _ = wait;
+        self.events(Some(after), limit).await
+    }
     /// Makes sure an artifact (a build or stack image, by sha256) is in its store, fetching it
     /// from its coordinator's when missing; dispatch has every host that gets new procs do this
     /// at once before any deploy.

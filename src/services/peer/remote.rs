@@ -144,6 +144,17 @@ impl HostAgent for RemoteHost {
         self.call("host.events", self.deadline, self.client.events(after, limit)).await
     }
 
+    async fn events_wait(
+        &self,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<crate::api::host::HostEvents, HostError> {
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let deadline = wait_deadline(wait);
+        self.call("host.events_wait", deadline, self.client.events_wait(after, limit, wait_ms)).await
+    }
+
     async fn route(
         &self,
         change: &crate::api::host::PoolChange,

@@ -92,6 +92,17 @@ impl HostApiServer for Served {
         self.agent.events(after, limit).await.map_err(wire)
     }
 
+    async fn events_wait(
+        &self,
+        after: u64,
+        limit: usize,
+        wait_ms: u64,
+    ) -> RpcResult<crate::api::host::HostEvents> {
+        // At most a minute: the caller's deadline is the wait plus its own.
+        let wait = std::time::Duration::from_millis(wait_ms.min(60_000));
+        self.agent.events_wait(after, limit, wait).await.map_err(wire)
+    }
+
     async fn route(&self, change: crate::api::host::PoolChange) -> RpcResult<crate::api::host::PoolApplied> {
         self.agent.route(&change).await.map_err(wire)
     }
