@@ -554,7 +554,7 @@ fn dashboard(out: &mut String) {
          | load of the procs page (Chromium, headless; 5 loads, median) | ms |\n|---|---|\n\
          | to the first useful paint (every box drawn) | {paint:.0} |\n| to live (the events stream open) | {live:.0} |\n\n\
          | a proc stopped or started through the API: vrd's event to its box changed | changes | p50 (ms) | p99 (ms) |\n|---|---|---|---|\n{rows}\n\
-         Target: median <= 250 ms. A joined host's events reach its coordinator by a poll every second.\n\n\
+         Target: median <= 250 ms. A joined host's events reach its coordinator by a long poll (`host.events_wait`).\n\n\
          | listing {PROCS} procs, 20 each, alternated | p50 (ms) | p99 (ms) |\n|---|---|---|\n\
          | `GET /api/v1/procs` over HTTPS (curl, a token) | {api50:.0} | {api99:.0} |\n\
          | `vr procs list` over the socket | {sock50:.0} | {sock99:.0} |\n\n",
