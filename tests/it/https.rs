@@ -577,3 +577,49 @@ fn every_rest_route_allows_and_refuses_each_role_as_its_role_says() {
         }
     }
 }
+
+#[test]
+fn a_stack_image_is_built_followed_and_activated_over_rest() {
+    require_root!("a_stack_image_is_built_followed_and_activated_over_rest");
+    let (d, port) = https_daemon();
+    let ca = std::fs::read_to_string(d.data().join("pki/ca.pem")).unwrap();
+    let deployer = token_of(&d, "stacker", "deployer");
+    let go = |method: &str, path: &str, body: &str| request(port, &ca, method, path, Some(&deployer), body);
+    let base = crate::harness::busybox_image().display().to_string();
+    let script = d.write("provision.sh", "#!/bin/sh\necho provisioning\necho made > /etc/made-here\n");
+    let made = serde_json::json!({ "name": "bb", "base_image_url": base, "provisioning_script": script })
+        .to_string();
+    let (status, body) = go("POST", "/api/v1/stacks", &made);
+    assert_eq!(status, 201, "{body}");
+    // Two builds: the first becomes active by itself, the second is activated by hand.
+    let mut images = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = go("POST", "/api/v1/stacks/bb/build", "{}");
+        assert_eq!(status, 202, "{body}");
+        let image: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let name = image["name"].as_str().unwrap().to_string();
+        // Its build log, live until the build ends (the stream then closes).
+        let auth = format!("Bearer {deployer}");
+        let (status, lines) =
+            sse(port, &ca, &format!("/api/v1/streams/stacks/bb/{name}"), &[("authorization", &auth)], 1000);
+        assert_eq!(status, 200);
+        assert!(
+            lines.iter().any(|(_, event, data)| event == "line" && data.contains("provisioning")),
+            "{lines:?}"
+        );
+        images.push(name);
+    }
+    let listed = |name: &str| -> serde_json::Value {
+        let (_, body) = go("GET", "/api/v1/stacks/bb/images", "");
+        let all: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        all.into_iter().find(|i| i["name"] == name).unwrap_or_else(|| panic!("{name} not in {body}"))
+    };
+    assert!(images.iter().all(|i| listed(i)["status"] != "started"), "the builds ended");
+    let (status, body) = go("POST", "/api/v1/stacks/bb/activate", &format!(r#"{{"image":"{}"}}"#, images[0]));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(listed(&images[0])["active"], true);
+    assert_eq!(listed(&images[1])["active"], false);
+    let (status, body) = go("POST", "/api/v1/stacks/bb/activate", r#"{"image":"no-such-image"}"#);
+    assert!((400..500).contains(&status) && body.contains("no-such-image"), "{status} {body}");
+    assert_eq!(listed(&images[0])["active"], true, "a refused activation changes nothing");
+}
