@@ -18,9 +18,12 @@ driver = chromium()
 wait = WebDriverWait(driver, 20)
 
 
+BOX = f'.proc[data-name="{proc}"]'
+
+
 def box_state():
-    box = driver.find_element(By.CSS_SELECTOR, f'.proc[data-name="{proc}"]')
-    return box.get_attribute("class")
+    # Read in one go: boxes are redrawn on every change, so a handle to one goes stale.
+    return driver.execute_script("const b = document.querySelector(arguments[0]); return b ? b.className : ''", BOX)
 
 
 step = "start"
@@ -37,7 +40,7 @@ try:
     assert not driver.find_element(By.ID, "login").is_displayed(), "the login form stays"
     print(f"procs shown {time.time() - started:.2f} s after logging in")
     step = "open the proc's panel and its live log"
-    driver.find_element(By.CSS_SELECTOR, f'.proc[data-name="{proc}"]').click()
+    driver.execute_script("document.querySelector(arguments[0]).click()", BOX)
     wait.until(lambda d: "tick" in d.find_element(By.ID, "panel-log").text)
     step = "stop it and see the box change live"
     driver.find_element(By.CSS_SELECTOR, '[data-action="stop"]').click()

@@ -86,7 +86,8 @@ try:
     rows = driver.find_elements(By.CSS_SELECTOR, "#releases tbody tr")
     assert len(rows) >= 2, f"{len(rows)} releases shown"
     old = driver.find_elements(By.CSS_SELECTOR, "#steps .dispatch")
-    driver.find_element(By.XPATH, "//button[text()='Roll back to 1']").click()
+    # By script: the releases are redrawn when a dispatch ends, so a handle could go stale.
+    driver.execute_script("[...document.querySelectorAll('#releases button')].find((b) => b.textContent === 'Roll back to 1').click()")
     driver.switch_to.alert.accept()
     ended = new_dispatch(old)
     assert ended.get_attribute("data-outcome") == "finished", ended.text
