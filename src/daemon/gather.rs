@@ -64,6 +64,7 @@ async fn follow(host: String, agent: Arc<dyn HostAgent>, cursors: Cursors, super
     let mut long_poll = true;
     loop {
         let cursor = cursors.lock().unwrap_or_else(PoisonError::into_inner).get(&host).copied();
+        let started = tokio::time::Instant::now();
         let asked = match cursor {
             Some(after) if long_poll => match agent.events_wait(after, events::PAGE, WAIT).await {
                 Err(e) if lacks_long_poll(&e) => {
@@ -79,6 +80,10 @@ async fn follow(host: String, agent: Arc<dyn HostAgent>, cursors: Cursors, super
             _ => timeout(agent.events(cursor, events::PAGE)).await,
         };
         let Some(page) = asked else { return };
+        // An empty answer that did not wait (a host that cannot) is asked again a second later,
+        // never in a tight loop.
+        let waited = started.elapsed() >= Duration::from_secs(1);
+        let idle = page.events.is_empty() && !waited;
         let (next, taken) = events::take(cursor, page);
         for event in taken {
             if let Err(e) = supervisor.record_event(event).await {
@@ -92,7 +97,7 @@ async fn follow(host: String, agent: Arc<dyn HostAgent>, cursors: Cursors, super
             }
             cursors.lock().unwrap_or_else(PoisonError::into_inner).insert(host.clone(), next);
         }
-        if !long_poll || cursor.is_none() {
+        if !long_poll || cursor.is_none() || idle {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }

@@ -289,7 +289,13 @@ impl HostAgent for LocalHost {
         loop {
             match tokio::time::timeout_at(deadline, live.recv()).await {
                 Ok(Ok(event)) if event.0 <= after => continue,
-                // Something new, or the channel lagged or closed: read what is stored.
+                // No more events will come (vrd is stopping): answer at the deadline, not at once,
+                // or the coordinator would ask again and again.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return Ok(page);
+                }
+                // Something new, or the channel lagged: read what is stored.
                 Ok(_) => return self.events(Some(after), limit).await,
                 Err(_) => return Ok(page),
             }
