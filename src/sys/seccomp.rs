@@ -1,16 +1,20 @@
 //! vr's default seccomp filter for every container: the calls Docker's default profile refuses
 //! are refused (EPERM), whoever the app runs as.
 //!
-//! Two small filters, built with seccompiler and installed just before `execve`:
+//! One program, installed just before `execve`: seccompiler's architecture check, then three
+//! refusals of our own ahead of seccompiler's rules (which can give only one action to all the
+//! calls they match):
 //!
-//! 1. **Refused:** `EPERM` for the calls that reach past the container: new namespaces
-//!    (`unshare`, `setns`, `clone` with a namespace flag), the mount API, the kernel keyring,
-//!    `perf_event_open`, `userfaultfd`, `bpf`, io_uring, modules, kexec, reboot, swap, clocks,
-//!    accounting, quotas, NUMA policy, handles, and `personality` beyond the harmless values. On
-//!    x86_64 each call's x32-ABI number (bit 30 set, same audit arch) is refused too, so the x32
-//!    entry point is no way around the list.
+//! 1. **x32:** on x86_64 every call of the x32 ABI (number with bit 30 set, same audit arch) is
+//!    refused (EPERM), so the x32 entry points are no way around the list. Docker allows x32;
+//!    nothing vr runs uses it, and most distributions' kernels disable it.
 //! 2. **clone3:** `ENOSYS`: its flags sit in memory a filter cannot read, and glibc falls back to
-//!    `clone`, whose flags filter 1 sees (Docker does the same).
+//!    `clone`, whose flags the rules see (Docker does the same).
+//! 3. **Refused (seccompiler's rules):** `EPERM` for the calls that reach past the container: new
+//!    namespaces (`unshare`, `setns`, `clone` with a namespace flag), the mount API, the kernel
+//!    keyring, `perf_event_open`, `userfaultfd`, `bpf`, io_uring, modules, kexec, reboot, swap,
+//!    clocks, accounting, quotas, NUMA policy, handles, and `personality` beyond the harmless
+//!    values.
 //!
 //! A denylist rather than Docker's allowlist, on purpose: an allowlist of every known call is a
 //! 2,300-instruction linear program with seccompiler, and installing it cost ~1 ms of the ~4 ms a
@@ -25,8 +29,8 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
-    TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 /// Refused with EPERM whatever their arguments.
@@ -82,10 +86,6 @@ const REFUSED: &[(&str, i64)] = &[
     ("setdomainname", libc::SYS_setdomainname),
     ("nfsservctl", libc::SYS_nfsservctl),
     #[cfg(target_arch = "x86_64")]
-    ("kexec_load_x32", X32 | 528),
-    #[cfg(target_arch = "x86_64")]
-    ("move_pages_x32", X32 | 533),
-    #[cfg(target_arch = "x86_64")]
     ("iopl", libc::SYS_iopl),
     #[cfg(target_arch = "x86_64")]
     ("ioperm", libc::SYS_ioperm),
@@ -99,18 +99,9 @@ const REFUSED: &[(&str, i64)] = &[
     ("_sysctl", libc::SYS__sysctl),
 ];
 
-/// The x32 ABI's syscall number bit (x86_64 only): `X32 | nr` is the x32 entry of most calls.
+/// The x32 ABI's syscall number bit (x86_64 only): `X32 | nr` is the x32 entry of a call.
 #[cfg(target_arch = "x86_64")]
-const X32: i64 = 0x4000_0000;
-
-/// Each number with, on x86_64, its x32 alias.
-fn with_x32(nr: i64) -> Vec<i64> {
-    #[cfg(target_arch = "x86_64")]
-    if nr & X32 == 0 {
-        return vec![nr, nr | X32];
-    }
-    vec![nr]
-}
+const X32: u32 = 0x4000_0000;
 
 /// `clone` flags that make a namespace: refused, as in Docker's profile.
 const NAMESPACE_FLAGS: &[u64] = &[
@@ -147,14 +138,34 @@ fn error(e: seccompiler::BackendError) -> String {
     format!("failed to build the seccomp filter: {e}")
 }
 
-/// Filter 2: clone3 (and its x32 alias) ENOSYS; everything else passes on.
-fn no_clone3() -> Result<BpfProgram, String> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> =
-        with_x32(libc::SYS_clone3).into_iter().map(|nr| (nr, Vec::new())).collect();
-    let filter =
-        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch())
-            .map_err(error)?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| error(e))
+// Classic BPF's opcodes (linux/bpf_common.h) for the refusals ahead of seccompiler's rules:
+// BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JSET|BPF_K, BPF_RET|BPF_K.
+const LD_W_ABS: u16 = 0x20;
+const JMP_JEQ_K: u16 = 0x15;
+#[cfg(target_arch = "x86_64")]
+const JMP_JSET_K: u16 = 0x45;
+const RET_K: u16 = 0x06;
+/// Where `seccomp_data` holds the call's number.
+const NR_OFFSET: u32 = 0;
+/// Instructions seccompiler's program starts with: load the arch, jump over the kill if it is
+/// ours, kill.
+const ARCH_CHECK: usize = 3;
+
+fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+fn errno(e: i32) -> u32 {
+    libc::SECCOMP_RET_ERRNO | e as u32
+}
+
+/// The refusals of our own: the x32 ABI (EPERM) and clone3 (ENOSYS), each decided at once.
+fn ahead_of_rules() -> Vec<sock_filter> {
+    let mut prefix = vec![insn(LD_W_ABS, 0, 0, NR_OFFSET)];
+    #[cfg(target_arch = "x86_64")]
+    prefix.extend([insn(JMP_JSET_K, 0, 1, X32), insn(RET_K, 0, 0, errno(libc::EPERM))]);
+    prefix.extend([insn(JMP_JEQ_K, 0, 1, libc::SYS_clone3 as u32), insn(RET_K, 0, 0, errno(libc::ENOSYS))]);
+    prefix
 }
 
 /// `arg0 & flag == flag`, one rule per flag: the rules of one call are alternatives.
@@ -178,7 +189,7 @@ fn other_personality() -> Result<Vec<SeccompRule>, String> {
     Ok(vec![SeccompRule::new(conditions).map_err(error)?])
 }
 
-/// Filter 2: the refused calls EPERM; everything else passes on to filter 1's verdict.
+/// The refused calls EPERM (seccompiler's rules); everything else is allowed.
 fn refused() -> Result<BpfProgram, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         REFUSED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
@@ -190,12 +201,28 @@ fn refused() -> Result<BpfProgram, String> {
     filter.try_into().map_err(|e: seccompiler::BackendError| error(e))
 }
 
-/// Both filters, compiled once per process; install them with [`install`]. (Compiled in the
-/// spawner ahead of time they would save each start 0.055 ms, but cost every launcher ~6 kB of
-/// private heap, copied on its first writes there.)
-pub fn default_filters() -> Result<&'static [BpfProgram; 2], String> {
-    static FILTERS: std::sync::OnceLock<Result<[BpfProgram; 2], String>> = std::sync::OnceLock::new();
-    FILTERS.get_or_init(|| Ok([refused()?, no_clone3()?])).as_ref().map_err(Clone::clone)
+/// The whole program: seccompiler's architecture check, our refusals, seccompiler's rules. Its
+/// jumps are all forward and relative, so what follows the check may grow in front.
+fn program() -> Result<BpfProgram, String> {
+    let mut program = refused()?;
+    let checks_arch = program.get(..ARCH_CHECK).is_some_and(|check| {
+        check[0] == insn(LD_W_ABS, 0, 0, 4)
+            && check[1].code == JMP_JEQ_K
+            && (check[1].jt, check[1].jf) == (1, 0)
+    });
+    if !checks_arch {
+        return Err("seccompiler's program no longer starts with its architecture check: vr's own refusals have no place to go".into());
+    }
+    program.splice(ARCH_CHECK..ARCH_CHECK, ahead_of_rules());
+    Ok(program)
+}
+
+/// The program, compiled once per process; install it with [`install`]. (Compiled in the spawner
+/// ahead of time it would save each start 0.055 ms, but cost every launcher ~6 kB of private
+/// heap, copied on its first writes there.)
+pub fn default_filter() -> Result<&'static BpfProgram, String> {
+    static FILTER: std::sync::OnceLock<Result<BpfProgram, String>> = std::sync::OnceLock::new();
+    FILTER.get_or_init(program).as_ref().map_err(Clone::clone)
 }
 
 /// Installs `filters` on the calling thread, in order (needs no_new_privs or CAP_SYS_ADMIN).
@@ -213,11 +240,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_filters_compile_and_fit_the_kernels_limit() {
-        let [refused, clone3] = default_filters().unwrap();
-        let (refused, clone3) = (refused.clone(), clone3.clone());
+    fn one_small_program_with_our_refusals_after_the_arch_check() {
+        let program = default_filter().unwrap();
         // BPF_MAXINSNS is 4096; small, since installing costs in proportion at every start.
-        assert!(refused.len() < 1024 && clone3.len() < 64, "{} {}", refused.len(), clone3.len());
+        assert!(program.len() < 512, "{}", program.len());
+        let ours = ahead_of_rules();
+        assert_eq!(&program[ARCH_CHECK..ARCH_CHECK + ours.len()], &ours[..]);
+        assert!(ours.contains(&insn(RET_K, 0, 0, errno(libc::ENOSYS))));
+        #[cfg(target_arch = "x86_64")]
+        assert!(ours.contains(&insn(JMP_JSET_K, 0, 1, X32)));
+        // The rules' own load of the number follows, as seccompiler emitted it.
+        assert_eq!(program[ARCH_CHECK + ours.len()], insn(LD_W_ABS, 0, 0, NR_OFFSET));
     }
 
     #[test]

@@ -242,7 +242,7 @@ fn exec(plan: &LaunchPlan) -> Result<std::convert::Infallible, String> {
     let env = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>, _>>()?;
     let program = resolve_program(plan)?;
     let filters = match plan.seccomp {
-        Seccomp::Default => &sys::seccomp::default_filters()?[..],
+        Seccomp::Default => std::slice::from_ref(sys::seccomp::default_filter()?),
         Seccomp::Unconfined => &[][..],
     };
     step("reset signal handling", sys::reset_signals())?;
