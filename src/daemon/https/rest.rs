@@ -190,7 +190,7 @@ async fn handle(
             ok(to_value(&ops.builds_show(who, id).await?)?)
         }
         ("GET", "/api/v1/events") => {
-            let limit = q("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
+            let limit = limit_of(q);
             let after = match q("last").map(|n| n.parse::<u64>()) {
                 // The newest N: ids only grow, so they are the ones after newest - N.
                 Some(Ok(n)) => ops.events_latest(who).await?.saturating_sub(n),
@@ -222,7 +222,7 @@ async fn handle(
         }
         ("GET", "/api/v1/deploys") => {
             let after = q("after").and_then(|a| a.parse().ok()).unwrap_or(0);
-            let limit = q("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
+            let limit = limit_of(q);
             ok(to_value(&ops.deploys_log(who, q("trace"), after, limit).await?)?)
         }
         ("GET", "/api/v1/releases/{id}") => {
@@ -244,7 +244,7 @@ async fn handle(
         }
         ("GET", "/api/v1/fleet") => ok(to_value(&ops.hosts_list(who).await?)?),
         ("GET", "/api/v1/audit") => {
-            let limit = q("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(1000);
+            let limit = limit_of(q);
             ok(to_value(&ops.audit_list(who, limit).await?)?)
         }
         ("POST", "/api/v1/yaml") => {
@@ -331,6 +331,11 @@ fn to_value(v: &impl serde::Serialize) -> Result<Value, ApiError> {
 
 fn to_values<T: serde::Serialize>(items: Vec<T>) -> Result<Vec<Value>, ApiError> {
     items.iter().map(to_value).collect()
+}
+
+/// `?limit=` of a log's entries: 100 by default, at most 1000.
+fn limit_of(q: &(dyn Fn(&str) -> Option<String> + Sync)) -> usize {
+    q("limit").and_then(|l| l.parse().ok()).unwrap_or(100).min(1000)
 }
 
 /// `?filter=` (a part of the name), then `?offset=` and `?limit=` (default 100, at most 1000).

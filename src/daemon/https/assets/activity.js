@@ -1,6 +1,6 @@
 // What happened and who may act: a dispatch's steps (shared with swarms.js), builds with their
 // live compile log, the proc events feed, the audit log and users (admins).
-import { api, el, follow, isAdmin, messageLine, table, time } from "./ui.js";
+import { api, el, follow, followLines, isAdmin, messageLine, table, time } from "./ui.js";
 
 /// A dispatch's steps as they happen: each deployment log entry of `trace`; a build step's
 /// compile output follows under it; a failure is marked. `done()` runs when it ends.
@@ -29,12 +29,7 @@ export function dispatchSteps(trace, done = () => {}) {
 /// A build's compile output, live until the build ends.
 function buildLog(id) {
   const pre = el("pre", { class: "log", tabindex: "0", "data-build": id });
-  follow(`/api/v1/streams/builds/${id}`, {
-    line: (l) => {
-      pre.textContent += l.line + "\n";
-      pre.scrollTop = pre.scrollHeight;
-    },
-  });
+  followLines(pre, `/api/v1/streams/builds/${id}`);
   return el("details", { open: true }, el("summary", {}, `Build ${id}: compile output`), pre);
 }
 

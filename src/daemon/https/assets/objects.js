@@ -3,7 +3,7 @@
 // and read by vrd exactly as the CLI reads them (POST /api/v1/yaml), so a mistake gets the same
 // message; the definition itself is checked by vrd as `vr KIND create` is. A stack's page also
 // builds, follows and activates its images; a host's shows its state.
-import { api, canDeploy, el, follow, isAdmin, messageLine, table, time } from "./ui.js";
+import { api, canDeploy, el, followLines, isAdmin, messageLine, table, time } from "./ui.js";
 
 // [field, type, label, help]; types: text, opt (text, left out when empty), number, bool,
 // map (YAML key: value lines), list (YAML list), words (comma-separated), or a list of choices.
@@ -241,12 +241,7 @@ async function stackImages(stack) {
   const log = el("pre", { class: "log", id: "image-log", tabindex: "0" });
   const watch = (image) => {
     log.textContent = "";
-    follow(`/api/v1/streams/stacks/${encodeURIComponent(stack)}/${encodeURIComponent(image)}`, {
-      line: (l) => {
-        log.textContent += l.line + "\n";
-        log.scrollTop = log.scrollHeight;
-      },
-    });
+    followLines(log, `/api/v1/streams/stacks/${encodeURIComponent(stack)}/${encodeURIComponent(image)}`);
   };
   const render = async () => {
     const images = await api("GET", `/api/v1/stacks/${encodeURIComponent(stack)}/images`);

@@ -2,7 +2,7 @@
 // proc, grouped app -> swarm, coloured by state and kept live over the events stream (a change
 // is applied to its box at once; the list is re-read shortly after, for procs that came or
 // went). A proc's panel has its fields, its live log and Start / Stop / Restart / Destroy.
-import { api, canDeploy, el, follow, messageLine, onLeave, time } from "./ui.js";
+import { api, canDeploy, el, follow, followLines, messageLine, onLeave, time } from "./ui.js";
 
 const FIELDS = ["host", "statename", "pid", "port", "version", "hash", "start_time", "exitstatus", "spawnerr"];
 
@@ -175,7 +175,6 @@ function procPanel(state) {
     el("h3", {}, "Log"),
     log,
   );
-  onLeave(() => logStream && logStream.close());
   function show(p) {
     if (!p) {
       node.hidden = true;
@@ -197,11 +196,7 @@ function procPanel(state) {
       message.textContent = "";
       if (logStream) logStream.close();
       log.textContent = "";
-      logStream = new EventSource(`/api/v1/streams/logs/${encodeURIComponent(p.name)}?tail=50`);
-      logStream.addEventListener("line", (e) => {
-        log.textContent += JSON.parse(e.data).line + "\n";
-        log.scrollTop = log.scrollHeight;
-      });
+      logStream = followLines(log, `/api/v1/streams/logs/${encodeURIComponent(p.name)}?tail=50`);
     }
   }
   return { node, show };

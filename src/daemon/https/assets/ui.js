@@ -87,3 +87,14 @@ export function follow(path, handlers) {
   return source;
 }
 
+
+/// Appends each `line` event of the stream at `path` to `pre`, scrolled to the newest; the
+/// stream is closed when the page is left (or by the caller, with what this returns).
+export function followLines(pre, path) {
+  return follow(path, {
+    line: (l) => {
+      pre.textContent += l.line + "\n";
+      pre.scrollTop = pre.scrollHeight;
+    },
+  });
+}
