@@ -41,20 +41,20 @@ pub async fn stream<B>(req: &hyper::Request<B>, ops: &Ops, who: &Principal) -> H
     let resume = last_event_id(req);
     let parts: Vec<&str> = path.trim_start_matches("/api/v1/streams/").split('/').collect();
     match parts.as_slice() {
-        // `?after=now`: only what comes next (a page that has just read the list).
-        ["events"] if resume.is_none() && query(req, "after").as_deref() == Some("now") => {
-            match ops.events_latest(who).await {
-                Ok(latest) => match ops.events_follow(who, latest).await {
-                    Ok(feed) => sse(feed, |item| (item.id, "proc")),
-                    Err(e) => refused(e),
+        ["events"] => {
+            // `?after=now`: only what comes next (a page that has just read the list).
+            let after = match resume {
+                None if query(req, "after").as_deref() == Some("now") => match ops.events_latest(who).await {
+                    Ok(latest) => latest,
+                    Err(e) => return refused(e),
                 },
+                _ => resume.unwrap_or(0),
+            };
+            match ops.events_follow(who, after).await {
+                Ok(feed) => sse(feed, |item| (item.id, "proc")),
                 Err(e) => refused(e),
             }
         }
-        ["events"] => match ops.events_follow(who, resume.unwrap_or(0)).await {
-            Ok(feed) => sse(feed, |item| (item.id, "proc")),
-            Err(e) => refused(e),
-        },
         ["deploys"] => match ops.deploys_follow(who, query(req, "trace"), resume.unwrap_or(0)).await {
             Ok(feed) => sse(feed, |entry| (entry.id, "deploy")),
             Err(e) => refused(e),
