@@ -74,6 +74,11 @@ pub struct DaemonConfig {
     pub host_limits: crate::model::limits::HostLimits,
     /// The bridge and subnet of procs with `network: private`.
     pub private_network: crate::model::network::PrivateNetwork,
+    /// The PostgreSQL database that holds the model (coordinators share it); `None`: SQLite in
+    /// the data dir.
+    pub state_url: Option<String>,
+    /// PEM certificates to trust for `state_url`'s TLS besides the system's roots.
+    pub state_ca_file: Option<PathBuf>,
 }
 
 /// How long audit entries are kept by default.
@@ -141,6 +146,13 @@ pub struct RawConfig {
     /// Days audit entries are kept (`vr audit`) [default: 365]
     #[arg(long)]
     pub audit_retention_days: Option<u64>,
+    /// Keep the model in PostgreSQL, shared by coordinators: postgres://USER@HOST/DB?sslmode=require
+    /// [default: SQLite in the data dir]. Put a password in the config file, not on the command line
+    #[arg(long)]
+    pub state_url: Option<String>,
+    /// PEM certificates to trust for state_url's TLS, besides the system's roots
+    #[arg(long)]
+    pub state_ca_file: Option<PathBuf>,
     /// This machine's name in the fleet [default: the system's host name]
     #[arg(long)]
     pub host_name: Option<String>,
@@ -250,6 +262,8 @@ impl RawConfig {
             drain_secs: over.drain_secs.or(self.drain_secs),
             log_retention_days: over.log_retention_days.or(self.log_retention_days),
             audit_retention_days: over.audit_retention_days.or(self.audit_retention_days),
+            state_url: over.state_url.or(self.state_url),
+            state_ca_file: over.state_ca_file.or(self.state_ca_file),
             host_name: over.host_name.or(self.host_name),
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
@@ -340,6 +354,14 @@ impl RawConfig {
             self.root_disk_limit.as_deref(),
         )?;
         let private_network = private_network(self.private_bridge, self.private_subnet.as_deref())?;
+        let state_url = self.state_url.map(state_url).transpose()?;
+        if self.state_ca_file.is_some() && state_url.is_none() {
+            return Err(invalid(
+                "state_ca_file",
+                "it is for state_url's TLS: set state_url too, or remove it".into(),
+            ));
+        }
+        let state_ca_file = self.state_ca_file.map(|p| absolute("state_ca_file", p)).transpose()?;
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -365,8 +387,24 @@ impl RawConfig {
             volume_prefixes,
             host_limits,
             private_network,
+            state_url,
+            state_ca_file,
         })
     }
+}
+
+/// A PostgreSQL URL for the model, checked as the client will read it.
+fn state_url(url: String) -> Result<String, ConfigError> {
+    let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if !scheme_ok {
+        return Err(invalid(
+            "state_url",
+            "it must be a PostgreSQL URL, e.g. postgres://vrd@db.example/vr?sslmode=require (leave it out for SQLite in the data dir)".into(),
+        ));
+    }
+    url.parse::<postgres::Config>()
+        .map_err(|e| invalid("state_url", format!("it does not parse as a PostgreSQL URL: {e}")))?;
+    Ok(url)
 }
 
 /// A listening address setting `key`, parsed (`example` shows the form in the error).

@@ -8,7 +8,14 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ]; then
   sh tests/deps.sh
 fi
-cargo test --all-targets
+# The state's tests run on SQLite and on PostgreSQL: pg_virtualenv (postgresql-common) makes a
+# throwaway cluster for the run, exports PGHOST and the rest, and drops it after. Without it (and
+# without a PGHOST of your own) the PostgreSQL halves print SKIPPED.
+if [ -z "${PGHOST:-}" ] && command -v pg_virtualenv >/dev/null; then
+  pg_virtualenv cargo test --all-targets
+else
+  cargo test --all-targets
+fi
 # The .deb and .rpm packages: built, linted, installed, upgraded under a running proc, purged
 # (packaging/README.md). Needs root, and this machine's Debian mirror.
 if [ "$(id -u)" = 0 ]; then

@@ -42,6 +42,21 @@ enum Cmd {
         #[command(flatten)]
         settings: Box<RawConfig>,
     },
+    /// Move an installation's model (apps, swarms, releases, builds' records, users, audit, hosts)
+    /// from its SQLite file into an empty PostgreSQL database, checked by row counts and hashes,
+    /// in one transaction. Stop vrd first; then set `state_url` and start it again. The SQLite
+    /// file is only read, and stays this host's record of its procs.
+    MigrateState {
+        /// The SQLite state: sqlite:PATH (or PATH), e.g. sqlite:/var/lib/vrd/state.db.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database: postgres://USER:PASSWORD@HOST/DB?sslmode=require.
+        #[arg(long)]
+        to: String,
+        /// PEM certificates to trust for the database's TLS, besides the system's roots.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// Launch one container from a plan (run by the daemon).
     #[command(hide = true)]
     Init {
@@ -79,8 +94,29 @@ fn main() {
             join_command(config.as_deref(), *settings, &coordinator, &token, &ca_sha256)
         }
         Cmd::Daemon { config, settings } => daemon_command(config.as_deref(), *settings),
+        Cmd::MigrateState { from, to, ca_file } => migrate_state_command(&from, to, ca_file),
     };
     std::process::exit(code);
+}
+
+#[inline(never)]
+fn migrate_state_command(from: &str, to: String, ca_file: Option<PathBuf>) -> i32 {
+    let path = PathBuf::from(from.strip_prefix("sqlite:").unwrap_or(from));
+    if !to.starts_with("postgres://") && !to.starts_with("postgresql://") {
+        eprintln!("vrd migrate-state: --to must be a PostgreSQL URL (postgres://USER@HOST/DB), not '{to}'");
+        return 2;
+    }
+    let target = vr::services::state::PgTarget { url: to, ca_file };
+    match vr::services::state::migrate_state(&path, target) {
+        Ok(report) => {
+            println!("{report}");
+            0
+        }
+        Err(e) => {
+            eprintln!("vrd migrate-state: {}", vr::api::error::ApiError::caused(0, &e).full());
+            1
+        }
+    }
 }
 
 // The daemon's and join's locals (their configs, runtimes and futures) stay out of main's stack

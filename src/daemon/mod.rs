@@ -36,7 +36,7 @@ use crate::services::peer::identity::FleetFiles;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
 use crate::services::stacks::StackImages;
-use crate::services::state::State;
+use crate::services::state::{PgTarget, State, StateLocation, StateOptions};
 use crate::services::supervisor::machine::Policy;
 use crate::services::supervisor::Supervisor;
 use crate::services::swarm::{self, Swarms};
@@ -139,8 +139,7 @@ impl Daemon {
             network: config.private_network.clone(),
         };
         let runner = Arc::new(runner);
-        let db = config.data_dir.join("state.db");
-        let state = State::open(&db).map_err(|e| DaemonError::Start(e.to_string()))?;
+        let state = open_state(config)?;
         match state.fail_started_builds().await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(builds = n, "marked builds interrupted by a stopped vrd as failed"),
@@ -169,7 +168,7 @@ impl Daemon {
         };
         let builds = BuildStore::new(&config.data_dir);
         spawn_scooper(supervisor.clone());
-        let ctx = balancer::Context { state: supervisor.state().clone() };
+        let ctx = balancer::Context { state: supervisor.state().local() };
         let balancers = Balancers::start(&config.balancers, &ctx).await.map_err(|e| {
             DaemonError::Start(format!("vrd's config names a balancer that can't start: {e}"))
         })?;
@@ -193,6 +192,23 @@ impl Daemon {
             _sealed_exe: sealed,
         }))
     }
+}
+
+/// The state: all in `<data dir>/state.db`, or the model in PostgreSQL (`state_url`) and this
+/// host's own record in `state.db`.
+fn open_state(config: &DaemonConfig) -> Result<State, DaemonError> {
+    let local = config.data_dir.join("state.db");
+    let location = match &config.state_url {
+        None => StateLocation::Sqlite(local.clone()),
+        Some(url) => {
+            StateLocation::Postgres(PgTarget { url: url.clone(), ca_file: config.state_ca_file.clone() })
+        }
+    };
+    let options = StateOptions { keep_events: crate::services::state::DEFAULT_KEEP_EVENTS };
+    let state = State::open_at(&location, &local, options)
+        .map_err(|e| DaemonError::Start(crate::api::error::ApiError::caused(0, &e).full()))?;
+    tracing::info!(model = %location.describe(), "state opened");
+    Ok(state)
 }
 
 /// VR ran its procs scooper every 30 minutes.

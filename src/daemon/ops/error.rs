@@ -80,6 +80,7 @@ pub fn state_error(e: StateError) -> ApiError {
         StateError::MissingRef { .. } | StateError::InUse { .. } => codes::REFERENCE,
         StateError::Create { .. }
         | StateError::Open { .. }
+        | StateError::Connect { .. }
         | StateError::TooNew { .. }
         | StateError::Migrate { .. }
         | StateError::Query { .. }
@@ -176,7 +177,7 @@ mod tests {
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
             Some("database or disk is full".into()),
         );
-        let e = state_error(StateError::Query { what: "store proc web-1".into(), source: sqlite });
+        let e = state_error(StateError::Query { what: "store proc web-1".into(), source: sqlite.into() });
         assert_eq!(e.code, codes::STATE);
         assert!(e.message.contains("store proc web-1"), "{e:?}");
         assert_eq!(e.causes, ["Error code 13: database or disk is full"]);

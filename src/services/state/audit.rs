@@ -1,6 +1,6 @@
 //! The `audit` table: who called which API method, when, with what, and how it went.
 
-use rusqlite::{params, Connection, Row};
+use super::sql::{args, Conn, DbResult, Row};
 
 use super::{to_id, to_sql_int, State, StateError};
 
@@ -31,7 +31,9 @@ impl State {
     /// Removes the entries older than `before_ms` (unix milliseconds); returns how many.
     pub async fn prune_audit(&self, before_ms: i64) -> Result<usize, StateError> {
         self.call("prune the audit log".into(), move |db, what| {
-            db.conn.execute("DELETE FROM audit WHERE time < ?1", [before_ms]).map_err(StateError::query(what))
+            db.conn
+                .execute("DELETE FROM audit WHERE time < ?1", args![before_ms])
+                .map_err(StateError::query(what))
         })
         .await
     }
@@ -53,34 +55,34 @@ impl State {
     }
 }
 
-fn latest(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<AuditEntry>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, time, uid, gid, pid, method, params, outcome, user FROM audit ORDER BY id DESC LIMIT ?1",
+fn latest(conn: &Conn, limit: usize) -> DbResult<Vec<AuditEntry>> {
+    let mut rows: Vec<AuditEntry> = conn.query_map(
+        "SELECT id, time, uid, gid, pid, method, params, outcome, \"user\" FROM audit ORDER BY id DESC LIMIT ?1",
+        args![to_sql_int(limit)],
+        from_row,
     )?;
-    let mut rows =
-        stmt.query_map(params![to_sql_int(limit)], from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
     rows.reverse();
     Ok(rows)
 }
 
-fn append(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<u64> {
-    conn.execute(
-        "INSERT INTO audit (time, uid, gid, pid, method, params, outcome, user) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![e.time, e.uid, e.gid, e.pid, e.method, e.params, e.outcome, e.user],
+fn append(conn: &Conn, e: &AuditEntry) -> DbResult<u64> {
+    let id = conn.insert(
+        "INSERT INTO audit (time, uid, gid, pid, method, params, outcome, \"user\") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        args![e.time, e.uid, e.gid, e.pid, e.method, e.params, e.outcome, e.user],
     )?;
-    Ok(to_id(conn.last_insert_rowid()))
+    Ok(to_id(id))
 }
 
-fn list(conn: &Connection, limit: usize, since_id: u64) -> rusqlite::Result<Vec<AuditEntry>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, time, uid, gid, pid, method, params, outcome, user FROM audit
+fn list(conn: &Conn, limit: usize, since_id: u64) -> DbResult<Vec<AuditEntry>> {
+    conn.query_map(
+        "SELECT id, time, uid, gid, pid, method, params, outcome, \"user\" FROM audit
          WHERE id > ?1 ORDER BY id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![to_sql_int(since_id), to_sql_int(limit)], from_row)?;
-    rows.collect()
+        args![to_sql_int(since_id), to_sql_int(limit)],
+        from_row,
+    )
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+fn from_row(row: &Row) -> DbResult<AuditEntry> {
     Ok(AuditEntry {
         id: to_id(row.get(0)?),
         time: row.get(1)?,

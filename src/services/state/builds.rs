@@ -1,7 +1,7 @@
 //! The `builds` table: one row per `builder.build` call, written as `started` before the work and
 //! updated with the outcome after.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{args, Conn, DbError, DbResult, OptionalRow, Row};
 
 use super::{now_secs, to_id, to_sql_int, State, StateError};
 use crate::model::build_record::{BuildRecord, FAILED, STARTED};
@@ -46,11 +46,11 @@ impl State {
         let what = format!("record a build of {app_name}");
         self.call(what, move |db, what| {
             db.conn
-                .execute(
+                .insert(
                     "INSERT INTO builds (app_name, version, status, started, image_md5) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![app_name, version, STARTED, now_secs(), image_md5],
+                    args![app_name, version, STARTED, now_secs(), image_md5],
                 )
-                .map(|_| to_id(db.conn.last_insert_rowid()))
+                .map(to_id)
                 .map_err(StateError::query(what))
         })
         .await
@@ -60,7 +60,7 @@ impl State {
     pub async fn set_build_log(&self, id: u64, log_path: String) -> Result<(), StateError> {
         self.call(format!("record the log of build {id}"), move |db, what| {
             db.conn
-                .execute("UPDATE builds SET log_path = ?1 WHERE id = ?2", params![log_path, to_sql_int(id)])
+                .execute("UPDATE builds SET log_path = ?1 WHERE id = ?2", args![log_path, to_sql_int(id)])
                 .map(|_| ())
                 .map_err(StateError::query(what))
         })
@@ -78,7 +78,7 @@ impl State {
                 .execute(
                     "UPDATE builds SET status = ?1, step = ?2, error = ?3, app_commit = ?4, buildpacks = ?5,
                      build_md5 = ?6, artifact = ?7, ended = ?8, env = ?10 WHERE id = ?9",
-                    params![
+                    args![
                         o.status,
                         o.step,
                         o.error,
@@ -108,7 +108,7 @@ impl State {
             let sql = format!(
                 "UPDATE {table} SET status = ?1, error = 'vrd stopped during the build', ended = ?2 WHERE status = ?3"
             );
-            db.conn.execute(&sql, params![FAILED, now_secs(), STARTED]).map_err(StateError::query(what))
+            db.conn.execute(&sql, args![FAILED, now_secs(), STARTED]).map_err(StateError::query(what))
         })
         .await
     }
@@ -126,7 +126,7 @@ impl State {
         self.call(format!("read build {id}"), move |db, what| {
             let sql = format!("SELECT {COLUMNS} FROM builds WHERE id = ?1");
             db.conn
-                .query_row(&sql, params![to_sql_int(id)], from_row)
+                .query_row(&sql, args![to_sql_int(id)], from_row)
                 .optional()
                 .map_err(StateError::query(what))
         })
@@ -140,7 +140,7 @@ impl State {
             for id in ids {
                 tx.execute(
                     "UPDATE builds SET artifact = NULL, log_path = NULL, collected = ?1 WHERE id = ?2",
-                    params![now_secs(), to_sql_int(id)],
+                    args![now_secs(), to_sql_int(id)],
                 )
                 .map_err(StateError::query(what))?;
             }
@@ -153,33 +153,31 @@ impl State {
 /// The newest build of `app` at `version` on the image with `image_md5` that succeeded and still
 /// has its slug, or is still running (VR's `Build.get_current`).
 pub(super) fn current(
-    conn: &Connection,
+    conn: &Conn,
     app: &str,
     version: &str,
     image_md5: &str,
-) -> rusqlite::Result<Option<BuildRecord>> {
+) -> DbResult<Option<BuildRecord>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM builds WHERE app_name = ?1 AND version = ?2 AND image_md5 = ?3
          AND (status = 'started' OR (status = 'succeeded' AND artifact IS NOT NULL)) ORDER BY id DESC LIMIT 1"
     );
-    conn.query_row(&sql, params![app, version, image_md5], from_row).optional()
+    conn.query_row(&sql, args![app, version, image_md5], from_row).optional()
 }
 
-fn list(conn: &Connection, app: Option<&str>) -> rusqlite::Result<Vec<BuildRecord>> {
-    let sql = format!("SELECT {COLUMNS} FROM builds WHERE ?1 IS NULL OR app_name = ?1 ORDER BY id");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![app], from_row)?;
-    rows.collect()
+fn list(conn: &Conn, app: Option<&str>) -> DbResult<Vec<BuildRecord>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM builds WHERE CAST(?1 AS TEXT) IS NULL OR app_name = ?1 ORDER BY id");
+    conn.query_map(&sql, args![app], from_row)
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<BuildRecord> {
+fn from_row(row: &Row) -> DbResult<BuildRecord> {
     let packs: String = row.get(4)?;
-    let buildpacks =
-        serde_json::from_str(&packs).map_err(super::from_sql_err(4, rusqlite::types::Type::Text))?;
+    let buildpacks = serde_json::from_str(&packs).map_err(DbError::parse(4))?;
     Ok(BuildRecord {
         id: to_id(row.get(0)?),
         app_name: row.get(1)?,
-        version: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        version: row.get::<Option<String>>(2)?.unwrap_or_default(),
         app_commit: row.get(3)?,
         buildpacks,
         status: row.get(5)?,
@@ -192,7 +190,6 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<BuildRecord> {
         log_path: row.get(12)?,
         collected: row.get(13)?,
         image_md5: row.get(14)?,
-        env: serde_json::from_str(&row.get::<_, String>(15)?)
-            .map_err(super::from_sql_err(15, rusqlite::types::Type::Text))?,
+        env: serde_json::from_str(&row.get::<String>(15)?).map_err(DbError::parse(15))?,
     })
 }

@@ -1,10 +1,10 @@
 //! The records of dispatch: releases (frozen, reused when equal), each swarm's numbered releases,
 //! the procs each swarm owns, port locks and the deployment log.
 
+use super::sql::{args, DbError, DbResult, OptionalRow, Row};
 use super::{builds, now_secs, to_id, to_sql_int, State, StateError};
 use crate::model::build_record::BuildRecord;
 use crate::model::deploy::records::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
-use rusqlite::{params, OptionalExtension};
 
 /// A stack's active image as the state records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +17,13 @@ pub struct ActiveImage {
     pub sha256: String,
 }
 
-fn release_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReleaseRecord> {
+fn release_row(r: &Row) -> DbResult<ReleaseRecord> {
     let spec: String = r.get(3)?;
     Ok(ReleaseRecord {
         id: to_id(r.get(0)?),
         build: to_id(r.get(1)?),
         hash: r.get(2)?,
-        spec: serde_json::from_str(&spec).map_err(super::from_sql_err(3, rusqlite::types::Type::Text))?,
+        spec: serde_json::from_str(&spec).map_err(DbError::parse(3))?,
         created: r.get(4)?,
     })
 }
@@ -49,7 +49,7 @@ impl State {
             db.conn
                 .query_row(
                     "SELECT name, md5, artifact FROM images WHERE stack = ?1 AND active = 1 AND status = 'succeeded'",
-                    params![stack],
+                    args![stack],
                     |r| Ok(ActiveImage { name: r.get(0)?, md5: r.get(1)?, sha256: r.get(2)? }),
                 )
                 .optional()
@@ -69,7 +69,7 @@ impl State {
             let find = "SELECT id, build, hash, spec, created FROM releases WHERE build = ?1 AND hash = ?2
                         ORDER BY id DESC LIMIT 1";
             let q = |db: &super::Db| {
-                db.conn.query_row(find, params![to_sql_int(build), hash], release_row).optional()
+                db.conn.query_row(find, args![to_sql_int(build), hash], release_row).optional()
             };
             if let Some(found) = q(db).map_err(StateError::query(what))? {
                 return Ok(found);
@@ -78,7 +78,7 @@ impl State {
             db.conn
                 .execute(
                     "INSERT INTO releases (build, hash, spec, created) VALUES (?1, ?2, ?3, ?4)",
-                    params![to_sql_int(build), hash, text, now_secs()],
+                    args![to_sql_int(build), hash, text, now_secs()],
                 )
                 .map_err(StateError::query(what))?;
             q(db).map_err(StateError::query(what))?.ok_or_else(|| StateError::Panicked(what.to_string()))
@@ -92,7 +92,7 @@ impl State {
             db.conn
                 .query_row(
                     "SELECT id, build, hash, spec, created FROM releases WHERE id = ?1",
-                    params![to_sql_int(id)],
+                    args![to_sql_int(id)],
                     release_row,
                 )
                 .optional()
@@ -108,7 +108,7 @@ impl State {
                 .conn
                 .query_row(
                     "SELECT number, release FROM swarm_releases WHERE swarm = ?1 ORDER BY number DESC LIMIT 1",
-                    params![swarm],
+                    args![swarm],
                     |r| Ok((to_id(r.get(0)?), to_id(r.get(1)?))),
                 )
                 .optional()
@@ -120,7 +120,7 @@ impl State {
                     db.conn
                         .execute(
                             "INSERT INTO swarm_releases (swarm, number, release, created) VALUES (?1, ?2, ?3, ?4)",
-                            params![swarm, to_sql_int(number), to_sql_int(release), now_secs()],
+                            args![swarm, to_sql_int(number), to_sql_int(release), now_secs()],
                         )
                         .map_err(StateError::query(what))?;
                     Ok(number)
@@ -133,19 +133,13 @@ impl State {
     /// A swarm's releases, oldest first.
     pub async fn swarm_releases(&self, swarm: String) -> Result<Vec<NumberedRelease>, StateError> {
         self.call(format!("list the releases of swarm {swarm}"), move |db, what| {
-            let mut stmt = db
-                .conn
-                .prepare(
+            let rows: Vec<_> = db.conn.query_map(
                     "SELECT r.id, r.build, r.hash, r.spec, r.created, s.number, s.created
-                     FROM swarm_releases s JOIN releases r ON r.id = s.release WHERE s.swarm = ?1 ORDER BY s.number",
-                )
-                .map_err(StateError::query(what))?;
-            let rows = stmt
-                .query_map(params![swarm], |r| {
+                     FROM swarm_releases s JOIN releases r ON r.id = s.release WHERE s.swarm = ?1 ORDER BY s.number", args![swarm], |r| {
                     Ok(NumberedRelease { number: to_id(r.get(5)?), created: r.get(6)?, release: release_row(r)? })
                 })
                 .map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            Ok(rows)
         })
         .await
     }
@@ -155,9 +149,12 @@ impl State {
         self.call(format!("record proc {} of swarm {}", p.proc, p.swarm), move |db, what| {
             db.conn
                 .execute(
-                    "INSERT OR REPLACE INTO swarm_procs (host, proc, swarm, release, port, balancer, pool, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![
+                    "INSERT INTO swarm_procs (host, proc, swarm, release, port, balancer, pool, created)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (host, proc) DO UPDATE SET swarm = excluded.swarm, release = excluded.release,
+                       port = excluded.port, balancer = excluded.balancer, pool = excluded.pool,
+                       created = excluded.created",
+                    args![
                         p.host,
                         p.proc,
                         p.swarm,
@@ -186,7 +183,7 @@ impl State {
             db.conn
                 .execute(
                     "UPDATE swarm_procs SET balancer = ?3, pool = ?4 WHERE host = ?1 AND proc = ?2",
-                    params![host, proc, b, p],
+                    args![host, proc, b, p],
                 )
                 .map(|_| ())
                 .map_err(StateError::query(what))
@@ -198,7 +195,7 @@ impl State {
     pub async fn forget_swarm_proc(&self, host: String, proc: String) -> Result<(), StateError> {
         self.call(format!("forget proc {proc}"), move |db, what| {
             db.conn
-                .execute("DELETE FROM swarm_procs WHERE host = ?1 AND proc = ?2", params![host, proc])
+                .execute("DELETE FROM swarm_procs WHERE host = ?1 AND proc = ?2", args![host, proc])
                 .map(|_| ())
                 .map_err(StateError::query(what))
         })
@@ -208,29 +205,28 @@ impl State {
     /// The procs of `swarm`, or of every swarm.
     pub async fn swarm_procs(&self, swarm: Option<String>) -> Result<Vec<SwarmProcRecord>, StateError> {
         self.call("list swarm procs".into(), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare(
+                .query_map(
                     "SELECT host, proc, swarm, release, port, balancer, pool FROM swarm_procs
-                     WHERE ?1 IS NULL OR swarm = ?1 ORDER BY host, proc",
+                     WHERE CAST(?1 AS TEXT) IS NULL OR swarm = ?1 ORDER BY host, proc",
+                    args![swarm],
+                    |r| {
+                        Ok(SwarmProcRecord {
+                            host: r.get(0)?,
+                            proc: r.get(1)?,
+                            swarm: r.get(2)?,
+                            release: to_id(r.get(3)?),
+                            port: r.get(4)?,
+                            routed: match (r.get::<Option<String>>(5)?, r.get::<Option<String>>(6)?) {
+                                (Some(b), Some(p)) => Some((b, p)),
+                                _ => None,
+                            },
+                        })
+                    },
                 )
                 .map_err(StateError::query(what))?;
-            let rows = stmt
-                .query_map(params![swarm], |r| {
-                    Ok(SwarmProcRecord {
-                        host: r.get(0)?,
-                        proc: r.get(1)?,
-                        swarm: r.get(2)?,
-                        release: to_id(r.get(3)?),
-                        port: r.get(4)?,
-                        routed: match (r.get::<_, Option<String>>(5)?, r.get::<_, Option<String>>(6)?) {
-                            (Some(b), Some(p)) => Some((b, p)),
-                            _ => None,
-                        },
-                    })
-                })
-                .map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            Ok(rows)
         })
         .await
     }
@@ -240,8 +236,8 @@ impl State {
         self.call(format!("lock port {port} on {host}"), move |db, what| {
             db.conn
                 .execute(
-                    "INSERT OR IGNORE INTO port_locks (host, port, created) VALUES (?1, ?2, ?3)",
-                    params![host, port, now_secs()],
+                    "INSERT INTO port_locks (host, port, created) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    args![host, port, now_secs()],
                 )
                 .map(|n| n == 1)
                 .map_err(StateError::query(what))
@@ -253,7 +249,7 @@ impl State {
     pub async fn unlock_port(&self, host: String, port: u16) -> Result<(), StateError> {
         self.call(format!("unlock port {port} on {host}"), move |db, what| {
             db.conn
-                .execute("DELETE FROM port_locks WHERE host = ?1 AND port = ?2", params![host, port])
+                .execute("DELETE FROM port_locks WHERE host = ?1 AND port = ?2", args![host, port])
                 .map(|_| ())
                 .map_err(StateError::query(what))
         })
@@ -263,13 +259,11 @@ impl State {
     /// The locked ports of `host`.
     pub async fn locked_ports(&self, host: String) -> Result<Vec<u16>, StateError> {
         self.call(format!("read the port locks of {host}"), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare("SELECT port FROM port_locks WHERE host = ?1")
+                .query_map("SELECT port FROM port_locks WHERE host = ?1", args![host], |r| r.get::<u16>(0))
                 .map_err(StateError::query(what))?;
-            let rows =
-                stmt.query_map(params![host], |r| r.get::<_, u16>(0)).map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            Ok(rows)
         })
         .await
     }
@@ -278,7 +272,7 @@ impl State {
     pub async fn prune_port_locks(&self, max_age_secs: i64) -> Result<usize, StateError> {
         self.call("prune port locks".into(), move |db, what| {
             db.conn
-                .execute("DELETE FROM port_locks WHERE created < ?1", params![now_secs() - max_age_secs])
+                .execute("DELETE FROM port_locks WHERE created < ?1", args![now_secs() - max_age_secs])
                 .map_err(StateError::query(what))
         })
         .await
@@ -295,13 +289,14 @@ impl State {
     ) -> Result<DeployLogEntry, StateError> {
         self.call("append to the deployment log".into(), move |db, what| {
             let time = now_secs();
-            db.conn
-                .execute(
+            let id = db
+                .conn
+                .insert(
                     "INSERT INTO deploy_log (time, trace, swarm, tags, body, build) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![time, trace, swarm, tags.join(","), message, build.map(to_sql_int)],
+                    args![time, trace, swarm, tags.join(","), message, build.map(to_sql_int)],
                 )
+                .map(to_id)
                 .map_err(StateError::query(what))?;
-            let id = to_id(db.conn.last_insert_rowid());
             Ok(DeployLogEntry { id, time, trace, swarm, tags, message, build })
         })
         .await
@@ -315,28 +310,27 @@ impl State {
         limit: usize,
     ) -> Result<Vec<DeployLogEntry>, StateError> {
         self.call("read the deployment log".into(), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare(
+                .query_map(
                     "SELECT id, time, trace, swarm, tags, body, build FROM deploy_log
-                     WHERE id > ?1 AND (?2 IS NULL OR trace = ?2) ORDER BY id LIMIT ?3",
+                     WHERE id > ?1 AND (CAST(?2 AS TEXT) IS NULL OR trace = ?2) ORDER BY id LIMIT ?3",
+                    args![to_sql_int(after), trace, to_sql_int(limit)],
+                    |r| {
+                        let tags: String = r.get(4)?;
+                        Ok(DeployLogEntry {
+                            id: to_id(r.get(0)?),
+                            time: r.get(1)?,
+                            trace: r.get(2)?,
+                            swarm: r.get(3)?,
+                            tags: tags.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
+                            message: r.get(5)?,
+                            build: r.get::<Option<i64>>(6)?.map(to_id),
+                        })
+                    },
                 )
                 .map_err(StateError::query(what))?;
-            let rows = stmt
-                .query_map(params![to_sql_int(after), trace, to_sql_int(limit)], |r| {
-                    let tags: String = r.get(4)?;
-                    Ok(DeployLogEntry {
-                        id: to_id(r.get(0)?),
-                        time: r.get(1)?,
-                        trace: r.get(2)?,
-                        swarm: r.get(3)?,
-                        tags: tags.split(',').filter(|t| !t.is_empty()).map(str::to_string).collect(),
-                        message: r.get(5)?,
-                        build: r.get::<_, Option<i64>>(6)?.map(to_id),
-                    })
-                })
-                .map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            Ok(rows)
         })
         .await
     }

@@ -1,10 +1,9 @@
 //! The `proc_events` table: every proc state change, numbered, so a consumer that lost its
 //! connection can replay from the last id it saw. Only the newest events are kept.
 
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, Row};
+use super::sql::{args, Conn, DbError, DbResult, Row};
 
-use super::{from_sql_err, to_id, to_sql_int, Db, State, StateError};
+use super::{to_id, to_sql_int, Db, State, StateError};
 use crate::model::supervision::ProcEvent;
 
 /// Appends between prunes: pruning is one indexed DELETE, but there is no need to run it every time.
@@ -38,7 +37,7 @@ impl State {
     pub async fn latest_event_id(&self) -> Result<u64, StateError> {
         self.call("read the newest event's id".into(), |db, what| {
             db.conn
-                .query_row("SELECT COALESCE(MAX(id), 0) FROM proc_events", [], |row| row.get::<_, i64>(0))
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM proc_events", &[], |row| row.get::<i64>(0))
                 .map(to_id)
                 .map_err(StateError::query(what))
         })
@@ -51,9 +50,8 @@ impl State {
     }
 }
 
-fn append(db: &mut Db, body: &str) -> rusqlite::Result<u64> {
-    db.conn.execute("INSERT INTO proc_events (body) VALUES (?1)", [body])?;
-    let id = to_id(db.conn.last_insert_rowid());
+fn append(db: &mut Db, body: &str) -> DbResult<u64> {
+    let id = to_id(db.conn.insert("INSERT INTO proc_events (body) VALUES (?1)", args![body])?);
     db.appends += 1;
     if db.appends >= PRUNE_EVERY {
         prune(db)?;
@@ -61,25 +59,27 @@ fn append(db: &mut Db, body: &str) -> rusqlite::Result<u64> {
     Ok(id)
 }
 
-fn prune(db: &mut Db) -> rusqlite::Result<usize> {
+fn prune(db: &mut Db) -> DbResult<usize> {
     db.appends = 0;
     // The subquery finds the newest event that is *not* kept; with fewer events it is NULL and
     // nothing matches.
     db.conn.execute(
         "DELETE FROM proc_events
          WHERE id <= (SELECT id FROM proc_events ORDER BY id DESC LIMIT 1 OFFSET ?1)",
-        [to_sql_int(db.options.keep_events)],
+        args![to_sql_int(db.options.keep_events)],
     )
 }
 
-fn since(conn: &Connection, after_id: u64, limit: usize) -> rusqlite::Result<Vec<(u64, ProcEvent)>> {
-    let mut stmt = conn.prepare("SELECT id, body FROM proc_events WHERE id > ?1 ORDER BY id LIMIT ?2")?;
-    let rows = stmt.query_map(params![to_sql_int(after_id), to_sql_int(limit)], from_row)?;
-    rows.collect()
+fn since(conn: &Conn, after_id: u64, limit: usize) -> DbResult<Vec<(u64, ProcEvent)>> {
+    conn.query_map(
+        "SELECT id, body FROM proc_events WHERE id > ?1 ORDER BY id LIMIT ?2",
+        args![to_sql_int(after_id), to_sql_int(limit)],
+        from_row,
+    )
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(u64, ProcEvent)> {
+fn from_row(row: &Row) -> DbResult<(u64, ProcEvent)> {
     let body: String = row.get(1)?;
-    let event = serde_json::from_str(&body).map_err(from_sql_err(1, Type::Text))?;
+    let event = serde_json::from_str(&body).map_err(DbError::parse(1))?;
     Ok((to_id(row.get(0)?), event))
 }

@@ -3,7 +3,7 @@
 //! transaction (the `one_active_image` index keeps it to one per stack). Also which builds the
 //! swarms' releases still use, for gc.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use super::sql::{args, Conn, DbResult, OptionalRow, Row};
 
 use super::{now_secs, to_id, to_sql_int, State, StateError};
 use crate::model::build_record::{FAILED, STARTED, SUCCEEDED};
@@ -23,7 +23,7 @@ pub struct BuiltImage {
 const COLUMNS: &str =
     "id, stack, name, status, error, md5, artifact, url, log_path, active, created, ended, collected";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
+fn from_row(r: &Row) -> DbResult<ImageRecord> {
     Ok(ImageRecord {
         id: to_id(r.get(0)?),
         stack: r.get(1)?,
@@ -34,23 +34,23 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ImageRecord> {
         artifact: r.get(6)?,
         url: r.get(7)?,
         log_path: r.get(8)?,
-        active: r.get::<_, i64>(9)? != 0,
+        active: r.get::<i64>(9)? != 0,
         created: r.get(10)?,
         ended: r.get(11)?,
         collected: r.get(12)?,
     })
 }
 
-fn get(conn: &Connection, id: u64) -> rusqlite::Result<Option<ImageRecord>> {
+fn get(conn: &Conn, id: u64) -> DbResult<Option<ImageRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM images WHERE id = ?1");
-    conn.query_row(&sql, params![to_sql_int(id)], from_row).optional()
+    conn.query_row(&sql, args![to_sql_int(id)], from_row).optional()
 }
 
 /// `<stack>-<n>`, n one more than the stack's images so far (the number is all digits, so two
 /// stacks' image names never meet).
-fn next_name(conn: &Connection, stack: &str) -> rusqlite::Result<String> {
+fn next_name(conn: &Conn, stack: &str) -> DbResult<String> {
     let count: i64 =
-        conn.query_row("SELECT COUNT(*) FROM images WHERE stack = ?1", params![stack], |r| r.get(0))?;
+        conn.query_row("SELECT COUNT(*) FROM images WHERE stack = ?1", args![stack], |r| r.get(0))?;
     Ok(format!("{stack}-{}", count + 1))
 }
 
@@ -65,17 +65,15 @@ impl State {
         self.call(format!("record an image build of stack {stack}"), move |db, what| {
             let tx = db.conn.transaction().map_err(StateError::query(what))?;
             let name = next_name(&tx, &stack).map_err(StateError::query(what))?;
-            tx.execute(
-                "INSERT INTO images (stack, name, status, created) VALUES (?1, ?2, ?3, ?4)",
-                params![stack, name, STARTED, now_secs()],
-            )
-            .map_err(StateError::query(what))?;
-            let id = to_id(tx.last_insert_rowid());
-            tx.execute(
-                "UPDATE images SET log_path = ?1 WHERE id = ?2",
-                params![log_path(id), to_sql_int(id)],
-            )
-            .map_err(StateError::query(what))?;
+            let id = tx
+                .insert(
+                    "INSERT INTO images (stack, name, status, created) VALUES (?1, ?2, ?3, ?4)",
+                    args![stack, name, STARTED, now_secs()],
+                )
+                .map(to_id)
+                .map_err(StateError::query(what))?;
+            tx.execute("UPDATE images SET log_path = ?1 WHERE id = ?2", args![log_path(id), to_sql_int(id)])
+                .map_err(StateError::query(what))?;
             let record = get(&tx, id).map_err(StateError::query(what))?;
             tx.commit().map_err(StateError::query(what))?;
             record.ok_or_else(|| StateError::Panicked(what.to_string()))
@@ -96,7 +94,7 @@ impl State {
                 Ok(b) => {
                     tx.execute(
                         "UPDATE images SET status = ?1, md5 = ?2, artifact = ?3, url = ?4, ended = ?5 WHERE id = ?6",
-                        params![SUCCEEDED, b.md5, b.artifact, b.url, now_secs(), to_sql_int(id)],
+                        args![SUCCEEDED, b.md5, b.artifact, b.url, now_secs(), to_sql_int(id)],
                     )
                     .and_then(|_| activate(&tx, id))
                     .map_err(q)?;
@@ -104,7 +102,7 @@ impl State {
                 Err(error) => {
                     tx.execute(
                         "UPDATE images SET status = ?1, error = ?2, ended = ?3 WHERE id = ?4",
-                        params![FAILED, error, now_secs(), to_sql_int(id)],
+                        args![FAILED, error, now_secs(), to_sql_int(id)],
                     )
                     .map_err(q)?;
                 }
@@ -124,7 +122,7 @@ impl State {
             let usable: Option<i64> = tx
                 .query_row(
                     "SELECT id FROM images WHERE id = ?1 AND status = ?2 AND collected IS NULL",
-                    params![to_sql_int(id), SUCCEEDED],
+                    args![to_sql_int(id), SUCCEEDED],
                     |r| r.get(0),
                 )
                 .optional()
@@ -150,10 +148,12 @@ impl State {
     /// Every image (of `stack` when given), oldest first.
     pub async fn list_images(&self, stack: Option<String>) -> Result<Vec<ImageRecord>, StateError> {
         self.call("list images".into(), move |db, what| {
-            let sql = format!("SELECT {COLUMNS} FROM images WHERE ?1 IS NULL OR stack = ?1 ORDER BY id");
-            let mut stmt = db.conn.prepare(&sql).map_err(StateError::query(what))?;
-            let rows = stmt.query_map(params![stack], from_row).map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            let sql = format!(
+                "SELECT {COLUMNS} FROM images WHERE CAST(?1 AS TEXT) IS NULL OR stack = ?1 ORDER BY id"
+            );
+            let rows: Vec<_> =
+                db.conn.query_map(&sql, args![stack], from_row).map_err(StateError::query(what))?;
+            Ok(rows)
         })
         .await
     }
@@ -174,7 +174,7 @@ impl State {
                     .execute(
                         "UPDATE images SET artifact = NULL, url = NULL, log_path = NULL, collected = ?1
                          WHERE id = ?2 AND active = 0 AND collected IS NULL",
-                        params![now_secs(), to_sql_int(id)],
+                        args![now_secs(), to_sql_int(id)],
                     )
                     .map_err(StateError::query(what))?;
                 if n == 1 {
@@ -190,40 +190,40 @@ impl State {
     /// The builds a swarm still needs: those of its procs' releases and of its newest release.
     pub async fn builds_in_use(&self) -> Result<Vec<u64>, StateError> {
         self.call("list the builds swarms use".into(), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare(
+                .query_map(
                     "SELECT r.build FROM swarm_procs p JOIN releases r ON r.id = p.release
                      UNION
                      SELECT r.build FROM swarm_releases s JOIN releases r ON r.id = s.release
                      WHERE s.number = (SELECT MAX(number) FROM swarm_releases WHERE swarm = s.swarm)",
+                    &[],
+                    |r| r.get::<i64>(0).map(to_id),
                 )
                 .map_err(StateError::query(what))?;
-            let rows =
-                stmt.query_map([], |r| r.get::<_, i64>(0).map(to_id)).map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            Ok(rows)
         })
         .await
     }
 }
 
 /// Makes `id` the only active image of its stack (clearing the old one first, for the unique index).
-fn activate(conn: &Connection, id: u64) -> rusqlite::Result<()> {
+fn activate(conn: &Conn, id: u64) -> DbResult<()> {
     let id = to_sql_int(id);
     conn.execute(
         "UPDATE images SET active = 0 WHERE active = 1 AND stack = (SELECT stack FROM images WHERE id = ?1)",
-        params![id],
+        args![id],
     )?;
-    conn.execute("UPDATE images SET active = 1 WHERE id = ?1", params![id]).map(|_| ())
+    conn.execute("UPDATE images SET active = 1 WHERE id = ?1", args![id]).map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::deploy::{Definition, StackSpec};
+    use crate::services::state::testing::engine_tests;
 
-    async fn state_with_stack(name: &str) -> State {
-        let state = State::open_in_memory().unwrap();
+    async fn state_with_stack(state: State, name: &str) -> State {
         let stack: StackSpec =
             serde_json::from_value(serde_json::json!({"name": name, "base_image_url": "/b.tar"})).unwrap();
         state.put_definition(Definition::Stack(stack), true).await.unwrap();
@@ -235,51 +235,54 @@ mod tests {
         Ok(BuiltImage { md5: hex(32), artifact: hex(64), url: format!("/store/{}", hex(64)) })
     }
 
-    #[tokio::test]
-    async fn each_built_image_becomes_the_only_active_one_and_can_be_rolled_back() {
-        let state = state_with_stack("web").await;
-        let first = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
-        assert_eq!((first.name.as_str(), first.status.as_str()), ("web-1", STARTED));
-        assert_eq!(first.log_path.as_deref(), Some(format!("/logs/{}", first.id).as_str()));
-        assert!(state.active_image("web".into()).await.unwrap().is_none(), "not active while building");
-        state.finish_image(first.id, built(1)).await.unwrap();
-        let second = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
-        assert_eq!(second.name, "web-2");
-        let done = state.finish_image(second.id, built(2)).await.unwrap();
-        assert!(done.active);
-        let active = state.active_image("web".into()).await.unwrap().unwrap();
-        assert_eq!(active.md5, format!("{:032x}", 2));
-        let failed = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
-        let failed = state.finish_image(failed.id, Err("script failed".into())).await.unwrap();
-        assert!(!failed.active && failed.error.as_deref() == Some("script failed"));
-        assert!(!state.activate_image(failed.id).await.unwrap(), "a failed image can't be active");
-        assert!(state.activate_image(first.id).await.unwrap());
-        let images = state.list_images(Some("web".into())).await.unwrap();
-        let actives: Vec<&str> = images.iter().filter(|i| i.active).map(|i| i.name.as_str()).collect();
-        assert_eq!(actives, ["web-1"]);
-    }
-
-    #[tokio::test]
-    async fn gc_never_marks_the_active_image_and_a_collected_one_cant_come_back() {
-        let state = state_with_stack("web").await;
-        let mut ids = Vec::new();
-        for n in 1..=2 {
-            let image = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
-            state.finish_image(image.id, built(n)).await.unwrap();
-            ids.push(image.id);
+    engine_tests! {
+        async fn each_built_image_becomes_the_only_active_one_and_can_be_rolled_back(state) {
+            let state = state_with_stack(state, "web").await;
+            let first = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
+            assert_eq!((first.name.as_str(), first.status.as_str()), ("web-1", STARTED));
+            assert_eq!(first.log_path.as_deref(), Some(format!("/logs/{}", first.id).as_str()));
+            assert!(state.active_image("web".into()).await.unwrap().is_none(), "not active while building");
+            state.finish_image(first.id, built(1)).await.unwrap();
+            let second = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
+            assert_eq!(second.name, "web-2");
+            let done = state.finish_image(second.id, built(2)).await.unwrap();
+            assert!(done.active);
+            let active = state.active_image("web".into()).await.unwrap().unwrap();
+            assert_eq!(active.md5, format!("{:032x}", 2));
+            let failed = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
+            let failed = state.finish_image(failed.id, Err("script failed".into())).await.unwrap();
+            assert!(!failed.active && failed.error.as_deref() == Some("script failed"));
+            assert!(!state.activate_image(failed.id).await.unwrap(), "a failed image can't be active");
+            assert!(state.activate_image(first.id).await.unwrap());
+            let images = state.list_images(Some("web".into())).await.unwrap();
+            let actives: Vec<&str> = images.iter().filter(|i| i.active).map(|i| i.name.as_str()).collect();
+            assert_eq!(actives, ["web-1"]);
         }
-        assert_eq!(state.mark_images_collected(ids.clone()).await.unwrap(), [ids[0]]);
-        let old = state.get_image(ids[0]).await.unwrap().unwrap();
-        assert!(old.collected.is_some() && old.artifact.is_none() && old.url.is_none());
-        assert!(!state.activate_image(ids[0]).await.unwrap());
     }
 
-    #[tokio::test]
-    async fn an_interrupted_image_build_is_failed_at_startup() {
-        let state = state_with_stack("web").await;
-        let image = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
-        assert_eq!(state.fail_started_images().await.unwrap(), 1);
-        let image = state.get_image(image.id).await.unwrap().unwrap();
-        assert_eq!(image.status, FAILED);
+    engine_tests! {
+        async fn gc_never_marks_the_active_image_and_a_collected_one_cant_come_back(state) {
+            let state = state_with_stack(state, "web").await;
+            let mut ids = Vec::new();
+            for n in 1..=2 {
+                let image = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
+                state.finish_image(image.id, built(n)).await.unwrap();
+                ids.push(image.id);
+            }
+            assert_eq!(state.mark_images_collected(ids.clone()).await.unwrap(), [ids[0]]);
+            let old = state.get_image(ids[0]).await.unwrap().unwrap();
+            assert!(old.collected.is_some() && old.artifact.is_none() && old.url.is_none());
+            assert!(!state.activate_image(ids[0]).await.unwrap());
+        }
+    }
+
+    engine_tests! {
+        async fn an_interrupted_image_build_is_failed_at_startup(state) {
+            let state = state_with_stack(state, "web").await;
+            let image = state.start_image("web".into(), |id| format!("/logs/{id}")).await.unwrap();
+            assert_eq!(state.fail_started_images().await.unwrap(), 1);
+            let image = state.get_image(image.id).await.unwrap().unwrap();
+            assert_eq!(image.status, FAILED);
+        }
     }
 }

@@ -1,9 +1,9 @@
-//! vrd's durable state in embedded SQLite: procs, proc events, builds and the audit log. This is the only
-//! module that speaks SQL.
+//! vrd's durable state: procs, proc events, builds, the deployment model, users and the audit log,
+//! in embedded SQLite (the default) or PostgreSQL. This is the only module that speaks SQL.
 //!
-//! [`State`] is an actor: one std thread owns the rusqlite `Connection` (which is `Send` but not
-//! `Sync`), and every async method sends it a job over a channel and awaits the reply on a oneshot.
-//! Jobs run one at a time, in the order they were sent, so the tokio runtime never blocks on disk.
+//! [`State`] is an actor: one std thread owns the connection ([`sql::Conn`], either engine), and
+//! every async method sends it a job over a channel and awaits the reply on a oneshot. Jobs run
+//! one at a time, in the order they were sent, so the tokio runtime never blocks on the database.
 
 mod audit;
 mod builds;
@@ -15,8 +15,13 @@ mod objects;
 mod peers;
 mod pools;
 mod procs;
+pub mod sql;
+mod transfer;
+pub use transfer::{migrate_state, Transfer, TransferError, MODEL_TABLES};
 mod users;
 pub use users::StoredUser;
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
+use sql::{Conn, DbError};
 use tokio::sync::{mpsc, oneshot};
 
 pub use audit::AuditEntry;
@@ -35,6 +41,7 @@ pub use deploy::ActiveImage;
 pub use images::BuiltImage;
 pub use peers::TokenRefused;
 pub use procs::ProcRecord;
+pub use sql::PgTarget;
 
 /// How many proc events are kept when nothing else is configured.
 pub const DEFAULT_KEEP_EVENTS: usize = 10_000;
@@ -63,37 +70,46 @@ pub enum StateError {
         path: PathBuf,
         /// The SQLite error.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
+    },
+    /// PostgreSQL could not be reached or refused the connection.
+    #[error("failed to connect to the state database {database}: check that PostgreSQL runs there, that state_url names the right host, database and user, and its TLS settings (sslmode, state_ca_file)")]
+    Connect {
+        /// The database's URL, its password left out.
+        database: String,
+        /// The client's error.
+        #[source]
+        source: DbError,
     },
     /// The database was written by a newer vrd, whose schema this vrd does not know.
-    #[error("failed to open the state database {path}: it is from a newer vrd (schema version {found}, this vrd knows up to {known}); upgrade vrd, or move the file aside to start empty")]
+    #[error("failed to open the state database {location}: it is from a newer vrd (schema version {found}, this vrd knows up to {known}); upgrade vrd, or point vrd at another database to start empty")]
     TooNew {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL.
+        location: String,
         /// The version found in the file.
         found: u32,
         /// The newest version this vrd knows.
         known: u32,
     },
     /// A schema migration failed; the transaction left the database at its old version.
-    #[error("failed to apply schema migration {version} to the state database {path}: the file is unchanged; check free disk space, or restore it from a backup")]
+    #[error("failed to apply schema migration {version} to the state database {location}: the database is unchanged; check free disk space, or restore it from a backup")]
     Migrate {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or URL.
+        location: String,
         /// The version the migration leads to.
         version: u32,
-        /// The SQLite error.
+        /// The engine's error.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A statement failed.
     #[error("failed to {what} in the state database: check free disk space and the daemon log")]
     Query {
         /// What was being done, e.g. "store proc web-1".
         what: String,
-        /// The SQLite error.
+        /// The engine's error.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A stored value does not decode: the file was changed outside vrd.
     #[error("failed to decode {what} from the state database: it was changed outside vrd; restore it from a backup")]
@@ -102,7 +118,7 @@ pub enum StateError {
         what: String,
         /// The decoding error.
         #[source]
-        source: rusqlite::Error,
+        source: DbError,
     },
     /// A value could not be encoded as JSON.
     #[error("failed to encode {what} as JSON: this is a bug in vrd; please report it")]
@@ -164,15 +180,33 @@ pub enum StateError {
 
 impl StateError {
     /// The error for a failed statement, telling a value that does not decode apart from the rest.
-    fn query(what: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> StateError {
+    fn query(what: impl Into<String>) -> impl FnOnce(DbError) -> StateError {
         move |source| {
             let what = what.into();
-            match source {
-                rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..)
-                | rusqlite::Error::InvalidColumnType(..) => StateError::Corrupt { what, source },
-                source => StateError::Query { what, source },
+            if source.is_corrupt() {
+                StateError::Corrupt { what, source }
+            } else {
+                StateError::Query { what, source }
             }
+        }
+    }
+}
+
+/// Where the state lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// An embedded SQLite file (the default: `<data dir>/state.db`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by coordinators.
+    Postgres(PgTarget),
+}
+
+impl StateLocation {
+    /// The location for messages, a password left out.
+    pub fn describe(&self) -> String {
+        match self {
+            StateLocation::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StateLocation::Postgres(target) => target.redacted(),
         }
     }
 }
@@ -186,7 +220,7 @@ pub struct StateOptions {
 
 /// The connection and the bookkeeping the database thread keeps beside it.
 struct Db {
-    conn: Connection,
+    conn: Conn,
     options: StateOptions,
     /// Events appended since the last prune.
     appends: usize,
@@ -195,10 +229,24 @@ struct Db {
 /// One unit of work for the database thread.
 type Job = Box<dyn FnOnce(&mut Db) + Send>;
 
-/// A handle on vrd's state database; clones share one connection and thread.
+/// The thread that owns one connection, and the way to hand it jobs.
+#[derive(Clone)]
+struct Actor {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A handle on vrd's state; clones share its connections and threads.
+///
+/// The state has two parts. The model (definitions, builds, images, releases, the deployment log,
+/// users, tokens, sessions, the audit log, the fleet's tokens and certificates, pools and their
+/// generations) is what coordinators share: in SQLite by default, or in PostgreSQL. The host's
+/// own record (its procs and their events) is always this host's, in SQLite. With SQLite alone
+/// both parts are one connection.
 #[derive(Clone)]
 pub struct State {
-    jobs: mpsc::Sender<Job>,
+    model: Actor,
+    local: Actor,
+    engine: sql::EngineKind,
 }
 
 impl State {
@@ -210,11 +258,40 @@ impl State {
 
     /// [`State::open`] with explicit options.
     pub fn open_with(path: &Path, options: StateOptions) -> Result<State, StateError> {
-        create_private(path)?;
-        let open_err = |source| StateError::Open { path: path.to_path_buf(), source };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        migrations::prepare(&mut conn, path)?;
-        State::spawn(conn, options)
+        let actor = Actor::sqlite(Some(path), options)?;
+        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite })
+    }
+
+    /// The model in PostgreSQL at `target` (its schema brought up to date, one vrd at a time: the
+    /// migration holds an advisory lock), the host's own record in SQLite at `local` (in memory
+    /// when `None`). Blocks while it connects and migrates, so call it at startup.
+    pub fn open_postgres(
+        target: PgTarget,
+        local: Option<&Path>,
+        options: StateOptions,
+    ) -> Result<State, StateError> {
+        let database = target.redacted();
+        let model = Actor::spawn(options, move || {
+            let conn = Conn::postgres(target)
+                .map_err(|source| StateError::Connect { database: database.clone(), source })?;
+            migrations::prepare_postgres(&conn, &database)?;
+            Ok(conn)
+        })?;
+        let local = Actor::sqlite(local, options)?;
+        Ok(State { model, local, engine: sql::EngineKind::Postgres })
+    }
+
+    /// Opens the state `location` names: everything in a SQLite file, or the model in PostgreSQL
+    /// and the host's record in `local`.
+    pub fn open_at(
+        location: &StateLocation,
+        local: &Path,
+        options: StateOptions,
+    ) -> Result<State, StateError> {
+        match location {
+            StateLocation::Sqlite(path) => State::open_with(path, options),
+            StateLocation::Postgres(target) => State::open_postgres(target.clone(), Some(local), options),
+        }
     }
 
     /// A fresh private database in memory, for tests.
@@ -224,26 +301,20 @@ impl State {
 
     /// [`State::open_in_memory`] with explicit options.
     pub fn open_in_memory_with(options: StateOptions) -> Result<State, StateError> {
-        let path = Path::new(":memory:");
-        let open_err = |source| StateError::Open { path: path.to_path_buf(), source };
-        let mut conn = Connection::open_in_memory().map_err(open_err)?;
-        migrations::prepare(&mut conn, path)?;
-        State::spawn(conn, options)
+        let actor = Actor::sqlite(None, options)?;
+        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite })
     }
 
-    /// Starts the thread that owns `conn`; it ends when the last handle is dropped.
-    fn spawn(conn: Connection, options: StateOptions) -> Result<State, StateError> {
-        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
-        let mut db = Db { conn, options, appends: 0 };
-        std::thread::Builder::new()
-            .name("vrd-state".into())
-            .spawn(move || {
-                while let Some(job) = queue.blocking_recv() {
-                    job(&mut db);
-                }
-            })
-            .map_err(StateError::Spawn)?;
-        Ok(State { jobs })
+    /// The engine the model is in.
+    pub fn engine(&self) -> sql::EngineKind {
+        self.engine
+    }
+
+    /// This state with its model taken from the host's own record: what a balancer that lives
+    /// on this host (dummy, builtin) keeps its node sets in, so coordinators sharing one model
+    /// never mix their local balancers' pools.
+    pub fn local(&self) -> State {
+        State { model: self.local.clone(), local: self.local.clone(), engine: sql::EngineKind::Sqlite }
     }
 
     /// Queues `f` for the database thread and returns once it is queued, not done: jobs run in
@@ -257,20 +328,102 @@ impl State {
             Ok(Err(e)) => tracing::error!(error = %e, "a queued state write failed"),
             Err(_) => tracing::error!(error = %StateError::Panicked(what), "a queued state write failed"),
         });
-        self.jobs.send(job).await.map_err(|_| StateError::Closed)
+        self.model.jobs.send(job).await.map_err(|_| StateError::Closed)
     }
 
     /// Answers once the database thread has run a trivial query: the thread is alive and not
     /// stuck (the watchdog asks this before every ping to systemd).
     pub async fn ping(&self) -> Result<(), StateError> {
         self.call("ping the state thread".into(), |db, what| {
-            db.conn.query_row("SELECT 1", [], |_| Ok(())).map_err(StateError::query(what))
+            db.conn.query_row("SELECT 1", &[], |_| Ok(())).map_err(StateError::query(what))
         })
         .await
     }
 
-    /// Runs `f` on the database thread and returns its result. `what` names the call in errors
-    /// ("store proc web-1") and is handed to `f` for its own.
+    /// Runs `f` on the model's database thread and returns its result. `what` names the call in
+    /// errors ("store proc web-1") and is handed to `f` for its own.
+    async fn call<T, F>(&self, what: String, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db, &str) -> Result<T, StateError> + Send + 'static,
+    {
+        self.model.call(what, f).await
+    }
+
+    /// [`State::call`] on the host's own record (procs and their events).
+    async fn call_local<T, F>(&self, what: String, f: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Db, &str) -> Result<T, StateError> + Send + 'static,
+    {
+        self.local.call(what, f).await
+    }
+}
+
+impl Actor {
+    /// A SQLite database at `path` (created 0600 and migrated), or in memory.
+    fn sqlite(path: Option<&Path>, options: StateOptions) -> Result<Actor, StateError> {
+        let conn = match path {
+            Some(path) => {
+                create_private(path)?;
+                let open_err = |source: rusqlite::Error| StateError::Open {
+                    path: path.to_path_buf(),
+                    source: source.into(),
+                };
+                let mut conn = Connection::open(path).map_err(open_err)?;
+                migrations::prepare(&mut conn, path)?;
+                conn
+            }
+            None => {
+                let path = Path::new(":memory:");
+                let open_err = |source: rusqlite::Error| StateError::Open {
+                    path: path.to_path_buf(),
+                    source: source.into(),
+                };
+                let mut conn = Connection::open_in_memory().map_err(open_err)?;
+                migrations::prepare(&mut conn, path)?;
+                conn
+            }
+        };
+        Actor::spawn(options, move || Ok(Conn::sqlite(conn)))
+    }
+
+    /// Starts the thread, which makes its connection with `make` (PostgreSQL's blocking client
+    /// must not run on a tokio worker) and then serves jobs; it ends when the last handle is
+    /// dropped. Waits until the connection is made or has failed.
+    fn spawn<M>(options: StateOptions, make: M) -> Result<Actor, StateError>
+    where
+        M: FnOnce() -> Result<Conn, StateError> + Send + 'static,
+    {
+        let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
+        let (ready, made) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("vrd-state".into())
+            .spawn(move || {
+                let conn = match make() {
+                    Ok(conn) => {
+                        let _ = ready.send(Ok(()));
+                        conn
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let mut db = Db { conn, options, appends: 0 };
+                while let Some(job) = queue.blocking_recv() {
+                    if let Err(e) = db.conn.revive() {
+                        // The job fails with its own error below; the next one tries again.
+                        tracing::error!(error = %e, "the state database cannot be reached");
+                    }
+                    job(&mut db);
+                }
+            })
+            .map_err(StateError::Spawn)?;
+        made.recv().map_err(|_| StateError::Closed)??;
+        Ok(Actor { jobs })
+    }
+
     async fn call<T, F>(&self, what: String, f: F) -> Result<T, StateError>
     where
         T: Send + 'static,
@@ -278,7 +431,7 @@ impl State {
     {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |db| {
-            // A panic unwinds through any open rusqlite Transaction, whose drop rolls it back, so
+            // A panic unwinds through any open sql::Tx, whose drop rolls it back, so
             // the connection stays usable and the thread keeps serving.
             let result = match catch_unwind(AssertUnwindSafe(|| f(db, &what))) {
                 Ok(result) => result,
@@ -314,12 +467,4 @@ fn to_sql_int(n: impl TryInto<i64>) -> i64 {
 /// A SQLite row id as the u64 the API hands out; row ids here are never negative.
 fn to_id(rowid: i64) -> u64 {
     u64::try_from(rowid).unwrap_or(0)
-}
-
-/// A stored value that does not decode, as the conversion error rusqlite itself would give.
-fn from_sql_err<E>(idx: usize, ty: rusqlite::types::Type) -> impl FnOnce(E) -> rusqlite::Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    move |e| rusqlite::Error::FromSqlConversionFailure(idx, ty, Box::new(e))
 }

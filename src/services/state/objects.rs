@@ -3,7 +3,7 @@
 //! the columns other rows refer to are filled from it, so SQLite enforces the references, and each
 //! reference is checked first so the error names what is missing.
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use super::sql::{args, Conn, DbError, DbResult, OptionalRow, ToValue, Value as SqlValue};
 use serde_json::Value;
 
 use super::{now_secs, State, StateError};
@@ -23,15 +23,14 @@ fn table(kind: Kind) -> &'static str {
 }
 
 /// The reference columns of a definition: (column, value, the kind it refers to).
-fn refs(def: &Definition) -> Vec<(&'static str, Option<String>, Option<Kind>)> {
+fn refs(def: &Definition) -> Vec<(&'static str, SqlValue, Option<Kind>)> {
     match def {
-        Definition::App(a) => vec![("stack", Some(a.stack.clone()), Some(Kind::Stack))],
-        Definition::Buildpack(b) => vec![("ord", Some(b.order.to_string()), None)],
-        Definition::Host(h) => vec![("squad", h.squad.clone(), Some(Kind::Squad))],
-        Definition::Swarm(s) => vec![
-            ("app", Some(s.app.clone()), Some(Kind::App)),
-            ("squad", Some(s.squad.clone()), Some(Kind::Squad)),
-        ],
+        Definition::App(a) => vec![("stack", a.stack.to_value(), Some(Kind::Stack))],
+        Definition::Buildpack(b) => vec![("ord", b.order.to_value(), None)],
+        Definition::Host(h) => vec![("squad", h.squad.to_value(), Some(Kind::Squad))],
+        Definition::Swarm(s) => {
+            vec![("app", s.app.to_value(), Some(Kind::App)), ("squad", s.squad.to_value(), Some(Kind::Squad))]
+        }
         Definition::Stack(_) | Definition::Squad(_) | Definition::Ingredient(_) => vec![],
     }
 }
@@ -47,14 +46,19 @@ fn users_of(kind: Kind) -> &'static [(&'static str, &'static str, Kind)] {
     }
 }
 
-fn exists(conn: &Connection, kind: Kind, name: &str) -> rusqlite::Result<bool> {
+fn exists(conn: &Conn, kind: Kind, name: &str) -> DbResult<bool> {
     let sql = format!("SELECT 1 FROM {} WHERE name = ?1", table(kind));
-    Ok(conn.query_row(&sql, params![name], |_| Ok(())).optional()?.is_some())
+    Ok(conn.query_row(&sql, args![name], |_| Ok(())).optional()?.is_some())
 }
 
-fn check_refs(tx: &Transaction<'_>, def: &Definition, what: &str) -> Result<(), StateError> {
-    let mut targets: Vec<(Kind, String)> =
-        refs(def).into_iter().filter_map(|(_, value, kind)| Some((kind?, value?))).collect();
+fn check_refs(tx: &Conn, def: &Definition, what: &str) -> Result<(), StateError> {
+    let mut targets: Vec<(Kind, String)> = refs(def)
+        .into_iter()
+        .filter_map(|(_, value, kind)| match value {
+            SqlValue::Text(name) => Some((kind?, name)),
+            _ => None,
+        })
+        .collect();
     if let Definition::Swarm(s) = def {
         targets.extend(s.ingredients.iter().map(|i| (Kind::Ingredient, i.clone())));
     }
@@ -71,7 +75,7 @@ fn check_refs(tx: &Transaction<'_>, def: &Definition, what: &str) -> Result<(), 
     Ok(())
 }
 
-fn write(tx: &Transaction<'_>, def: &Definition, create: bool, what: &str) -> Result<(), StateError> {
+fn write(tx: &Conn, def: &Definition, create: bool, what: &str) -> Result<(), StateError> {
     let (kind, name) = (def.kind(), def.name().to_string());
     let present = exists(tx, kind, &name).map_err(StateError::query(what))?;
     match (create, present) {
@@ -96,16 +100,16 @@ fn write(tx: &Transaction<'_>, def: &Definition, create: bool, what: &str) -> Re
             cols.iter().enumerate().map(|(i, (c, ..))| format!(", {c} = ?{}", i + 4)).collect();
         format!("UPDATE {} SET spec = ?2, updated = ?3{sets} WHERE name = ?1", table(kind))
     };
-    let mut values: Vec<Option<String>> = vec![Some(name.clone()), Some(spec), Some(now.to_string())];
+    let mut values = vec![name.to_value(), spec.to_value(), now.to_value()];
     values.extend(cols.into_iter().map(|(_, v, _)| v));
-    tx.execute(&sql, rusqlite::params_from_iter(values)).map_err(StateError::query(what))?;
+    tx.execute(&sql, &values).map_err(StateError::query(what))?;
     if let Definition::Swarm(s) = def {
-        tx.execute("DELETE FROM swarm_ingredients WHERE swarm = ?1", params![name])
+        tx.execute("DELETE FROM swarm_ingredients WHERE swarm = ?1", args![name])
             .map_err(StateError::query(what))?;
         for (position, ingredient) in s.ingredients.iter().enumerate() {
             tx.execute(
                 "INSERT INTO swarm_ingredients (swarm, ingredient, position) VALUES (?1, ?2, ?3)",
-                params![name, ingredient, position as i64],
+                args![name, ingredient, position as i64],
             )
             .map_err(StateError::query(what))?;
         }
@@ -113,21 +117,19 @@ fn write(tx: &Transaction<'_>, def: &Definition, create: bool, what: &str) -> Re
     Ok(())
 }
 
-fn decode(kind: Kind, spec: &str) -> rusqlite::Result<Definition> {
-    let value: Value =
-        serde_json::from_str(spec).map_err(super::from_sql_err(0, rusqlite::types::Type::Text))?;
-    Definition::from_value(kind, value).map_err(super::from_sql_err(0, rusqlite::types::Type::Text))
+fn decode(kind: Kind, spec: &str) -> DbResult<Definition> {
+    let value: Value = serde_json::from_str(spec).map_err(DbError::parse(0))?;
+    Definition::from_value(kind, value).map_err(DbError::parse(0))
 }
 
-fn users(conn: &Connection, kind: Kind, name: &str) -> rusqlite::Result<Vec<String>> {
+fn users(conn: &Conn, kind: Kind, name: &str) -> DbResult<Vec<String>> {
     let mut found = Vec::new();
     for (tbl, col, user_kind) in users_of(kind) {
         let key = if *tbl == "swarm_ingredients" { "swarm" } else { "name" };
         let sql = format!("SELECT {key} FROM {tbl} WHERE {col} = ?1 ORDER BY {key}");
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![name], |r| r.get::<_, String>(0))?;
+        let rows: Vec<_> = conn.query_map(&sql, args![name], |r| r.get::<String>(0))?;
         for row in rows {
-            found.push(format!("{user_kind} {}", row?));
+            found.push(format!("{user_kind} {row}"));
         }
     }
     Ok(found)
@@ -151,7 +153,7 @@ impl State {
             let sql = format!("SELECT spec FROM {} WHERE name = ?1", table(kind));
             let spec: Option<String> = db
                 .conn
-                .query_row(&sql, params![name], |r| r.get(0))
+                .query_row(&sql, args![name], |r| r.get(0))
                 .optional()
                 .map_err(StateError::query(what))?;
             spec.map(|s| decode(kind, &s)).transpose().map_err(StateError::query(what))
@@ -171,13 +173,11 @@ impl State {
         self.call(format!("list {kind}s"), move |db, what| {
             let order = if kind == Kind::Buildpack { "ord, name" } else { "name" };
             let sql = format!("SELECT spec FROM {} ORDER BY {order}", table(kind));
-            let mut stmt = db.conn.prepare(&sql).map_err(StateError::query(what))?;
-            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(StateError::query(what))?;
+            let rows: Vec<_> =
+                db.conn.query_map(&sql, &[], |r| r.get::<String>(0)).map_err(StateError::query(what))?;
             let mut defs = Vec::new();
             for spec in rows {
-                defs.push(
-                    decode(kind, &spec.map_err(StateError::query(what))?).map_err(StateError::query(what))?,
-                );
+                defs.push(decode(kind, &spec).map_err(StateError::query(what))?);
             }
             Ok(defs)
         })
@@ -193,7 +193,7 @@ impl State {
                 return Err(StateError::InUse { kind, name, users: users.join(", ") });
             }
             let sql = format!("DELETE FROM {} WHERE name = ?1", table(kind));
-            let n = tx.execute(&sql, params![name]).map_err(StateError::query(what))?;
+            let n = tx.execute(&sql, args![name]).map_err(StateError::query(what))?;
             if n == 0 {
                 return Err(StateError::NotFound { kind, name });
             }

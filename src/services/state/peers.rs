@@ -1,7 +1,7 @@
 //! Join tokens and hosts' certificates (`migrations/0004_peers.sql`): what lets a host join the
 //! fleet once, and which certificate each joined host may connect with.
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, OptionalRow};
 
 use super::{now_secs, State, StateError};
 
@@ -28,16 +28,16 @@ impl State {
     /// The last event id taken from each joined host (`migrations/0006_event_cursors.sql`).
     pub async fn host_event_cursors(&self) -> Result<std::collections::HashMap<String, u64>, StateError> {
         self.call("read the hosts' event cursors".into(), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare_cached("SELECT host, last FROM host_event_cursors")
+                .query_map("SELECT host, last FROM host_event_cursors", &[], |row| {
+                    Ok((row.get::<String>(0)?, row.get::<i64>(1)?))
+                })
                 .map_err(StateError::query(what))?;
-            let rows = stmt
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
-                .map_err(StateError::query(what))?;
-            rows.map(|r| r.map(|(h, last)| (h, u64::try_from(last).unwrap_or(0))))
-                .collect::<Result<_, _>>()
-                .map_err(StateError::query(what))
+            Ok(rows
+                .into_iter()
+                .map(|(h, last): (String, i64)| (h, u64::try_from(last).unwrap_or(0)))
+                .collect())
         })
         .await
     }
@@ -50,7 +50,7 @@ impl State {
                 .execute(
                     "INSERT INTO host_event_cursors (host, last) VALUES (?1, ?2)
                      ON CONFLICT (host) DO UPDATE SET last = excluded.last",
-                    params![host, value],
+                    args![host, value],
                 )
                 .map(|_| ())
                 .map_err(StateError::query(what))
@@ -65,7 +65,7 @@ impl State {
             db.conn
                 .execute(
                     "INSERT INTO join_tokens (hash, host, created, expires) VALUES (?1, ?2, ?3, ?4)",
-                    params![hash, host, now, now + ttl_secs],
+                    args![hash, host, now, now + ttl_secs],
                 )
                 .map(|_| ())
                 .map_err(StateError::query(what))
@@ -82,11 +82,9 @@ impl State {
         self.call("use a join token".to_string(), move |db, what| {
             let tx = db.conn.transaction().map_err(StateError::query(what))?;
             let row: Option<(String, i64, Option<i64>)> = tx
-                .query_row(
-                    "SELECT host, expires, used FROM join_tokens WHERE hash = ?1",
-                    params![hash],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
+                .query_row("SELECT host, expires, used FROM join_tokens WHERE hash = ?1", args![hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
                 .optional()
                 .map_err(StateError::query(what))?;
             let verdict = match row {
@@ -96,10 +94,23 @@ impl State {
                 Some((_, expires, None)) if expires < now_secs() => Err(TokenRefused::Expired(host.clone())),
                 Some(_) => Ok(()),
             };
-            if verdict.is_ok() {
-                tx.execute("UPDATE join_tokens SET used = ?2 WHERE hash = ?1", params![hash, now_secs()])
-                    .map_err(StateError::query(what))?;
-            }
+            // Conditional, so two coordinators reading the token at once cannot both use it.
+            let verdict = match verdict {
+                Ok(()) => {
+                    let n = tx
+                        .execute(
+                            "UPDATE join_tokens SET used = ?2 WHERE hash = ?1 AND used IS NULL",
+                            args![hash, now_secs()],
+                        )
+                        .map_err(StateError::query(what))?;
+                    if n == 1 {
+                        Ok(())
+                    } else {
+                        Err(TokenRefused::Used(host.clone()))
+                    }
+                }
+                refused => refused,
+            };
             tx.commit().map_err(StateError::query(what))?;
             Ok(verdict)
         })
@@ -119,7 +130,7 @@ impl State {
                     "INSERT INTO host_certs (host, fingerprint, not_after, issued) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (host) DO UPDATE SET fingerprint = excluded.fingerprint,
                        not_after = excluded.not_after, issued = excluded.issued",
-                    params![host, fingerprint, not_after, now_secs()],
+                    args![host, fingerprint, not_after, now_secs()],
                 )
                 .map(|_| ())
                 .map_err(StateError::query(what))
@@ -131,7 +142,7 @@ impl State {
     pub async fn host_cert(&self, host: String) -> Result<Option<String>, StateError> {
         self.call(format!("read the certificate of host {host}"), move |db, what| {
             db.conn
-                .query_row("SELECT fingerprint FROM host_certs WHERE host = ?1", params![host], |r| r.get(0))
+                .query_row("SELECT fingerprint FROM host_certs WHERE host = ?1", args![host], |r| r.get(0))
                 .optional()
                 .map_err(StateError::query(what))
         })
@@ -142,9 +153,9 @@ impl State {
     pub async fn revoke_host(&self, host: String) -> Result<(), StateError> {
         self.call(format!("revoke host {host}"), move |db, what| {
             let tx = db.conn.transaction().map_err(StateError::query(what))?;
-            tx.execute("DELETE FROM host_certs WHERE host = ?1", params![host])
+            tx.execute("DELETE FROM host_certs WHERE host = ?1", args![host])
                 .map_err(StateError::query(what))?;
-            tx.execute("DELETE FROM join_tokens WHERE host = ?1 AND used IS NULL", params![host])
+            tx.execute("DELETE FROM join_tokens WHERE host = ?1 AND used IS NULL", args![host])
                 .map_err(StateError::query(what))?;
             tx.commit().map_err(StateError::query(what))
         })
@@ -155,38 +166,39 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::state::testing::engine_tests;
 
-    #[tokio::test]
-    async fn a_token_is_good_once_for_its_host_until_it_expires() {
-        let state = State::open_in_memory().unwrap();
-        state.add_join_token("t1".into(), "h1".into(), 3600).await.unwrap();
-        assert_eq!(
-            state.use_join_token("nope".into(), "h1".into()).await.unwrap(),
-            Err(TokenRefused::Unknown)
-        );
-        assert_eq!(
-            state.use_join_token("t1".into(), "h2".into()).await.unwrap(),
-            Err(TokenRefused::OtherHost("h1".into()))
-        );
-        assert_eq!(state.use_join_token("t1".into(), "h1".into()).await.unwrap(), Ok(()));
-        assert_eq!(
-            state.use_join_token("t1".into(), "h1".into()).await.unwrap(),
-            Err(TokenRefused::Used("h1".into()))
-        );
-        state.add_join_token("t2".into(), "h1".into(), -1).await.unwrap();
-        assert_eq!(
-            state.use_join_token("t2".into(), "h1".into()).await.unwrap(),
-            Err(TokenRefused::Expired("h1".into()))
-        );
+    engine_tests! {
+        async fn a_token_is_good_once_for_its_host_until_it_expires(state) {
+            state.add_join_token("t1".into(), "h1".into(), 3600).await.unwrap();
+            assert_eq!(
+                state.use_join_token("nope".into(), "h1".into()).await.unwrap(),
+                Err(TokenRefused::Unknown)
+            );
+            assert_eq!(
+                state.use_join_token("t1".into(), "h2".into()).await.unwrap(),
+                Err(TokenRefused::OtherHost("h1".into()))
+            );
+            assert_eq!(state.use_join_token("t1".into(), "h1".into()).await.unwrap(), Ok(()));
+            assert_eq!(
+                state.use_join_token("t1".into(), "h1".into()).await.unwrap(),
+                Err(TokenRefused::Used("h1".into()))
+            );
+            state.add_join_token("t2".into(), "h1".into(), -1).await.unwrap();
+            assert_eq!(
+                state.use_join_token("t2".into(), "h1".into()).await.unwrap(),
+                Err(TokenRefused::Expired("h1".into()))
+            );
+        }
     }
 
-    #[tokio::test]
-    async fn a_host_has_one_certificate_until_it_is_revoked() {
-        let state = State::open_in_memory().unwrap();
-        state.set_host_cert("h1".into(), "a".into(), 10).await.unwrap();
-        state.set_host_cert("h1".into(), "b".into(), 20).await.unwrap();
-        assert_eq!(state.host_cert("h1".into()).await.unwrap().as_deref(), Some("b"));
-        state.revoke_host("h1".into()).await.unwrap();
-        assert_eq!(state.host_cert("h1".into()).await.unwrap(), None);
+    engine_tests! {
+        async fn a_host_has_one_certificate_until_it_is_revoked(state) {
+            state.set_host_cert("h1".into(), "a".into(), 10).await.unwrap();
+            state.set_host_cert("h1".into(), "b".into(), 20).await.unwrap();
+            assert_eq!(state.host_cert("h1".into()).await.unwrap().as_deref(), Some("b"));
+            state.revoke_host("h1".into()).await.unwrap();
+            assert_eq!(state.host_cert("h1".into()).await.unwrap(), None);
+        }
     }
 }

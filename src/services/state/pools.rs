@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{args, Conn, DbResult, OptionalRow};
 
 use super::{State, StateError};
 
@@ -11,14 +11,15 @@ impl State {
     /// The nodes of `pool` in `balancer` (empty when the pool is unknown).
     pub async fn pool_nodes(&self, balancer: String, pool: String) -> Result<BTreeSet<String>, StateError> {
         self.call(format!("read pool {pool} of balancer {balancer}"), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare_cached("SELECT node FROM balancer_nodes WHERE balancer = ?1 AND pool = ?2")
+                .query_map(
+                    "SELECT node FROM balancer_nodes WHERE balancer = ?1 AND pool = ?2",
+                    args![balancer, pool],
+                    |row| row.get::<String>(0),
+                )
                 .map_err(StateError::query(what))?;
-            let rows = stmt
-                .query_map(params![balancer, pool], |row| row.get::<_, String>(0))
-                .map_err(StateError::query(what))?;
-            rows.collect::<Result<BTreeSet<_>, _>>().map_err(StateError::query(what))
+            Ok(rows.into_iter().collect())
         })
         .await
     }
@@ -29,16 +30,17 @@ impl State {
         balancer: String,
     ) -> Result<Vec<(String, BTreeSet<String>)>, StateError> {
         self.call(format!("read the pools of balancer {balancer}"), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare_cached("SELECT pool, node FROM balancer_nodes WHERE balancer = ?1 ORDER BY pool")
-                .map_err(StateError::query(what))?;
-            let rows = stmt
-                .query_map(params![balancer], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                .query_map(
+                    "SELECT pool, node FROM balancer_nodes WHERE balancer = ?1 ORDER BY pool",
+                    args![balancer],
+                    |row| Ok((row.get::<String>(0)?, row.get::<String>(1)?)),
+                )
                 .map_err(StateError::query(what))?;
             let mut pools: Vec<(String, BTreeSet<String>)> = Vec::new();
             for row in rows {
-                let (pool, node) = row.map_err(StateError::query(what))?;
+                let (pool, node) = row;
                 match pools.last_mut() {
                     Some((last, nodes)) if *last == pool => {
                         nodes.insert(node);
@@ -79,9 +81,9 @@ impl State {
             let generation: i64 = tx
                 .query_row(
                     "INSERT INTO pool_generations (balancer, pool, generation) VALUES (?1, ?2, 1)
-                     ON CONFLICT (balancer, pool) DO UPDATE SET generation = generation + 1
+                     ON CONFLICT (balancer, pool) DO UPDATE SET generation = pool_generations.generation + 1
                      RETURNING generation",
-                    params![balancer, pool],
+                    args![balancer, pool],
                     |row| row.get(0),
                 )
                 .map_err(StateError::query(what))?;
@@ -102,16 +104,15 @@ impl State {
             self.balancer_pools(balancer.clone()).await?.into_iter().collect();
         let generations = self
             .call(format!("read the generations of balancer {balancer}'s pools"), move |db, what| {
-                let mut stmt = db
+                let rows: Vec<_> = db
                     .conn
-                    .prepare_cached(
+                    .query_map(
                         "SELECT pool, generation FROM pool_generations WHERE balancer = ?1 ORDER BY pool",
+                        args![balancer],
+                        |row| Ok((row.get::<String>(0)?, row.get::<i64>(1)?)),
                     )
                     .map_err(StateError::query(what))?;
-                let rows = stmt
-                    .query_map(params![balancer], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
-                    .map_err(StateError::query(what))?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(StateError::query(what))
+                Ok(rows)
             })
             .await?;
         Ok(generations
@@ -130,7 +131,7 @@ impl State {
                 .conn
                 .query_row(
                     "SELECT generation FROM pool_generations WHERE balancer = ?1 AND pool = ?2",
-                    params![balancer, pool],
+                    args![balancer, pool],
                     |row| row.get(0),
                 )
                 .optional()
@@ -153,7 +154,7 @@ impl State {
                 .execute(
                     "INSERT INTO pool_generations (balancer, pool, generation) VALUES (?1, ?2, ?3)
                      ON CONFLICT (balancer, pool) DO UPDATE SET generation = excluded.generation",
-                    params![balancer, pool, value],
+                    args![balancer, pool, value],
                 )
                 .map_err(StateError::query(what))?;
             Ok(())
@@ -163,17 +164,12 @@ impl State {
 }
 
 /// Replaces a pool's rows in `balancer_nodes` (inside the caller's transaction).
-fn replace_nodes(
-    tx: &rusqlite::Transaction<'_>,
-    balancer: &str,
-    pool: &str,
-    nodes: &BTreeSet<String>,
-) -> rusqlite::Result<()> {
-    tx.execute("DELETE FROM balancer_nodes WHERE balancer = ?1 AND pool = ?2", params![balancer, pool])?;
+fn replace_nodes(tx: &Conn, balancer: &str, pool: &str, nodes: &BTreeSet<String>) -> DbResult<()> {
+    tx.execute("DELETE FROM balancer_nodes WHERE balancer = ?1 AND pool = ?2", args![balancer, pool])?;
     for node in nodes {
         tx.execute(
             "INSERT INTO balancer_nodes (balancer, pool, node) VALUES (?1, ?2, ?3)",
-            params![balancer, pool, node],
+            args![balancer, pool, node],
         )?;
     }
     Ok(())

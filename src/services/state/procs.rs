@@ -1,11 +1,10 @@
 //! The `procs` table: the supervisor's durable record of every proc, one row per proc name, so a
 //! restarted vrd knows what should run and which launchers it left running.
 
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use super::sql::{args, Conn, DbError, DbResult, OptionalRow, Row};
 use serde::{Deserialize, Serialize};
 
-use super::{from_sql_err, now_secs, State, StateError};
+use super::{now_secs, State, StateError};
 use crate::model::supervision::{Desired, ProcState};
 
 /// What vrd remembers about one proc.
@@ -74,19 +73,19 @@ impl State {
     /// Stores `record` exactly as given, replacing any row of the same name.
     pub async fn put_proc(&self, record: ProcRecord) -> Result<(), StateError> {
         let what = format!("store proc {}", record.name);
-        self.call(what, move |db, what| write(&db.conn, &record).map_err(StateError::query(what))).await
+        self.call_local(what, move |db, what| write(&db.conn, &record).map_err(StateError::query(what))).await
     }
 
     /// The proc called `name`, if there is one.
     pub async fn get_proc(&self, name: &str) -> Result<Option<ProcRecord>, StateError> {
         let name = name.to_string();
         let what = format!("read proc {name}");
-        self.call(what, move |db, what| read(&db.conn, &name).map_err(StateError::query(what))).await
+        self.call_local(what, move |db, what| read(&db.conn, &name).map_err(StateError::query(what))).await
     }
 
     /// Every proc, sorted by name.
     pub async fn list_procs(&self) -> Result<Vec<ProcRecord>, StateError> {
-        self.call("list procs".into(), |db, what| list(&db.conn).map_err(StateError::query(what))).await
+        self.call_local("list procs".into(), |db, what| list(&db.conn).map_err(StateError::query(what))).await
     }
 
     /// Reads the proc called `name`, lets `f` change it and writes it back in one transaction,
@@ -98,28 +97,29 @@ impl State {
     {
         let name = name.to_string();
         let what = format!("update proc {name}");
-        self.call(what, move |db, what| update(&mut db.conn, name, f).map_err(StateError::query(what))).await
+        self.call_local(what, move |db, what| update(&db.conn, name, f).map_err(StateError::query(what)))
+            .await
     }
 
     /// Forgets the proc called `name`; returns whether there was one.
     pub async fn delete_proc(&self, name: &str) -> Result<bool, StateError> {
         let name = name.to_string();
         let what = format!("delete proc {name}");
-        self.call(what, move |db, what| {
-            let deleted = db.conn.execute("DELETE FROM procs WHERE name = ?1", [&name]);
+        self.call_local(what, move |db, what| {
+            let deleted = db.conn.execute("DELETE FROM procs WHERE name = ?1", args![name]);
             deleted.map(|rows| rows > 0).map_err(StateError::query(what))
         })
         .await
     }
 }
 
-fn update<F>(conn: &mut Connection, name: String, f: F) -> rusqlite::Result<Option<ProcRecord>>
+fn update<F>(conn: &Conn, name: String, f: F) -> DbResult<Option<ProcRecord>>
 where
     F: FnOnce(&mut ProcRecord),
 {
     // IMMEDIATE: take the write lock before reading, so no other connection can change the row
     // between our read and our write.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     let Some(mut record) = read(&tx, &name)? else { return Ok(None) };
     f(&mut record);
     record.name = name;
@@ -129,21 +129,19 @@ where
     Ok(Some(record))
 }
 
-fn read(conn: &Connection, name: &str) -> rusqlite::Result<Option<ProcRecord>> {
+fn read(conn: &Conn, name: &str) -> DbResult<Option<ProcRecord>> {
     let sql = format!("SELECT {COLUMNS} FROM procs WHERE name = ?1");
-    conn.query_row(&sql, [name], from_row).optional()
+    conn.query_row(&sql, args![name], from_row).optional()
 }
 
-fn list(conn: &Connection) -> rusqlite::Result<Vec<ProcRecord>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM procs ORDER BY name"))?;
-    let rows = stmt.query_map([], from_row)?;
-    rows.collect()
+fn list(conn: &Conn) -> DbResult<Vec<ProcRecord>> {
+    conn.query_map(&format!("SELECT {COLUMNS} FROM procs ORDER BY name"), &[], from_row)
 }
 
 /// Inserts or updates in place (an upsert, not `INSERT OR REPLACE`, which deletes the old row first
 /// and would fire any `ON DELETE` of later tables).
-fn write(conn: &Connection, r: &ProcRecord) -> rusqlite::Result<()> {
-    let launcher_start = r.launcher_start.map(i64::try_from).transpose().map_err(to_sql_err)?;
+fn write(conn: &Conn, r: &ProcRecord) -> DbResult<()> {
+    let launcher_start = r.launcher_start.map(i64::try_from).transpose().map_err(DbError::parse(5))?;
     let sql = format!(
         "INSERT INTO procs ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
          ON CONFLICT (name) DO UPDATE SET yaml = excluded.yaml, desired = excluded.desired,
@@ -156,7 +154,7 @@ fn write(conn: &Connection, r: &ProcRecord) -> rusqlite::Result<()> {
     );
     conn.execute(
         &sql,
-        params![
+        args![
             r.name,
             r.yaml,
             r.desired.as_str(),
@@ -177,18 +175,15 @@ fn write(conn: &Connection, r: &ProcRecord) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<ProcRecord> {
+fn from_row(row: &Row) -> DbResult<ProcRecord> {
     let launcher_start: Option<i64> = row.get(5)?;
     Ok(ProcRecord {
         name: row.get(0)?,
         yaml: row.get(1)?,
-        desired: parsed(row, 2)?,
-        state: parsed(row, 3)?,
+        desired: row.parsed(2)?,
+        state: row.parsed(3)?,
         launcher_pid: row.get(4)?,
-        launcher_start: launcher_start
-            .map(u64::try_from)
-            .transpose()
-            .map_err(from_sql_err(5, Type::Integer))?,
+        launcher_start: launcher_start.map(u64::try_from).transpose().map_err(DbError::parse(5))?,
         app_pid: row.get(6)?,
         start_time: row.get(7)?,
         stop_time: row.get(8)?,
@@ -199,18 +194,4 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<ProcRecord> {
         updated: row.get(13)?,
         oom_killed: row.get(14)?,
     })
-}
-
-/// A text column parsed with `FromStr`; a bad value becomes a conversion error naming the column.
-fn parsed<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
-where
-    T: std::str::FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = row.get(idx)?;
-    text.parse().map_err(from_sql_err(idx, Type::Text))
-}
-
-fn to_sql_err(e: std::num::TryFromIntError) -> rusqlite::Error {
-    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
 }

@@ -1,7 +1,7 @@
 //! Users and their API tokens (`migrations/0008_users.sql`). This module stores what it is given:
 //! passwords arrive hashed and tokens as their sha256 (`services::users` makes both).
 
-use rusqlite::{params, OptionalExtension, Row};
+use super::sql::{args, DbError, DbResult, OptionalRow, Row};
 
 use super::{now_secs, State, StateError};
 use crate::model::users::{Role, TokenInfo, UserInfo};
@@ -15,13 +15,11 @@ pub struct StoredUser {
     pub password: String,
 }
 
-fn role_of(text: String) -> rusqlite::Result<Role> {
-    text.parse().map_err(|e: String| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
-    })
+fn role_of(text: String) -> DbResult<Role> {
+    text.parse().map_err(DbError::parse(1))
 }
 
-fn user_row(row: &Row<'_>) -> rusqlite::Result<StoredUser> {
+fn user_row(row: &Row) -> DbResult<StoredUser> {
     Ok(StoredUser {
         info: UserInfo {
             name: row.get(0)?,
@@ -33,9 +31,9 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<StoredUser> {
     })
 }
 
-fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
+fn token_row(row: &Row) -> DbResult<TokenInfo> {
     Ok(TokenInfo {
-        id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+        id: u64::try_from(row.get::<i64>(0)?).unwrap_or(0),
         user: row.get(1)?,
         name: row.get(2)?,
         created: row.get(3)?,
@@ -46,7 +44,7 @@ fn token_row(row: &Row<'_>) -> rusqlite::Result<TokenInfo> {
 }
 
 const USER_COLUMNS: &str = "name, role, password, created, updated";
-const TOKEN_COLUMNS: &str = "id, user, name, created, expires, last_used, revoked";
+const TOKEN_COLUMNS: &str = "id, \"user\", name, created, expires, last_used, revoked";
 
 impl State {
     /// Adds user `name`; `false` when the name is taken (nothing changed).
@@ -57,7 +55,7 @@ impl State {
                 .execute(
                     "INSERT INTO users (name, role, password, created, updated) VALUES (?1, ?2, ?3, ?4, ?4)
                      ON CONFLICT (name) DO NOTHING",
-                    params![name, role.as_str(), password, now],
+                    args![name, role.as_str(), password, now],
                 )
                 .map(|n| n == 1)
                 .map_err(StateError::query(what))
@@ -71,7 +69,7 @@ impl State {
             db.conn
                 .query_row(
                     &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
-                    params![name],
+                    args![name],
                     user_row,
                 )
                 .optional()
@@ -83,12 +81,11 @@ impl State {
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserInfo>, StateError> {
         self.call("list the users".into(), move |db, what| {
-            let mut stmt = db
+            let rows: Vec<_> = db
                 .conn
-                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+                .query_map(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"), &[], user_row)
                 .map_err(StateError::query(what))?;
-            let rows = stmt.query_map([], user_row).map_err(StateError::query(what))?;
-            rows.map(|r| r.map(|u| u.info)).collect::<Result<_, _>>().map_err(StateError::query(what))
+            Ok(rows.into_iter().map(|u: StoredUser| u.info).collect())
         })
         .await
     }
@@ -105,7 +102,7 @@ impl State {
                 .execute(
                     "UPDATE users SET role = COALESCE(?2, role), password = COALESCE(?3, password), updated = ?4
                      WHERE name = ?1",
-                    params![name, role.map(Role::as_str), password, now_secs()],
+                    args![name, role.map(Role::as_str), password, now_secs()],
                 )
                 .map(|n| n == 1)
                 .map_err(StateError::query(what))
@@ -117,7 +114,7 @@ impl State {
     pub async fn delete_user(&self, name: String) -> Result<bool, StateError> {
         self.call(format!("delete user {name}"), move |db, what| {
             db.conn
-                .execute("DELETE FROM users WHERE name = ?1", params![name])
+                .execute("DELETE FROM users WHERE name = ?1", args![name])
                 .map(|n| n == 1)
                 .map_err(StateError::query(what))
         })
@@ -128,7 +125,7 @@ impl State {
     pub async fn admin_count(&self) -> Result<u64, StateError> {
         self.call("count the admins".into(), move |db, what| {
             db.conn
-                .query_row("SELECT COUNT(*) FROM users WHERE role = 'admin'", [], |r| r.get::<_, i64>(0))
+                .query_row("SELECT COUNT(*) FROM users WHERE role = 'admin'", &[], |r| r.get::<i64>(0))
                 .map(|n| u64::try_from(n).unwrap_or(0))
                 .map_err(StateError::query(what))
         })
@@ -144,13 +141,14 @@ impl State {
         expires: Option<i64>,
     ) -> Result<u64, StateError> {
         self.call(format!("add a token for user {user}"), move |db, what| {
-            db.conn
-                .execute(
-                    "INSERT INTO api_tokens (hash, user, name, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![hash, user, name, now_secs(), expires],
+            let id = db
+                .conn
+                .insert(
+                    "INSERT INTO api_tokens (hash, \"user\", name, created, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    args![hash, user, name, now_secs(), expires],
                 )
                 .map_err(StateError::query(what))?;
-            Ok(u64::try_from(db.conn.last_insert_rowid()).unwrap_or(0))
+            Ok(u64::try_from(id).unwrap_or(0))
         })
         .await
     }
@@ -158,14 +156,10 @@ impl State {
     /// The tokens of `user` (every user's when `None`), newest first.
     pub async fn tokens(&self, user: Option<String>) -> Result<Vec<TokenInfo>, StateError> {
         self.call("list the API tokens".into(), move |db, what| {
-            let mut stmt = db
-                .conn
-                .prepare_cached(&format!(
-                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE ?1 IS NULL OR user = ?1 ORDER BY id DESC"
-                ))
-                .map_err(StateError::query(what))?;
-            let rows = stmt.query_map(params![user], token_row).map_err(StateError::query(what))?;
-            rows.collect::<Result<_, _>>().map_err(StateError::query(what))
+            let rows: Vec<_> = db.conn.query_map(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE CAST(?1 AS TEXT) IS NULL OR \"user\" = ?1 ORDER BY id DESC"
+                ), args![user], token_row).map_err(StateError::query(what))?;
+            Ok(rows)
         })
         .await
     }
@@ -177,7 +171,7 @@ impl State {
             db.conn
                 .query_row(
                     &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
-                    params![id],
+                    args![id],
                     token_row,
                 )
                 .optional()
@@ -193,7 +187,7 @@ impl State {
             db.conn
                 .execute(
                     "UPDATE api_tokens SET revoked = COALESCE(revoked, ?2) WHERE id = ?1",
-                    params![id, now_secs()],
+                    args![id, now_secs()],
                 )
                 .map(|n| n == 1)
                 .map_err(StateError::query(what))
@@ -208,16 +202,16 @@ impl State {
             let found: Option<(i64, String, String)> = db
                 .conn
                 .query_row(
-                    "SELECT t.id, u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.user
+                    "SELECT t.id, u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.\"user\"
                      WHERE t.hash = ?1 AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > ?2)",
-                    params![hash, now],
+                    args![hash, now],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(StateError::query(what))?;
             let Some((id, user, role)) = found else { return Ok(None) };
             db.conn
-                .execute("UPDATE api_tokens SET last_used = ?2 WHERE id = ?1", params![id, now])
+                .execute("UPDATE api_tokens SET last_used = ?2 WHERE id = ?1", args![id, now])
                 .map_err(StateError::query(what))?;
             Ok(Some((user, role_of(role).map_err(StateError::query(what))?)))
         })
@@ -236,8 +230,8 @@ impl State {
             let now = now_secs();
             db.conn
                 .execute(
-                    "INSERT INTO sessions (hash, user, csrf, created, expires, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
-                    params![hash, user, csrf, now, expires],
+                    "INSERT INTO sessions (hash, \"user\", csrf, created, expires, last_seen) VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                    args![hash, user, csrf, now, expires],
                 )
                 .map(|_| ())
                 .map_err(StateError::query(what))
@@ -257,20 +251,20 @@ impl State {
             let found: Option<(String, String, String, i64, i64)> = db
                 .conn
                 .query_row(
-                    "SELECT s.user, u.role, s.csrf, s.expires, s.last_seen FROM sessions s JOIN users u ON u.name = s.user
+                    "SELECT s.\"user\", u.role, s.csrf, s.expires, s.last_seen FROM sessions s JOIN users u ON u.name = s.\"user\"
                      WHERE s.hash = ?1",
-                    params![hash],
+                    args![hash],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .optional()
                 .map_err(StateError::query(what))?;
             let Some((user, role, csrf, expires, last_seen)) = found else { return Ok(None) };
             if now >= expires || now - last_seen > idle {
-                db.conn.execute("DELETE FROM sessions WHERE hash = ?1", params![hash]).map_err(StateError::query(what))?;
+                db.conn.execute("DELETE FROM sessions WHERE hash = ?1", args![hash]).map_err(StateError::query(what))?;
                 return Ok(None);
             }
             db.conn
-                .execute("UPDATE sessions SET last_seen = ?2 WHERE hash = ?1", params![hash, now])
+                .execute("UPDATE sessions SET last_seen = ?2 WHERE hash = ?1", args![hash, now])
                 .map_err(StateError::query(what))?;
             Ok(Some((user, role_of(role).map_err(StateError::query(what))?, csrf)))
         })
@@ -281,7 +275,7 @@ impl State {
     pub async fn delete_session(&self, hash: String) -> Result<(), StateError> {
         self.call("end a session".into(), move |db, what| {
             db.conn
-                .execute("DELETE FROM sessions WHERE hash = ?1", params![hash])
+                .execute("DELETE FROM sessions WHERE hash = ?1", args![hash])
                 .map(|_| ())
                 .map_err(StateError::query(what))
         })
@@ -292,7 +286,7 @@ impl State {
     pub async fn delete_sessions_of(&self, user: String) -> Result<(), StateError> {
         self.call(format!("end the sessions of user {user}"), move |db, what| {
             db.conn
-                .execute("DELETE FROM sessions WHERE user = ?1", params![user])
+                .execute("DELETE FROM sessions WHERE \"user\" = ?1", args![user])
                 .map(|_| ())
                 .map_err(StateError::query(what))
         })

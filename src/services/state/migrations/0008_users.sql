@@ -12,11 +12,11 @@ CREATE TABLE users (
 CREATE TABLE api_tokens (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     hash       TEXT NOT NULL UNIQUE,
-    user       TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    "user"     TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
     name       TEXT NOT NULL,
     created    INTEGER NOT NULL,
     expires    INTEGER,
     last_used  INTEGER,
     revoked    INTEGER
 );
-CREATE INDEX api_tokens_user ON api_tokens (user);
+CREATE INDEX api_tokens_user ON api_tokens ("user");

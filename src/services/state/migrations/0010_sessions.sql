@@ -3,10 +3,10 @@
 -- ends at `expires`, after `idle` seconds unused, at logout, or with its user.
 CREATE TABLE sessions (
     hash       TEXT PRIMARY KEY,
-    user       TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+    "user"     TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
     csrf       TEXT NOT NULL,
     created    INTEGER NOT NULL,
     expires    INTEGER NOT NULL,
     last_seen  INTEGER NOT NULL
 );
-CREATE INDEX sessions_user ON sessions (user);
+CREATE INDEX sessions_user ON sessions ("user");
