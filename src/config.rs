@@ -79,7 +79,12 @@ pub struct DaemonConfig {
     pub state_url: Option<String>,
     /// PEM certificates to trust for `state_url`'s TLS besides the system's roots.
     pub state_ca_file: Option<PathBuf>,
+    /// Seconds the coordinators' lease lasts unless renewed (renewed every third of it).
+    pub lease_secs: u64,
 }
+
+/// How long the coordinators' lease lasts unless renewed (Diego's presence TTL).
+pub const DEFAULT_LEASE_SECS: u64 = 15;
 
 /// How long audit entries are kept by default.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u64 = 365;
@@ -153,6 +158,10 @@ pub struct RawConfig {
     /// PEM certificates to trust for state_url's TLS, besides the system's roots
     #[arg(long)]
     pub state_ca_file: Option<PathBuf>,
+    /// Seconds the coordinators' lease lasts unless renewed; a standby leads this long after the
+    /// leader stops renewing [default: 15]
+    #[arg(long)]
+    pub lease_secs: Option<u64>,
     /// This machine's name in the fleet [default: the system's host name]
     #[arg(long)]
     pub host_name: Option<String>,
@@ -264,6 +273,7 @@ impl RawConfig {
             audit_retention_days: over.audit_retention_days.or(self.audit_retention_days),
             state_url: over.state_url.or(self.state_url),
             state_ca_file: over.state_ca_file.or(self.state_ca_file),
+            lease_secs: over.lease_secs.or(self.lease_secs),
             host_name: over.host_name.or(self.host_name),
             peer_listen: over.peer_listen.or(self.peer_listen),
             peer_advertise: over.peer_advertise.or(self.peer_advertise),
@@ -362,6 +372,13 @@ impl RawConfig {
             ));
         }
         let state_ca_file = self.state_ca_file.map(|p| absolute("state_ca_file", p)).transpose()?;
+        let lease_secs = self.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
+        if !(3..=300).contains(&lease_secs) {
+            return Err(invalid(
+                "lease_secs",
+                format!("{lease_secs} is outside 3..=300: it is renewed every third of it, and a standby waits that long"),
+            ));
+        }
         Ok(DaemonConfig {
             data_dir,
             run_dir,
@@ -389,6 +406,7 @@ impl RawConfig {
             private_network,
             state_url,
             state_ca_file,
+            lease_secs,
         })
     }
 }

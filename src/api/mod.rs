@@ -269,6 +269,25 @@ pub struct HostLink {
     pub version: Option<String>,
 }
 
+/// Who leads the coordinators of a model, as one of them sees it (`vr hosts leader`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    /// The model's engine: sqlite (one coordinator, always leading) or postgresql.
+    pub model: String,
+    /// The coordinator answering.
+    pub this: String,
+    /// Whether it leads.
+    pub leads: bool,
+    /// The lease's holder, if any coordinator took it.
+    pub holder: Option<String>,
+    /// Where the holder is reached.
+    pub address: Option<String>,
+    /// The lease's fencing epoch.
+    pub epoch: Option<u64>,
+    /// Milliseconds until the lease expires unless renewed (negative: expired).
+    pub expires_in_ms: Option<i64>,
+}
+
 /// One host as `vr hosts list` shows it: its definition, and how it is doing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HostRow {
@@ -342,6 +361,8 @@ pub mod codes {
     pub const BALANCER: i32 = 24;
     /// A host could not be reached or refused.
     pub const HOST: i32 = 25;
+    /// This coordinator is a standby (or lost the lead): the leader dispatches and acts on hosts.
+    pub const NOT_LEADER: i32 = 26;
 
     // Stack images (imager): 30..=39.
     /// The provisioning script of an image build failed (its log is kept, no tarball is written).
@@ -404,6 +425,10 @@ pub trait Vrd {
     /// Every joined host's link and state.
     #[method(name = "hosts.links", with_extensions)]
     async fn hosts_links(&self) -> RpcResult<Vec<HostLink>>;
+
+    /// Which coordinator leads: the lease's holder and epoch, and this vrd's part.
+    #[method(name = "hosts.leader", with_extensions)]
+    async fn hosts_leader(&self) -> RpcResult<LeaderView>;
 
     /// Every host with its state, last heartbeat, procs and version; a host that cannot answer
     /// within 2 s shows no proc count instead of holding the listing.

@@ -232,7 +232,9 @@ fn daemon(config: DaemonConfig) -> anyhow::Result<()> {
             tracing::info!("stopping: in-flight calls finish, procs keep running");
             vr::daemon::activation::notify_stopping();
         };
+        let stopping = std::sync::Arc::clone(&daemon);
         vr::daemon::server::serve(listener, daemon, shutdown).await;
+        stopping.stand_down().await;
         Ok(())
     });
     // A blocking task may still wait on a foreground container; don't wait for it.

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::client::{connect, explain};
 use super::objects::ObjectAction;
 use super::HostsAction;
-use crate::api::{HostJoin, HostRow, VrdClient};
+use crate::api::{HostJoin, HostRow, LeaderView, VrdClient};
 
 fn print_join(join: &HostJoin) -> std::io::Result<()> {
     say!("Host {} may join this coordinator once within 24 hours. On it, run:", join.host)?;
@@ -40,6 +40,14 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
             }
             return super::swarms::follow(&client, started).await;
         }
+        HostsAction::Leader { json } => {
+            let view = client.hosts_leader().await.map_err(explain)?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&view)?)?;
+            } else {
+                print_leader(&view)?;
+            }
+        }
         HostsAction::Links { json } => {
             let links = client.hosts_links().await.map_err(explain)?;
             if json {
@@ -65,6 +73,24 @@ pub async fn run(socket: &Path, action: HostsAction) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn print_leader(v: &LeaderView) -> std::io::Result<()> {
+    let role = if v.leads { "leads" } else { "is a standby" };
+    match (&v.holder, v.epoch, v.expires_in_ms) {
+        (Some(holder), Some(epoch), Some(ms)) => {
+            let address = v.address.as_deref().map(|a| format!(" at {a}")).unwrap_or_default();
+            let expiry = if ms >= 0 {
+                format!("expires in {:.1} s unless renewed", ms as f64 / 1000.0)
+            } else {
+                format!("expired {:.1} s ago", -ms as f64 / 1000.0)
+            };
+            say!("leader: {holder}{address}, lease epoch {epoch}, {expiry}")?;
+        }
+        _ if v.model == "sqlite" => say!("leader: {} (the model is in SQLite: one coordinator)", v.this)?,
+        _ => say!("leader: none yet (no coordinator has taken the lease)")?,
+    }
+    say!("this coordinator, {}, {role}; the model is in {}", v.this, v.model)
 }
 
 /// How long ago `secs` (unix seconds) was, for people.

@@ -384,6 +384,12 @@ pub enum HostsAction {
         #[arg(long)]
         json: bool,
     },
+    /// Which coordinator leads (with the model in PostgreSQL, several may coordinate; one leads).
+    Leader {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `vr balancers` actions.

@@ -35,6 +35,14 @@ pub fn spawn(swarms: Arc<Swarms>, supervisor: Supervisor) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
+            if !swarms.leads() {
+                // Hosts link to the leader; a standby's tasks would find none of them.
+                tasks.retain(|_, task| {
+                    task.abort();
+                    false
+                });
+                continue;
+            }
             let agents = match swarms.joined_agents().await {
                 Ok(agents) => agents,
                 Err(e) => {

@@ -30,6 +30,7 @@ use crate::services::builds::BuildStore;
 use crate::services::hosts::directory::LocalDirectory;
 use crate::services::hosts::local::LocalHost;
 use crate::services::hosts::{ArtifactSource, HostDirectory};
+use crate::services::leadership::Leadership;
 use crate::services::peer::client::Blobs;
 use crate::services::peer::directory::{FleetDirectory, Peers};
 use crate::services::peer::identity::FleetFiles;
@@ -64,6 +65,8 @@ pub struct Daemon {
     pub foreground: crate::services::runner::foreground::ForegroundRuns,
     /// Who may do what (roles, volume prefixes).
     pub policy: ops::access::Policy,
+    /// Whether this vrd leads the coordinators of its model (always, on SQLite).
+    pub leadership: Arc<Leadership>,
     /// Keeps the sealed copy of the binary open; `runner.exe` names it through /proc/self/fd.
     _sealed_exe: OwnedFd,
 }
@@ -140,12 +143,15 @@ impl Daemon {
         };
         let runner = Arc::new(runner);
         let state = open_state(config)?;
-        match state.fail_started_builds().await {
+        let shared = state.engine() == crate::services::state::sql::EngineKind::Postgres;
+        // On a shared model another coordinator may be building now: the one that takes the
+        // lead fails what was left (Swarms::take_over).
+        match if shared { Ok(0) } else { state.fail_started_builds().await } {
             Ok(0) => {}
             Ok(n) => tracing::warn!(builds = n, "marked builds interrupted by a stopped vrd as failed"),
             Err(e) => return Err(DaemonError::Start(e.to_string())),
         }
-        match state.fail_started_images().await {
+        match if shared { Ok(0) } else { state.fail_started_images().await } {
             Ok(0) => {}
             Ok(n) => tracing::warn!(images = n, "marked image builds interrupted by a stopped vrd as failed"),
             Err(e) => return Err(DaemonError::Start(e.to_string())),
@@ -174,8 +180,17 @@ impl Daemon {
         })?;
         let balancers = Arc::new(balancers);
         let (fleet, directory) = start_fleet(config, &supervisor, &builds, &balancers).await?;
+        let leadership = if shared {
+            let ttl = std::time::Duration::from_secs(config.lease_secs);
+            Leadership::compete(supervisor.state().clone(), host.clone(), fleet.advertise.clone(), ttl)
+        } else {
+            Leadership::sole()
+        };
         let swarms =
-            start_swarms(config, &supervisor, &builder, &builds, &host, directory, &balancers).await?;
+            start_swarms(config, &supervisor, &builder, &builds, directory, &balancers, &leadership).await?;
+        if shared {
+            spawn_take_over(&leadership, &swarms);
+        }
         let stacks =
             Arc::new(StackImages::new(Arc::clone(&runner), builds.clone(), supervisor.state().clone()));
         Ok(Arc::new(Daemon {
@@ -189,6 +204,7 @@ impl Daemon {
             fleet,
             foreground: Default::default(),
             policy: ops::access::Policy::of(config),
+            leadership,
             _sealed_exe: sealed,
         }))
     }
@@ -209,6 +225,37 @@ fn open_state(config: &DaemonConfig) -> Result<State, DaemonError> {
         .map_err(|e| DaemonError::Start(crate::api::error::ApiError::caused(0, &e).full()))?;
     tracing::info!(model = %location.describe(), "state opened");
     Ok(state)
+}
+
+/// Each time this coordinator takes the lead, it finishes what the last leader left.
+fn spawn_take_over(leadership: &Leadership, swarms: &Arc<Swarms>) {
+    let mut epochs = leadership.epochs();
+    let swarms = Arc::downgrade(swarms);
+    tokio::spawn(async move {
+        while epochs.changed().await.is_ok() {
+            let epoch = *epochs.borrow_and_update();
+            let Some(swarms) = swarms.upgrade() else { return };
+            if epoch != 0 {
+                if let Err(e) = swarms.take_over().await {
+                    tracing::error!(error = %e, epoch, "failed to finish what the last leader left");
+                }
+            }
+        }
+    });
+}
+
+impl Daemon {
+    /// On a clean stop: a leader gives up its lease, so a standby takes over at once instead of
+    /// when the lease expires.
+    pub async fn stand_down(&self) {
+        if self.leadership.leads()
+            && self.supervisor.state().engine() == crate::services::state::sql::EngineKind::Postgres
+        {
+            if let Err(e) = self.supervisor.state().release_lease(self.host.clone()).await {
+                tracing::warn!(error = %e, "failed to give up the coordinators' lease; a standby takes over when it expires");
+            }
+        }
+    }
 }
 
 /// VR ran its procs scooper every 30 minutes.
@@ -282,12 +329,13 @@ async fn start_swarms(
     supervisor: &Supervisor,
     builder: &Builder,
     store: &BuildStore,
-    host: &str,
     hosts: Arc<dyn HostDirectory>,
     local_balancers: &Balancers,
+    leadership: &Leadership,
 ) -> Result<Arc<Swarms>, DaemonError> {
     let state = supervisor.state().clone();
-    let fleet = balancer::FleetContext { state: state.clone(), hosts: Arc::clone(&hosts) };
+    let fleet =
+        balancer::FleetContext { state: state.for_duties(leadership.fence()), hosts: Arc::clone(&hosts) };
     let balancers = local_balancers
         .with_remotes(&config.balancers, &fleet)
         .map_err(|e| DaemonError::Start(format!("vrd's config names a balancer that can't start: {e}")))?;
@@ -300,8 +348,9 @@ async fn start_swarms(
         port_range: config.port_range,
         start_timeout: std::time::Duration::from_secs(60),
         listen_timeout: std::time::Duration::from_secs(config.uptest_timeout_secs),
-        local_host: host.to_string(),
+        local_host: config.host_name.clone(),
         drain: std::time::Duration::from_secs(config.drain_secs),
+        leadership: leadership.fence(),
     };
     let swarms = Swarms::start(state, Arc::new(balancers), hosts, builds, settings)
         .await

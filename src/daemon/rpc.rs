@@ -13,8 +13,8 @@ use super::ops::{OpResult, Ops, Principal, ReceivedFds};
 use crate::api::{
     codes, ApiError, Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched,
     EventItem, ExitStatus, GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind,
-    LogLine, NewToken, NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, Role, SetupReport, SwarmChanges,
-    SwarmProcRecord, TokenInfo, UptestResult, UptestRun, UserInfo, VrdServer, LOG_ENDED,
+    LeaderView, LogLine, NewToken, NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, Role, SetupReport,
+    SwarmChanges, SwarmProcRecord, TokenInfo, UptestResult, UptestRun, UserInfo, VrdServer, LOG_ENDED,
 };
 use crate::model::deploy::release::Placement;
 
@@ -139,6 +139,10 @@ impl VrdServer for RpcHandler {
 
     async fn hosts_links(&self, ext: &Extensions) -> RpcResult<Vec<HostLink>> {
         answer(self.ops.hosts_links(&who(ext)?).await)
+    }
+
+    async fn hosts_leader(&self, ext: &Extensions) -> RpcResult<LeaderView> {
+        answer(self.ops.hosts_leader(&who(ext)?).await)
     }
 
     async fn hosts_list(&self, ext: &Extensions) -> RpcResult<Vec<HostRow>> {

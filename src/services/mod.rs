@@ -5,6 +5,7 @@ pub mod builder;
 pub mod builds;
 pub mod hosts;
 pub mod imager;
+pub mod leadership;
 pub mod logs;
 pub mod metrics;
 pub mod peer;

@@ -202,6 +202,7 @@ fn status_of(code: i32) -> StatusCode {
         codes::DENIED => StatusCode::FORBIDDEN,
         codes::EXISTS | codes::BUSY | codes::REFERENCE => StatusCode::CONFLICT,
         codes::TOO_MANY_CONNECTIONS => StatusCode::TOO_MANY_REQUESTS,
+        codes::NOT_LEADER => StatusCode::MISDIRECTED_REQUEST,
         codes::NO_ROOM => StatusCode::INSUFFICIENT_STORAGE,
         codes::INVALID | codes::USER | codes::NOT_SET_UP => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

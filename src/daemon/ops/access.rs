@@ -124,6 +124,7 @@ const TABLE: &[(&str, Role)] = &[
     ("stacks.images", Role::Viewer),
     ("stacks.follow", Role::Viewer),
     ("hosts.links", Role::Viewer),
+    ("hosts.leader", Role::Viewer),
     ("hosts.list", Role::Viewer),
     // Not a JSON-RPC method: the HTTPS listener's GET /metrics.
     ("metrics.read", Role::Viewer),

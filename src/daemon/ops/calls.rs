@@ -11,9 +11,9 @@ use super::feed::Feed;
 use super::Ops;
 use crate::api::{
     Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem, ExitStatus,
-    GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind, LogLine, NewToken,
-    NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, Role, SetupReport, SwarmChanges, SwarmProcRecord,
-    TokenInfo, UptestResult, UptestRun, UserInfo,
+    GcReport, HostJoin, HostLink, HostRow, ImageBuilt, ImageFile, ImageInfo, Kind, LeaderView, LogLine,
+    NewToken, NumberedRelease, ProcFile, ProcInfo, ReleaseRecord, Role, SetupReport, SwarmChanges,
+    SwarmProcRecord, TokenInfo, UptestResult, UptestRun, UserInfo,
 };
 use crate::model::deploy::release::Placement;
 
@@ -126,6 +126,11 @@ impl Ops {
     /// `hosts.links`.
     pub async fn hosts_links(&self, who: &Principal) -> OpResult<Vec<HostLink>> {
         self.read(who, "hosts.links", self.host_links()).await
+    }
+
+    /// `hosts.leader`.
+    pub async fn hosts_leader(&self, who: &Principal) -> OpResult<LeaderView> {
+        self.read(who, "hosts.leader", self.leader()).await
     }
 
     // ---- VR's runner ----

@@ -78,6 +78,7 @@ pub fn state_error(e: StateError) -> ApiError {
         StateError::Exists { .. } => codes::EXISTS,
         StateError::NotFound { .. } => codes::NOT_FOUND,
         StateError::MissingRef { .. } | StateError::InUse { .. } => codes::REFERENCE,
+        StateError::Fenced { .. } | StateError::NotLeader => codes::NOT_LEADER,
         StateError::Create { .. }
         | StateError::Open { .. }
         | StateError::Connect { .. }

@@ -2,7 +2,7 @@
 
 use super::error::{enroll_error, error, state_error, OpResult};
 use super::Ops;
-use crate::api::{codes, HostJoin, HostLink, HostRow};
+use crate::api::{codes, HostJoin, HostLink, HostRow, LeaderView};
 use crate::model::deploy::{Definition, Kind};
 use crate::services::peer::enroll;
 
@@ -43,6 +43,24 @@ impl Ops {
         self.join_info(&name, String::new())?;
         let token = enroll::token_for(self.daemon.supervisor.state(), &name).await.map_err(enroll_error)?;
         self.join_info(&name, token)
+    }
+
+    pub(super) async fn leader(&self) -> OpResult<LeaderView> {
+        let state = self.daemon.supervisor.state();
+        let held = state.lease_holder().await.map_err(state_error)?;
+        let model = match state.engine() {
+            crate::services::state::sql::EngineKind::Sqlite => "sqlite",
+            crate::services::state::sql::EngineKind::Postgres => "postgresql",
+        };
+        Ok(LeaderView {
+            model: model.to_string(),
+            this: self.daemon.host.clone(),
+            leads: self.daemon.leadership.leads(),
+            holder: held.as_ref().map(|h| h.holder.clone()),
+            address: held.as_ref().and_then(|h| h.address.clone()),
+            epoch: held.as_ref().map(|h| h.epoch),
+            expires_in_ms: held.map(|h| h.expires_in_ms),
+        })
     }
 
     pub(super) async fn host_links(&self) -> OpResult<Vec<HostLink>> {

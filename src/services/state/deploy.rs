@@ -334,4 +334,24 @@ impl State {
         })
         .await
     }
+
+    /// The dispatches of the last hour whose coordinator stopped before their end: (trace,
+    /// swarm) with a `swarm` step and neither a `done` nor an `aborted` one, oldest first.
+    pub async fn unfinished_dispatches(&self) -> Result<Vec<(String, String)>, StateError> {
+        self.call("find unfinished dispatches".into(), move |db, what| {
+            db.conn
+                .query_map(
+                    "SELECT trace, swarm FROM deploy_log WHERE swarm IS NOT NULL AND time > ?1
+                     GROUP BY trace, swarm
+                     HAVING SUM(CASE WHEN (',' || tags || ',') LIKE '%,done,%'
+                                       OR (',' || tags || ',') LIKE '%,aborted,%' THEN 1 ELSE 0 END) = 0
+                        AND SUM(CASE WHEN (',' || tags || ',') LIKE '%,swarm,%' THEN 1 ELSE 0 END) > 0
+                     ORDER BY MIN(id)",
+                    args![now_secs() - 3600],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(StateError::query(what))
+        })
+        .await
+    }
 }

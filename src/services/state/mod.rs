@@ -10,6 +10,7 @@ mod builds;
 mod deploy;
 mod events;
 mod images;
+mod lease;
 mod migrations;
 mod objects;
 mod peers;
@@ -29,6 +30,7 @@ use std::fs::{OpenOptions, Permissions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -39,6 +41,7 @@ pub use audit::AuditEntry;
 pub use builds::BuildOutcome;
 pub use deploy::ActiveImage;
 pub use images::BuiltImage;
+pub use lease::{Fence, LeaseHolder};
 pub use peers::TokenRefused;
 pub use procs::ProcRecord;
 pub use sql::PgTarget;
@@ -173,6 +176,17 @@ pub enum StateError {
         /// Who uses it, e.g. "swarm hello-prod-web".
         users: String,
     },
+    /// A leader's write was refused: another coordinator holds the lease now.
+    #[error("this coordinator lost the lead (it held lease epoch {mine}, the fleet is at {current}): the write was not applied, and it is a standby now; run the command again, on the leader (`vr hosts leader` shows which)")]
+    Fenced {
+        /// The epoch this vrd held.
+        mine: u64,
+        /// The lease's epoch.
+        current: u64,
+    },
+    /// A leader's duty was asked of a standby.
+    #[error("this coordinator is a standby: only the leader dispatches swarms and acts on hosts; run the command on the leader (`vr hosts leader` shows which)")]
+    NotLeader,
     /// The database thread is gone.
     #[error("failed to reach the state database: its thread has stopped; restart vrd")]
     Closed,
@@ -183,7 +197,11 @@ impl StateError {
     fn query(what: impl Into<String>) -> impl FnOnce(DbError) -> StateError {
         move |source| {
             let what = what.into();
-            if source.is_corrupt() {
+            if let DbError::Fenced { mine, current } = source {
+                StateError::Fenced { mine, current }
+            } else if let DbError::NotLeader = source {
+                StateError::NotLeader
+            } else if source.is_corrupt() {
                 StateError::Corrupt { what, source }
             } else {
                 StateError::Query { what, source }
@@ -247,6 +265,8 @@ pub struct State {
     model: Actor,
     local: Actor,
     engine: sql::EngineKind,
+    /// The lease epoch this handle's model writes must hold (a leader's duties); `None`: unfenced.
+    fence: Option<Arc<Fence>>,
 }
 
 impl State {
@@ -259,7 +279,7 @@ impl State {
     /// [`State::open`] with explicit options.
     pub fn open_with(path: &Path, options: StateOptions) -> Result<State, StateError> {
         let actor = Actor::sqlite(Some(path), options)?;
-        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite })
+        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite, fence: None })
     }
 
     /// The model in PostgreSQL at `target` (its schema brought up to date, one vrd at a time: the
@@ -278,7 +298,7 @@ impl State {
             Ok(conn)
         })?;
         let local = Actor::sqlite(local, options)?;
-        Ok(State { model, local, engine: sql::EngineKind::Postgres })
+        Ok(State { model, local, engine: sql::EngineKind::Postgres, fence: None })
     }
 
     /// Opens the state `location` names: everything in a SQLite file, or the model in PostgreSQL
@@ -302,7 +322,7 @@ impl State {
     /// [`State::open_in_memory`] with explicit options.
     pub fn open_in_memory_with(options: StateOptions) -> Result<State, StateError> {
         let actor = Actor::sqlite(None, options)?;
-        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite })
+        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite, fence: None })
     }
 
     /// The engine the model is in.
@@ -314,7 +334,29 @@ impl State {
     /// on this host (dummy, builtin) keeps its node sets in, so coordinators sharing one model
     /// never mix their local balancers' pools.
     pub fn local(&self) -> State {
-        State { model: self.local.clone(), local: self.local.clone(), engine: sql::EngineKind::Sqlite }
+        State {
+            model: self.local.clone(),
+            local: self.local.clone(),
+            engine: sql::EngineKind::Sqlite,
+            fence: None,
+        }
+    }
+
+    /// This state with its model writes fenced by `fence`: each runs in a transaction that first
+    /// checks the lease still has the epoch `fence` holds, so a coordinator that lost the lead
+    /// (paused past the lease, cut off) can never write as a leader again. A refused write steps
+    /// `fence` down.
+    pub fn fenced(&self, fence: Arc<Fence>) -> State {
+        State { fence: Some(fence), ..self.clone() }
+    }
+
+    /// The state a leader's duties write through: [`State::fenced`] on a shared model; on a
+    /// SQLite model, which has one coordinator and no lease, this state as it is.
+    pub fn for_duties(&self, fence: Arc<Fence>) -> State {
+        match self.engine {
+            sql::EngineKind::Postgres => self.fenced(fence),
+            sql::EngineKind::Sqlite => self.clone(),
+        }
     }
 
     /// Queues `f` for the database thread and returns once it is queued, not done: jobs run in
@@ -347,7 +389,21 @@ impl State {
         T: Send + 'static,
         F: FnOnce(&mut Db, &str) -> Result<T, StateError> + Send + 'static,
     {
-        self.model.call(what, f).await
+        let Some(fence) = &self.fence else { return self.model.call(what, f).await };
+        let epoch = fence.epoch();
+        let result = self
+            .model
+            .call(what, move |db, what| {
+                db.conn.set_fence(Some(epoch));
+                let result = f(db, what);
+                db.conn.set_fence(None);
+                result
+            })
+            .await;
+        if let Err(StateError::Fenced { mine, .. }) = &result {
+            fence.lost(*mine);
+        }
+        result
     }
 
     /// [`State::call`] on the host's own record (procs and their events).
@@ -412,6 +468,8 @@ impl Actor {
                 };
                 let mut db = Db { conn, options, appends: 0 };
                 while let Some(job) = queue.blocking_recv() {
+                    // A fenced job sets its own; one that panicked must not leave it to the next.
+                    db.conn.set_fence(None);
                     if let Err(e) = db.conn.revive() {
                         // The job fails with its own error below; the next one tries again.
                         tracing::error!(error = %e, "the state database cannot be reached");

@@ -78,10 +78,25 @@ impl Swarms {
             if !fresh {
                 let current = self.state.current_build(key.0.clone(), key.1.clone(), key.2.clone()).await?;
                 if let Some(record) = current.filter(|r| r.status == SUCCEEDED) {
-                    trace
-                        .step(&["build"], format!("Using build {} of {} {version}", record.id, app.name))
-                        .await;
-                    return self.build_ref(&record, image);
+                    match self.build_ref(&record, image) {
+                        Ok(found) => {
+                            trace
+                                .step(
+                                    &["build"],
+                                    format!("Using build {} of {} {version}", record.id, app.name),
+                                )
+                                .await;
+                            return Ok(found);
+                        }
+                        // Another coordinator of the model built it and is gone: build it here.
+                        Err(e) => {
+                            let message = format!(
+                                "Build {} of {} {version} can't be used here ({e}); building it anew",
+                                record.id, app.name
+                            );
+                            trace.step(&["build"], message).await;
+                        }
+                    }
                 }
             }
             let Some(tell) = self.claim(&key) else { continue };
@@ -101,6 +116,7 @@ impl Swarms {
         version: &str,
     ) -> Result<String, SwarmError> {
         crate::model::names::version(version).map_err(|e| SwarmError::Invalid(e.to_string()))?;
+        self.ensure_leader()?;
         let Definition::App(app) = self.state.definition(Kind::App, app).await? else {
             return Err(SwarmError::Invalid(format!("'{app}' is not an app")));
         };

@@ -59,6 +59,7 @@ impl Survey {
 impl Swarms {
     /// Starts a dispatch of `swarm` in a task of its own; returns its trace id at once.
     pub async fn start_dispatch(self: &Arc<Self>, swarm: &str, target: Target) -> Result<String, SwarmError> {
+        self.ensure_leader()?;
         let spec = self.swarm(swarm).await?;
         let trace = self.trace(&spec.name);
         let id = trace.id.clone();

@@ -28,7 +28,7 @@ use crate::model::uptest::UptestRun;
 use crate::services::balancer::{BalancerError, Balancers};
 use crate::services::builds::recorded::BuildService;
 use crate::services::hosts::{HostAgent, HostDirectory, HostError};
-use crate::services::state::{State, StateError};
+use crate::services::state::{Fence, State, StateError};
 
 /// Why a swarm call or a dispatch failed; the message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,9 @@ pub struct Settings {
     pub local_host: String,
     /// How long a de-routed proc keeps running before it is destroyed (requests in flight finish).
     pub drain: Duration,
+    /// Whether this coordinator leads: only the leader dispatches, builds, watches hosts and runs
+    /// the scheduled uptests (`services::leadership`).
+    pub leadership: Arc<Fence>,
 }
 
 /// What dispatches share.
@@ -115,6 +118,8 @@ impl Swarms {
         settings: Settings,
     ) -> Result<Arc<Swarms>, SwarmError> {
         ensure_local_host(&state, &settings.local_host).await?;
+        // Its writes are the leader's duties'.
+        let state = state.for_duties(Arc::clone(&settings.leadership));
         let (live, _) = broadcast::channel(1024);
         Ok(Arc::new(Swarms {
             state,
@@ -164,6 +169,44 @@ impl Swarms {
             Definition::Swarm(s) => Ok(s),
             _ => Err(SwarmError::Invalid(format!("'{name}' is not a swarm"))),
         }
+    }
+
+    /// Whether this coordinator leads now.
+    pub fn leads(&self) -> bool {
+        self.settings.leadership.leads()
+    }
+
+    /// Refuses a leader's duty on a standby.
+    fn ensure_leader(&self) -> Result<(), SwarmError> {
+        if self.leads() {
+            Ok(())
+        } else {
+            Err(SwarmError::State(StateError::NotLeader))
+        }
+    }
+
+    /// What a coordinator that just took the lead does first: builds left `started` by the one
+    /// before are failed (standbys never build), and each dispatch it left unfinished (no `done`
+    /// or `aborted` step) is closed and dispatched again here, which completes it from the procs
+    /// it recorded before creating them, or rolls it back to the swarm's last good state when
+    /// the new one can't pass its uptests.
+    pub async fn take_over(self: &Arc<Self>) -> Result<(), SwarmError> {
+        match self.state.fail_started_builds().await? {
+            0 => {}
+            n => tracing::warn!(builds = n, "marked builds left running by the last leader as failed"),
+        }
+        for (trace, swarm) in self.state.unfinished_dispatches().await? {
+            if self.state.get_definition(Kind::Swarm, swarm.clone()).await?.is_none() {
+                continue;
+            }
+            let again = self.start_dispatch(&swarm, dispatch::Target::Current { fresh_build: false }).await?;
+            let note = format!("Swarm {swarm} aborted: its coordinator stopped; dispatched again by the new leader (trace {again})");
+            self.state
+                .log_deploy(trace, Some(swarm.clone()), vec!["swarm".into(), "aborted".into()], note, None)
+                .await?;
+            tracing::warn!(%swarm, trace = %again, "dispatching again a swarm the last leader left unfinished");
+        }
+        Ok(())
     }
 
     fn swarm_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {

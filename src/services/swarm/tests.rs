@@ -93,6 +93,7 @@ impl Fx {
             listen_timeout: std::time::Duration::from_secs(10),
             local_host: host_names[0].to_string(),
             drain,
+            leadership: Arc::new(crate::services::state::Fence::holding(1)),
         };
         let directory = Arc::new(FakeDirectory { hosts: hosts.clone(), health: Default::default() });
         let builds = BuildService { builder: builder(dir.path()), store, state: state.clone() };

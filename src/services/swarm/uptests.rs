@@ -114,6 +114,9 @@ impl Swarms {
             loop {
                 tick.tick().await;
                 let Some(swarms) = this.upgrade() else { return };
+                if !swarms.leads() {
+                    continue;
+                }
                 if let Err(e) = swarms.uptest_all().await {
                     tracing::error!(error = %e, "scheduled uptests failed");
                 }

@@ -38,6 +38,11 @@ impl Swarms {
             loop {
                 tick.tick().await;
                 let Some(swarms) = this.upgrade() else { return };
+                if !swarms.leads() {
+                    // A standby starts afresh when it leads: hosts are first sighted again.
+                    watched = Watched::default();
+                    continue;
+                }
                 if let Err(e) = swarms.watch_once(&mut watched).await {
                     tracing::error!(error = %e, "watching the hosts failed");
                 }

@@ -5,6 +5,26 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::EngineKind;
+
+/// The database's clock in unix milliseconds, as an SQL expression: a lease is timed by the one
+/// clock every coordinator shares, never by theirs.
+pub fn now_ms(engine: EngineKind) -> &'static str {
+    match engine {
+        EngineKind::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+        EngineKind::Postgres => "CAST(extract(epoch from clock_timestamp()) * 1000 AS BIGINT)",
+    }
+}
+
+/// A read that holds the rows it read against change until the transaction ends (SQLite's
+/// writer lock, taken by BEGIN IMMEDIATE, already does).
+pub fn for_share(engine: EngineKind) -> &'static str {
+    match engine {
+        EngineKind::Sqlite => "",
+        EngineKind::Postgres => " FOR SHARE",
+    }
+}
+
 /// `?N` and bare `?` placeholders as PostgreSQL's `$N`, leaving quoted text and identifiers alone.
 pub fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);

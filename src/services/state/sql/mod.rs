@@ -13,7 +13,7 @@ mod postgres;
 mod sqlite;
 mod value;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 pub use self::postgres::PgTarget;
 pub use value::{FromValue, ToValue, Value};
@@ -42,6 +42,17 @@ pub enum DbError {
         what: String,
         /// Why it failed.
         reason: String,
+    },
+    /// A fenced write from a vrd that does not hold the lease.
+    #[error("this coordinator does not hold the lease")]
+    NotLeader,
+    /// A fenced write whose epoch is no longer the lease's: another coordinator took over.
+    #[error("the lease moved on to epoch {current}; this coordinator held epoch {mine}")]
+    Fenced {
+        /// The epoch the writer held.
+        mine: u64,
+        /// The lease's epoch now.
+        current: u64,
     },
     /// A query that must return a row returned none.
     #[error("the query returned no row")]
@@ -86,7 +97,11 @@ impl DbError {
                     | rusqlite::Error::IntegralValueOutOfRange(..)
                     | rusqlite::Error::InvalidColumnType(..)
             ),
-            DbError::Postgres(_) | DbError::NoRows | DbError::Setup { .. } => false,
+            DbError::Postgres(_)
+            | DbError::NoRows
+            | DbError::Setup { .. }
+            | DbError::NotLeader
+            | DbError::Fenced { .. } => false,
         }
     }
 }
@@ -158,20 +173,37 @@ pub enum EngineKind {
     Postgres,
 }
 
+/// The lease row every coordinator of one model competes for.
+pub const LEASE: &str = "coordinator";
+
 /// A connection to either engine.
 pub struct Conn {
     engine: RefCell<Engine>,
+    /// The lease epoch the current job's writes must still hold (`Some(0)`: it holds none).
+    fence: Cell<Option<u64>>,
+    /// Inside BEGIN .. COMMIT.
+    in_tx: Cell<bool>,
 }
 
 impl Conn {
     /// A connection over an open, configured SQLite database.
     pub fn sqlite(conn: rusqlite::Connection) -> Conn {
-        Conn { engine: RefCell::new(Engine::Sqlite(conn)) }
+        Conn::over(Engine::Sqlite(conn))
     }
 
     /// Connects to PostgreSQL at `target`.
     pub fn postgres(target: PgTarget) -> DbResult<Conn> {
-        Ok(Conn { engine: RefCell::new(Engine::Postgres(Box::new(postgres::PgConn::connect(target)?))) })
+        Ok(Conn::over(Engine::Postgres(Box::new(postgres::PgConn::connect(target)?))))
+    }
+
+    fn over(engine: Engine) -> Conn {
+        Conn { engine: RefCell::new(engine), fence: Cell::new(None), in_tx: Cell::new(false) }
+    }
+
+    /// Fences the writes of the jobs that follow with `epoch` (`None`: unfenced): each runs in a
+    /// transaction that first checks the lease still has that epoch, and holds it until commit.
+    pub fn set_fence(&self, epoch: Option<u64>) {
+        self.fence.set(epoch);
     }
 
     /// Which engine this is.
@@ -184,6 +216,12 @@ impl Conn {
 
     /// Runs a statement; returns how many rows it changed.
     pub fn execute(&self, sql: &str, args: &[Value]) -> DbResult<usize> {
+        if self.fence.get().is_some() && !self.in_tx.get() {
+            let tx = self.transaction()?;
+            let n = tx.execute(sql, args)?;
+            tx.commit()?;
+            return Ok(n);
+        }
         let n = match &mut *self.engine.borrow_mut() {
             Engine::Sqlite(c) => sqlite::execute(c, sql, args)?,
             Engine::Postgres(c) => c.execute(sql, args)?,
@@ -225,6 +263,12 @@ impl Conn {
 
     /// Runs an INSERT into a table with an `id` column and returns the new row's id.
     pub fn insert(&self, sql: &str, args: &[Value]) -> DbResult<i64> {
+        if self.fence.get().is_some() && !self.in_tx.get() {
+            let tx = self.transaction()?;
+            let id = tx.insert(sql, args)?;
+            tx.commit()?;
+            return Ok(id);
+        }
         self.query_row(&format!("{sql} RETURNING id"), args, |r| r.get(0))
     }
 
@@ -245,7 +289,25 @@ impl Conn {
             EngineKind::Postgres => "BEGIN",
         };
         self.execute_batch(begin)?;
-        Ok(Tx { conn: self, open: true })
+        self.in_tx.set(true);
+        let tx = Tx { conn: self, open: true };
+        self.check_fence()?;
+        Ok(tx)
+    }
+
+    /// With a fence set: the lease still has its epoch (read FOR SHARE on PostgreSQL, so no
+    /// other coordinator can take the lease before this transaction ends).
+    fn check_fence(&self) -> DbResult<()> {
+        let Some(mine) = self.fence.get() else { return Ok(()) };
+        if mine == 0 {
+            return Err(DbError::NotLeader);
+        }
+        let sql = format!("SELECT epoch FROM lease WHERE name = ?1{}", dialect::for_share(self.kind()));
+        let current: Option<u64> = self.rows(&sql, args![LEASE])?.first().map(|r| r.get(0)).transpose()?;
+        match current {
+            Some(current) if current == mine => Ok(()),
+            other => Err(DbError::Fenced { mine, current: other.unwrap_or(0) }),
+        }
     }
 
     /// Reconnects a PostgreSQL connection that was closed (the server restarted); nothing for
@@ -276,6 +338,7 @@ impl Tx<'_> {
     /// Commits.
     pub fn commit(mut self) -> DbResult<()> {
         self.open = false;
+        self.conn.in_tx.set(false);
         self.conn.execute_batch("COMMIT")
     }
 }
@@ -290,6 +353,7 @@ impl std::ops::Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if self.open {
+            self.conn.in_tx.set(false);
             // Nothing to tell anyone: the transaction failed already, and a failed rollback
             // leaves the engine to drop it (SQLite at the next BEGIN, PostgreSQL with the session).
             let _ = self.conn.execute_batch("ROLLBACK");
