@@ -1,7 +1,7 @@
 //! Which coordinator leads (issue 15). With the model in SQLite there is one coordinator and it
 //! always leads. With PostgreSQL every coordinator competes for the lease: the holder renews it
-//! every third of its time to live, on the database's clock; the others retry as often and take
-//! it once it expired. The [`Fence`] is what the leader's duties (dispatch, builds, the watcher,
+//! every third of its time to live, on the database's clock; the others try again just after it
+//! would expire (at most a third of its time to live later) and take it once it has. The [`Fence`] is what the leader's duties (dispatch, builds, the watcher,
 //! scheduled uptests, gathering hosts' events) ask before they act, and what their writes carry.
 
 use std::sync::Arc;
@@ -17,6 +17,20 @@ pub struct Leadership {
     epochs: watch::Sender<u64>,
 }
 
+/// How long a standby waits before it tries again: until just after the leader's lease expires
+/// (so it leads within the lease of the leader's last renewal), but never longer than a renewal
+/// period, nor less than a few milliseconds.
+async fn until_expiry(state: &State, ttl: Duration) -> Duration {
+    let most = ttl / 3;
+    match state.lease_holder().await {
+        Ok(Some(held)) => {
+            let ms = u64::try_from(held.expires_in_ms.saturating_add(20)).unwrap_or(0);
+            Duration::from_millis(ms).clamp(Duration::from_millis(20), most)
+        }
+        _ => most,
+    }
+}
+
 impl Leadership {
     /// The only coordinator of a SQLite model: it leads, at epoch 1, for good.
     pub fn sole() -> Arc<Leadership> {
@@ -30,14 +44,15 @@ impl Leadership {
         let leadership = Arc::new(Leadership { fence: Arc::new(Fence::default()), epochs });
         let this = Arc::downgrade(&leadership);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(ttl / 3);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut renewed = Instant::now();
             loop {
-                tick.tick().await;
                 let Some(leadership) = this.upgrade() else { return };
                 let held = state.take_lease(me.clone(), address.clone(), ttl).await;
+                let taken = matches!(held, Ok(Some(_)));
                 leadership.settle(held, &mut renewed, ttl);
+                drop(leadership);
+                let wait = if taken { ttl / 3 } else { until_expiry(&state, ttl).await };
+                tokio::time::sleep(wait).await;
             }
         });
         leadership

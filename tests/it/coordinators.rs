@@ -149,3 +149,249 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     serves(router1);
     drop(c2);
 }
+
+/// The benchmark (benches/coordinators.sh, docs/benchmarks.md "Several coordinators"):
+/// `failover` kills the leader of two coordinators (default lease) COORD_TRIALS times and times
+/// it to the standby leading and dispatching; `state` times the model's operations on PostgreSQL
+/// against SQLite in the same run.
+#[test]
+#[ignore = "a benchmark: run by benches/coordinators.sh"]
+fn benchmark() {
+    require_root!("coordinators::benchmark");
+    let parts = std::env::var("COORD_PARTS").unwrap_or_else(|_| "failover,state".into());
+    let trials: usize = std::env::var("COORD_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(10);
+    let mut out = String::new();
+    for part in parts.split(',') {
+        match part {
+            "failover" => failover(&mut out, trials),
+            "state" => bench::state_operations(&mut out),
+            other => panic!("COORD_PARTS names '{other}': use failover, state"),
+        }
+    }
+    eprintln!("{out}");
+    if let Ok(path) = std::env::var("COORD_REPORT") {
+        std::fs::write(path, &out).unwrap();
+    }
+}
+
+/// Median and max of `samples`, in seconds.
+fn median_max(samples: &mut [f64]) -> (f64, f64) {
+    samples.sort_by(f64::total_cmp);
+    (samples[samples.len() / 2], samples[samples.len() - 1])
+}
+
+fn failover(out: &mut String, trials: usize) {
+    let Some(schema) = PgSchema::create("coordinators::benchmark") else { return };
+    let lease = std::env::var("COORD_LEASE").unwrap_or_else(|_| "15".into());
+    let config = |name: &str| {
+        coordinator_config(&schema, name, free_port())
+            .replace(&format!("lease_secs = {LEASE_SECS}"), &format!("lease_secs = {lease}"))
+    };
+    let fx = Fx::with_daemon(TestDaemon::start_with_config(&config("c1"), &[]));
+    wait_until_leads(&fx.d, Duration::from_secs(60));
+    fx.create_swarm(&["app=hello", "version=v1", "size=1", "pool=hello"]);
+    fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    let mut ds = [fx.d, TestDaemon::start_with_config(&config("c2"), &[])];
+    let (mut to_lead, mut to_dispatch) = (Vec::new(), Vec::new());
+    for trial in 0..trials {
+        let (leader, standby) = if leader(&ds[0])["leads"].as_bool() == Some(true) { (0, 1) } else { (1, 0) };
+        // A kill at a random point of the leader's renewal period, as a crash would come.
+        std::thread::sleep(Duration::from_millis(rand_ms(5000)));
+        ds[leader].kill();
+        let killed = Instant::now();
+        let waiting = Duration::from_secs(120);
+        while leader_of(&ds[standby]) != Some(true) {
+            assert!(killed.elapsed() < waiting, "trial {trial}: no new leader\n{}", log(&ds[standby]));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        to_lead.push(killed.elapsed().as_secs_f64());
+        let accepted = ds[standby].run_vr(&["swarm", "hello-prod-web", "v1", "--detach"]);
+        assert!(accepted.status.success(), "trial {trial}: {:?}", text(&accepted));
+        to_dispatch.push(killed.elapsed().as_secs_f64());
+        let out = text(&accepted).0;
+        let trace =
+            out.split_whitespace().find(|w| w.len() == 32).unwrap_or_else(|| panic!("no trace: {out}"));
+        eprintln!(
+            "trial {trial}: led after {:.2} s, dispatching after {:.2} s",
+            to_lead[trial], to_dispatch[trial]
+        );
+        ds[leader].start_again();
+        wait_until_ended(&schema, trace);
+    }
+    let (lead_median, lead_max) = median_max(&mut to_lead);
+    let (dispatch_median, dispatch_max) = median_max(&mut to_dispatch);
+    out.push_str(&format!(
+        "Failover, {trials} trials, lease {lease} s (renewed every third): the leader killed (SIGKILL, at a random \
+         point of its renewal period) → the standby leads: median {lead_median:.1} s, max {lead_max:.1} s; → \
+         it has accepted a `vr swarm`: median {dispatch_median:.1} s, max {dispatch_max:.1} s (target ≤ 20 s).\n\n"
+    ));
+}
+
+/// `leads` of `vr hosts leader` on `d`, or `None` while it does not answer.
+fn leader_of(d: &TestDaemon) -> Option<bool> {
+    let out = d.run_vr(&["hosts", "leader", "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    view["leads"].as_bool()
+}
+
+/// Waits until the dispatch `trace` ended, so the next trial kills an idle leader.
+fn wait_until_ended(schema: &PgSchema, trace: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ended = format!(
+        "SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND (tags LIKE '%done%' OR tags LIKE '%aborted%')"
+    );
+    while schema.value(&ended) == "0" {
+        assert!(Instant::now() < deadline, "the dispatch {trace} did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A pseudo-random number of milliseconds below `below` (no crate for one number).
+fn rand_ms(below: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    u64::from(nanos) % below
+}
+
+mod bench {
+    use std::time::{Duration, Instant};
+
+    use vr::model::deploy::records::SwarmProcRecord;
+    use vr::services::leadership::Leadership;
+    use vr::services::state::{PgTarget, State, StateOptions};
+
+    use crate::pg::PgSchema;
+
+    const RUNS: usize = 30;
+
+    /// p50 of `runs` timings of `f`, in milliseconds.
+    fn p50<F: FnMut() -> Duration>(mut f: F) -> f64 {
+        let mut ms: Vec<f64> = (0..RUNS).map(|_| f().as_secs_f64() * 1000.0).collect();
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    }
+
+    /// One engine's numbers: list 500 swarm procs, create a release, a 10-proc dispatch's writes.
+    fn measure(rt: &tokio::runtime::Runtime, state: &State) -> [f64; 3] {
+        rt.block_on(async {
+            use vr::model::deploy::{Definition, Kind};
+            for (kind, v) in [
+                (Kind::Stack, serde_json::json!({"name": "st", "base_image_url": "/i.tar"})),
+                (Kind::Squad, serde_json::json!({"name": "default"})),
+                (Kind::App, serde_json::json!({"name": "a", "repo_url": "/r", "stack": "st"})),
+                (Kind::Swarm, serde_json::json!({"app": "a", "version": "1"})),
+            ] {
+                state.put_definition(Definition::from_value(kind, v).unwrap(), true).await.unwrap();
+            }
+            let build = state.start_build("a".into(), "1".into()).await.unwrap();
+            let release = state.release_for(build, "00000000".into(), serde_json::json!({})).await.unwrap();
+            for i in 0..500u16 {
+                let p = SwarmProcRecord {
+                    host: format!("h{}", i % 10),
+                    proc: format!("a-1-prod-00000000-web-{}", 5000 + i),
+                    swarm: "a-prod-web".into(),
+                    release: release.id,
+                    port: 5000 + i,
+                    routed: Some(("remote".into(), "a-prod-web".into())),
+                };
+                state.record_swarm_proc(p).await.unwrap();
+            }
+        });
+        let list = p50(|| {
+            let t = Instant::now();
+            assert_eq!(rt.block_on(state.swarm_procs(None)).unwrap().len(), 500);
+            t.elapsed()
+        });
+        let mut n = 0u32;
+        let create = p50(|| {
+            n += 1;
+            let t = Instant::now();
+            rt.block_on(state.release_for(1, format!("{n:08x}"), serde_json::json!({"n": n}))).unwrap();
+            t.elapsed()
+        });
+        let dispatch = p50(|| {
+            n += 1;
+            let t = Instant::now();
+            rt.block_on(dispatch_writes(state, n));
+            t.elapsed()
+        });
+        [list, create, dispatch]
+    }
+
+    /// What a 10-proc dispatch writes: its release numbered, ports locked, procs recorded and
+    /// routed, the pool's next generation, and its steps in the deployment log.
+    async fn dispatch_writes(state: &State, n: u32) {
+        let trace = format!("t{n}");
+        let release = state.release_for(1, format!("d{n:07x}"), serde_json::json!({})).await.unwrap();
+        state.number_release("a-prod-web".into(), release.id).await.unwrap();
+        for i in 0..10u16 {
+            let port = 6000 + (n as u16 % 100) * 10 + i;
+            state.lock_port("h1".into(), port).await.unwrap();
+            let p = SwarmProcRecord {
+                host: "h1".into(),
+                proc: format!("a-1-prod-{n:08x}-web-{port}"),
+                swarm: "a-prod-web".into(),
+                release: release.id,
+                port,
+                routed: None,
+            };
+            state.record_swarm_proc(p).await.unwrap();
+            state
+                .set_proc_route(
+                    "h1".into(),
+                    format!("a-1-prod-{n:08x}-web-{port}"),
+                    Some(("remote".into(), "a-prod-web".into())),
+                )
+                .await
+                .unwrap();
+            state.unlock_port("h1".into(), port).await.unwrap();
+        }
+        let nodes = (0..10).map(|i| format!("198.18.0.1:{}", 6000 + i)).collect();
+        state.set_pool_nodes_next_generation("remote".into(), "a-prod-web".into(), nodes).await.unwrap();
+        for step in 0..8 {
+            state
+                .log_deploy(
+                    trace.clone(),
+                    Some("a-prod-web".into()),
+                    vec!["swarm".into()],
+                    format!("step {step}"),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    pub fn state_operations(out: &mut String) {
+        let Some(schema) = PgSchema::create("coordinators::benchmark::state") else { return };
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let options = StateOptions { keep_events: 10_000 };
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = State::open_with(&dir.path().join("state.db"), options).unwrap();
+        let pg = State::open_postgres(PgTarget { url: schema.url(), ca_file: None }, None, options).unwrap();
+        let s = measure(&rt, &sqlite);
+        let p = measure(&rt, &pg);
+        // The leader's duties write fenced: each write in a transaction that reads the lease first.
+        let fenced_schema = PgSchema::create("coordinators::benchmark::fenced").unwrap();
+        let plain = State::open_postgres(PgTarget { url: fenced_schema.url(), ca_file: None }, None, options)
+            .unwrap();
+        let leadership = rt.block_on(async {
+            let l = Leadership::compete(plain.clone(), "bench".into(), None, Duration::from_secs(15));
+            while !l.leads() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            l
+        });
+        let f = measure(&rt, &plain.fenced(leadership.fence()));
+        let version = crate::pg::psql("SHOW server_version");
+        out.push_str(&format!(
+            "State operations, p50 of {RUNS} (ms), SQLite file (WAL) against PostgreSQL {} on loopback, \
+             one connection each, through vrd's typed state methods:\n\n\
+             | operation | SQLite | PostgreSQL | PostgreSQL, fenced (the leader's writes) |\n|---|---|---|---|\n\
+             | list 500 swarm procs | {:.2} | {:.2} | {:.2} |\n\
+             | create a release | {:.2} | {:.2} | {:.2} |\n\
+             | a 10-proc dispatch's writes (65 statements) | {:.2} | {:.2} | {:.2} |\n\n",
+            version.trim(), s[0], p[0], f[0], s[1], p[1], f[1], s[2], p[2], f[2]
+        ));
+        drop(rt);
+    }
+}
