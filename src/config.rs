@@ -596,4 +596,20 @@ mod tests {
         let err = RawConfig { data_dir: Some("/a,b".into()), ..Default::default() }.validate().unwrap_err();
         assert!(err.to_string().contains("overlayfs"), "{err}");
     }
+
+    #[test]
+    fn the_model_in_postgresql_is_checked_before_vrd_starts() {
+        let with = |url: &str| RawConfig { state_url: Some(url.into()), ..Default::default() }.validate();
+        let c = with("postgres://vrd:pw@db.example/vr?sslmode=require").unwrap();
+        assert_eq!(c.state_url.as_deref(), Some("postgres://vrd:pw@db.example/vr?sslmode=require"));
+        assert_eq!(c.lease_secs, DEFAULT_LEASE_SECS);
+        let err = with("mysql://db/vr").unwrap_err().to_string();
+        assert!(err.contains("state_url") && err.contains("PostgreSQL URL"), "{err}");
+        let err = with("postgres://db/vr?sslmode=sometimes").unwrap_err().to_string();
+        assert!(err.contains("state_url") && err.contains("does not parse"), "{err}");
+        let ca = RawConfig { state_ca_file: Some("/etc/ca.pem".into()), ..Default::default() }.validate();
+        assert!(ca.unwrap_err().to_string().contains("set state_url too"));
+        let lease = RawConfig { lease_secs: Some(1), ..Default::default() }.validate();
+        assert!(lease.unwrap_err().to_string().contains("lease_secs"));
+    }
 }
