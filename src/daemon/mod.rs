@@ -190,6 +190,7 @@ impl Daemon {
             start_swarms(config, &supervisor, &builder, &builds, directory, &balancers, &leadership).await?;
         if shared {
             spawn_take_over(&leadership, &swarms);
+            spawn_event_relay(&supervisor);
         }
         let stacks =
             Arc::new(StackImages::new(Arc::clone(&runner), builds.clone(), supervisor.state().clone()));
@@ -225,6 +226,20 @@ fn open_state(config: &DaemonConfig) -> Result<State, DaemonError> {
         .map_err(|e| DaemonError::Start(crate::api::error::ApiError::caused(0, &e).full()))?;
     tracing::info!(model = %location.describe(), "state opened");
     Ok(state)
+}
+
+/// Publishes the other coordinators' proc events to this vrd's subscribers (`vr events -f`, the
+/// dashboard's streams) as they commit to the shared model.
+fn spawn_event_relay(supervisor: &Supervisor) {
+    let Some(mut ids) = supervisor.state().others_events() else { return };
+    let supervisor = supervisor.clone();
+    tokio::spawn(async move {
+        while let Some(id) = ids.recv().await {
+            if let Err(e) = supervisor.relay_event(id).await {
+                tracing::warn!(error = %e, id, "failed to read another coordinator's event");
+            }
+        }
+    });
 }
 
 /// Each time this coordinator takes the lead, it finishes what the last leader left.

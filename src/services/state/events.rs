@@ -1,7 +1,7 @@
 //! The `proc_events` table: every proc state change, numbered, so a consumer that lost its
 //! connection can replay from the last id it saw. Only the newest events are kept.
 
-use super::sql::{args, Conn, DbError, DbResult, Row};
+use super::sql::{args, Conn, DbError, DbResult, EngineKind, Row};
 
 use super::{to_id, to_sql_int, Db, State, StateError};
 use crate::model::supervision::ProcEvent;
@@ -52,6 +52,13 @@ impl State {
 
 fn append(db: &mut Db, body: &str) -> DbResult<u64> {
     let id = to_id(db.conn.insert("INSERT INTO proc_events (body) VALUES (?1)", args![body])?);
+    if db.conn.kind() == EngineKind::Postgres {
+        // Delivered once the insert above committed (it did: autocommit).
+        db.conn.execute(
+            "SELECT pg_notify(?1, ?2)",
+            args![super::notify::CHANNEL, super::notify::payload(id, &db.instance)],
+        )?;
+    }
     db.appends += 1;
     if db.appends >= PRUNE_EVERY {
         prune(db)?;

@@ -12,6 +12,7 @@ mod events;
 mod images;
 mod lease;
 mod migrations;
+mod notify;
 mod objects;
 mod peers;
 mod pools;
@@ -242,6 +243,8 @@ struct Db {
     options: StateOptions,
     /// Events appended since the last prune.
     appends: usize,
+    /// This connection's token in event announcements (`notify`).
+    instance: String,
 }
 
 /// One unit of work for the database thread.
@@ -251,6 +254,8 @@ type Job = Box<dyn FnOnce(&mut Db) + Send>;
 #[derive(Clone)]
 struct Actor {
     jobs: mpsc::Sender<Job>,
+    /// Its connection's token in event announcements.
+    instance: Arc<str>,
 }
 
 /// A handle on vrd's state; clones share its connections and threads.
@@ -267,6 +272,8 @@ pub struct State {
     engine: sql::EngineKind,
     /// The lease epoch this handle's model writes must hold (a leader's duties); `None`: unfenced.
     fence: Option<Arc<Fence>>,
+    /// Where the model is, when it is shared (to follow the other coordinators' events).
+    shared: Option<PgTarget>,
 }
 
 impl State {
@@ -279,7 +286,13 @@ impl State {
     /// [`State::open`] with explicit options.
     pub fn open_with(path: &Path, options: StateOptions) -> Result<State, StateError> {
         let actor = Actor::sqlite(Some(path), options)?;
-        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite, fence: None })
+        Ok(State {
+            model: actor.clone(),
+            local: actor,
+            engine: sql::EngineKind::Sqlite,
+            fence: None,
+            shared: None,
+        })
     }
 
     /// The model in PostgreSQL at `target` (its schema brought up to date, one vrd at a time: the
@@ -291,6 +304,7 @@ impl State {
         options: StateOptions,
     ) -> Result<State, StateError> {
         let database = target.redacted();
+        let shared = Some(target.clone());
         let model = Actor::spawn(options, move || {
             let conn = Conn::postgres(target)
                 .map_err(|source| StateError::Connect { database: database.clone(), source })?;
@@ -298,7 +312,7 @@ impl State {
             Ok(conn)
         })?;
         let local = Actor::sqlite(local, options)?;
-        Ok(State { model, local, engine: sql::EngineKind::Postgres, fence: None })
+        Ok(State { model, local, engine: sql::EngineKind::Postgres, fence: None, shared })
     }
 
     /// Opens the state `location` names: everything in a SQLite file, or the model in PostgreSQL
@@ -322,7 +336,13 @@ impl State {
     /// [`State::open_in_memory`] with explicit options.
     pub fn open_in_memory_with(options: StateOptions) -> Result<State, StateError> {
         let actor = Actor::sqlite(None, options)?;
-        Ok(State { model: actor.clone(), local: actor, engine: sql::EngineKind::Sqlite, fence: None })
+        Ok(State {
+            model: actor.clone(),
+            local: actor,
+            engine: sql::EngineKind::Sqlite,
+            fence: None,
+            shared: None,
+        })
     }
 
     /// The engine the model is in.
@@ -339,7 +359,15 @@ impl State {
             local: self.local.clone(),
             engine: sql::EngineKind::Sqlite,
             fence: None,
+            shared: None,
         }
+    }
+
+    /// The ids of the proc events other vrds append to a shared model, as they commit (`None` on
+    /// SQLite, which one vrd has to itself).
+    pub fn others_events(&self) -> Option<tokio::sync::mpsc::Receiver<u64>> {
+        let own = self.model.instance.to_string();
+        self.shared.clone().map(|target| notify::listen(target, own))
     }
 
     /// This state with its model writes fenced by `fence`: each runs in a transaction that first
@@ -452,6 +480,8 @@ impl Actor {
         M: FnOnce() -> Result<Conn, StateError> + Send + 'static,
     {
         let (jobs, mut queue) = mpsc::channel::<Job>(QUEUE);
+        let instance: Arc<str> = notify::new_instance().into();
+        let own = instance.to_string();
         let (ready, made) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("vrd-state".into())
@@ -466,7 +496,7 @@ impl Actor {
                         return;
                     }
                 };
-                let mut db = Db { conn, options, appends: 0 };
+                let mut db = Db { conn, options, appends: 0, instance: own };
                 while let Some(job) = queue.blocking_recv() {
                     // A fenced job sets its own; one that panicked must not leave it to the next.
                     db.conn.set_fence(None);
@@ -479,7 +509,7 @@ impl Actor {
             })
             .map_err(StateError::Spawn)?;
         made.recv().map_err(|_| StateError::Closed)??;
-        Ok(Actor { jobs })
+        Ok(Actor { jobs, instance })
     }
 
     async fn call<T, F>(&self, what: String, f: F) -> Result<T, StateError>

@@ -494,6 +494,34 @@ mod postgres {
         assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn another_vrds_events_are_announced_as_they_commit_and_ones_own_are_not() {
+        let Some(schema) = schema("another_vrds_events_are_announced") else { return };
+        let (leader, standby) = (schema.open(defaults()), schema.open(defaults()));
+        let mut announced = standby.others_events().expect("a shared model announces events");
+        // LISTEN is issued on the listener's own connection: wait until it is in place.
+        let listening = format!(
+            "SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN vr_events' AND application_name = '{}'",
+            schema.name()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while schema.admin(&listening) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the listener never listened");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        standby.append_event(event(1)).await.unwrap();
+        let id = leader.append_event(event(2)).await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), announced.recv()).await;
+        assert_eq!(
+            got.expect("announced within 10 s"),
+            Some(id),
+            "the standby's own event is not announced to it"
+        );
+        let read = standby.events_since(id - 1, 1).await.unwrap();
+        assert_eq!(read, [(id, event(2))]);
+        assert!(State::open_in_memory().unwrap().others_events().is_none(), "SQLite has no one to listen to");
+    }
+
     #[tokio::test]
     async fn a_lost_connection_is_made_again_and_nothing_is_lost() {
         let Some(schema) = schema("a_lost_connection_is_made_again") else { return };

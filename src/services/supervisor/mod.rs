@@ -248,6 +248,16 @@ impl Supervisor {
         Ok(id)
     }
 
+    /// Publishes to this vrd's subscribers the event `id` another coordinator stored (read from
+    /// the shared model, not stored again).
+    pub async fn relay_event(&self, id: u64) -> Result<(), SupervisorError> {
+        let found = self.shared.state.events_since(id.saturating_sub(1), 1).await?;
+        for (got, event) in found.into_iter().filter(|(got, _)| *got == id) {
+            let _ = self.shared.events.send(Arc::new((got, event)));
+        }
+        Ok(())
+    }
+
     /// Stored events after `after`, oldest first.
     pub async fn events_since(
         &self,

@@ -15,7 +15,7 @@ mod value;
 
 use std::cell::{Cell, RefCell};
 
-pub use self::postgres::PgTarget;
+pub use self::postgres::{connect as connect_postgres, PgTarget};
 pub use value::{FromValue, ToValue, Value};
 
 /// The arguments of a statement, borrowed: `args![name, id]`.

@@ -151,6 +151,11 @@ fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     args.iter().map(|a| a as &(dyn ToSql + Sync)).collect()
 }
 
+/// A connection of its own (the event listener's).
+pub fn connect(target: &PgTarget) -> DbResult<Client> {
+    open(target)
+}
+
 fn open(target: &PgTarget) -> DbResult<Client> {
     let mut config: postgres::Config = target.url.parse()?;
     if config.get_connect_timeout().is_none() {
