@@ -285,14 +285,18 @@ impl State {
 
     /// [`State::open`] with explicit options.
     pub fn open_with(path: &Path, options: StateOptions) -> Result<State, StateError> {
-        let actor = Actor::sqlite(Some(path), options)?;
-        Ok(State {
+        Ok(State::all_in(Actor::sqlite(Some(path), options)?))
+    }
+
+    /// Model and host record in one SQLite connection.
+    fn all_in(actor: Actor) -> State {
+        State {
             model: actor.clone(),
             local: actor,
             engine: sql::EngineKind::Sqlite,
             fence: None,
             shared: None,
-        })
+        }
     }
 
     /// The model in PostgreSQL at `target` (its schema brought up to date, one vrd at a time: the
@@ -335,14 +339,7 @@ impl State {
 
     /// [`State::open_in_memory`] with explicit options.
     pub fn open_in_memory_with(options: StateOptions) -> Result<State, StateError> {
-        let actor = Actor::sqlite(None, options)?;
-        Ok(State {
-            model: actor.clone(),
-            local: actor,
-            engine: sql::EngineKind::Sqlite,
-            fence: None,
-            shared: None,
-        })
+        Ok(State::all_in(Actor::sqlite(None, options)?))
     }
 
     /// The engine the model is in.
@@ -354,13 +351,7 @@ impl State {
     /// on this host (dummy, builtin) keeps its node sets in, so coordinators sharing one model
     /// never mix their local balancers' pools.
     pub fn local(&self) -> State {
-        State {
-            model: self.local.clone(),
-            local: self.local.clone(),
-            engine: sql::EngineKind::Sqlite,
-            fence: None,
-            shared: None,
-        }
+        State::all_in(self.local.clone())
     }
 
     /// The ids of the proc events other vrds append to a shared model, as they commit (`None` on
