@@ -284,9 +284,6 @@ impl Conn {
     /// other connection can change what it reads before it writes). It rolls back when dropped
     /// uncommitted, also when a panic unwinds through it.
     pub fn transaction(&self) -> DbResult<Tx<'_>> {
-        if let (Some(mine), EngineKind::Postgres) = (self.fence.get(), self.kind()) {
-            return self.fenced_postgres_transaction(mine);
-        }
         let begin = match self.kind() {
             EngineKind::Sqlite => "BEGIN IMMEDIATE",
             EngineKind::Postgres => "BEGIN",
@@ -296,31 +293,6 @@ impl Conn {
         let tx = Tx { conn: self, open: true };
         self.check_fence()?;
         Ok(tx)
-    }
-
-    /// BEGIN and the lease read in one round trip (a fenced write costs three, not four).
-    fn fenced_postgres_transaction(&self, mine: u64) -> DbResult<Tx<'_>> {
-        if mine == 0 {
-            return Err(DbError::NotLeader);
-        }
-        let read = match &mut *self.engine.borrow_mut() {
-            Engine::Postgres(c) => c.begin_reading_lease(LEASE),
-            Engine::Sqlite(_) => unreachable!("called for PostgreSQL only"),
-        };
-        let current = match read {
-            Ok(current) => current,
-            Err(e) => {
-                // BEGIN may have run: leave no transaction open behind the error.
-                let _ = self.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        };
-        self.in_tx.set(true);
-        let tx = Tx { conn: self, open: true };
-        match current {
-            Some(current) if current == mine => Ok(tx),
-            other => Err(DbError::Fenced { mine, current: other.unwrap_or(0) }),
-        }
     }
 
     /// With a fence set: the lease still has its epoch (read FOR SHARE on PostgreSQL, so no

@@ -101,22 +101,6 @@ impl PgConn {
             .collect()
     }
 
-    /// `BEGIN` and the lease's epoch read `FOR SHARE`, in one simple-query round trip.
-    pub(super) fn begin_reading_lease(&mut self, lease: &str) -> DbResult<Option<u64>> {
-        // The name is a constant of vrd's, never input; quoted all the same.
-        let sql = format!(
-            "BEGIN; SELECT epoch FROM lease WHERE name = '{}' FOR SHARE",
-            lease.replace('\'', "''")
-        );
-        self.in_tx = true;
-        let replies = self.client.simple_query(&sql)?;
-        let epoch = replies.iter().find_map(|m| match m {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).and_then(|e| e.parse::<u64>().ok()),
-            _ => None,
-        });
-        Ok(epoch)
-    }
-
     pub(super) fn batch(&mut self, sql: &str) -> DbResult<()> {
         match sql {
             "BEGIN" => self.in_tx = true,
