@@ -514,6 +514,11 @@ fn the_rest_api_serves_every_route_it_describes_and_objects_round_trip() {
     // Fleet and audit.
     let (status, body) = go("GET", "/api/v1/fleet", &viewer, "");
     assert!(status == 200 && body.contains(r#""state":"local""#), "{status} {body}");
+    let (status, body) = go("GET", "/api/v1/leader", &viewer, "");
+    assert!(
+        status == 200 && body.contains(r#""model":"sqlite""#) && body.contains(r#""leads":true"#),
+        "{status} {body}"
+    );
     assert_eq!(go("GET", "/api/v1/audit", &viewer, "").0, 403);
 
     // A dispatch of a swarm that does not exist says so, as JSON.

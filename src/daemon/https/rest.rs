@@ -62,6 +62,7 @@ pub const ROUTES: &[Route] = &[
     route("POST", "/api/v1/stacks/{name}/activate", "stacks.activate", "Make one of a stack's images its active one (body {\"image\": I})"),
     route("POST", "/api/v1/apps/{name}/build", "apps.build", "Build an app at a version (body {\"version\": V}); 202 with the trace to follow"),
     route("GET", "/api/v1/fleet", "hosts.list", "Every host with its state (local, up, suspect, down), last heartbeat, procs and version"),
+    route("GET", "/api/v1/leader", "hosts.leader", "Which coordinator leads: the lease's holder, address, epoch and time left, and whether this one leads"),
     route("GET", "/api/v1/audit", "audit.list", "The audit log, newest first; at most ?limit= (default 100)"),
     route("POST", "/api/v1/yaml", "vrd.version", "Parse YAML text (body {\"text\": T, \"mapping\": true if it must be `key: value` lines}) as vr reads it; the value as JSON, or where it is wrong"),
     route("GET", "/api/v1/openapi.json", "vrd.version", "This description"),
@@ -243,6 +244,7 @@ async fn handle(
             Ok((StatusCode::ACCEPTED, to_value(&ops.apps_build(who, name(0), version).await?)?))
         }
         ("GET", "/api/v1/fleet") => ok(to_value(&ops.hosts_list(who).await?)?),
+        ("GET", "/api/v1/leader") => ok(to_value(&ops.hosts_leader(who).await?)?),
         ("GET", "/api/v1/audit") => {
             let limit = limit_of(q);
             ok(to_value(&ops.audit_list(who, limit).await?)?)
