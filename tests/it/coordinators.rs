@@ -85,6 +85,8 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     let refused = c2.run_vr(&["swarm", "hello-prod-web", "v1"]);
     assert!(!refused.status.success());
     assert!(text(&refused).1.contains("standby"), "{:?}", text(&refused));
+    let refused = c2.run_vr(&["stacks", "build", "busybox"]);
+    assert!(!refused.status.success() && text(&refused).1.contains("standby"), "{:?}", text(&refused));
 
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
     serves(router1);

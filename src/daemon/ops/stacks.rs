@@ -12,6 +12,10 @@ use crate::model::build_record::STARTED;
 
 impl Ops {
     pub(super) async fn build_stack(&self, stack: String) -> OpResult<ImageInfo> {
+        // A leader's duty, like app builds: the one that takes the lead fails what is left.
+        if !self.daemon.leadership.leads() {
+            return Err(state_error(crate::services::state::StateError::NotLeader));
+        }
         self.daemon.stacks.build(&stack).await.map_err(stack_error)
     }
 

@@ -185,8 +185,8 @@ impl Swarms {
         }
     }
 
-    /// What a coordinator that just took the lead does first: builds left `started` by the one
-    /// before are failed (standbys never build), and each dispatch it left unfinished (no `done`
+    /// What a coordinator that just took the lead does first: builds and image builds left
+    /// `started` by the one before are failed (standbys never build), and each dispatch it left unfinished (no `done`
     /// or `aborted` step) is closed and dispatched again here, which completes it from the procs
     /// it recorded before creating them, or rolls it back to the swarm's last good state when
     /// the new one can't pass its uptests.
@@ -194,6 +194,10 @@ impl Swarms {
         match self.state.fail_started_builds().await? {
             0 => {}
             n => tracing::warn!(builds = n, "marked builds left running by the last leader as failed"),
+        }
+        match self.state.fail_started_images().await? {
+            0 => {}
+            n => tracing::warn!(images = n, "marked image builds left running by the last leader as failed"),
         }
         for (trace, swarm) in self.state.unfinished_dispatches().await? {
             if self.state.get_definition(Kind::Swarm, swarm.clone()).await?.is_none() {
