@@ -147,28 +147,37 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     // The database restarts: both reconnect, nothing is lost, the leader goes on leading.
     restart_cluster();
     assert!(ok(&c2, &["swarms", "list"]).contains("hello-prod-web"));
-    wait_until_leads(&c1, Duration::from_secs(LEASE_SECS * 10));
-    ok(&c1, &["swarm", "hello-prod-web", "v1"]);
-    serves(router1);
+    // While the database was down the leader could not renew: either may lead now. Go on with
+    // whichever the lease names once both agree.
+    let mut ds = [c1, c2];
+    let routers = [router1, router2];
+    let lead = settled_leader(&ds);
+    ok(&ds[lead], &["swarm", "hello-prod-web", "v1"]);
+    serves(routers[lead]);
 
     // The leader is killed mid-dispatch: the standby leads, finds the dispatch unfinished and
     // completes it, and the swarm serves through the new leader.
-    let out = ok(&c1, &["swarm", "hello-prod-web", "v1", "--detach"]);
+    let other = 1 - lead;
+    let out = ok(&ds[lead], &["swarm", "hello-prod-web", "v1", "--detach"]);
     let trace = out.split_whitespace().find(|w| w.len() == 32).unwrap_or_else(|| panic!("no trace: {out}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while schema
         .value(&format!("SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND tags = 'release'"))
         != "1"
     {
-        assert!(Instant::now() < deadline, "c1's dispatch {trace} did not get under way\n{}", log(&c1));
+        assert!(Instant::now() < deadline, "the dispatch {trace} did not get under way\n{}", log(&ds[lead]));
         std::thread::sleep(Duration::from_millis(20));
     }
-    c1.kill();
-    wait_until_leads(&c2, Duration::from_secs(LEASE_SECS * 10));
+    ds[lead].kill();
+    wait_until_leads(&ds[other], Duration::from_secs(LEASE_SECS * 10));
     let closed = format!("SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND tags LIKE '%aborted%'");
     let deadline = Instant::now() + Duration::from_secs(60);
     while schema.value(&closed) == "0" {
-        assert!(Instant::now() < deadline, "c2 did not take over c1's dispatch {trace}\n{}", log(&c2));
+        assert!(
+            Instant::now() < deadline,
+            "the standby did not take over the dispatch {trace}\n{}",
+            log(&ds[other])
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let again = format!(
@@ -177,10 +186,29 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     while schema.value(&again) == "0" {
-        assert!(Instant::now() < deadline, "c2's new dispatch did not finish\n{}", log(&c2));
+        assert!(Instant::now() < deadline, "the new leader's dispatch did not finish\n{}", log(&ds[other]));
         std::thread::sleep(Duration::from_millis(100));
     }
-    serves(router2);
+    serves(routers[other]);
+}
+
+/// Which of `ds` leads, once the lease names it, it says it leads, and the other says it does not.
+fn settled_leader(ds: &[TestDaemon; 2]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(LEASE_SECS * 10);
+    loop {
+        let views = [leader(&ds[0]), leader(&ds[1])];
+        let leads = views.iter().map(|v| v["leads"].as_bool() == Some(true)).collect::<Vec<_>>();
+        let held_by = |i: usize| views[i]["holder"].as_str() == views[i]["this"].as_str();
+        let live = views.iter().all(|v| v["expires_in_ms"].as_i64().unwrap_or(0) > 0);
+        if live && leads[0] != leads[1] {
+            let lead = if leads[0] { 0 } else { 1 };
+            if held_by(lead) {
+                return lead;
+            }
+        }
+        assert!(Instant::now() < deadline, "the lead did not settle: {views:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The benchmark (benches/coordinators.sh, docs/benchmarks.md "Several coordinators"):
