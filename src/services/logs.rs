@@ -42,6 +42,46 @@ pub fn read(log: &Path, since: Option<SystemTime>, tail: Option<usize>) -> io::R
     Ok(lines)
 }
 
+/// [`read`], and a [`Follower`] that goes on exactly where that read of the live file ended: the
+/// live file is opened once, first, and read to its end through the handle the follower keeps,
+/// so a line the app writes meanwhile is either in the lines or the follower's next poll, once.
+pub fn read_then_follow(
+    log: &Path,
+    since: Option<SystemTime>,
+    tail: Option<usize>,
+) -> io::Result<(Vec<String>, Follower)> {
+    let mut follower = Follower::from_start(log);
+    let live = File::open(log).ok();
+    let inode = live.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.ino());
+    let mut lines = Vec::new();
+    let keep = |line: &str| since.is_none_or(|s| at_or_after(line, s));
+    for file in files(log).into_iter().filter(|f| f != log) {
+        let Ok(f) = File::open(&file) else { continue };
+        // Rotated after the live file was opened: it is the one being read below.
+        if inode.is_some() && f.metadata().ok().map(|m| m.ino()) == inode {
+            continue;
+        }
+        for line in BufReader::new(f).lines() {
+            let line = line?;
+            if keep(&line) {
+                lines.push(line);
+            }
+        }
+    }
+    if let Some(file) = live {
+        follower.inode = inode.unwrap_or(0);
+        follower.file = Some(file);
+        let mut fresh = Vec::new();
+        follower.drain(&mut fresh);
+        lines.extend(fresh.into_iter().filter(|l| keep(l)));
+    }
+    if let Some(n) = tail {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    Ok((lines, follower))
+}
+
 /// Parses `--since`: an RFC 3339 time, or a duration back from now such as `10m` or `2h`.
 pub fn parse_since(text: &str) -> Result<SystemTime, String> {
     if let Ok(t) = humantime::parse_rfc3339_weak(text) {
@@ -118,6 +158,21 @@ impl Follower {
 mod tests {
     use super::*;
     use crate::host::container::log::{LogWriter, Rotation};
+
+    #[test]
+    fn a_line_written_between_the_backlog_and_the_follow_is_sent_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut w = LogWriter::open(&path, Rotation { max_bytes: 1 << 20, keep: 3 }).unwrap();
+        for i in 0..5 {
+            w.write_lines("out", format!("n{i}\n").as_bytes());
+        }
+        let (backlog, mut follower) = read_then_follow(&path, None, Some(2)).unwrap();
+        w.write_lines("out", b"n5\n");
+        let mut seen: Vec<String> = backlog.into_iter().chain(follower.poll()).collect();
+        seen.iter_mut().for_each(|l| *l = l.rsplit(' ').next().unwrap().to_string());
+        assert_eq!(seen, ["n3", "n4", "n5"]);
+    }
 
     #[test]
     fn reading_spans_rotated_files_in_order_and_tails() {

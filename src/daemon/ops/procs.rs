@@ -113,9 +113,19 @@ impl Ops {
                 return Err(e);
             }
         };
-        let backlog =
-            if since.is_some() || tail.is_some() { self.logs(&name, since, tail).await? } else { Vec::new() };
-        let mut follower = logs::Follower::at_end(&path);
+        // One read of the live file for the backlog and the follower's start: no line between.
+        let (backlog, mut follower) = if since.is_some() || tail.is_some() {
+            let since =
+                since.map(|s| logs::parse_since(&s)).transpose().map_err(|e| error(codes::INVALID, e))?;
+            let (lines, follower) =
+                tokio::task::spawn_blocking(move || logs::read_then_follow(&path, since, tail))
+                    .await
+                    .map_err(|e| error(codes::INTERNAL, e.to_string()))?
+                    .map_err(|e| error(codes::IO, format!("failed to read the log: {e}")))?;
+            (lines.into_iter().map(|line| LogLine { line }).collect(), follower)
+        } else {
+            (Vec::new(), logs::Follower::at_end(&path))
+        };
         Ok(feed(FeedEnd::Quiet, move |tx| async move {
             for line in backlog {
                 tx.send(line).await?;
