@@ -2,6 +2,7 @@
 //! Both sides compile against this one trait, so they cannot drift apart.
 
 pub mod error;
+pub mod forward;
 pub mod host;
 
 pub use error::ApiError;
@@ -286,6 +287,20 @@ pub struct LeaderView {
     pub epoch: Option<u64>,
     /// Milliseconds until the lease expires unless renewed (negative: expired).
     pub expires_in_ms: Option<i64>,
+    /// Every coordinator of the model, as each recorded itself when it last started.
+    #[serde(default)]
+    pub coordinators: Vec<CoordinatorView>,
+}
+
+/// One coordinator of the model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CoordinatorView {
+    /// Its host name.
+    pub name: String,
+    /// Its peer port's address, if it has one others reach.
+    pub address: Option<String>,
+    /// The sha256 of the fleet CA it signs with (the same on all).
+    pub ca_sha256: String,
 }
 
 /// One host as `vr hosts list` shows it: its definition, and how it is doing.

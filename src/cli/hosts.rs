@@ -90,7 +90,12 @@ fn print_leader(v: &LeaderView) -> std::io::Result<()> {
         _ if v.model == "sqlite" => say!("leader: {} (the model is in SQLite: one coordinator)", v.this)?,
         _ => say!("leader: none yet (no coordinator has taken the lease)")?,
     }
-    say!("this coordinator, {}, {role}; the model is in {}", v.this, v.model)
+    say!("this coordinator, {}, {role}; the model is in {}", v.this, v.model)?;
+    for c in &v.coordinators {
+        let address = c.address.as_deref().unwrap_or("no peer address");
+        say!("coordinator {:<20} {:<24} CA sha256 {}", c.name, address, c.ca_sha256)?;
+    }
+    Ok(())
 }
 
 /// How long ago `secs` (unix seconds) was, for people.

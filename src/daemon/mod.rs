@@ -14,6 +14,7 @@ mod peer_tests;
 pub mod rpc;
 pub mod server;
 mod slots;
+mod store_sync;
 pub mod watchdog;
 
 use std::fs;
@@ -32,12 +33,13 @@ use crate::services::hosts::local::LocalHost;
 use crate::services::hosts::{ArtifactSource, HostDirectory};
 use crate::services::leadership::Leadership;
 use crate::services::peer::client::Blobs;
+use crate::services::peer::coordinators::PeerStores;
 use crate::services::peer::directory::{FleetDirectory, Peers};
 use crate::services::peer::identity::FleetFiles;
 use crate::services::runner::layout::Layout;
 use crate::services::runner::Runner;
 use crate::services::stacks::StackImages;
-use crate::services::state::{PgTarget, State, StateLocation, StateOptions};
+use crate::services::state::{Announced, PgTarget, State, StateLocation, StateOptions};
 use crate::services::supervisor::machine::Policy;
 use crate::services::supervisor::Supervisor;
 use crate::services::swarm::{self, Swarms};
@@ -180,6 +182,9 @@ impl Daemon {
         })?;
         let balancers = Arc::new(balancers);
         let (fleet, directory) = start_fleet(config, &supervisor, &builds, &balancers).await?;
+        if let Some(coordinator) = &fleet.coordinator {
+            record_coordinator(coordinator, &fleet.advertise, &builds, shared).await?;
+        }
         let leadership = if shared {
             let ttl = std::time::Duration::from_secs(config.lease_secs);
             Leadership::compete(supervisor.state().clone(), host.clone(), fleet.advertise.clone(), ttl)
@@ -190,11 +195,11 @@ impl Daemon {
             start_swarms(config, &supervisor, &builder, &builds, directory, &balancers, &leadership).await?;
         if shared {
             spawn_take_over(&leadership, &swarms);
-            spawn_event_relay(&supervisor);
+            spawn_append_relay(&supervisor, &swarms);
         }
         let stacks =
             Arc::new(StackImages::new(Arc::clone(&runner), builds.clone(), supervisor.state().clone()));
-        Ok(Arc::new(Daemon {
+        let daemon = Arc::new(Daemon {
             runner,
             builder,
             builds,
@@ -207,8 +212,49 @@ impl Daemon {
             policy: ops::access::Policy::of(config),
             leadership,
             _sealed_exe: sealed,
-        }))
+        });
+        if let Some(coordinator) = &daemon.fleet.coordinator {
+            coordinator.attach(&daemon);
+        }
+        Ok(daemon)
     }
+}
+
+/// Records this coordinator in the model, refusing to start when another coordinator of the
+/// model signs with another fleet CA (a host joined through one would be refused by the other);
+/// on a shared model, fills this store from the others.
+async fn record_coordinator(
+    coordinator: &Arc<Coordinator>,
+    advertise: &Option<String>,
+    builds: &BuildStore,
+    shared: bool,
+) -> Result<(), DaemonError> {
+    let state = coordinator.state.clone();
+    let me = coordinator.record(advertise.clone());
+    let failed = |e: crate::services::state::StateError| {
+        DaemonError::Start(crate::api::error::ApiError::caused(0, &e).full())
+    };
+    // Checked before this one is recorded: a refused coordinator leaves no trace in the model.
+    let others = state.coordinators().await.map_err(failed)?;
+    if let Some(other) = others.iter().find(|c| c.name != me.name && c.ca_sha256 != me.ca_sha256) {
+        return Err(DaemonError::Start(format!(
+            "coordinator {} ({}) signs with the fleet CA sha256 {}, and this one ({}) with {}: coordinators sharing a model need one fleet CA. \
+             Stop this vrd, copy ca.key and ca.pem from {}'s data_dir/pki into this one's data_dir/pki, remove coordinator.key and coordinator.pem there (they are made again), and start it again",
+            other.name,
+            other.address.as_deref().unwrap_or("no peer address"),
+            other.ca_sha256,
+            me.name,
+            me.ca_sha256,
+            other.name
+        )));
+    }
+    state.register_coordinator(me.clone()).await.map_err(failed)?;
+    if shared {
+        let peers = PeerStores { client: coordinator.client.clone(), state: state.clone(), me: me.name };
+        builds.fill.set(Arc::new(peers));
+        store_sync::spawn(state, builds.clone());
+    }
+    Ok(())
 }
 
 /// The state: all in `<data dir>/state.db`, or the model in PostgreSQL (`state_url`) and this
@@ -228,15 +274,24 @@ fn open_state(config: &DaemonConfig) -> Result<State, DaemonError> {
     Ok(state)
 }
 
-/// Publishes the other coordinators' proc events to this vrd's subscribers (`vr events -f`, the
-/// dashboard's streams) as they commit to the shared model.
-fn spawn_event_relay(supervisor: &Supervisor) {
-    let Some(mut ids) = supervisor.state().others_events() else { return };
+/// Publishes what the other coordinators append to the shared model to this vrd's subscribers as
+/// it commits: proc events (`vr events -f`, the dashboard's streams) and deployment log entries
+/// (`vr swarm` on a standby following the dispatch it forwarded to the leader).
+fn spawn_append_relay(supervisor: &Supervisor, swarms: &Arc<Swarms>) {
+    let Some(mut appends) = supervisor.state().others_appends() else { return };
     let supervisor = supervisor.clone();
+    let swarms = Arc::downgrade(swarms);
     tokio::spawn(async move {
-        while let Some(id) = ids.recv().await {
-            if let Err(e) = supervisor.relay_event(id).await {
-                tracing::warn!(error = %e, id, "failed to read another coordinator's event");
+        while let Some(what) = appends.recv().await {
+            let relayed = match what {
+                Announced::Event(id) => supervisor.relay_event(id).await.map_err(|e| e.to_string()),
+                Announced::Deploy(id) => match swarms.upgrade() {
+                    Some(swarms) => swarms.relay_deploy(id).await.map_err(|e| e.to_string()),
+                    None => return,
+                },
+            };
+            if let Err(e) = relayed {
+                tracing::warn!(error = %e, ?what, "failed to read what another coordinator appended");
             }
         }
     });
@@ -323,7 +378,7 @@ async fn start_fleet(
                 id.link.name, config.host_name, id.link.name
             )));
         }
-        let source: Arc<dyn ArtifactSource> = Arc::new(Blobs { id: id.clone() });
+        let source: Arc<dyn ArtifactSource> = Arc::new(Blobs { files: files.clone() });
         let agent = LocalHost::new(&config.host_name, supervisor.clone(), store.clone(), Some(source))
             .with_balancers(Arc::clone(balancers));
         peer_link::spawn(files.clone(), Arc::new(agent));

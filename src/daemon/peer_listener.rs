@@ -8,12 +8,17 @@
 //! - `POST /v1/renew`: a joined host trades a CSR for a new certificate (the old one is refused
 //!   from then on).
 //!
+//! - `POST /v1/forward`: another coordinator of the model (a standby) hands this one (the
+//!   leader) a leader's duty, as the caller who asked it (issue 15).
+//!
 //! A joined host's certificate must be the one the coordinator last issued to that host (the
-//! `host_certs` allowlist): a deleted host's, or a replaced one, is refused. No plaintext port.
+//! `host_certs` allowlist): a deleted host's, or a replaced one, is refused. Another coordinator's
+//! must be the one it recorded in the model (`coordinators`). A standby refuses host links with
+//! 421 and the leader's address, which the host dials next. No plaintext port.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,13 +30,19 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::ops::Ops;
+use super::Daemon;
+use crate::api::forward::ForwardedCall;
 use crate::api::host::{HostApiClient, PROTOCOL};
 use crate::services::builds::BuildStore;
-use crate::services::peer::client::{JoinAnswer, JoinRequest, Refusal, RenewRequest, LINK_PROTOCOL};
+use crate::services::peer::client::{
+    JoinAnswer, JoinRequest, Refusal, RenewRequest, COORDINATORS_HEADER, LINK_PROTOCOL,
+};
+use crate::services::peer::coordinators::CoordinatorClient;
 use crate::services::peer::directory::Peers;
 use crate::services::peer::pki::{self, Identity, KeyAndCert, Role};
 use crate::services::peer::{link, tls};
-use crate::services::state::State;
+use crate::services::state::{CoordinatorRecord, State};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -39,6 +50,8 @@ type Body = BoxBody<Bytes, std::io::Error>;
 const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 /// The largest join request (a CSR is ~0.5 kB).
 const MAX_JOIN_BODY: usize = 64 << 10;
+/// The largest forwarded call (a dispatch's parameters are small).
+const MAX_FORWARD_BODY: usize = 1 << 20;
 
 /// What the listener needs.
 pub struct Coordinator {
@@ -52,6 +65,14 @@ pub struct Coordinator {
     pub ca: KeyAndCert,
     /// TLS.
     pub tls: Arc<rustls::ServerConfig>,
+    /// This coordinator's host name.
+    pub name: String,
+    /// The sha256 of its own certificate.
+    pub cert_sha256: String,
+    /// Its client for the other coordinators.
+    pub client: CoordinatorClient,
+    /// The daemon, once made: forwarded calls run its operations, host links ask who leads.
+    daemon: OnceLock<Weak<Daemon>>,
 }
 
 impl Coordinator {
@@ -65,7 +86,29 @@ impl Coordinator {
     ) -> Result<Coordinator, String> {
         let (ca, own) = files.coordinator(host).map_err(|e| e.to_string())?;
         let tls = tls::server_config(&ca, &own).map_err(|e| e.to_string())?;
-        Ok(Coordinator { state, store, peers, ca, tls })
+        let cert_sha256 = own.cert_der().map(|c| pki::fingerprint(&c)).map_err(|e| e.to_string())?;
+        let client = CoordinatorClient::new(&ca, &own)?;
+        let name = host.to_string();
+        Ok(Coordinator { state, store, peers, ca, tls, name, cert_sha256, client, daemon: OnceLock::new() })
+    }
+
+    /// Hands the listener the daemon it serves (once it is made).
+    pub fn attach(&self, daemon: &Arc<Daemon>) {
+        let _ = self.daemon.set(Arc::downgrade(daemon));
+    }
+
+    fn daemon(&self) -> Option<Arc<Daemon>> {
+        self.daemon.get().and_then(Weak::upgrade)
+    }
+
+    /// This coordinator as the model records it, reached at `address`.
+    pub fn record(&self, address: Option<String>) -> CoordinatorRecord {
+        CoordinatorRecord {
+            name: self.name.clone(),
+            address,
+            ca_sha256: self.pin(),
+            cert_sha256: self.cert_sha256.clone(),
+        }
     }
 
     /// The CA's pin, for `vrd join --ca-sha256`.
@@ -141,7 +184,7 @@ fn full(status: StatusCode, body: Vec<u8>) -> Response<Body> {
 }
 
 fn refuse(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    let body = serde_json::to_vec(&Refusal { error: message.into() }).unwrap_or_default();
+    let body = serde_json::to_vec(&Refusal { error: message.into(), leader: None }).unwrap_or_default();
     full(status, body)
 }
 
@@ -155,17 +198,36 @@ async fn route(
     match (req.method().clone(), path.as_str()) {
         (Method::POST, "/v1/join") => join(&c, from, req).await,
         (Method::GET, "/v1/host") => match authorized(&c, peer).await {
-            Ok(who) => link_up(c, who, req),
+            Ok(who) => match standby_refusal(&c).await {
+                Some(refused) => refused,
+                None => link_up(c, who, req).await,
+            },
+            Err(denied) => denied,
+        },
+        (Method::POST, "/v1/forward") => match authorized_coordinator(&c, peer).await {
+            Ok(from) => forwarded(&c, from, req).await,
             Err(denied) => denied,
         },
         (Method::POST, "/v1/renew") => match authorized(&c, peer).await {
             Ok(host) => renew(&c, host, req).await,
             Err(denied) => denied,
         },
-        (Method::GET, p) if p.starts_with("/v1/blobs/sha256/") => match authorized(&c, peer).await {
-            Ok(_) => blob(&c, &p["/v1/blobs/sha256/".len()..]).await,
-            Err(denied) => denied,
-        },
+        (Method::GET, p) if p.starts_with("/v1/blobs/sha256/") => {
+            let hex = &p["/v1/blobs/sha256/".len()..];
+            // A host's ask may fill this store from another coordinator; another coordinator's
+            // never does (two stores lacking one artifact would ask each other in turn).
+            if peer.as_ref().is_some_and(|p| p.who.role == Role::Coordinator) {
+                match authorized_coordinator(&c, peer).await {
+                    Ok(_) => blob(&c, hex, false).await,
+                    Err(denied) => denied,
+                }
+            } else {
+                match authorized(&c, peer).await {
+                    Ok(_) => blob(&c, hex, true).await,
+                    Err(denied) => denied,
+                }
+            }
+        }
         _ => refuse(
             StatusCode::NOT_FOUND,
             format!("no {} {path} here: this is a vr coordinator's peer port", req.method()),
@@ -197,6 +259,65 @@ async fn authorized(c: &Coordinator, peer: Option<PeerCert>) -> Result<String, R
     }
 }
 
+/// Another coordinator of this model, by the certificate it recorded there.
+async fn authorized_coordinator(c: &Coordinator, peer: Option<PeerCert>) -> Result<String, Response<Body>> {
+    let Some(peer) = peer.filter(|p| p.who.role == Role::Coordinator) else {
+        return Err(refuse(StatusCode::FORBIDDEN, "only another coordinator of this fleet may call this"));
+    };
+    match c.state.coordinator_cert(peer.who.name.clone()).await {
+        Ok(Some(recorded)) if recorded == peer.fingerprint => Ok(peer.who.name),
+        Ok(_) => Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "coordinator {} presented a certificate it has not recorded in the model: restart it so it records its current one",
+                peer.who.name
+            ),
+        )),
+        Err(e) => Err(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"))),
+    }
+}
+
+/// On a standby: a refusal of a host's link naming the leader, whom the host dials next.
+async fn standby_refusal(c: &Coordinator) -> Option<Response<Body>> {
+    let daemon = c.daemon()?;
+    if daemon.leadership.leads() {
+        return None;
+    }
+    let held = c.state.lease_holder().await.ok().flatten().filter(|h| h.expires_in_ms > 0);
+    let (error, leader) = match held {
+        Some(h) => {
+            (format!("coordinator {} is a standby: link to the leader, {}", c.name, h.holder), h.address)
+        }
+        None => (
+            format!("coordinator {} is a standby and no coordinator leads right now: try again", c.name),
+            None,
+        ),
+    };
+    let body = serde_json::to_vec(&Refusal { error, leader }).unwrap_or_default();
+    Some(full(StatusCode::MISDIRECTED_REQUEST, body))
+}
+
+/// Runs a call another coordinator forwarded, as the caller who made it there.
+async fn forwarded(c: &Coordinator, from: String, req: Request<Incoming>) -> Response<Body> {
+    let body = match Limited::new(req.into_body(), MAX_FORWARD_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return refuse(StatusCode::BAD_REQUEST, format!("the forwarded call could not be read: {e}"))
+        }
+    };
+    let call: ForwardedCall = match serde_json::from_slice(&body) {
+        Ok(call) => call,
+        Err(e) => {
+            return refuse(StatusCode::BAD_REQUEST, format!("the forwarded call is not one vr reads: {e}"))
+        }
+    };
+    let Some(daemon) = c.daemon() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "this coordinator is still starting: try again");
+    };
+    let answer = Ops::new(daemon).forwarded(from, call).await;
+    full(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default())
+}
+
 /// Signs `csr` for `host` and makes it the one certificate the host may connect with.
 async fn issue(c: &Coordinator, host: &str, csr: &str) -> Response<Body> {
     let who = Identity { role: Role::Host, name: host.to_string() };
@@ -212,7 +333,7 @@ async fn issue(c: &Coordinator, host: &str, csr: &str) -> Response<Body> {
     if let Err(e) = c.state.set_host_cert(host.to_string(), fingerprint, not_after).await {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"));
     }
-    let answer = JoinAnswer { cert, ca: c.ca.cert_pem.clone() };
+    let answer = JoinAnswer { cert, ca: c.ca.cert_pem.clone(), coordinators: coordinator_addresses(c).await };
     full(StatusCode::OK, serde_json::to_vec(&answer).unwrap_or_default())
 }
 
@@ -258,12 +379,13 @@ async fn join(c: &Coordinator, from: SocketAddr, req: Request<Incoming>) -> Resp
 }
 
 /// Answers the upgrade and, on the upgraded connection, becomes the host API's client.
-fn link_up(c: Arc<Coordinator>, host: String, mut req: Request<Incoming>) -> Response<Body> {
+async fn link_up(c: Arc<Coordinator>, host: String, mut req: Request<Incoming>) -> Response<Body> {
     let wanted =
         req.headers().get(hyper::header::UPGRADE).and_then(|v| v.to_str().ok()) == Some(LINK_PROTOCOL);
     if !wanted {
         return refuse(StatusCode::BAD_REQUEST, format!("the host link needs `Upgrade: {LINK_PROTOCOL}`"));
     }
+    let coordinators = coordinator_addresses(&c).await;
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = match upgrade.await {
@@ -281,7 +403,17 @@ fn link_up(c: Arc<Coordinator>, host: String, mut req: Request<Incoming>) -> Res
     response
         .headers_mut()
         .insert(hyper::header::UPGRADE, hyper::header::HeaderValue::from_static(LINK_PROTOCOL));
+    if let Ok(list) = hyper::header::HeaderValue::from_str(&coordinators.join(",")) {
+        response.headers_mut().insert(COORDINATORS_HEADER, list);
+    }
     response
+}
+
+/// Every coordinator's peer address, this one's first: what a host dials when its link breaks.
+async fn coordinator_addresses(c: &Coordinator) -> Vec<String> {
+    let all = c.state.coordinators().await.unwrap_or_default();
+    let (mine, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.name == c.name);
+    mine.into_iter().chain(others).filter_map(|r| r.address).collect()
 }
 
 /// Registers the host's link once it says who it is, until the link closes.
@@ -313,11 +445,20 @@ async fn hold_link(c: &Coordinator, host: &str, io: TokioIo<hyper::upgrade::Upgr
     Ok(())
 }
 
-async fn blob(c: &Coordinator, hex: &str) -> Response<Body> {
+async fn blob(c: &Coordinator, hex: &str, fill: bool) -> Response<Body> {
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return refuse(StatusCode::BAD_REQUEST, "an artifact is named by its sha256: 64 hex digits");
     }
-    let path = c.store.artifact_path(&hex.to_ascii_lowercase());
+    let hex = hex.to_ascii_lowercase();
+    if fill {
+        if let Err(e) = c.store.ensure_artifact(&hex).await {
+            return refuse(
+                StatusCode::NOT_FOUND,
+                format!("artifact sha256:{hex} is in no coordinator's store: {e}"),
+            );
+        }
+    }
+    let path = c.store.artifact_path(&hex);
     let file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => {

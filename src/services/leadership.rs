@@ -83,13 +83,15 @@ impl Leadership {
         };
         // What was announced last, not the fence: a refused write may have lowered that already.
         let before = *self.epochs.borrow();
+        // Said before the fence moves, so whoever sees the new role finds it in the log too.
+        match (before, epoch) {
+            (b, e) if b == e => {}
+            (_, 0) => tracing::warn!(epoch = before, "this coordinator is a standby now"),
+            (0, _) => tracing::info!(epoch, "this coordinator leads now"),
+            _ => tracing::info!(epoch, "this coordinator leads again, at a new epoch"),
+        }
         self.fence.set(epoch);
         if before != epoch {
-            match (before, epoch) {
-                (_, 0) => tracing::warn!(epoch = before, "this coordinator is a standby now"),
-                (0, _) => tracing::info!(epoch, "this coordinator leads now"),
-                _ => tracing::info!(epoch, "this coordinator leads again, at a new epoch"),
-            }
             self.epochs.send_replace(epoch);
         }
     }

@@ -13,6 +13,15 @@ use crate::swarm_fixture::Fx;
 /// The lease of these tests' coordinators: short, so a failover takes seconds.
 const LEASE_SECS: u64 = 5;
 
+/// Held by each test here for its whole run: one restarts the database cluster, which every
+/// vrd on it sees (a state read in that second fails), so they take turns.
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// This test's turn on the cluster (a failed test before it does not poison the others' turn).
+fn cluster_turn() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A coordinator named `name` with its model in `schema` and a builtin router for pool `hello`
 /// on `router`.
 fn coordinator_config(schema: &PgSchema, name: &str, router: u16) -> String {
@@ -28,7 +37,7 @@ fn coordinator_config(schema: &PgSchema, name: &str, router: u16) -> String {
 fn leader(d: &TestDaemon) -> serde_json::Value {
     let out = d.run_vr(&["hosts", "leader", "--json"]);
     let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "vr hosts leader: {stdout}{stderr}");
+    assert!(out.status.success(), "vr hosts leader: {stdout}{stderr}\nvrd log:\n{}", log(d));
     serde_json::from_str(&stdout).unwrap()
 }
 
@@ -44,6 +53,15 @@ fn wait_until_leads(d: &TestDaemon, within: Duration) -> Duration {
 
 fn log(d: &TestDaemon) -> String {
     std::fs::read_to_string(d.dir.path().join("vrd.log")).unwrap_or_default()
+}
+
+/// Waits until `d`'s log says `what`.
+fn wait_for_log(d: &TestDaemon, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log(d).contains(what) {
+        assert!(Instant::now() < deadline, "the log does not say '{what}':\n{}", log(d));
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn signal(d: &TestDaemon, sig: nix::sys::signal::Signal) {
@@ -71,24 +89,28 @@ fn serves(port: u16) {
 fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced() {
     let name = "a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced";
     require_root!(name);
+    let _turn = cluster_turn();
     let Some(schema) = PgSchema::create(name) else { return };
     let (router1, router2) = (free_port(), free_port());
     let fx = Fx::with_daemon(TestDaemon::start_with_config(&coordinator_config(&schema, "c1", router1), &[]));
     wait_until_leads(&fx.d, Duration::from_secs(30));
-    let c2 = TestDaemon::start_with_config(&coordinator_config(&schema, "c2", router2), &[]);
+    let c1_pki = fx.d.data().join("pki");
+    let c2 =
+        TestDaemon::start_with_config_prepared(&coordinator_config(&schema, "c2", router2), &[], |data| {
+            fleet::copy_ca(&c1_pki, data);
+        });
 
-    // The standby reads the shared model, names the leader, and refuses the leader's duties.
+    // The standby reads the shared model, names the leader, and hands the leader's duties to it.
     let view = leader(&c2);
     assert_eq!((view["holder"].as_str(), view["leads"].as_bool()), (Some("c1"), Some(false)), "{view}");
     fx.create_swarm(&["app=hello", "version=v1", "size=2", "pool=hello"]);
     assert!(ok(&c2, &["swarms", "list"]).contains("hello-prod-web"), "a standby lists the shared swarms");
-    let refused = c2.run_vr(&["swarm", "hello-prod-web", "v1"]);
-    assert!(!refused.status.success());
-    assert!(text(&refused).1.contains("standby"), "{:?}", text(&refused));
-    let refused = c2.run_vr(&["stacks", "build", "busybox"]);
-    assert!(!refused.status.success() && text(&refused).1.contains("standby"), "{:?}", text(&refused));
+    let forwarded = c2.run_vr(&["stacks", "build", "nosuch"]);
+    assert!(!forwarded.status.success() && text(&forwarded).1.contains("nosuch"), "{:?}", text(&forwarded));
+    let audited = "SELECT count(*) FROM audit WHERE method = 'stacks.build' AND params LIKE '%\"forwarded_by\":\"c2\"%'";
+    assert_eq!(schema.value(audited), "1", "the leader ran (and audited) the standby's call");
 
-    fx.ok(&["swarm", "hello-prod-web", "v1"]);
+    ok(&c2, &["swarm", "hello-prod-web", "v1"]);
     serves(router1);
 
     // The leader dies while idle: the standby leads within the lease and dispatches at once.
@@ -127,7 +149,8 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     // c2's dispatch went on after SIGCONT until its next write, which was refused (by the fence
     // if it came before c2's lease loop noticed, as a standby's after); c1, taking over, found
     // the dispatch unfinished and dispatched the swarm again.
-    assert!(log(&c2).contains("this coordinator is a standby now"), "{}", log(&c2));
+    // Its lease loop says so once it runs again; a refused write may have stood it down first.
+    wait_for_log(&c2, "this coordinator is a standby now");
     // Its next write may wait for procs to start or uptests to run; its last is its end's step.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !log(&c2).contains("failed to write the deployment log") {
@@ -138,8 +161,8 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
         "SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND body LIKE '%this coordinator is a standby%'"
     ));
     assert_eq!(late, "0", "c2 wrote after it lost the lead");
-    let c1_log = log(&c1);
-    assert!(c1_log.contains("dispatching again a swarm the last leader left unfinished"), "{c1_log}");
+    // c1's take-over runs beside c2's refused writes: either may come first.
+    wait_for_log(&c1, "dispatching again a swarm the last leader left unfinished");
     let dispatched = c1.run_vr(&["swarm", "hello-prod-web", "v1"]);
     assert!(dispatched.status.success(), "{:?}\n{}", text(&dispatched), log(&c1));
     serves(router1);
@@ -242,6 +265,7 @@ fn median_max(samples: &mut [f64]) -> (f64, f64) {
 }
 
 fn failover(out: &mut String, trials: usize) {
+    let _turn = cluster_turn();
     let Some(schema) = PgSchema::create("coordinators::benchmark") else { return };
     let lease = std::env::var("COORD_LEASE").unwrap_or_else(|_| "15".into());
     let config = |name: &str| {
@@ -252,7 +276,9 @@ fn failover(out: &mut String, trials: usize) {
     wait_until_leads(&fx.d, Duration::from_secs(60));
     fx.create_swarm(&["app=hello", "version=v1", "size=1", "pool=hello"]);
     fx.ok(&["swarm", "hello-prod-web", "v1"]);
-    let mut ds = [fx.d, TestDaemon::start_with_config(&config("c2"), &[])];
+    let c1_pki = fx.d.data().join("pki");
+    let c2 = TestDaemon::start_with_config_prepared(&config("c2"), &[], |data| fleet::copy_ca(&c1_pki, data));
+    let mut ds = [fx.d, c2];
     let (mut to_lead, mut to_dispatch) = (Vec::new(), Vec::new());
     for trial in 0..trials {
         let (leader, standby) = if leader(&ds[0])["leads"].as_bool() == Some(true) { (0, 1) } else { (1, 0) };
@@ -454,5 +480,165 @@ mod bench {
             version.trim(), s[0], p[0], f[0], s[1], p[1], f[1], s[2], p[2], f[2]
         ));
         drop(rt);
+    }
+}
+
+/// Two coordinators and two hosts, each in a network namespace of its own (issue 15 §3).
+mod fleet {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::{leader, log, ok, wait_until_leads, LEASE_SECS};
+    use crate::fleet::{joined_host_config, procs_on};
+    use crate::harness::TestDaemon;
+    use crate::netns::TestFleet;
+    use crate::pg::PgSchema;
+    use crate::require_root;
+    use crate::swarm_fixture::Fx;
+
+    /// Coordinator `name` in namespace `i` of `net`, its model in `schema`, its router for pool
+    /// `hello` on port 8080 of its own address.
+    fn config(net: &TestFleet, schema: &PgSchema, i: usize, name: &str) -> String {
+        let addr = net.address(i);
+        Fx::port_range(&format!(
+            "host_name = \"{name}\"\nstate_url = \"{}\"\nlease_secs = {LEASE_SECS}\npeer_listen = \"{addr}:7443\"\n\
+             drain_secs = 1\nhost_grace_secs = 5\n[balancers.builtin]\nkind = \"builtin\"\n\
+             pools = {{ hello = \"{addr}:8080\" }}\n",
+            schema.socket_url()
+        ))
+    }
+
+    /// `vr hosts add NAME` in squad `workers` on `d`: the `vrd join` arguments it printed.
+    fn add_host(d: &TestDaemon, name: &str, address: &str) -> Vec<String> {
+        let out = ok(d, &["hosts", "add", name, "--address", address, "--squad", "workers"]);
+        let line = out
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with("vrd join "))
+            .unwrap_or_else(|| panic!("{out}"));
+        line.split_whitespace().skip(1).map(str::to_string).collect()
+    }
+
+    /// Waits until `d` lists `hosts` linked to it.
+    fn linked_to(d: &TestDaemon, hosts: &[&str], secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let links = ok(d, &["hosts", "links"]);
+            let up =
+                |h: &&str| links.lines().any(|l| l.starts_with(&format!("{h} ")) && l.contains("connected"));
+            if hosts.iter().all(up) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{hosts:?} did not link to this coordinator: {links}\n{}",
+                log(d)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The fleet CA of `from` copied into the data dir `data` of another coordinator.
+    pub fn copy_ca(from: &Path, data: &Path) {
+        let pki = data.join("pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        for file in ["ca.key", "ca.pem"] {
+            std::fs::copy(from.join(file), pki.join(file)).unwrap();
+        }
+    }
+
+    #[test]
+    fn hosts_follow_the_leader_and_a_standby_forwards_the_leaders_duties() {
+        let name = "hosts_follow_the_leader_and_a_standby_forwards_the_leaders_duties";
+        require_root!(name);
+        let _turn = super::cluster_turn();
+        let Some(schema) = PgSchema::create(name) else { return };
+        let net = TestFleet::new(4);
+        let fx = Fx::with_daemon(TestDaemon::start_in_namespace(
+            &net.netns(1),
+            &config(&net, &schema, 1, "c1"),
+            |_| {},
+        ));
+        wait_until_leads(&fx.d, Duration::from_secs(30));
+
+        // A coordinator with a fleet CA of its own is refused: a host joined through one would
+        // be refused by the other.
+        let (status, refused) =
+            TestDaemon::start_refused_in_namespace(&net.netns(2), &config(&net, &schema, 2, "c2"));
+        assert!(
+            status.is_some_and(|s| !s.success()) && refused.contains("need one fleet CA"),
+            "{status:?}: {refused}"
+        );
+        let c1_pki = fx.d.data().join("pki");
+        let c2 = TestDaemon::start_in_namespace(&net.netns(2), &config(&net, &schema, 2, "c2"), |config| {
+            copy_ca(&c1_pki, &config.parent().unwrap().join("data"));
+        });
+        let view = leader(&c2);
+        assert_eq!((view["holder"].as_str(), view["leads"].as_bool()), (Some("c1"), Some(false)), "{view}");
+        assert_eq!(view["coordinators"].as_array().map(Vec::len), Some(2), "{view}");
+
+        // h1 joins through the leader, h2 through the standby, which refuses its link and names
+        // the leader: both end up linked to c1, knowing both coordinators.
+        fx.ok(&["squads", "create", "workers"]);
+        let h1_args = add_host(&fx.d, "h1", &net.address(3));
+        let h2_args = add_host(&c2, "h2", &net.address(4));
+        assert!(h2_args.contains(&format!("{}:7443", net.address(2))), "{h2_args:?}");
+        let host = |name: &str| Fx::port_range(&format!("host_name = \"{name}\"\n"));
+        let h1 = joined_host_config(&net, 3, "h1", &h1_args, &host("h1"));
+        let h2 = joined_host_config(&net, 4, "h2", &h2_args, &host("h2"));
+        linked_to(&fx.d, &["h1", "h2"], 30);
+        let link: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(h2.data().join("pki/link.json")).unwrap()).unwrap();
+        let (c1_addr, c2_addr) = (format!("{}:7443", net.address(1)), format!("{}:7443", net.address(2)));
+        assert_eq!(link["coordinator"].as_str(), Some(c1_addr.as_str()), "h2 remembers the leader: {link}");
+        let listed = link["coordinators"].as_array().cloned().unwrap_or_default();
+        assert!(
+            listed.contains(&c1_addr.clone().into()) && listed.contains(&c2_addr.clone().into()),
+            "{link}"
+        );
+
+        // `vr swarm` on the standby runs on the leader, as its caller, and is followed to its end.
+        fx.create_swarm(&["app=hello", "version=v1", "size=2", "pool=hello", "squad=workers"]);
+        let out = ok(&c2, &["swarm", "hello-prod-web", "v1"]);
+        assert!(out.contains("Swarm hello-prod-web finished"), "{out}");
+        assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "one proc per host");
+        let forwarded = schema.value(
+            "SELECT count(*) FROM audit WHERE method = 'swarms.dispatch' AND params LIKE '%\"forwarded_by\":\"c2\"%'",
+        );
+        assert_eq!(forwarded, "1", "the leader audits the call, naming the standby it came through");
+        let serves = |i: usize| {
+            let url = format!("http://{}:8080/", net.address(i));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !net.http_get(i, &url).is_ok_and(|b| b.contains("Hello")) {
+                assert!(Instant::now() < deadline, "{url} does not serve hello");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        serves(1);
+
+        // The standby holds its own copy of the slug before anyone needs it.
+        let slug = schema.value("SELECT artifact FROM builds WHERE status = 'succeeded'");
+        let copy = c2.data().join("store/sha256").join(&slug);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !copy.exists() {
+            assert!(Instant::now() < deadline, "c2 did not copy slug {slug}\n{}", log(&c2));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+
+        // The leader dies: c2 leads, the hosts link to it on their own, procs keep running, and
+        // a swarm through c2 uses the build c1 made and serves through c2's router.
+        let mut c1 = fx.d;
+        c1.kill();
+        let took = wait_until_leads(&c2, Duration::from_secs(LEASE_SECS * 10));
+        eprintln!("c2 led {took:?} after c1 was killed");
+        assert!(
+            ok(&c2, &["swarms", "list"]).contains("hello-prod-web"),
+            "listings never wait on the dead one"
+        );
+        linked_to(&c2, &["h1", "h2"], 60);
+        let out = ok(&c2, &["swarm", "hello-prod-web", "v1"]);
+        assert!(out.contains("Using build") && !out.contains("anew"), "{out}");
+        assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "the procs ran on through it");
+        serves(2);
     }
 }

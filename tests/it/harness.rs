@@ -142,7 +142,14 @@ impl TestDaemon {
 
     /// Starts a daemon whose config file (`--config`) holds `toml`, plus extra flags.
     pub fn start_with_config(toml: &str, extra: &[&str]) -> TestDaemon {
+        TestDaemon::start_with_config_prepared(toml, extra, |_| {})
+    }
+
+    /// [`TestDaemon::start_with_config`], with `before` given the data dir first (to put files
+    /// there).
+    pub fn start_with_config_prepared(toml: &str, extra: &[&str], before: impl FnOnce(&Path)) -> TestDaemon {
         let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
+        before(&dir.path().join("data"));
         let config = dir.path().join("vrd.toml");
         std::fs::write(&config, toml).unwrap();
         let mut args = vec!["--config", config.to_str().unwrap()];
@@ -157,6 +164,13 @@ impl TestDaemon {
     /// Starts a daemon in network namespace `netns` whose config file holds `toml`; `before` gets
     /// the config file's path first (to `vrd join` with it, say).
     pub fn start_in_namespace(netns: &str, toml: &str, before: impl FnOnce(&Path)) -> TestDaemon {
+        let (dir, config) = TestDaemon::namespace_config(toml);
+        before(&config);
+        TestDaemon::start_in_netns(dir, &["--config", config.to_str().unwrap()], Some(netns.to_string()))
+    }
+
+    /// A temp dir for a daemon with its config file holding `toml` (and the dirs in it).
+    fn namespace_config(toml: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::Builder::new().prefix("vrd-test-").tempdir().unwrap();
         let config = dir.path().join("vrd.toml");
         let toml = format!(
@@ -165,8 +179,40 @@ impl TestDaemon {
             dir.path().join("run").display()
         );
         std::fs::write(&config, toml).unwrap();
-        before(&config);
-        TestDaemon::start_in_netns(dir, &["--config", config.to_str().unwrap()], Some(netns.to_string()))
+        (dir, config)
+    }
+
+    /// Starts a daemon in `netns` with `toml` that should refuse to start, and waits (30 s at
+    /// most) for it to exit: its exit status (`None` when it kept running, and was stopped) and
+    /// its log.
+    pub fn start_refused_in_namespace(netns: &str, toml: &str) -> (Option<std::process::ExitStatus>, String) {
+        let (dir, config) = TestDaemon::namespace_config(toml);
+        let cgroup_parent =
+            format!("vrd-test-{}", dir.path().file_name().unwrap().to_string_lossy().replace('.', "_"));
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_vrd"));
+        let extra = vec!["--config".to_string(), config.to_str().unwrap().to_string()];
+        let spawn = VrdSpawn {
+            exe: &exe,
+            dir: dir.path(),
+            cgroup_parent: &cgroup_parent,
+            extra: &extra,
+            netns: Some(netns),
+            envs: &[],
+        };
+        let child = spawn_vrd(&spawn);
+        let netns = Some(netns.to_string());
+        let mut daemon =
+            TestDaemon { dir, cgroup_parent, extra_args: extra, exe, netns, envs: Vec::new(), child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            match daemon.child.try_wait().unwrap() {
+                Some(status) => break Some(status),
+                None if Instant::now() > deadline => break None,
+                None => std::thread::sleep(Duration::from_millis(50)),
+            }
+        };
+        let log = std::fs::read_to_string(daemon.dir.path().join("vrd.log")).unwrap_or_default();
+        (status, log)
     }
 
     fn start_in_netns(dir: tempfile::TempDir, extra: &[&str], netns: Option<String>) -> TestDaemon {

@@ -39,6 +39,22 @@ impl PgSchema {
         )
     }
 
+    /// The state_url of a vrd in a network namespace of its own, which cannot reach the cluster's
+    /// loopback port: the cluster's Unix socket (sockets are shared across network namespaces),
+    /// as the database role `root`, which the cluster's `peer` authentication lets root in as.
+    pub fn socket_url(&self) -> String {
+        psql(
+            "DO $$ BEGIN CREATE ROLE root SUPERUSER LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        );
+        let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+        format!(
+            "postgres://root@%2Fvar%2Frun%2Fpostgresql:{}/{}?options=-csearch_path%3D{}",
+            var("PGPORT", "5432"),
+            var("PGDATABASE", "postgres"),
+            self.name
+        )
+    }
+
     /// One value `sql` selects in this schema.
     pub fn value(&self, sql: &str) -> String {
         psql(&format!("SET search_path TO {}; {sql}", self.name)).trim().to_string()

@@ -39,6 +39,8 @@ impl Policy {
 
 pub use crate::model::users::Role;
 
+use crate::api::forward::Caller;
+
 /// The uid and gid of a caller with none on this host (an HTTPS user).
 pub const NOBODY: u32 = 65534;
 
@@ -49,6 +51,8 @@ pub enum Via {
     Socket,
     /// The HTTPS listener (a user, by an API token).
     Https,
+    /// Another coordinator's peer port: a standby forwarded a leader's duty (`through` names it).
+    Forwarded,
 }
 
 /// Who is calling, as every transport describes its caller.
@@ -68,6 +72,8 @@ pub struct Principal {
     pub role: Role,
     /// The user, over the HTTPS listener (`None` on the socket).
     pub user: Option<String>,
+    /// The coordinator a forwarded call came through.
+    pub through: Option<String>,
 }
 
 impl Principal {
@@ -75,7 +81,7 @@ impl Principal {
     /// 0660 already kept everyone else out), with the role `policy` gives its ids.
     pub fn socket(uid: u32, gid: u32, groups: Vec<u32>, pid: Option<i32>, policy: &Policy) -> Principal {
         let role = policy.role_of(uid, gid, &groups);
-        Principal { uid, gid, groups: groups.into(), pid, via: Via::Socket, role, user: None }
+        Principal { uid, gid, groups: groups.into(), pid, via: Via::Socket, role, user: None, through: None }
     }
 
     /// A user over the HTTPS listener, with its role. It has no uid on this host: checks that
@@ -89,6 +95,35 @@ impl Principal {
             via: Via::Https,
             role,
             user: Some(name),
+            through: None,
+        }
+    }
+
+    /// A caller a standby forwarded from coordinator `through`: who they were there. Their role
+    /// is checked here again; no check asks their uid about this host's files (a forwarded call
+    /// names none).
+    pub fn forwarded(caller: Caller, through: String) -> Principal {
+        Principal {
+            uid: caller.uid,
+            gid: caller.gid,
+            groups: caller.groups.into(),
+            pid: caller.pid,
+            via: Via::Forwarded,
+            role: caller.role,
+            user: caller.user,
+            through: Some(through),
+        }
+    }
+
+    /// Who this is, to forward a call as them.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            uid: self.uid,
+            gid: self.gid,
+            groups: self.groups.to_vec(),
+            pid: self.pid,
+            role: self.role,
+            user: self.user.clone(),
         }
     }
 

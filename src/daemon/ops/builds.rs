@@ -106,7 +106,9 @@ impl Ops {
             .log_path
             .map_or_else(|| self.daemon.builds.build_dir(id).join("compile.log"), PathBuf::from);
         let state = self.daemon.supervisor.state().clone();
-        Ok(super::follow::stream_log(path, move || {
+        let elsewhere =
+            self.log_elsewhere(&format!("build {id}'s compile log"), &format!("vr builds log {id}"));
+        Ok(super::follow::stream_log(path, elsewhere, move || {
             let state = state.clone();
             async move {
                 let build = state.get_build(id).await.map_err(state_error)?;

@@ -115,7 +115,7 @@ impl Ops {
             let started = self.daemon.swarms.drain_host(&name).await.map_err(swarm_error)?;
             Ok(started.into_iter().map(|(swarm, trace)| Dispatched { swarm, trace }).collect())
         };
-        self.audited(who, "hosts.drain", json!({ "name": name }), work).await
+        self.leader_duty(who, "hosts.drain", json!({ "name": name }), work).await
     }
 
     /// `hosts.list`.
@@ -375,7 +375,7 @@ impl Ops {
     ) -> OpResult<Vec<Dispatched>> {
         let params = json!({ "filter": filter, "changes": changes, "exclude": exclude, "rebuild": rebuild });
         let work = self.dispatch(filter.clone(), changes.clone(), exclude.clone(), rebuild);
-        self.audited(who, "swarms.dispatch", params, work).await
+        self.leader_duty(who, "swarms.dispatch", params, work).await
     }
 
     /// `swarms.rollback`.
@@ -386,7 +386,7 @@ impl Ops {
         number: Option<u64>,
     ) -> OpResult<Dispatched> {
         let params = json!({ "swarm": swarm, "number": number });
-        self.audited(who, "swarms.rollback", params, self.rollback(swarm.clone(), number)).await
+        self.leader_duty(who, "swarms.rollback", params, self.rollback(swarm.clone(), number)).await
     }
 
     /// `swarms.releases`.
@@ -417,7 +417,7 @@ impl Ops {
     /// `apps.build`.
     pub async fn apps_build(&self, who: &Principal, app: String, version: String) -> OpResult<Dispatched> {
         let params = json!({ "app": app, "version": version });
-        self.audited(who, "apps.build", params, self.build_app(app.clone(), version.clone())).await
+        self.leader_duty(who, "apps.build", params, self.build_app(app.clone(), version.clone())).await
     }
 
     /// `deploys.log`.
@@ -470,7 +470,8 @@ impl Ops {
 
     /// `stacks.build`.
     pub async fn stacks_build(&self, who: &Principal, stack: String) -> OpResult<ImageInfo> {
-        self.audited(who, "stacks.build", json!({ "stack": stack }), self.build_stack(stack.clone())).await
+        self.leader_duty(who, "stacks.build", json!({ "stack": stack }), self.build_stack(stack.clone()))
+            .await
     }
 
     /// `stacks.images`.

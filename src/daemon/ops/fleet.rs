@@ -2,7 +2,7 @@
 
 use super::error::{enroll_error, error, state_error, OpResult};
 use super::Ops;
-use crate::api::{codes, HostJoin, HostLink, HostRow, LeaderView};
+use crate::api::{codes, CoordinatorView, HostJoin, HostLink, HostRow, LeaderView};
 use crate::model::deploy::{Definition, Kind};
 use crate::services::peer::enroll;
 
@@ -60,6 +60,13 @@ impl Ops {
             address: held.as_ref().and_then(|h| h.address.clone()),
             epoch: held.as_ref().map(|h| h.epoch),
             expires_in_ms: held.map(|h| h.expires_in_ms),
+            coordinators: state
+                .coordinators()
+                .await
+                .map_err(state_error)?
+                .into_iter()
+                .map(|c| CoordinatorView { name: c.name, address: c.address, ca_sha256: c.ca_sha256 })
+                .collect(),
         })
     }
 

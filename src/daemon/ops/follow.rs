@@ -15,13 +15,24 @@ use crate::services::logs::Follower;
 const POLL: Duration = Duration::from_millis(100);
 
 /// Every line of `path` until `running` says the work is over; stops early when the subscriber
-/// goes away.
-pub(super) fn stream_log<F, Fut>(path: PathBuf, mut running: F) -> Feed<LogLine>
+/// goes away. `elsewhere`, when the log is not on this vrd (a standby following the leader's
+/// work), is said instead of the lines, and the feed still ends when the work does.
+pub(super) fn stream_log<F, Fut>(path: PathBuf, elsewhere: Option<String>, mut running: F) -> Feed<LogLine>
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = OpResult<bool>> + Send,
 {
     feed(FeedEnd::LogEnded, move |tx| async move {
+        if let Some(note) = elsewhere.filter(|_| !path.exists()) {
+            tx.send(LogLine { line: note }).await?;
+            while running().await? {
+                tokio::select! {
+                    _ = tx.closed() => return Err(Stop::Gone),
+                    _ = tokio::time::sleep(POLL * 10) => {}
+                }
+            }
+            return Ok(());
+        }
         let mut follower = Follower::from_start(&path);
         loop {
             // Asked before reading: once the work is over, everything it wrote is in the file.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod feed;
 mod fleet;
 mod follow;
+mod forward;
 mod imager;
 mod privilege;
 mod procs;
@@ -89,6 +90,13 @@ impl Ops {
                 log_failure(method, e);
                 e.full()
             }
+        };
+        let params = match (&who.through, params) {
+            (Some(through), serde_json::Value::Object(mut fields)) => {
+                fields.insert("forwarded_by".into(), through.as_str().into());
+                serde_json::Value::Object(fields)
+            }
+            (_, params) => params,
         };
         log_call(who, method, &params, &outcome);
         let entry = AuditEntry {

@@ -38,7 +38,9 @@ impl Ops {
             }
         };
         let state = self.daemon.supervisor.state().clone();
-        Ok(super::follow::stream_log(path, move || {
+        let what = format!("the build log of image {image}");
+        let elsewhere = self.log_elsewhere(&what, &format!("vr stacks log {stack} {image}"));
+        Ok(super::follow::stream_log(path, elsewhere, move || {
             let state = state.clone();
             async move {
                 let image = state.get_image(id).await.map_err(state_error)?;

@@ -6,6 +6,7 @@
 //! The store is written the crash-safe way: a temp file in the store dir, fsync, rename, fsync of
 //! the dir. Identical slugs have one address, so they are stored once.
 
+pub mod fill;
 pub mod gc;
 pub mod recorded;
 
@@ -49,12 +50,14 @@ pub struct BuildStore {
     /// Held (shared) by a build from its record to its outcome, and (exclusively) by gc, so gc
     /// never removes a slug that a running build has stored but not yet recorded.
     pub busy: std::sync::Arc<tokio::sync::RwLock<()>>,
+    /// Where artifacts this store lacks come from (other coordinators of a shared model).
+    pub fill: fill::Fill,
 }
 
 impl BuildStore {
     /// The store under `data_dir`.
     pub fn new(data_dir: &Path) -> BuildStore {
-        BuildStore { root: data_dir.to_path_buf(), busy: Default::default() }
+        BuildStore { root: data_dir.to_path_buf(), busy: Default::default(), fill: Default::default() }
     }
 
     /// `store/sha256`.
@@ -65,6 +68,12 @@ impl BuildStore {
     /// Where the slug with this sha256 is kept.
     pub fn artifact_path(&self, sha256: &str) -> PathBuf {
         self.store_dir().join(sha256)
+    }
+
+    /// The store's file for `sha256`, fetched from another coordinator when this store lacks it
+    /// and the model is shared; an error says why it is not there.
+    pub async fn ensure_artifact(&self, sha256: &str) -> Result<PathBuf, String> {
+        self.fill.ensure(sha256, &self.artifact_path(sha256)).await
     }
 
     /// `builds/<id>`: the kept files of build `id`.

@@ -56,7 +56,18 @@ impl LocalHost {
 
     /// Fetches the artifact into the store when it is missing there and this host has a source.
     async fn ensure_local(&self, artifact: &ArtifactRef) -> Result<(), HostError> {
-        let Some(source) = &self.source else { return Ok(()) };
+        let Some(source) = &self.source else {
+            // A coordinator's own host: its store is filled from the other coordinators, if any.
+            if !self.store.fill.is_set() {
+                return Ok(());
+            }
+            return self.store.ensure_artifact(&artifact.sha256).await.map(|_| ()).map_err(|e| {
+                self.failed(format!(
+                    "artifact sha256:{} is not in this coordinator's store: {e}",
+                    artifact.sha256
+                ))
+            });
+        };
         let path = self.store.artifact_path(&artifact.sha256);
         let lock = {
             let mut fetching = FETCHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

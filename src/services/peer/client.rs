@@ -43,6 +43,9 @@ pub struct JoinAnswer {
     pub cert: String,
     /// The fleet's CA (PEM).
     pub ca: String,
+    /// Every coordinator's peer address, the answering one first (none from an older one).
+    #[serde(default)]
+    pub coordinators: Vec<String>,
 }
 
 /// An error answer: what went wrong and what to do.
@@ -50,13 +53,23 @@ pub struct JoinAnswer {
 pub struct Refusal {
     /// The message.
     pub error: String,
+    /// A standby's refusal of a host link: where the leader is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
 }
+
+/// The header of a host link's answer listing every coordinator's address, the answering one
+/// first: where the host dials when the link breaks.
+pub const COORDINATORS_HEADER: &str = "vr-coordinators";
 
 /// The socket buffer below TLS on a host's connections to its coordinator.
 const READ_BUFFER: usize = 256 << 10;
 
 /// Opens a TLS connection to the coordinator and an HTTP/1 client on it.
-async fn dial(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<SendRequest<Full<Bytes>>, String> {
+pub(super) async fn dial(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<SendRequest<Full<Bytes>>, String> {
     let connect = async {
         let tcp =
             tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -86,13 +99,18 @@ async fn dial(addr: &str, config: Arc<rustls::ClientConfig>) -> Result<SendReque
 }
 
 /// The error text of a non-success answer.
-async fn refusal(response: hyper::Response<hyper::body::Incoming>) -> String {
+pub(super) async fn refusal(response: hyper::Response<hyper::body::Incoming>) -> String {
+    refusal_of(response).await.error
+}
+
+/// A non-success answer as the coordinator meant it.
+async fn refusal_of(response: hyper::Response<hyper::body::Incoming>) -> Refusal {
     let status = response.status();
     let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-    match serde_json::from_slice::<Refusal>(&body) {
-        Ok(r) => r.error,
-        Err(_) => format!("the coordinator answered {status}: {}", String::from_utf8_lossy(&body)),
-    }
+    serde_json::from_slice::<Refusal>(&body).unwrap_or_else(|_| Refusal {
+        error: format!("the coordinator answered {status}: {}", String::from_utf8_lossy(&body)),
+        leader: None,
+    })
 }
 
 /// Joins the fleet of the coordinator at `addr`: makes a key here, checks the coordinator's CA
@@ -114,7 +132,11 @@ pub async fn join(addr: &str, pin: &str, name: &str, token: &str) -> Result<Host
     let body = response.into_body().collect().await.map_err(|e| format!("join: {e}"))?.to_bytes();
     let answer: JoinAnswer = serde_json::from_slice(&body).map_err(|e| format!("join: a bad answer: {e}"))?;
     Ok(HostIdentity {
-        link: Link { coordinator: addr.to_string(), name: name.to_string() },
+        link: Link {
+            coordinator: addr.to_string(),
+            name: name.to_string(),
+            coordinators: answer.coordinators,
+        },
         ca_pem: answer.ca,
         own: KeyAndCert { key_pem, cert_pem: answer.cert },
     })
@@ -125,6 +147,7 @@ pub async fn join(addr: &str, pin: &str, name: &str, token: &str) -> Result<Host
 pub async fn renew(id: &HostIdentity) -> Result<HostIdentity, String> {
     let (key_pem, csr) = pki::new_key_and_csr(&id.link.name).map_err(|e| e.to_string())?;
     let mut sender = dial(&id.link.coordinator, host_config(id)?).await?;
+    // Any coordinator of the fleet renews (they share its CA and model).
     let body = serde_json::to_vec(&RenewRequest { csr }).map_err(|e| e.to_string())?;
     let request = hyper::Request::post("/v1/renew")
         .header("host", pki::COORDINATOR_SERVER_NAME)
@@ -156,9 +179,34 @@ fn host_config(id: &HostIdentity) -> Result<Arc<rustls::ClientConfig>, String> {
     tls::client_config(&id.ca_pem, &id.own).map_err(|e| e.to_string())
 }
 
-/// Opens the host link: the upgraded connection the coordinator calls the host API on.
-pub async fn open_link(id: &HostIdentity) -> Result<hyper::upgrade::Upgraded, String> {
-    let mut sender = dial(&id.link.coordinator, host_config(id)?).await?;
+/// An open host link: the upgraded connection the coordinator calls the host API on, and every
+/// coordinator's address as the coordinator listed them.
+#[derive(Debug)]
+pub struct OpenLink {
+    /// The connection.
+    pub upgraded: hyper::upgrade::Upgraded,
+    /// The coordinators' addresses, the one linked to first (empty from an older coordinator).
+    pub coordinators: Vec<String>,
+}
+
+/// Why a host link did not open, and where the leader is when a standby said so.
+#[derive(Debug)]
+pub struct LinkRefused {
+    /// What went wrong.
+    pub error: String,
+    /// A standby's pointer to the leader.
+    pub leader: Option<String>,
+}
+
+impl From<String> for LinkRefused {
+    fn from(error: String) -> LinkRefused {
+        LinkRefused { error, leader: None }
+    }
+}
+
+/// Opens the host link to the coordinator at `addr`.
+pub async fn open_link(id: &HostIdentity, addr: &str) -> Result<OpenLink, LinkRefused> {
+    let mut sender = dial(addr, host_config(id)?).await?;
     let request = hyper::Request::get("/v1/host")
         .header("host", pki::COORDINATOR_SERVER_NAME)
         .header("connection", "upgrade")
@@ -167,32 +215,78 @@ pub async fn open_link(id: &HostIdentity) -> Result<hyper::upgrade::Upgraded, St
         .map_err(|e| e.to_string())?;
     let response = sender.send_request(request).await.map_err(|e| format!("link: {e}"))?;
     if response.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
-        return Err(refusal(response).await);
+        let refused = refusal_of(response).await;
+        return Err(LinkRefused { error: refused.error, leader: refused.leader });
     }
-    hyper::upgrade::on(response).await.map_err(|e| format!("link upgrade: {e}"))
+    let coordinators = response
+        .headers()
+        .get(COORDINATORS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|list| list.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    let upgraded = hyper::upgrade::on(response).await.map_err(|e| format!("link upgrade: {e}"))?;
+    Ok(OpenLink { upgraded, coordinators })
 }
 
-/// Fetches artifacts from the coordinator's store over TLS with the host's certificate.
+/// Fetches artifacts from the coordinators' stores over TLS with the host's certificate: the one
+/// it links to first, then the others (any coordinator serves any artifact, filling its store
+/// from the others). The identity is read at each fetch, so a link that moved to another
+/// coordinator is followed.
 pub struct Blobs {
-    /// The host's identity.
-    pub id: HostIdentity,
+    /// The host's fleet files.
+    pub files: super::identity::FleetFiles,
 }
 
 #[async_trait::async_trait]
 impl ArtifactSource for Blobs {
     async fn fetch(&self, artifact: &ArtifactRef, dest: &Path) -> Result<(), String> {
-        let what = format!("artifact sha256:{} from {}", artifact.sha256, self.id.link.coordinator);
-        let mut sender = dial(&self.id.link.coordinator, host_config(&self.id)?).await?;
-        let request = hyper::Request::get(format!("/v1/blobs/sha256/{}", artifact.sha256))
-            .header("host", pki::COORDINATOR_SERVER_NAME)
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        let response = sender.send_request(request).await.map_err(|e| format!("{what}: {e}"))?;
-        if !response.status().is_success() {
-            return Err(format!("{what}: {}", refusal(response).await));
+        let id =
+            self.files.host().map_err(|e| e.to_string())?.ok_or("this host left its fleet: join again")?;
+        let mut failed = Vec::new();
+        for addr in id.link.candidates() {
+            match fetch_from(&id, &addr, artifact, dest).await {
+                Ok(()) => return Ok(()),
+                Err(e) => failed.push(format!("from {addr}: {e}")),
+            }
         }
-        write_verified(response.into_body(), artifact, dest).await.map_err(|e| format!("{what}: {e}"))
+        Err(format!("artifact sha256:{}: {}", artifact.sha256, failed.join("; ")))
     }
+}
+
+async fn fetch_from(
+    id: &HostIdentity,
+    addr: &str,
+    artifact: &ArtifactRef,
+    dest: &Path,
+) -> Result<(), String> {
+    fetch_blob(addr, host_config(id)?, &artifact.sha256, Some(artifact.size), dest).await
+}
+
+/// GETs the artifact `sha256` from the store of the coordinator at `addr` over `config` into
+/// `dest`, checked against `size` (when not given, the answer's length) and the sha256.
+pub(super) async fn fetch_blob(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    sha256: &str,
+    size: Option<u64>,
+    dest: &Path,
+) -> Result<(), String> {
+    let mut sender = dial(addr, config).await?;
+    let request = hyper::Request::get(format!("/v1/blobs/sha256/{sha256}"))
+        .header("host", pki::COORDINATOR_SERVER_NAME)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(refusal(response).await);
+    }
+    let announced = || {
+        let length = response.headers().get(hyper::header::CONTENT_LENGTH)?;
+        length.to_str().ok()?.parse().ok()
+    };
+    let size = size.or_else(announced).ok_or("the answer has no Content-Length")?;
+    let artifact = ArtifactRef { sha256: sha256.to_string(), size };
+    write_verified(response.into_body(), &artifact, dest).await
 }
 
 /// Streams a body into a temp file beside `dest`, checks its size and sha256, and only then

@@ -49,6 +49,23 @@ pub struct Link {
     pub coordinator: String,
     /// This host's name in the fleet.
     pub name: String,
+    /// Every coordinator's `ADDR:PORT` as the fleet last listed them (several coordinators
+    /// sharing one model): where the host dials when `coordinator` does not answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coordinators: Vec<String>,
+}
+
+impl Link {
+    /// The addresses to dial, in order: the one linked to last, then the others.
+    pub fn candidates(&self) -> Vec<String> {
+        let mut all = vec![self.coordinator.clone()];
+        for a in &self.coordinators {
+            if !all.contains(a) {
+                all.push(a.clone());
+            }
+        }
+        all
+    }
 }
 
 /// A joined host's identity.
@@ -175,9 +192,14 @@ impl FleetFiles {
     pub fn save_host(&self, id: &HostIdentity) -> Result<(), IdentityError> {
         self.save_pair("host", &id.own)?;
         self.write("ca.pem", &id.ca_pem)?;
-        let link = serde_json::to_string_pretty(&id.link)
+        self.save_link(&id.link)
+    }
+
+    /// Saves where a joined host finds its coordinators.
+    pub fn save_link(&self, link: &Link) -> Result<(), IdentityError> {
+        let text = serde_json::to_string_pretty(link)
             .map_err(|e| IdentityError::Link { path: self.path("link.json"), why: e.to_string() })?;
-        self.write("link.json", &link)
+        self.write("link.json", &text)
     }
 }
 
@@ -217,7 +239,7 @@ mod tests {
         let ca = pki::new_ca("t").unwrap();
         let own = pki::issue_with_key(&ca, &Identity { role: Role::Host, name: "h1".into() }).unwrap();
         let id = HostIdentity {
-            link: Link { coordinator: "198.18.0.1:7443".into(), name: "h1".into() },
+            link: Link { coordinator: "198.18.0.1:7443".into(), name: "h1".into(), coordinators: vec![] },
             ca_pem: ca.cert_pem.clone(),
             own,
         };

@@ -2,6 +2,7 @@
 //! See ARCHITECTURE.md "The fleet".
 
 pub mod client;
+pub mod coordinators;
 pub mod directory;
 pub mod enroll;
 pub mod events;

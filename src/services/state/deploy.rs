@@ -1,8 +1,8 @@
 //! The records of dispatch: releases (frozen, reused when equal), each swarm's numbered releases,
 //! the procs each swarm owns, port locks and the deployment log.
 
-use super::sql::{args, DbError, DbResult, OptionalRow, Row};
-use super::{builds, now_secs, to_id, to_sql_int, State, StateError};
+use super::sql::{args, DbError, DbResult, EngineKind, OptionalRow, Row};
+use super::{builds, notify, now_secs, to_id, to_sql_int, State, StateError};
 use crate::model::build_record::BuildRecord;
 use crate::model::deploy::records::{DeployLogEntry, NumberedRelease, ReleaseRecord, SwarmProcRecord};
 
@@ -297,6 +297,13 @@ impl State {
                 )
                 .map(to_id)
                 .map_err(StateError::query(what))?;
+            if db.conn.kind() == EngineKind::Postgres {
+                // Standbys following this dispatch hear of it once its transaction commits.
+                let announce = notify::payload(notify::Announced::Deploy(id), &db.instance);
+                db.conn
+                    .execute("SELECT pg_notify(?1, ?2)", args![notify::CHANNEL, announce])
+                    .map_err(StateError::query(what))?;
+            }
             Ok(DeployLogEntry { id, time, trace, swarm, tags, message, build })
         })
         .await

@@ -3,6 +3,7 @@
 
 use super::sql::{args, Conn, DbError, DbResult, EngineKind, Row};
 
+use super::notify::Announced;
 use super::{to_id, to_sql_int, Db, State, StateError};
 use crate::model::supervision::ProcEvent;
 
@@ -56,7 +57,7 @@ fn append(db: &mut Db, body: &str) -> DbResult<u64> {
         // Delivered once the insert above committed (it did: autocommit).
         db.conn.execute(
             "SELECT pg_notify(?1, ?2)",
-            args![super::notify::CHANNEL, super::notify::payload(id, &db.instance)],
+            args![super::notify::CHANNEL, super::notify::payload(Announced::Event(id), &db.instance)],
         )?;
     }
     db.appends += 1;

@@ -32,6 +32,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_audit_user.sql"),
     include_str!("migrations/0010_sessions.sql"),
     include_str!("migrations/0011_lease.sql"),
+    include_str!("migrations/0012_coordinators.sql"),
 ];
 
 /// How long a statement waits for another connection's lock before failing.

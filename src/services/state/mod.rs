@@ -7,6 +7,7 @@
 
 mod audit;
 mod builds;
+mod coordinators;
 mod deploy;
 mod events;
 mod images;
@@ -40,9 +41,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use audit::AuditEntry;
 pub use builds::BuildOutcome;
+pub use coordinators::CoordinatorRecord;
 pub use deploy::ActiveImage;
 pub use images::BuiltImage;
 pub use lease::{Fence, LeaseHolder};
+pub use notify::Announced;
 pub use peers::TokenRefused;
 pub use procs::ProcRecord;
 pub use sql::PgTarget;
@@ -354,9 +357,9 @@ impl State {
         State::all_in(self.local.clone())
     }
 
-    /// The ids of the proc events other vrds append to a shared model, as they commit (`None` on
-    /// SQLite, which one vrd has to itself).
-    pub fn others_events(&self) -> Option<tokio::sync::mpsc::Receiver<u64>> {
+    /// What other vrds append to a shared model (proc events, deployment log entries), as it
+    /// commits (`None` on SQLite, which one vrd has to itself).
+    pub fn others_appends(&self) -> Option<tokio::sync::mpsc::Receiver<Announced>> {
         let own = self.model.instance.to_string();
         self.shared.clone().map(|target| notify::listen(target, own))
     }

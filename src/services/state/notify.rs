@@ -1,8 +1,9 @@
-//! Events across coordinators (issue 15): on PostgreSQL each appended proc event is announced
-//! with `NOTIFY vr_events` (delivered when its statement commits), and every vrd sharing the model
-//! listens on a connection of its own, so a standby's `vr events -f` and dashboard see the
-//! leader's events as they happen. The payload is `ID INSTANCE`, the instance being the state
-//! connection's: a vrd skips its own announcements, whose events it published already.
+//! Appends across coordinators (issue 15): on PostgreSQL each appended proc event and deployment
+//! log entry is announced with `NOTIFY vr_events` (delivered when its transaction commits), and
+//! every vrd sharing the model listens on a connection of its own, so a standby's `vr events -f`,
+//! `vr swarm` (following a dispatch the leader runs) and dashboard see the leader's appends as they
+//! happen. The payload is `KIND ID INSTANCE` (kind `event` or `deploy`), the instance being the
+//! state connection's: a vrd skips its own announcements, whose appends it published already.
 
 use std::time::Duration;
 
@@ -24,23 +25,47 @@ pub fn new_instance() -> String {
     format!("{:x}-{:x}-{n}", std::process::id(), nanos.as_nanos())
 }
 
-/// The payload announcing event `id` from `instance`.
-pub fn payload(id: u64, instance: &str) -> String {
-    format!("{id} {instance}")
+/// What another vrd appended to the shared model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// A proc event, by id.
+    Event(u64),
+    /// A deployment log entry, by id.
+    Deploy(u64),
 }
 
-/// The id in a payload another instance sent; `None` for `own`, or one that does not parse.
-fn foreign_id(payload: &str, own: &str) -> Option<u64> {
-    let (id, from) = payload.split_once(' ')?;
+impl Announced {
+    fn kind(self) -> (&'static str, u64) {
+        match self {
+            Announced::Event(id) => ("event", id),
+            Announced::Deploy(id) => ("deploy", id),
+        }
+    }
+}
+
+/// The payload announcing `what` from `instance`.
+pub fn payload(what: Announced, instance: &str) -> String {
+    let (kind, id) = what.kind();
+    format!("{kind} {id} {instance}")
+}
+
+/// What a payload another instance sent announces; `None` for `own`, or one that does not parse.
+fn foreign(payload: &str, own: &str) -> Option<Announced> {
+    let mut parts = payload.splitn(3, ' ');
+    let (kind, id, from) = (parts.next()?, parts.next()?.parse().ok()?, parts.next()?);
     if from == own {
         return None;
     }
-    id.parse().ok()
+    match kind {
+        "event" => Some(Announced::Event(id)),
+        "deploy" => Some(Announced::Deploy(id)),
+        _ => None,
+    }
 }
 
 /// Listens on `target` until the receiver is dropped, on a thread of its own (the blocking client
-/// must not run on a tokio worker); sends the id of each event another vrd appended.
-pub fn listen(target: PgTarget, own: String) -> mpsc::Receiver<u64> {
+/// must not run on a tokio worker); sends what each other vrd appended.
+pub fn listen(target: PgTarget, own: String) -> mpsc::Receiver<Announced> {
     let (tx, rx) = mpsc::channel(1024);
     let spawned = std::thread::Builder::new().name("vrd-listen".into()).spawn(move || {
         while !tx.is_closed() {
@@ -56,7 +81,11 @@ pub fn listen(target: PgTarget, own: String) -> mpsc::Receiver<u64> {
     rx
 }
 
-fn listen_once(target: &PgTarget, own: &str, tx: &mpsc::Sender<u64>) -> Result<(), super::sql::DbError> {
+fn listen_once(
+    target: &PgTarget,
+    own: &str,
+    tx: &mpsc::Sender<Announced>,
+) -> Result<(), super::sql::DbError> {
     use postgres::fallible_iterator::FallibleIterator;
     let mut client = super::sql::connect_postgres(target)?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
@@ -69,8 +98,8 @@ fn listen_once(target: &PgTarget, own: &str, tx: &mpsc::Sender<u64>) -> Result<(
         }
         match client.notifications().timeout_iter(Duration::from_secs(5)).next()? {
             Some(n) => {
-                if let Some(id) = foreign_id(n.payload(), own) {
-                    if tx.blocking_send(id).is_err() {
+                if let Some(what) = foreign(n.payload(), own) {
+                    if tx.blocking_send(what).is_err() {
                         return Ok(());
                     }
                 }
@@ -90,8 +119,11 @@ mod tests {
     fn a_vrd_skips_its_own_announcements() {
         let own = new_instance();
         assert_ne!(own, new_instance());
-        assert_eq!(foreign_id(&payload(7, &own), &own), None);
-        assert_eq!(foreign_id("7 someone-else", &own), Some(7));
-        assert_eq!(foreign_id("garbage", &own), None);
+        assert_eq!(foreign(&payload(Announced::Event(7), &own), &own), None);
+        let theirs = payload(Announced::Deploy(9), "someone-else");
+        assert_eq!(foreign(&theirs, &own), Some(Announced::Deploy(9)));
+        assert_eq!(foreign("event 7 someone-else", &own), Some(Announced::Event(7)));
+        assert_eq!(foreign("garbage", &own), None);
+        assert_eq!(foreign("proc 7 someone-else", &own), None, "an unknown kind is skipped");
     }
 }

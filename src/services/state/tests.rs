@@ -498,7 +498,7 @@ mod postgres {
     async fn another_vrds_events_are_announced_as_they_commit_and_ones_own_are_not() {
         let Some(schema) = schema("another_vrds_events_are_announced") else { return };
         let (leader, standby) = (schema.open(defaults()), schema.open(defaults()));
-        let mut announced = standby.others_events().expect("a shared model announces events");
+        let mut announced = standby.others_appends().expect("a shared model announces events");
         // LISTEN is issued on the listener's own connection: wait until it is in place.
         let listening = format!(
             "SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN vr_events' AND application_name = '{}'",
@@ -514,12 +514,15 @@ mod postgres {
         let got = tokio::time::timeout(std::time::Duration::from_secs(10), announced.recv()).await;
         assert_eq!(
             got.expect("announced within 10 s"),
-            Some(id),
+            Some(crate::services::state::Announced::Event(id)),
             "the standby's own event is not announced to it"
         );
         let read = standby.events_since(id - 1, 1).await.unwrap();
         assert_eq!(read, [(id, event(2))]);
-        assert!(State::open_in_memory().unwrap().others_events().is_none(), "SQLite has no one to listen to");
+        assert!(
+            State::open_in_memory().unwrap().others_appends().is_none(),
+            "SQLite has no one to listen to"
+        );
     }
 
     #[tokio::test]

@@ -31,7 +31,7 @@ impl Swarms {
         };
         if let Some(image) = self.state.active_image(stack.name.clone()).await? {
             let artifact =
-                self.stored(&image.sha256, &format!("the active image of stack {}", stack.name))?;
+                self.stored(&image.sha256, &format!("the active image of stack {}", stack.name)).await?;
             return Ok(ImageRef {
                 name: image.name,
                 url: String::new(),
@@ -78,7 +78,7 @@ impl Swarms {
             if !fresh {
                 let current = self.state.current_build(key.0.clone(), key.1.clone(), key.2.clone()).await?;
                 if let Some(record) = current.filter(|r| r.status == SUCCEEDED) {
-                    match self.build_ref(&record, image) {
+                    match self.build_ref(&record, image).await {
                         Ok(found) => {
                             trace
                                 .step(
@@ -88,7 +88,7 @@ impl Swarms {
                                 .await;
                             return Ok(found);
                         }
-                        // Another coordinator of the model built it and is gone: build it here.
+                        // Another coordinator of the model built it, and none has it now: build it here.
                         Err(e) => {
                             let message = format!(
                                 "Build {} of {} {version} can't be used here ({e}); building it anew",
@@ -215,7 +215,7 @@ impl Swarms {
                 ),
             )
             .await;
-        self.build_ref(&record, image)
+        self.build_ref(&record, image).await
     }
 
     /// build.yaml for the app: its buildpack pinned (the app's `.buildpacks` is then ignored), or
@@ -268,7 +268,7 @@ impl Swarms {
         })
     }
 
-    fn build_ref(&self, record: &BuildRecord, image: &ImageRef) -> Result<BuildRef, SwarmError> {
+    async fn build_ref(&self, record: &BuildRecord, image: &ImageRef) -> Result<BuildRef, SwarmError> {
         let missing = || SwarmError::Build(format!("build {} has no stored slug; build it again", record.id));
         let sha = record.artifact.as_ref().ok_or_else(missing)?;
         Ok(BuildRef {
@@ -276,21 +276,19 @@ impl Swarms {
             version: record.version.clone(),
             url: String::new(),
             md5: record.build_md5.clone().ok_or_else(missing)?,
-            artifact: Some(self.stored(sha, &format!("the slug of build {}", record.id))?),
+            artifact: Some(self.stored(sha, &format!("the slug of build {}", record.id)).await?),
             image: image.clone(),
             env: record.env.clone(),
         })
     }
 
-    /// A store file by content, with its size; an error naming `what` when the store lost it.
-    fn stored(&self, sha256: &str, what: &str) -> Result<ArtifactRef, SwarmError> {
-        let path = self.builds.store.artifact_path(sha256);
-        let meta = std::fs::metadata(&path).map_err(|e| {
-            SwarmError::Build(format!(
-                "{what} is missing from the store ({}: {e}); build it again",
-                path.display()
-            ))
-        })?;
+    /// A store file by content, with its size (fetched from another coordinator of a shared
+    /// model when this store lacks it); an error naming `what` when no one has it.
+    async fn stored(&self, sha256: &str, what: &str) -> Result<ArtifactRef, SwarmError> {
+        let missing =
+            |e: String| SwarmError::Build(format!("{what} is missing from the store ({e}); build it again"));
+        let path = self.builds.store.ensure_artifact(sha256).await.map_err(missing)?;
+        let meta = std::fs::metadata(&path).map_err(|e| missing(format!("{}: {e}", path.display())))?;
         Ok(ArtifactRef { sha256: sha256.to_string(), size: meta.len() })
     }
 }

@@ -144,6 +144,16 @@ impl Swarms {
         self.live.subscribe()
     }
 
+    /// Publishes to this vrd's followers the deployment log entry `id` another coordinator
+    /// appended (read from the shared model, not stored again).
+    pub async fn relay_deploy(&self, id: u64) -> Result<(), SwarmError> {
+        let found = self.state.deploy_log(None, id.saturating_sub(1), 1).await?;
+        for entry in found.into_iter().filter(|e| e.id == id) {
+            let _ = self.live.send(Arc::new(entry));
+        }
+        Ok(())
+    }
+
     /// A new trace for `subject`.
     fn trace(&self, subject: &str) -> progress::Trace {
         progress::Trace::new(Some(subject.to_string()), self.state.clone(), self.live.clone())
