@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Drives vr's dashboard in Debian's Chromium through chromium-driver (WebDriver, selenium):
 log in, see the procs, open one, read its live log, stop it and see its box turn STOPPED live,
-start it again, filter. Run by tests/it/dashboard.rs; on a failure it saves a screenshot.
+start it again, filter, see which coordinator leads. Run by tests/it/dashboard.rs; on a failure it saves a screenshot.
 
 Usage: dashboard.py URL USER PASSWORD PROC SCREENSHOT
 """
@@ -53,6 +53,9 @@ try:
     step = "filter"
     driver.find_element(By.ID, "filter").send_keys("nothing-matches-this")
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".proc"))
+    step = "see which coordinator leads on the hosts page"
+    driver.get(url + "#/hosts")
+    wait.until(lambda d: "leads; the model is in sqlite" in d.find_element(By.ID, "coordinators").text)
     print("dashboard: all passed")
 except Exception as e:  # noqa: BLE001 - any failure is reported with the step and a screenshot
     report_failure(driver, "dashboard", step, e, screenshot)

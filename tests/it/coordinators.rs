@@ -215,6 +215,16 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     serves(routers[other]);
 }
 
+/// Waits until `count` (a `SELECT count(*)` in `schema`) is not 0; on a timeout the panic shows
+/// `log`.
+fn wait_for(schema: &PgSchema, count: &str, secs: u64, log: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while schema.value(count) == "0" {
+        assert!(Instant::now() < deadline, "{count}: still 0 after {secs} s\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Which of `ds` leads, once the lease names it, it says it leads, and the other says it does not.
 fn settled_leader(ds: &[TestDaemon; 2]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(LEASE_SECS * 10);
@@ -640,5 +650,31 @@ mod fleet {
         assert!(out.contains("Using build") && !out.contains("anew"), "{out}");
         assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "the procs ran on through it");
         serves(2);
+
+        // c1 comes back as a standby and forwards a dispatch to c2, which dies during it: c1
+        // leads, completes the swarm, and the hosts come back to it.
+        c1.start_again();
+        let view = leader(&c1);
+        assert_eq!((view["holder"].as_str(), view["leads"].as_bool()), (Some("c2"), Some(false)), "{view}");
+        let out = ok(&c1, &["swarm", "hello-prod-web", "v1", "--detach"]);
+        let trace =
+            out.split_whitespace().find(|w| w.len() == 32).unwrap_or_else(|| panic!("no trace: {out}"));
+        let under_way =
+            format!("SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND tags = 'release'");
+        super::wait_for(&schema, &under_way, 60, || log(&c2));
+        let mut c2 = c2;
+        c2.kill();
+        wait_until_leads(&c1, Duration::from_secs(LEASE_SECS * 10));
+        let closed =
+            format!("SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND tags LIKE '%aborted%'");
+        super::wait_for(&schema, &closed, 60, || log(&c1));
+        let again = format!(
+            "SELECT count(*) FROM deploy_log WHERE swarm = 'hello-prod-web' AND tags LIKE '%done%' AND id > \
+             (SELECT max(id) FROM deploy_log WHERE trace = '{trace}')"
+        );
+        super::wait_for(&schema, &again, 120, || log(&c1));
+        linked_to(&c1, &["h1", "h2"], 60);
+        assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "no proc lost or doubled");
+        serves(1);
     }
 }

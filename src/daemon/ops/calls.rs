@@ -8,6 +8,7 @@ use super::access::Principal;
 use super::attach::ReceivedFds;
 use super::error::{supervisor_error, swarm_error, OpResult};
 use super::feed::Feed;
+use super::forward::Duty;
 use super::Ops;
 use crate::api::{
     Attach, AuditInfo, BuildFile, BuildInfo, BuildReport, DeployLogEntry, Dispatched, EventItem, ExitStatus,
@@ -115,7 +116,7 @@ impl Ops {
             let started = self.daemon.swarms.drain_host(&name).await.map_err(swarm_error)?;
             Ok(started.into_iter().map(|(swarm, trace)| Dispatched { swarm, trace }).collect())
         };
-        self.leader_duty(who, "hosts.drain", json!({ "name": name }), work).await
+        self.leader_duty(who, Duty::Drain { name: name.clone() }, work).await
     }
 
     /// `hosts.list`.
@@ -373,9 +374,13 @@ impl Ops {
         exclude: Option<String>,
         rebuild: bool,
     ) -> OpResult<Vec<Dispatched>> {
-        let params = json!({ "filter": filter, "changes": changes, "exclude": exclude, "rebuild": rebuild });
-        let work = self.dispatch(filter.clone(), changes.clone(), exclude.clone(), rebuild);
-        self.leader_duty(who, "swarms.dispatch", params, work).await
+        let duty = Duty::Dispatch {
+            filter: filter.clone(),
+            changes: changes.clone(),
+            exclude: exclude.clone(),
+            rebuild,
+        };
+        self.leader_duty(who, duty, self.dispatch(filter, changes, exclude, rebuild)).await
     }
 
     /// `swarms.rollback`.
@@ -385,8 +390,8 @@ impl Ops {
         swarm: String,
         number: Option<u64>,
     ) -> OpResult<Dispatched> {
-        let params = json!({ "swarm": swarm, "number": number });
-        self.leader_duty(who, "swarms.rollback", params, self.rollback(swarm.clone(), number)).await
+        let duty = Duty::Rollback { swarm: swarm.clone(), number };
+        self.leader_duty(who, duty, self.rollback(swarm, number)).await
     }
 
     /// `swarms.releases`.
@@ -416,8 +421,8 @@ impl Ops {
 
     /// `apps.build`.
     pub async fn apps_build(&self, who: &Principal, app: String, version: String) -> OpResult<Dispatched> {
-        let params = json!({ "app": app, "version": version });
-        self.leader_duty(who, "apps.build", params, self.build_app(app.clone(), version.clone())).await
+        let duty = Duty::AppBuild { app: app.clone(), version: version.clone() };
+        self.leader_duty(who, duty, self.build_app(app, version)).await
     }
 
     /// `deploys.log`.
@@ -470,8 +475,7 @@ impl Ops {
 
     /// `stacks.build`.
     pub async fn stacks_build(&self, who: &Principal, stack: String) -> OpResult<ImageInfo> {
-        self.leader_duty(who, "stacks.build", json!({ "stack": stack }), self.build_stack(stack.clone()))
-            .await
+        self.leader_duty(who, Duty::StackBuild { stack: stack.clone() }, self.build_stack(stack)).await
     }
 
     /// `stacks.images`.

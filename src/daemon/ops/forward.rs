@@ -4,7 +4,7 @@
 //! through. A caller never has to know which coordinator leads.
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::access::{self, Principal};
@@ -13,34 +13,60 @@ use super::Ops;
 use crate::api::forward::{ForwardedAnswer, ForwardedCall};
 use crate::api::{codes, ApiError, SwarmChanges};
 
-/// The operations that are a leader's duty, forwarded by a standby. Their audit parameters are
-/// their whole arguments, which the leader reads back (`run_forwarded`).
-pub(super) const FORWARDED: &[&str] =
-    &["swarms.dispatch", "swarms.rollback", "apps.build", "stacks.build", "hosts.drain"];
+/// A call of a leader's duty, with its arguments: what a standby forwards. Serialized as the API
+/// names it (`{"method": "swarms.dispatch", "params": {...}}`), which is also what the audit log
+/// records of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", deny_unknown_fields)]
+pub(super) enum Duty {
+    /// `swarms.dispatch`.
+    #[serde(rename = "swarms.dispatch")]
+    Dispatch { filter: String, changes: SwarmChanges, exclude: Option<String>, rebuild: bool },
+    /// `swarms.rollback`.
+    #[serde(rename = "swarms.rollback")]
+    Rollback { swarm: String, number: Option<u64> },
+    /// `apps.build`.
+    #[serde(rename = "apps.build")]
+    AppBuild { app: String, version: String },
+    /// `stacks.build`.
+    #[serde(rename = "stacks.build")]
+    StackBuild { stack: String },
+    /// `hosts.drain`.
+    #[serde(rename = "hosts.drain")]
+    Drain { name: String },
+}
+
+impl Duty {
+    /// The API method and its parameters.
+    fn call(&self) -> (String, Value) {
+        let mut whole = serde_json::to_value(self).unwrap_or_default();
+        let method = whole["method"].as_str().unwrap_or_default().to_string();
+        (method, whole["params"].take())
+    }
+}
 
 impl Ops {
     /// Runs `work` here when this coordinator leads (or is the only one); on a standby, forwards
-    /// `method` with `params` to the leader as `who`. A caller refused here is refused (and
-    /// audited) here; one the leader runs is audited there.
+    /// `duty` to the leader as `who`. A caller refused here is refused (and audited) here; one the
+    /// leader runs is audited there.
     pub(super) async fn leader_duty<T: DeserializeOwned>(
         &self,
         who: &Principal,
-        method: &str,
-        params: Value,
+        duty: Duty,
         work: impl std::future::Future<Output = OpResult<T>>,
     ) -> OpResult<T> {
-        debug_assert!(FORWARDED.contains(&method), "{method} is not in FORWARDED");
+        let (method, params) = duty.call();
         let forwardable = self.daemon.fleet.coordinator.is_some() && who.through.is_none();
-        if self.daemon.leadership.leads() || !forwardable || access::authorize(who, method).is_err() {
-            return self.audited(who, method, params, work).await;
+        if self.daemon.leadership.leads() || !forwardable || access::authorize(who, &method).is_err() {
+            return self.audited(who, &method, params, work).await;
         }
-        match self.forward(who, method, params.clone()).await {
+        match self.forward(who, &method, params.clone()).await {
             Ok(ForwardedAnswer::Ok(value)) => serde_json::from_value(value).map_err(|e| {
                 error(codes::INTERNAL, format!("the leader's answer to {method} is not one vr reads: {e}"))
             }),
             Ok(ForwardedAnswer::Err(e)) => Err(e),
             // The leader was not reached: nothing ran there, so the refusal is audited here.
-            Err(e) => self.audited(who, method, params, async { Err(e) }).await,
+            Err(e) => self.audited(who, &method, params, async { Err(e) }).await,
         }
     }
 
@@ -101,77 +127,49 @@ impl Ops {
     }
 
     async fn run_forwarded(&self, who: &Principal, method: &str, params: Value) -> OpResult<Value> {
-        fn read<P: DeserializeOwned>(method: &str, params: Value) -> OpResult<P> {
-            serde_json::from_value(params).map_err(|e| {
-                error(codes::INVALID, format!("forwarded {method}: its parameters are not right: {e}"))
-            })
-        }
+        let call = serde_json::json!({ "method": method, "params": params });
+        let duty: Duty = serde_json::from_value(call).map_err(|e| {
+            error(codes::INVALID, format!("a forwarded {method} is not a leader's duty vr reads: {e}"))
+        })?;
         fn answer<T: serde::Serialize>(result: OpResult<T>) -> OpResult<Value> {
             result.and_then(|v| {
                 serde_json::to_value(v)
                     .map_err(|e| error(codes::INTERNAL, format!("an answer vr cannot send: {e}")))
             })
         }
-        match method {
-            "swarms.dispatch" => {
-                let p: Dispatch = read(method, params)?;
-                answer(self.swarms_dispatch(who, p.filter, p.changes, p.exclude, p.rebuild).await)
+        match duty {
+            Duty::Dispatch { filter, changes, exclude, rebuild } => {
+                answer(self.swarms_dispatch(who, filter, changes, exclude, rebuild).await)
             }
-            "swarms.rollback" => {
-                let p: Rollback = read(method, params)?;
-                answer(self.swarms_rollback(who, p.swarm, p.number).await)
-            }
-            "apps.build" => {
-                let p: AppBuild = read(method, params)?;
-                answer(self.apps_build(who, p.app, p.version).await)
-            }
-            "stacks.build" => {
-                let p: StackBuild = read(method, params)?;
-                answer(self.stacks_build(who, p.stack).await)
-            }
-            "hosts.drain" => {
-                let p: Drain = read(method, params)?;
-                answer(self.hosts_drain(who, p.name).await)
-            }
-            other => Err(error(
-                codes::INVALID,
-                format!("{other} is not forwarded between coordinators: call it on any coordinator"),
-            )),
+            Duty::Rollback { swarm, number } => answer(self.swarms_rollback(who, swarm, number).await),
+            Duty::AppBuild { app, version } => answer(self.apps_build(who, app, version).await),
+            Duty::StackBuild { stack } => answer(self.stacks_build(who, stack).await),
+            Duty::Drain { name } => answer(self.hosts_drain(who, name).await),
         }
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Dispatch {
-    filter: String,
-    changes: SwarmChanges,
-    exclude: Option<String>,
-    rebuild: bool,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rollback {
-    swarm: String,
-    number: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AppBuild {
-    app: String,
-    version: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StackBuild {
-    stack: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Drain {
-    name: String,
+    #[test]
+    fn a_duty_travels_as_the_api_names_it_and_nothing_else_is_read_as_one() {
+        let duty = Duty::Rollback { swarm: "s".into(), number: Some(3) };
+        let (method, params) = duty.call();
+        assert_eq!(
+            (method.as_str(), params.clone()),
+            ("swarms.rollback", serde_json::json!({"swarm": "s", "number": 3}))
+        );
+        let back: Duty =
+            serde_json::from_value(serde_json::json!({ "method": method, "params": params })).unwrap();
+        assert_eq!(back, duty);
+        for refused in [
+            serde_json::json!({ "method": "users.create", "params": { "name": "x" } }),
+            serde_json::json!({ "method": "hosts.drain", "params": { "name": "h", "extra": 1 } }),
+            serde_json::json!({ "method": "apps.build", "params": { "app": "a" } }),
+        ] {
+            assert!(serde_json::from_value::<Duty>(refused.clone()).is_err(), "{refused}");
+        }
+    }
 }

@@ -205,7 +205,7 @@ export async function objectsPage(kind, view, [name]) {
     mayDefine(kind) ? el("p", {}, el("a", { href: `#/${kind}/new`, class: "button" }, `New ${kind.slice(0, -1)}`)) : "",
     table(`${page.total} ${kind}`, columns, page.items),
   );
-  if (kind === "hosts") view.append(await fleetTable());
+  if (kind === "hosts") view.append(await coordinatorsView(), await fleetTable());
 }
 
 async function objectPage(kind, view, name) {
@@ -218,6 +218,30 @@ async function objectPage(kind, view, name) {
   );
   if (kind === "stacks") view.append(await stackImages(name));
   if (kind === "apps") view.append(appBuild(name));
+}
+
+/// Which coordinator leads, and every coordinator of the model (hosts.leader).
+async function coordinatorsView() {
+  const v = await api("GET", "/api/v1/leader");
+  const lead = v.holder
+    ? `Leader: ${v.holder}${v.address ? ` at ${v.address}` : ""}, lease epoch ${v.epoch}`
+    : v.model === "sqlite"
+      ? `Leader: ${v.this} (the model is in SQLite: one coordinator)`
+      : "Leader: none right now (the lease ran out; a standby takes it within the lease)";
+  const role = v.leads ? "leads" : "is a standby and hands the leader's duties to it";
+  const section = el(
+    "section",
+    { id: "coordinators", "aria-label": "Coordinators" },
+    el("p", {}, `${lead}. This coordinator, ${v.this}, ${role}; the model is in ${v.model}.`),
+  );
+  if (v.coordinators.length > 1) {
+    section.append(table("Coordinators of this model", [
+      ["Name", (c) => c.name],
+      ["Peer address", (c) => c.address || "-"],
+      ["Fleet CA sha256", (c) => c.ca_sha256],
+    ], v.coordinators));
+  }
+  return section;
 }
 
 /// Every host with its state, heartbeat and procs (hosts.list).
