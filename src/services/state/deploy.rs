@@ -301,7 +301,7 @@ impl State {
                 // Standbys following this dispatch hear of it once its transaction commits.
                 let announce = notify::payload(notify::Announced::Deploy(id), &db.instance);
                 db.conn
-                    .execute("SELECT pg_notify(?1, ?2)", args![notify::CHANNEL, announce])
+                    .execute("SELECT pg_notify(?1, ?2)", args![db.channel, announce])
                     .map_err(StateError::query(what))?;
             }
             Ok(DeployLogEntry { id, time, trace, swarm, tags, message, build })

@@ -51,19 +51,34 @@ impl State {
     }
 }
 
+/// The advisory lock key appends of events take on PostgreSQL ("vr events").
+const EVENTS_LOCK: i64 = 0x7672_5f65_7665;
+
 fn append(db: &mut Db, body: &str) -> DbResult<u64> {
-    let id = to_id(db.conn.insert("INSERT INTO proc_events (body) VALUES (?1)", args![body])?);
-    if db.conn.kind() == EngineKind::Postgres {
-        // Delivered once the insert above committed (it did: autocommit).
-        db.conn.execute(
-            "SELECT pg_notify(?1, ?2)",
-            args![super::notify::CHANNEL, super::notify::payload(Announced::Event(id), &db.instance)],
-        )?;
-    }
+    let id = match db.conn.kind() {
+        EngineKind::Sqlite => {
+            to_id(db.conn.insert("INSERT INTO proc_events (body) VALUES (?1)", args![body])?)
+        }
+        EngineKind::Postgres => append_in_order(db, body)?,
+    };
     db.appends += 1;
     if db.appends >= PRUNE_EVERY {
         prune(db)?;
     }
+    Ok(id)
+}
+
+/// On PostgreSQL every vrd of the model appends events, and ids come from a sequence: without a
+/// lock an id taken later could commit earlier, and a reader that had gone past it (`id > last`)
+/// would never see the other. Each append holds a transaction-scoped advisory lock from taking
+/// its id to its commit, so events commit in id order; the NOTIFY goes out with the commit.
+fn append_in_order(db: &mut Db, body: &str) -> DbResult<u64> {
+    let tx = db.conn.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock(?1)", args![EVENTS_LOCK])?;
+    let id = to_id(tx.insert("INSERT INTO proc_events (body) VALUES (?1)", args![body])?);
+    let announce = super::notify::payload(Announced::Event(id), &db.instance);
+    tx.execute("SELECT pg_notify(?1, ?2)", args![db.channel, announce])?;
+    tx.commit()?;
     Ok(id)
 }
 

@@ -248,6 +248,8 @@ struct Db {
     appends: usize,
     /// This connection's token in event announcements (`notify`).
     instance: String,
+    /// The channel they go out on (PostgreSQL; empty on SQLite).
+    channel: String,
 }
 
 /// One unit of work for the database thread.
@@ -480,17 +482,27 @@ impl Actor {
         std::thread::Builder::new()
             .name("vrd-state".into())
             .spawn(move || {
-                let conn = match make() {
-                    Ok(conn) => {
+                let made = make().and_then(|conn| {
+                    let channel = match conn.kind() {
+                        sql::EngineKind::Sqlite => String::new(),
+                        sql::EngineKind::Postgres => conn
+                            .query_row(notify::SCHEMA_QUERY, &[], |r| r.get::<String>(0))
+                            .map(|schema| notify::channel(&schema))
+                            .map_err(StateError::query("read the model's schema"))?,
+                    };
+                    Ok((conn, channel))
+                });
+                let (conn, channel) = match made {
+                    Ok(made) => {
                         let _ = ready.send(Ok(()));
-                        conn
+                        made
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
                         return;
                     }
                 };
-                let mut db = Db { conn, options, appends: 0, instance: own };
+                let mut db = Db { conn, options, appends: 0, instance: own, channel };
                 while let Some(job) = queue.blocking_recv() {
                     // A fenced job sets its own; one that panicked must not leave it to the next.
                     db.conn.set_fence(None);

@@ -2,7 +2,7 @@
 //! log entry is announced with `NOTIFY vr_events` (delivered when its transaction commits), and
 //! every vrd sharing the model listens on a connection of its own, so a standby's `vr events -f`,
 //! `vr swarm` (following a dispatch the leader runs) and dashboard see the leader's appends as they
-//! happen. The payload is `KIND ID INSTANCE` (kind `event` or `deploy`), the instance being the
+//! happen; each model (schema) has a channel of its own (`channel`). The payload is `KIND ID INSTANCE` (kind `event` or `deploy`), the instance being the
 //! state connection's: a vrd skips its own announcements, whose appends it published already.
 
 use std::time::Duration;
@@ -11,8 +11,16 @@ use tokio::sync::mpsc;
 
 use super::sql::PgTarget;
 
-/// The channel events are announced on.
-pub const CHANNEL: &str = "vr_events";
+/// The query naming the schema the model is in, which names its channel.
+pub const SCHEMA_QUERY: &str = "SELECT COALESCE(current_schema(), '')";
+
+/// The channel a model's appends are announced on: one per schema (NOTIFY is database-wide, and
+/// installations sharing a database in schemas of their own must not hear each other), a plain
+/// identifier short enough for PostgreSQL whatever the schema is called.
+pub fn channel(schema: &str) -> String {
+    let hash = crate::services::peer::pki::sha256_hex(schema.as_bytes());
+    format!("vr_events_{}", &hash[..16])
+}
 
 /// How long the listener waits before it connects again after losing its connection.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -88,7 +96,8 @@ fn listen_once(
 ) -> Result<(), super::sql::DbError> {
     use postgres::fallible_iterator::FallibleIterator;
     let mut client = super::sql::connect_postgres(target)?;
-    client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+    let schema: String = client.query_one(SCHEMA_QUERY, &[])?.get(0);
+    client.batch_execute(&format!("LISTEN {}", channel(&schema)))?;
     loop {
         if client.is_closed() {
             return Err(super::sql::DbError::Setup {
@@ -125,5 +134,18 @@ mod tests {
         assert_eq!(foreign("event 7 someone-else", &own), Some(Announced::Event(7)));
         assert_eq!(foreign("garbage", &own), None);
         assert_eq!(foreign("proc 7 someone-else", &own), None, "an unknown kind is skipped");
+    }
+
+    #[test]
+    fn each_schema_has_a_channel_of_its_own_that_postgresql_takes() {
+        let (a, b) = (channel("public"), channel("vr_prod"));
+        assert_ne!(a, b);
+        assert_eq!(a, channel("public"), "every vrd of one model names the same channel");
+        let long = channel(&"x".repeat(200));
+        assert!(
+            long.len() < 63
+                && long.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'),
+            "{long}"
+        );
     }
 }
