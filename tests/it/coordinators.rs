@@ -76,6 +76,13 @@ fn ok(d: &TestDaemon, args: &[&str]) -> String {
     stdout
 }
 
+/// Version v2 of the fixture's app: the same, with an uptest that takes 4 s, so a dispatch of it
+/// is surely still under way (uptesting its procs) when a test pauses or kills its coordinator
+/// right after its release step. A dispatch of v1 is over in a few tens of milliseconds.
+fn slow_version(fx: &Fx) {
+    fx.app_version("v2", "uptests/web/02_takes_its_time", "#!/bin/sh\nsleep 4\necho took its time\n", 0o755);
+}
+
 /// Waits until the router on `port` serves the hello app.
 fn serves(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -104,6 +111,7 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     let view = leader(&c2);
     assert_eq!((view["holder"].as_str(), view["leads"].as_bool()), (Some("c1"), Some(false)), "{view}");
     fx.create_swarm(&["app=hello", "version=v1", "size=2", "pool=hello"]);
+    slow_version(&fx);
     assert!(ok(&c2, &["swarms", "list"]).contains("hello-prod-web"), "a standby lists the shared swarms");
     let forwarded = c2.run_vr(&["stacks", "build", "nosuch"]);
     assert!(!forwarded.status.success() && text(&forwarded).1.contains("nosuch"), "{:?}", text(&forwarded));
@@ -125,7 +133,7 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     // The leader is paused mid-dispatch past its lease: c1 (back) takes over and finishes what
     // c2 left; c2, woken, finds its writes refused and stands by.
     c1.start_again();
-    let out = ok(&c2, &["swarm", "hello-prod-web", "v1", "--detach"]);
+    let out = ok(&c2, &["swarm", "hello-prod-web", "v2", "--detach"]);
     let trace = out.split_whitespace().find(|w| w.len() == 32).unwrap_or_else(|| panic!("no trace: {out}"));
     // Paused once the dispatch is under way (its release chosen), not before it wrote anything.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -181,7 +189,7 @@ fn a_standby_takes_the_lead_when_the_leader_dies_and_a_paused_leader_is_fenced()
     // The leader is killed mid-dispatch: the standby leads, finds the dispatch unfinished and
     // completes it, and the swarm serves through the new leader.
     let other = 1 - lead;
-    let out = ok(&ds[lead], &["swarm", "hello-prod-web", "v1", "--detach"]);
+    let out = ok(&ds[lead], &["swarm", "hello-prod-web", "v2", "--detach"]);
     let trace = out.split_whitespace().find(|w| w.len() == 32).unwrap_or_else(|| panic!("no trace: {out}"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while schema
@@ -609,6 +617,7 @@ mod fleet {
 
         // `vr swarm` on the standby runs on the leader, as its caller, and is followed to its end.
         fx.create_swarm(&["app=hello", "version=v1", "size=2", "pool=hello", "squad=workers"]);
+        super::slow_version(&fx);
         let out = ok(&c2, &["swarm", "hello-prod-web", "v1"]);
         assert!(out.contains("Swarm hello-prod-web finished"), "{out}");
         assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "one proc per host");
@@ -656,23 +665,24 @@ mod fleet {
         c1.start_again();
         let view = leader(&c1);
         assert_eq!((view["holder"].as_str(), view["leads"].as_bool()), (Some("c2"), Some(false)), "{view}");
-        let out = ok(&c1, &["swarm", "hello-prod-web", "v1", "--detach"]);
+        let out = ok(&c1, &["swarm", "hello-prod-web", "v2", "--detach"]);
         let trace =
             out.split_whitespace().find(|w| w.len() == 32).unwrap_or_else(|| panic!("no trace: {out}"));
         let under_way =
             format!("SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND tags = 'release'");
-        super::wait_for(&schema, &under_way, 60, || log(&c2));
+        let both = |c1: &TestDaemon, c2: &TestDaemon| format!("c1:\n{}\nc2:\n{}", log(c1), log(c2));
+        super::wait_for(&schema, &under_way, 60, || both(&c1, &c2));
         let mut c2 = c2;
         c2.kill();
         wait_until_leads(&c1, Duration::from_secs(LEASE_SECS * 10));
         let closed =
             format!("SELECT count(*) FROM deploy_log WHERE trace = '{trace}' AND tags LIKE '%aborted%'");
-        super::wait_for(&schema, &closed, 60, || log(&c1));
+        super::wait_for(&schema, &closed, 60, || both(&c1, &c2));
         let again = format!(
             "SELECT count(*) FROM deploy_log WHERE swarm = 'hello-prod-web' AND tags LIKE '%done%' AND id > \
              (SELECT max(id) FROM deploy_log WHERE trace = '{trace}')"
         );
-        super::wait_for(&schema, &again, 120, || log(&c1));
+        super::wait_for(&schema, &again, 120, || both(&c1, &c2));
         linked_to(&c1, &["h1", "h2"], 60);
         assert_eq!((procs_on(&h1, "h1"), procs_on(&h2, "h2")), (1, 1), "no proc lost or doubled");
         serves(1);

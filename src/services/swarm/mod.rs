@@ -27,7 +27,7 @@ use crate::model::deploy::{Definition, HostSpec, Kind, SquadSpec, SwarmSpec, DEF
 use crate::model::uptest::UptestRun;
 use crate::services::balancer::{BalancerError, Balancers};
 use crate::services::builds::recorded::BuildService;
-use crate::services::hosts::{HostAgent, HostDirectory, HostError};
+use crate::services::hosts::{HostAgent, HostDirectory, HostError, HostHealth};
 use crate::services::state::{Fence, State, StateError};
 
 /// Why a swarm call or a dispatch failed; the message says what to do.
@@ -90,6 +90,10 @@ pub struct Settings {
     /// the scheduled uptests (`services::leadership`).
     pub leadership: Arc<Fence>,
 }
+
+/// How long a new leader waits for its joined hosts to link before it finishes the dispatches
+/// the last one left: a host whose coordinators were all away dials again at most 30 s later.
+const RELINK_WAIT: Duration = Duration::from_secs(30);
 
 /// What dispatches share.
 pub struct Swarms {
@@ -209,7 +213,11 @@ impl Swarms {
             0 => {}
             n => tracing::warn!(images = n, "marked image builds left running by the last leader as failed"),
         }
-        for (trace, swarm) in self.state.unfinished_dispatches().await? {
+        let unfinished = self.state.unfinished_dispatches().await?;
+        if !unfinished.is_empty() {
+            self.await_relinks().await?;
+        }
+        for (trace, swarm) in unfinished {
             if self.state.get_definition(Kind::Swarm, swarm.clone()).await?.is_none() {
                 continue;
             }
@@ -221,6 +229,38 @@ impl Swarms {
             tracing::warn!(%swarm, trace = %again, "dispatching again a swarm the last leader left unfinished");
         }
         Ok(())
+    }
+
+    /// Waits, at most [`RELINK_WAIT`], until every active joined host has linked to this new
+    /// leader: they were linked to the last one, and a dispatch finished without them would find
+    /// its squad empty. Hosts that stay away are left to the watcher.
+    async fn await_relinks(&self) -> Result<(), SwarmError> {
+        let joined: Vec<HostSpec> = self
+            .state
+            .list_definitions(Kind::Host)
+            .await?
+            .into_iter()
+            .filter_map(|d| match d {
+                Definition::Host(h) if h.active && h.peer.is_some() => Some(h),
+                _ => None,
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + RELINK_WAIT;
+        loop {
+            let away: Vec<&str> = joined
+                .iter()
+                .filter(|h| self.hosts.health(h) != HostHealth::Up)
+                .map(|h| h.name.as_str())
+                .collect();
+            if away.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(hosts = ?away, "finishing the last leader's dispatches without hosts that did not link to this one");
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     fn swarm_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
