@@ -429,3 +429,38 @@ async fn every_host_getting_procs_fetches_the_artifacts_before_any_deploy() {
     let first_deploy = entries.iter().position(|e| e.starts_with("deploy ")).unwrap();
     assert!(last_fetch < first_deploy, "fetches first: {entries:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_waits_for_its_joined_hosts_to_link_but_not_for_ever() {
+    use crate::services::hosts::HostHealth;
+    let fx = Fx::new(&["h1", "h2"]).await;
+    let Some(Definition::Host(mut h2)) = fx.state.get_definition(Kind::Host, "h2".into()).await.unwrap()
+    else {
+        panic!("h2 is defined");
+    };
+    h2.peer = Some("h2".into());
+    fx.state.put_definition(Definition::Host(h2), false).await.unwrap();
+    // h1 has no peer (the coordinator's own host): never waited for.
+    fx.directory.set_health("h1", HostHealth::Down);
+    fx.directory.set_health("h2", HostHealth::Suspect);
+    let directory = Arc::clone(&fx.directory);
+    let started = tokio::time::Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        directory.set_health("h2", HostHealth::Up);
+    });
+    fx.swarms.await_relinks().await.unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= std::time::Duration::from_secs(3), "it waited for h2 to link: {waited:?}");
+    assert!(waited < super::RELINK_WAIT, "and no longer: {waited:?}");
+
+    fx.directory.set_health("h2", HostHealth::Down);
+    let started = tokio::time::Instant::now();
+    fx.swarms.await_relinks().await.unwrap();
+    assert!(
+        started.elapsed() >= super::RELINK_WAIT,
+        "a host that stays away is waited for {:?}",
+        super::RELINK_WAIT
+    );
+    assert!(started.elapsed() < super::RELINK_WAIT * 2, "and then left to the watcher");
+}
