@@ -494,6 +494,37 @@ mod postgres {
         assert!(matches!(err, StateError::Corrupt { .. }), "{err:?}");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_leader_paused_inside_a_fenced_write_does_not_keep_the_lease_from_the_others() {
+        let Some(schema) = schema("a_leader_paused_inside_a_fenced_write") else { return };
+        let (a, b) = (schema.open(defaults()), schema.open(defaults()));
+        let ttl = std::time::Duration::from_millis(200);
+        assert_eq!(a.take_lease("a".into(), None, ttl).await.unwrap(), Some(1));
+        // a's fenced write has read the lease FOR SHARE, and then a stopped (SIGSTOP).
+        let paused = std::thread::spawn({
+            let target = schema.target();
+            move || {
+                let mut paused = crate::services::state::sql::connect_postgres(&target).unwrap();
+                paused
+                    .batch_execute(&format!(
+                        "BEGIN; SELECT epoch FROM lease WHERE name = '{}' FOR SHARE",
+                        super::super::sql::LEASE
+                    ))
+                    .unwrap();
+                std::thread::sleep(std::time::Duration::from_secs(8));
+                paused.is_closed() || paused.batch_execute("SELECT 1").is_err()
+            }
+        });
+        tokio::time::sleep(ttl * 2).await;
+        let took = b.take_lease("b".into(), None, std::time::Duration::from_secs(15)).await;
+        assert_eq!(
+            took.unwrap(),
+            Some(2),
+            "b takes the expired lease once the server ends a's idle transaction"
+        );
+        assert!(paused.join().unwrap(), "the paused session was ended, its locks with it");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn events_two_vrds_append_at_once_are_read_in_order_and_none_is_skipped() {
         let Some(schema) = schema("events_two_vrds_append_at_once") else { return };

@@ -166,8 +166,18 @@ fn open(target: &PgTarget) -> DbResult<Client> {
     if config.get_application_name().is_none() {
         config.application_name("vrd");
     }
-    Ok(config.connect(tls(target)?)?)
+    let mut client = config.connect(tls(target)?)?;
+    client.batch_execute(SESSION_LIMITS)?;
+    Ok(client)
 }
+
+/// What every vrd session sets. vrd's transactions run their statements back to back on the
+/// state thread, so one idle in a transaction for seconds belongs to a vrd that is paused or
+/// stuck: the server ends it, and its locks with it. Without that a leader paused (SIGSTOP, a VM
+/// frozen) inside a fenced write would hold its share lock on the lease row, and no standby could
+/// ever take the lease. No statement waits for a lock longer than `lock_timeout` either, so a
+/// state thread is never stuck behind another session; the call fails and is tried again.
+const SESSION_LIMITS: &str = "SET idle_in_transaction_session_timeout = '2s'; SET lock_timeout = '5s'";
 
 /// rustls (ring) with the system's roots and the target's CA file.
 fn tls(target: &PgTarget) -> DbResult<MakeRustlsConnect> {
