@@ -3,7 +3,9 @@
 # pg_virtualenv. Two parts:
 #   failover  two coordinators (default lease, 15 s): the leader killed (SIGKILL, at a random point
 #             of its renewal period) COORD_TRIALS times, alternately, timed to the standby leading
-#             and to it accepting a `vr swarm` (target <= 20 s, median and max);
+#             and to it accepting a `vr swarm` (target <= 20 s, median and max); before the
+#             trials, a `vr swarm --detach` answered by the leader against one a standby
+#             forwards to it (p50 of 10 each: what forwarding costs);
 #   state     the model's operations through vrd's typed state methods on PostgreSQL against a
 #             SQLite file in the same run (list 500 swarm procs, create a release, a 10-proc
 #             dispatch's writes), and the same on PostgreSQL fenced as a leader's writes are.

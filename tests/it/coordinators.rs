@@ -297,6 +297,7 @@ fn failover(out: &mut String, trials: usize) {
     let c1_pki = fx.d.data().join("pki");
     let c2 = TestDaemon::start_with_config_prepared(&config("c2"), &[], |data| fleet::copy_ca(&c1_pki, data));
     let mut ds = [fx.d, c2];
+    forwarding(out, &schema, &ds);
     let (mut to_lead, mut to_dispatch) = (Vec::new(), Vec::new());
     for trial in 0..trials {
         let (leader, standby) = if leader(&ds[0])["leads"].as_bool() == Some(true) { (0, 1) } else { (1, 0) };
@@ -329,6 +330,33 @@ fn failover(out: &mut String, trials: usize) {
         "Failover, {trials} trials, lease {lease} s (renewed every third): the leader killed (SIGKILL, at a random \
          point of its renewal period) → the standby leads: median {lead_median:.1} s, max {lead_max:.1} s; → \
          it has accepted a `vr swarm`: median {dispatch_median:.1} s, max {dispatch_max:.1} s (target ≤ 20 s).\n\n"
+    ));
+}
+
+/// What forwarding costs: `vr swarm --detach` answered by the leader, and by the standby (which
+/// forwards it to the leader over their peer ports), p50 of 10 each.
+fn forwarding(out: &mut String, schema: &PgSchema, ds: &[TestDaemon; 2]) {
+    let leader = if leader(&ds[0])["leads"].as_bool() == Some(true) { 0 } else { 1 };
+    let timed = |d: &TestDaemon| {
+        let started = Instant::now();
+        let answer = d.run_vr(&["swarm", "hello-prod-web", "v1", "--detach"]);
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        assert!(answer.status.success(), "{:?}", text(&answer));
+        let stdout = text(&answer).0;
+        let trace = stdout.split_whitespace().find(|w| w.len() == 32).map(str::to_string);
+        wait_until_ended(schema, &trace.unwrap_or_else(|| panic!("no trace: {stdout}")));
+        took
+    };
+    let (mut direct, mut forwarded) = (Vec::new(), Vec::new());
+    for _ in 0..10 {
+        direct.push(timed(&ds[leader]));
+        forwarded.push(timed(&ds[1 - leader]));
+    }
+    let (direct, _) = median_max(&mut direct);
+    let (forwarded, _) = median_max(&mut forwarded);
+    out.push_str(&format!(
+        "Forwarding, p50 of 10: `vr swarm --detach` answered by the leader {direct:.1} ms; by the standby, which \
+         forwards it to the leader (mutual TLS on the peer ports, a new connection each time) {forwarded:.1} ms.\n\n"
     ));
 }
 
