@@ -7,7 +7,7 @@
 //! [`ROUTES`] is the one list of routes: the router matches against it, and `GET
 //! /api/v1/openapi.json` describes exactly it (a test checks each described route is served).
 
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use jsonrpsee::server::HttpResponse;
 use serde_json::{json, Value};
@@ -356,12 +356,32 @@ fn page(items: Vec<Value>, q: &(dyn Fn(&str) -> Option<String> + Sync)) -> Resul
     Ok(json!({ "items": items, "total": total, "offset": offset, "limit": limit }))
 }
 
-/// The body as JSON (at most 1 MiB).
+/// The largest request body.
+const MAX_BODY: usize = 1 << 20;
+/// How much of a too large body is still read (and dropped) before the 413 goes out: a client
+/// still sending would otherwise find the connection closed under it (a broken pipe) and never
+/// read the answer. Past this, the connection is closed anyway.
+const MAX_DRAINED: usize = 16 << 20;
+
+/// The body as JSON (at most [`MAX_BODY`]).
 async fn read_json(req: hyper::Request<hyper::body::Incoming>) -> Result<Value, HttpResponse> {
-    let bytes = match Limited::new(req.into_body(), 1 << 20).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "a request body is at most 1 MiB")),
-    };
+    let mut body = req.into_body();
+    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("the body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len();
+        if seen <= MAX_BODY {
+            kept.extend_from_slice(&data);
+        } else if seen > MAX_DRAINED {
+            break;
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "a request body is at most 1 MiB"));
+    }
+    let bytes = kept;
     if bytes.is_empty() {
         return Ok(json!({}));
     }
