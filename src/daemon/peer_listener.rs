@@ -246,17 +246,12 @@ async fn authorized(c: &Coordinator, peer: Option<PeerCert>) -> Result<String, R
     if peer.who.role != Role::Host {
         return Err(refuse(StatusCode::FORBIDDEN, "only hosts may call this"));
     }
-    match c.state.host_cert(peer.who.name.clone()).await {
-        Ok(Some(current)) if current == peer.fingerprint => Ok(peer.who.name),
-        Ok(_) => Err(refuse(
-            StatusCode::FORBIDDEN,
-            format!(
-                "the certificate of host {} is revoked or replaced: join again with a new token (vr hosts token {})",
-                peer.who.name, peer.who.name
-            ),
-        )),
-        Err(e) => Err(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"))),
-    }
+    let recorded = c.state.host_cert(peer.who.name.clone()).await;
+    let stale = format!(
+        "the certificate of host {} is revoked or replaced: join again with a new token (vr hosts token {})",
+        peer.who.name, peer.who.name
+    );
+    the_recorded_one(peer, recorded, stale).map_err(|(status, why)| refuse(status, why))
 }
 
 /// Another coordinator of this model, by the certificate it recorded there.
@@ -264,16 +259,25 @@ async fn authorized_coordinator(c: &Coordinator, peer: Option<PeerCert>) -> Resu
     let Some(peer) = peer.filter(|p| p.who.role == Role::Coordinator) else {
         return Err(refuse(StatusCode::FORBIDDEN, "only another coordinator of this fleet may call this"));
     };
-    match c.state.coordinator_cert(peer.who.name.clone()).await {
-        Ok(Some(recorded)) if recorded == peer.fingerprint => Ok(peer.who.name),
-        Ok(_) => Err(refuse(
-            StatusCode::FORBIDDEN,
-            format!(
-                "coordinator {} presented a certificate it has not recorded in the model: restart it so it records its current one",
-                peer.who.name
-            ),
-        )),
-        Err(e) => Err(refuse(StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"))),
+    let recorded = c.state.coordinator_cert(peer.who.name.clone()).await;
+    let stale = format!(
+        "coordinator {} presented a certificate it has not recorded in the model: restart it so it records its current one",
+        peer.who.name
+    );
+    the_recorded_one(peer, recorded, stale).map_err(|(status, why)| refuse(status, why))
+}
+
+/// The peer's name when its certificate is the one the model records for it (`recorded`);
+/// otherwise the refusal `stale` says why.
+fn the_recorded_one(
+    peer: PeerCert,
+    recorded: Result<Option<String>, crate::services::state::StateError>,
+    stale: String,
+) -> Result<String, (StatusCode, String)> {
+    match recorded {
+        Ok(Some(current)) if current == peer.fingerprint => Ok(peer.who.name),
+        Ok(_) => Err((StatusCode::FORBIDDEN, stale)),
+        Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("the coordinator's state failed: {e}"))),
     }
 }
 

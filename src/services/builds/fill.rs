@@ -3,8 +3,9 @@
 //! the first time it is needed, verified, and kept like one built here.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use async_trait::async_trait;
 
@@ -17,12 +18,39 @@ pub trait StoreFill: Send + Sync {
     async fn fill(&self, sha256: &str, dest: &Path) -> Result<String, String>;
 }
 
+/// One fetch per artifact at a time in this vrd, whoever fetches (a joined host from its
+/// coordinator, a coordinator from the others): a second asker waits for the first and finds
+/// the file.
+static FETCHING: LazyLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+/// Makes `path`, the store file of `sha256`, with `fetch` (given `path`, which it must write
+/// whole or not at all) unless it exists. Whether it fetched.
+pub async fn fetch_once<F, Fut>(sha256: &str, path: &Path, fetch: F) -> Result<bool, String>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let lock = {
+        let mut fetching = FETCHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(fetching.entry(sha256.to_string()).or_default())
+    };
+    let _one = lock.lock().await;
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| format!("failed to create {}: {e}", dir.display()))?;
+    }
+    fetch().await.map(|()| true)
+}
+
 /// The store's source, once the daemon set one (only coordinators sharing a model have one).
 #[derive(Clone, Default)]
 pub struct Fill {
     source: Arc<OnceLock<Arc<dyn StoreFill>>>,
-    /// One fetch per artifact at a time: a second asker waits for the first and finds the file.
-    fetching: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl std::fmt::Debug for Fill {
@@ -51,25 +79,22 @@ impl Fill {
         let Some(source) = self.source.get() else {
             return Err(format!("{} does not exist", path.display()));
         };
-        let lock = {
-            let mut fetching = self.fetching.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(fetching.entry(sha256.to_string()).or_default())
-        };
-        let _one = lock.lock().await;
-        if path.exists() {
-            return Ok(path.to_path_buf());
-        }
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| format!("create {}: {e}", dir.display()))?;
-        }
         let started = std::time::Instant::now();
-        let from = source.fill(sha256, path).await?;
-        tracing::info!(
-            sha256,
-            from,
-            ms = started.elapsed().as_millis() as u64,
-            "filled the store with an artifact of another coordinator"
-        );
+        let mut from = None;
+        let fetched = fetch_once(sha256, path, || async {
+            from = Some(source.fill(sha256, path).await?);
+            Ok(())
+        })
+        .await?;
+        if fetched {
+            let from = from.unwrap_or_default();
+            tracing::info!(
+                sha256,
+                from,
+                ms = started.elapsed().as_millis() as u64,
+                "filled the store with an artifact of another coordinator"
+            );
+        }
         Ok(path.to_path_buf())
     }
 }

@@ -13,6 +13,7 @@ use crate::model::deploy::release::{ArtifactRef, Located, ProcOrder};
 use crate::model::names::ProcName;
 use crate::model::supervision::{Desired, ProcState};
 use crate::model::uptest::UptestResult;
+use crate::services::builds::fill::fetch_once;
 use crate::services::builds::BuildStore;
 use crate::services::runner;
 use crate::services::state::ProcRecord;
@@ -30,11 +31,6 @@ pub struct LocalHost {
     /// This host's own balancers, which its coordinator's `remote` balancers change.
     balancers: Option<Arc<crate::services::balancer::Balancers>>,
 }
-
-/// One fetch per artifact at a time on a host: later deploys of the same build wait and share it.
-static FETCHING: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-> = std::sync::LazyLock::new(Default::default);
 
 impl LocalHost {
     /// The host called `name`, served by `supervisor`, with artifacts from `store` (filled from
@@ -69,22 +65,14 @@ impl LocalHost {
             });
         };
         let path = self.store.artifact_path(&artifact.sha256);
-        let lock = {
-            let mut fetching = FETCHING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(fetching.entry(artifact.sha256.clone()).or_default())
-        };
-        let _one_fetch = lock.lock().await;
-        if path.exists() {
-            return Ok(());
-        }
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| self.failed(format!("failed to create {}: {e}", dir.display())))?;
-        }
         let started = std::time::Instant::now();
-        source.fetch(artifact, &path).await.map_err(|e| self.failed(e))?;
-        tracing::info!(sha256 = %artifact.sha256, bytes = artifact.size, ms = started.elapsed().as_millis() as u64, "fetched an artifact from the coordinator");
+        // Later deploys of the same build wait for this fetch and share it.
+        let fetched = fetch_once(&artifact.sha256, &path, || source.fetch(artifact, &path))
+            .await
+            .map_err(|e| self.failed(e))?;
+        if fetched {
+            tracing::info!(sha256 = %artifact.sha256, bytes = artifact.size, ms = started.elapsed().as_millis() as u64, "fetched an artifact from the coordinator");
+        }
         Ok(())
     }
 
