@@ -28,6 +28,10 @@
 
 use std::collections::BTreeMap;
 
+mod allow_tree;
+#[cfg(test)]
+mod eval;
+
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -189,22 +193,30 @@ fn other_personality() -> Result<Vec<SeccompRule>, String> {
     Ok(vec![SeccompRule::new(conditions).map_err(error)?])
 }
 
-/// The refused calls EPERM (seccompiler's rules); everything else is allowed.
-fn refused() -> Result<BpfProgram, String> {
+/// The rules for each refused call (seccompiler's map: call number to its rules).
+fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
         REFUSED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
     rules.insert(libc::SYS_clone, any_flag(NAMESPACE_FLAGS)?);
     rules.insert(libc::SYS_personality, other_personality()?);
+    Ok(rules)
+}
+
+/// The refused calls EPERM (seccompiler's rules); everything else is allowed.
+fn refused(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, String> {
     let filter =
         SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch())
             .map_err(error)?;
     filter.try_into().map_err(|e: seccompiler::BackendError| error(e))
 }
 
-/// The whole program: seccompiler's architecture check, our refusals, seccompiler's rules. Its
-/// jumps are all forward and relative, so what follows the check may grow in front.
+/// The whole program: seccompiler's architecture check, our refusals, the tree that allows
+/// every call without a rule at once (`allow_tree`), seccompiler's rules. Their jumps are all
+/// forward and relative, so what follows the check may grow in front.
 fn program() -> Result<BpfProgram, String> {
-    let mut program = refused()?;
+    let rules = rules()?;
+    let ruled: Vec<u32> = rules.keys().map(|nr| *nr as u32).collect();
+    let mut program = refused(rules)?;
     let checks_arch = program.get(..ARCH_CHECK).is_some_and(|check| {
         check[0] == insn(LD_W_ABS, 0, 0, 4)
             && check[1].code == JMP_JEQ_K
@@ -213,7 +225,10 @@ fn program() -> Result<BpfProgram, String> {
     if !checks_arch {
         return Err("seccompiler's program no longer starts with its architecture check: vr's own refusals have no place to go".into());
     }
-    program.splice(ARCH_CHECK..ARCH_CHECK, ahead_of_rules());
+    let mut ahead = ahead_of_rules();
+    // Without the tree (more rules than 8-bit jumps can span) the program is only slower to install.
+    ahead.extend(allow_tree::allow_tree(&ruled, libc::SECCOMP_RET_ALLOW).unwrap_or_default());
+    program.splice(ARCH_CHECK..ARCH_CHECK, ahead);
     Ok(program)
 }
 
@@ -242,15 +257,73 @@ mod tests {
     #[test]
     fn one_small_program_with_our_refusals_after_the_arch_check() {
         let program = default_filter().unwrap();
-        // BPF_MAXINSNS is 4096; small, since installing costs in proportion at every start.
-        assert!(program.len() < 512, "{}", program.len());
+        // BPF_MAXINSNS is 4096; small, since the kernel checks and compiles it at every start.
+        assert!(program.len() < 1024, "{}", program.len());
         let ours = ahead_of_rules();
         assert_eq!(&program[ARCH_CHECK..ARCH_CHECK + ours.len()], &ours[..]);
         assert!(ours.contains(&insn(RET_K, 0, 0, errno(libc::ENOSYS))));
         #[cfg(target_arch = "x86_64")]
         assert!(ours.contains(&insn(JMP_JSET_K, 0, 1, X32)));
-        // The rules' own load of the number follows, as seccompiler emitted it.
-        assert_eq!(program[ARCH_CHECK + ours.len()], insn(LD_W_ABS, 0, 0, NR_OFFSET));
+        // The tree follows, then the rules' own load of the number, as seccompiler emitted it.
+        let ruled: Vec<u32> = rules().unwrap().keys().map(|nr| *nr as u32).collect();
+        let tree = allow_tree::allow_tree(&ruled, libc::SECCOMP_RET_ALLOW).expect("the rules fit one tree");
+        let rules_start = ARCH_CHECK + ours.len() + tree.len();
+        assert_eq!(&program[ARCH_CHECK + ours.len()..rules_start], &tree[..]);
+        assert_eq!(program[rules_start], insn(LD_W_ABS, 0, 0, NR_OFFSET));
+    }
+
+    /// The program as it was before the tree: arch check, our refusals, seccompiler's rules.
+    fn without_tree() -> BpfProgram {
+        let mut program = refused(rules().unwrap()).unwrap();
+        program.splice(ARCH_CHECK..ARCH_CHECK, ahead_of_rules());
+        program
+    }
+
+    /// Calls that exercise every branch of the rules: every number, the x32 and foreign-arch
+    /// entries, clone with each flag, personality with each value.
+    fn probes() -> Vec<eval::Call> {
+        use eval::Call;
+        let mut calls: Vec<Call> = (0..1024).map(Call::nr).collect();
+        #[cfg(target_arch = "x86_64")]
+        calls.extend((0..512).map(|nr| Call::nr(X32 | nr)));
+        calls.extend((0..512).map(|nr| Call { arch: 0x4000_0003, ..Call::nr(nr) }));
+        let flags = NAMESPACE_FLAGS.iter().copied().chain([0, 0x11, 0x100 | 0x200 | 0x400 | 0x800 | 0x10000]);
+        for f in flags {
+            calls.push(Call::with_arg0(libc::SYS_clone as u32, f));
+            calls.push(Call::with_arg0(libc::SYS_clone as u32, f | 0x11 | (1 << 40)));
+        }
+        for p in PERSONALITIES.iter().copied().chain([0x1, 0x40_0000, 0x0400_0000, 0x1_0000_0000]) {
+            calls.push(Call::with_arg0(libc::SYS_personality as u32, p));
+        }
+        for (_, nr) in REFUSED {
+            calls.push(Call::with_arg0(*nr as u32, u64::MAX));
+        }
+        calls
+    }
+
+    #[test]
+    fn the_tree_changes_no_answer_of_the_rules() {
+        let (with, without) = (default_filter().unwrap(), without_tree());
+        for call in probes() {
+            assert_eq!(
+                eval::run(with, &call),
+                eval::run(&without, &call),
+                "nr {:#x} arch {:#x} arg0 {:#x}",
+                call.nr,
+                call.arch,
+                call.args[0]
+            );
+        }
+        // And the answers are the ones meant, so the comparison is not between two wrong programs.
+        let eperm = errno(libc::EPERM);
+        for (name, nr) in REFUSED {
+            assert_eq!(eval::run(with, &eval::Call::nr(*nr as u32)), eperm, "{name}");
+        }
+        assert_eq!(eval::run(with, &eval::Call::nr(libc::SYS_read as u32)), libc::SECCOMP_RET_ALLOW);
+        let new_user = eval::Call::with_arg0(libc::SYS_clone as u32, libc::CLONE_NEWUSER as u64);
+        assert_eq!(eval::run(with, &new_user), eperm);
+        let thread = eval::Call::with_arg0(libc::SYS_clone as u32, 0x3d0f00);
+        assert_eq!(eval::run(with, &thread), libc::SECCOMP_RET_ALLOW);
     }
 
     #[test]
