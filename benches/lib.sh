@@ -5,17 +5,24 @@ die() { echo "$prog: $*" >&2; exit 1; }
 note() { echo "$prog: $*" >&2; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 is missing: $2"; }
 
-# Sets $bin to a directory holding vrd and vr: $BIN_DIR when set, else a fresh release build
-# (in $CARGO_TARGET_DIR, default <repo>/target; .cargo/config.toml puts it under the target triple).
+# Sets $bin to a directory holding vrd and vr: $BIN_DIR when set, else the release binaries as
+# they ship (packaging/build.sh): vrd for the gnu target, vr for musl (README, "Two builds"),
+# linked side by side into <target dir>/bench-bin. The target dir is $CARGO_TARGET_DIR, default
+# <repo>/target.
 vr_binaries() {
   if [ -n "${BIN_DIR:-}" ]; then
     bin=$BIN_DIR
     note "using the vrd and vr already built in $bin (BIN_DIR)"
   else
     local target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    note "building vr and vrd (cargo build --release)"
-    (cd "$repo" && cargo build --release --quiet) || die "cargo build --release failed"
-    bin=$target_dir/x86_64-unknown-linux-gnu/release
+    note "building vrd and vr (release, as packaging/build.sh does)"
+    (cd "$repo" && cargo build --release --quiet --bin vrd) || die "cargo build --release --bin vrd failed"
+    (cd "$repo" && cargo build --release --quiet --target x86_64-unknown-linux-musl --bin vr) \
+      || die "cargo build of vr for musl failed (rustup target add x86_64-unknown-linux-musl; apt-get install -y musl-tools)"
+    bin=$target_dir/bench-bin
+    mkdir -p "$bin"
+    ln -sf "$target_dir/x86_64-unknown-linux-gnu/release/vrd" "$bin/vrd"
+    ln -sf "$target_dir/x86_64-unknown-linux-musl/release/vr" "$bin/vr"
   fi
   [ -x "$bin/vrd" ] && [ -x "$bin/vr" ] || die "vrd/vr not found in $bin"
 }

@@ -1,12 +1,14 @@
 #!/bin/sh
 # Builds vr's packages: vrd and vr as .deb (cargo-deb) and .rpm (cargo-generate-rpm), into
-# target/packages/. One release build of the static binaries; the man pages and shell completions
+# target/packages/. A release build of each static binary (vrd against glibc, the vr client against
+# musl: see README, "Two builds"); the man pages and shell completions
 # are generated from the built binaries' clap definitions first (packaging/generated/), so they
 # always describe the commands that ship.
 #
 # Usage: sh packaging/build.sh [--deb-version V]   (V: e.g. 0.1.1-1 for an upgrade test)
 # Needs: cargo-deb and cargo-generate-rpm (cargo install --locked cargo-deb cargo-generate-rpm);
-#        lintian and rpmlint only to check the results (packaging/test.sh).
+#        the musl target and musl-gcc for the client (rustup target add x86_64-unknown-linux-musl;
+#        apt-get install musl-tools); lintian and rpmlint only to check the results (packaging/test.sh).
 set -eu
 cd "$(dirname "$0")/.."
 version=""
@@ -20,20 +22,30 @@ for tool in cargo-deb cargo-generate-rpm; do
     }
 done
 
-cargo build --release --bins
-bin=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-bin="$bin/x86_64-unknown-linux-gnu/release"
+rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl || {
+    echo "packaging/build.sh: the musl target is missing (vr is built against musl): rustup target add x86_64-unknown-linux-musl" >&2
+    exit 1
+}
+command -v musl-gcc >/dev/null || {
+    echo "packaging/build.sh: musl-gcc is missing (vr's C dependencies are built with it): apt-get install musl-tools" >&2
+    exit 1
+}
+cargo build --release --bin vrd
+cargo build --release --target x86_64-unknown-linux-musl --bin vr
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+vrd="$target/x86_64-unknown-linux-gnu/release/vrd"
+vr="$target/x86_64-unknown-linux-musl/release/vr"
 
 gen=packaging/generated
 rm -rf "$gen"
 mkdir -p "$gen/man" "$gen/completions"
-"$bin/vr" man "$gen/man" >/dev/null
-"$bin/vrd" man "$gen/man" >/dev/null
+"$vr" man "$gen/man" >/dev/null
+"$vrd" man "$gen/man" >/dev/null
 # -n: no name or time stamp in the gzip header, so a rebuild makes the same bytes.
 gzip -9n "$gen"/man/*.1
-"$bin/vr" completions bash >"$gen/completions/vr.bash"
-"$bin/vr" completions zsh >"$gen/completions/_vr"
-"$bin/vr" completions fish >"$gen/completions/vr.fish"
+"$vr" completions bash >"$gen/completions/vr.bash"
+"$vr" completions zsh >"$gen/completions/_vr"
+"$vr" completions fish >"$gen/completions/vr.fish"
 
 # The SELinux module (selinux/), for the vrd-selinux rpm.
 selinux_make=/usr/share/selinux/devel/Makefile
@@ -53,15 +65,15 @@ chmod 755 "$gen/debian/postinst" "$gen/debian/postrm"
 
 out=target/packages
 mkdir -p "$out"
-for variant in vrd vr; do
+# Each package from its own target dir: target/release/X in the assets means target/TRIPLE/release/X.
+for pair in vrd:x86_64-unknown-linux-gnu vr:x86_64-unknown-linux-musl; do
+    variant=${pair%%:*} triple=${pair#*:}
     if [ -n "$version" ]; then
-        cargo deb --no-build --target x86_64-unknown-linux-gnu --variant "$variant" --deb-version "$version" --output "$out/"
+        cargo deb --no-build --target "$triple" --variant "$variant" --deb-version "$version" --output "$out/"
     else
-        cargo deb --no-build --target x86_64-unknown-linux-gnu --variant "$variant" --output "$out/"
+        cargo deb --no-build --target "$triple" --variant "$variant" --output "$out/"
     fi
-done
-for variant in vrd vr; do
-    cargo generate-rpm --target x86_64-unknown-linux-gnu --variant "$variant" --output "$out/"
+    cargo generate-rpm --target "$triple" --variant "$variant" --output "$out/"
 done
 # The policy module is the same on every architecture.
 cargo generate-rpm --target x86_64-unknown-linux-gnu --variant vrd-selinux --arch noarch --output "$out/"

@@ -16,6 +16,17 @@ if ! command -v cargo >/dev/null; then
   echo "tests/deps.sh: cargo is missing: install a Rust toolchain >= 1.89 (https://rustup.rs), then rerun" >&2
   exit 1
 fi
+# The vr client ships built against musl (README, "Two builds"): packaging/build.sh needs the
+# target (musl-gcc, for its C dependencies, is in packages.txt).
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+    echo "tests/deps.sh: installing the x86_64-unknown-linux-musl target (for the vr client)"
+    rustup target add x86_64-unknown-linux-musl
+  fi
+elif ! [ -d "$(rustc --print target-libdir --target x86_64-unknown-linux-musl 2>/dev/null)" ]; then
+  echo "tests/deps.sh: the x86_64-unknown-linux-musl target is missing and there is no rustup to add it" >&2
+  exit 1
+fi
 # The packages and their install test (packaging/test.sh).
 for tool in cargo-deb cargo-generate-rpm; do
   if ! command -v "$tool" >/dev/null; then

@@ -365,17 +365,29 @@ pub fn request_slice(slice_ns: u64) -> io::Result<()> {
 /// the others hold their arenas gets one more (up to 8 per CPU), and each keeps the memory freed in
 /// it; a daemon whose threads mostly wait does better with one heap. Call it before any thread is
 /// started. Returns whether glibc took the setting.
+#[cfg(target_env = "gnu")]
 pub fn limit_malloc_arenas(arenas: i32) -> bool {
     // SAFETY: mallopt only sets one of the allocator's tunables; no memory is passed.
     unsafe { libc::mallopt(libc::M_ARENA_MAX, arenas) == 1 }
 }
 
+/// Other C libraries (musl: the `vr` client's) have no arenas to limit.
+#[cfg(not(target_env = "gnu"))]
+pub fn limit_malloc_arenas(_arenas: i32) -> bool {
+    false
+}
+
 /// Gives the heap's free pages back to the kernel (malloc_trim(3)): for a long-lived process after
 /// a start-up that freed most of what it allocated.
+#[cfg(target_env = "gnu")]
 pub fn release_free_heap() {
     // SAFETY: malloc_trim only returns pages that hold no allocation; no memory is passed.
     unsafe { libc::malloc_trim(0) };
 }
+
+/// musl (the `vr` client's C library) has no malloc_trim; its allocator unmaps freed memory itself.
+#[cfg(not(target_env = "gnu"))]
+pub fn release_free_heap() {}
 
 /// Whether `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT, Linux 5.8+): true for a
 /// bind mount of a directory onto itself too, which st_dev cannot tell.

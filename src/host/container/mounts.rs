@@ -231,6 +231,10 @@ fn ensure_file(target: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// statvfs(3)'s flag for a relatime mount (the kernel's ST_RELATIME, 0x1000), which nix names for
+/// glibc only; the lib is also built against musl for the `vr` client.
+const ST_RELATIME: nix::libc::c_ulong = 0x1000;
+
 /// Remounts the bind mount at `target` with `add`, keeping the flags it has (a noexec or
 /// read-only host mount stays so: a bind remount sets the flags it is given, and clears the rest).
 fn remount_bind(target: &Path, add: MsFlags) -> io::Result<()> {
@@ -243,7 +247,7 @@ fn remount_bind(target: &Path, add: MsFlags) -> io::Result<()> {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::from_bits_retain(ST_RELATIME), MsFlags::MS_RELATIME),
     ]
     .into_iter()
     .filter(|(st, _)| has.contains(*st))
