@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 
 use super::access::Principal;
 use super::attach::{Handover, ReceivedFds};
-use super::error::{builder_error, error, off_runtime, state_error, task_failed, OpResult};
+use super::error::{builder_error, error, parse_request, state_error, task_failed, OpResult};
 use super::{Daemon, Ops};
 use crate::api::{codes, Attach, BuildFile, BuildReport, ExitStatus, BUILD_FDS};
 use crate::model::build_data::BuildData;
@@ -36,9 +36,9 @@ fn receive_build_files(handover: &Handover) -> Result<BuildFiles, BuilderError> 
 
 /// Parses a build.yaml on a blocking thread; errors name the file.
 async fn parse(file: &BuildFile) -> OpResult<BuildData> {
-    let file = file.clone();
-    off_runtime(move || {
-        BuildData::from_yaml(&file.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+    let owned = file.clone();
+    parse_request(&file.yaml, move || {
+        BuildData::from_yaml(&owned.yaml).map_err(|e| error(codes::INVALID, format!("{}: {e}", owned.path)))
     })
     .await
 }

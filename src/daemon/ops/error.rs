@@ -42,6 +42,25 @@ pub async fn off_runtime<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await.map_err(task_failed)?
 }
 
+/// YAML up to this size is parsed on the worker that took the call. Within the parser's depth
+/// limit (`model::yaml::MAX_FLOW_DEPTH`) that is bounded: the worst 4 KiB (every value nested 64
+/// deep) took 1.0 ms in a release build, a real proc.yaml 17 µs, against the two thread hand-offs
+/// of [`off_runtime`], which on a VM wake a halted CPU each (0.13-0.3 ms of a 4.7-5.5 ms `vr
+/// runner run`, benches/compare_vrd.sh). Longer text goes off the runtime.
+pub const INLINE_PARSE_BYTES: usize = 4 * 1024;
+
+/// Parses `text` with `parse`: inline when it is short ([`INLINE_PARSE_BYTES`]), else on a
+/// blocking thread ([`off_runtime`]).
+pub async fn parse_request<T: Send + 'static>(
+    text: &str,
+    parse: impl FnOnce() -> OpResult<T> + Send + 'static,
+) -> OpResult<T> {
+    if text.len() <= INLINE_PARSE_BYTES {
+        return parse();
+    }
+    off_runtime(parse).await
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("a daemon task failed")]
 struct TaskFailed(#[source] tokio::task::JoinError);
@@ -182,5 +201,15 @@ mod tests {
         assert_eq!(e.code, codes::STATE);
         assert!(e.message.contains("store proc web-1"), "{e:?}");
         assert_eq!(e.causes, ["Error code 13: database or disk is full"]);
+    }
+
+    #[tokio::test]
+    async fn short_text_is_parsed_on_the_calling_thread_and_long_text_off_it() {
+        let here = std::thread::current().id();
+        async fn where_parsed(len: usize) -> std::thread::ThreadId {
+            parse_request(&"a".repeat(len), || Ok(std::thread::current().id())).await.unwrap()
+        }
+        assert_eq!(where_parsed(INLINE_PARSE_BYTES).await, here);
+        assert_ne!(where_parsed(INLINE_PARSE_BYTES + 1).await, here);
     }
 }

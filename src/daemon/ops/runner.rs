@@ -8,19 +8,19 @@ use nix::sys::signal::Signal;
 
 use super::access::Principal;
 use super::attach::{Handover, ReceivedFds};
-use super::error::{error, off_runtime, runner_error, task_failed, OpResult};
+use super::error::{error, parse_request, runner_error, task_failed, OpResult};
 use super::{Daemon, Ops};
 use crate::api::{codes, Attach, ExitStatus, ProcFile, SetupReport, UptestResult};
 use crate::model::proc_data::ProcSpec;
 use crate::services::runner::foreground::signal_launcher;
 use crate::services::runner::{LaunchWatch, RunnerError, Started};
 
-/// Parses a proc.yaml on a blocking thread; errors name the file.
+/// Parses a proc.yaml (off the runtime when long); errors name the file.
 pub(super) async fn parse(file: &ProcFile) -> OpResult<(ProcSpec, Vec<String>)> {
-    let file = file.clone();
-    off_runtime(move || {
-        crate::services::runner::parse(&file.yaml)
-            .map_err(|e| error(codes::INVALID, format!("{}: {e}", file.path)))
+    let owned = file.clone();
+    parse_request(&file.yaml, move || {
+        crate::services::runner::parse(&owned.yaml)
+            .map_err(|e| error(codes::INVALID, format!("{}: {e}", owned.path)))
     })
     .await
 }

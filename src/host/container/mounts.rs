@@ -233,7 +233,7 @@ fn ensure_file(target: &Path) -> io::Result<()> {
 
 /// statvfs(3)'s flag for a relatime mount (the kernel's ST_RELATIME, 0x1000), which nix names for
 /// glibc only; the lib is also built against musl for the `vr` client.
-const ST_RELATIME: nix::libc::c_ulong = 0x1000;
+const ST_RELATIME: std::ffi::c_ulong = 0x1000;
 
 /// Remounts the bind mount at `target` with `add`, keeping the flags it has (a noexec or
 /// read-only host mount stays so: a bind remount sets the flags it is given, and clears the rest).
