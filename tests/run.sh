@@ -20,6 +20,11 @@ fi
 # (packaging/README.md). Needs root, and this machine's Debian mirror.
 if [ "$(id -u)" = 0 ]; then
   sh packaging/test.sh
+  # The client that ships is the musl release build packaging/test.sh just made (README, "Two
+  # builds"): the tests that lean on the client most run again with it.
+  target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  VR_TEST_CLIENT="$target/x86_64-unknown-linux-musl/release/vr" \
+    cargo test --test it -- runner:: https:: privilege:: users:: hostile:: seccomp::
 elif [ "${VRD_TEST_STRICT:-}" = 1 ]; then
   echo "tests/run.sh: the packaging test needs root (chroot, mounts, dpkg)" >&2
   exit 1

@@ -525,7 +525,7 @@ fn a_bad_build_yaml_is_refused_naming_the_key() {
     let err = text(&out).1;
     assert!(err.contains("bad.yaml") && err.contains("'app_repo_type'") && err.contains("'svn'"), "{err}");
     let vbuild = d.dir.path().join("vbuild");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vr"), &vbuild).unwrap();
+    std::os::unix::fs::symlink(crate::harness::vr_client(), &vbuild).unwrap();
     let alias = Command::new(&vbuild)
         .env("VR_SOCKET", d.socket())
         .args(["build"])

@@ -29,6 +29,14 @@ pub fn skip(name: &str, reason: &str) {
 }
 
 /// The repository root.
+/// The `vr` client the tests run: this build's, or the one `$VR_TEST_CLIENT` names (tests/run.sh
+/// points it at the musl release build that ships, and reruns the client-heavy tests with it).
+pub fn vr_client() -> PathBuf {
+    std::env::var_os("VR_TEST_CLIENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vr")))
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -271,7 +279,7 @@ impl TestDaemon {
 
     /// A `vr` command aimed at this daemon.
     pub fn vr(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vr"));
+        let mut cmd = Command::new(vr_client());
         cmd.env("VR_SOCKET", self.socket());
         cmd
     }

@@ -173,7 +173,7 @@ fn the_https_api_serves_each_user_what_its_role_allows_and_nothing_without_a_liv
 /// `vr --url URL --ca CA ARGS` with `$VR_TOKEN` = `token`.
 fn vr_remote(port: u16, ca: &std::path::Path, token: Option<&str>, args: &[&str]) -> std::process::Output {
     let url = format!("https://localhost:{port}");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vr"));
+    let mut cmd = Command::new(crate::harness::vr_client());
     cmd.args(["--url", &url, "--ca"])
         .arg(ca)
         .args(args)

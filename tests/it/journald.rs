@@ -75,7 +75,7 @@ fn under_systemd_vrd_logs_to_the_journal_with_structured_fields() {
     let out = Command::new("unshare")
         .args(["-m", "sh", "-c", SCRIPT, "journal-test"])
         .arg(env!("CARGO_BIN_EXE_vrd"))
-        .arg(env!("CARGO_BIN_EXE_vr"))
+        .arg(crate::harness::vr_client())
         .arg(work.path())
         .arg(&parent)
         .arg(busybox_image())

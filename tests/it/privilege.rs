@@ -68,7 +68,7 @@ impl Site {
         let groups = if admin { format!("{SOCKET_GID},{ADMINS_GID}") } else { SOCKET_GID.to_string() };
         Command::new("setpriv")
             .args(["--reuid=65534", &format!("--regid={SOCKET_GID}"), &format!("--groups={groups}"), "--"])
-            .arg(env!("CARGO_BIN_EXE_vr"))
+            .arg(crate::harness::vr_client())
             .args(args)
             .env("VR_SOCKET", self.d.socket())
             .current_dir(&self.open)

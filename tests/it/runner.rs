@@ -86,7 +86,7 @@ fn vrun_is_vr_runner() {
     require_root!("vrun_is_vr_runner");
     let d = TestDaemon::start();
     let vrun = d.dir.path().join("vrun");
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_vr"), &vrun).unwrap();
+    std::os::unix::fs::symlink(crate::harness::vr_client(), &vrun).unwrap();
     let file = d.write("p.yaml", &proc_yaml("alias", 0, "cmd: echo from-vrun"));
     let run = |action: &str| {
         std::process::Command::new(&vrun)
@@ -184,7 +184,7 @@ fn bad_input_gets_an_error_that_says_what_to_do() {
 
 #[test]
 fn without_a_daemon_the_client_says_how_to_start_one() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vr"))
+    let out = std::process::Command::new(crate::harness::vr_client())
         .args(["--socket", "/nonexistent/vrd.sock", "version"])
         .output()
         .unwrap();

@@ -221,7 +221,7 @@ fn a_uid_outside_the_sockets_group_is_refused() {
     for dir in [d.dir.path().to_path_buf(), d.dir.path().join("run")] {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
     }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vr"))
+    let out = std::process::Command::new(crate::harness::vr_client())
         .args(["version"])
         .env("VR_SOCKET", d.socket())
         .uid(65534)
