@@ -58,6 +58,12 @@ cmd: sleep 600
 YAML
 "$vr" proc deploy "$work/p.yaml" >/dev/null
 for _ in $(seq 100); do "$vr" procs list | grep -q RUNNING && break; sleep 0.1; done
+# A proc whose container cannot start: its BACKOFF line must say why.
+sed -e 's/proc_name: web/proc_name: nowhere/' -e '$a volumes: [[/nonexistent/vr-journal-test, /data]]' \
+    "$work/p.yaml" >"$work/bad.yaml"
+"$vr" proc deploy "$work/bad.yaml" >/dev/null
+for _ in $(seq 100); do "$vr" procs list | grep -q BACKOFF && break; sleep 0.1; done
+"$vr" procs destroy jour-v1-test-abcd1234-nowhere-0 >/dev/null
 "$vr" procs stop jour-v1-test-abcd1234-web-0 >/dev/null
 "$vr" procs destroy jour-v1-test-abcd1234-web-0 >/dev/null
 kill -TERM "$vrd_pid"; wait "$vrd_pid" || true; vrd_pid=""
@@ -91,6 +97,15 @@ fn under_systemd_vrd_logs_to_the_journal_with_structured_fields() {
     let has = |pred: &dyn Fn(&serde_json::Value) -> bool| vrd.iter().any(|e| pred(e));
     let all = || format!("{vrd:#?}");
     let proc = "jour-v1-test-abcd1234-web-0";
+    assert!(
+        has(&|e| e["PROC"] == "jour-v1-test-abcd1234-nowhere-0"
+            && e["STATE"] == "BACKOFF"
+            && e["ERROR"]
+                .as_str()
+                .is_some_and(|m| m.contains("/nonexistent/vr-journal-test does not exist"))),
+        "a failed start's state line with the launcher's error: {}",
+        all()
+    );
     assert!(has(&|e| e["MESSAGE"] == "vrd is serving"), "vrd's own lines: {}", all());
     assert!(
         has(&|e| e["MESSAGE"] == "proc state" && e["PROC"] == proc && e["STATE"] == "RUNNING"),

@@ -318,9 +318,13 @@ impl ProcTask {
         if let Err(e) = stored.await {
             tracing::error!(proc = %self.record.name, error = %e, "failed to store a state change");
         }
+        // Why a start failed (the launcher's setup error, or the spawn's) belongs with the state
+        // it led to, so the journal alone says why a proc is in BACKOFF or FATAL.
+        let failed = matches!(state, ProcState::Backoff | ProcState::Fatal | ProcState::Exited);
+        let error = self.record.spawn_err.as_deref().filter(|_| failed);
         tracing::info!(
             proc = %self.record.name, state = state.as_str(), pid = self.record.app_pid,
-            exit = self.record.exit_status, "proc state"
+            exit = self.record.exit_status, error, "proc state"
         );
         let event = event_for(&self.record, state, &self.shared.host);
         if let Ok(id) = self.shared.state.append_event(event.clone()).await {
