@@ -366,14 +366,14 @@ const MAX_DRAINED: usize = 16 << 20;
 /// The body as JSON (at most [`MAX_BODY`]).
 async fn read_json(req: hyper::Request<hyper::body::Incoming>) -> Result<Value, HttpResponse> {
     let mut body = req.into_body();
-    let (mut kept, mut seen) = (Vec::new(), 0usize);
+    let (mut bytes, mut seen) = (Vec::new(), 0usize);
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| plain(StatusCode::BAD_REQUEST, &format!("the body could not be read: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         seen += data.len();
         if seen <= MAX_BODY {
-            kept.extend_from_slice(&data);
+            bytes.extend_from_slice(&data);
         } else if seen > MAX_DRAINED {
             break;
         }
@@ -381,7 +381,6 @@ async fn read_json(req: hyper::Request<hyper::body::Incoming>) -> Result<Value, 
     if seen > MAX_BODY {
         return Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "a request body is at most 1 MiB"));
     }
-    let bytes = kept;
     if bytes.is_empty() {
         return Ok(json!({}));
     }

@@ -13,12 +13,7 @@
 
 use seccompiler::sock_filter;
 
-// Classic BPF's opcodes (linux/bpf_common.h): BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JGT|BPF_K,
-// BPF_JMP|BPF_JA, BPF_RET|BPF_K.
-const JMP_JEQ_K: u16 = 0x15;
-const JMP_JGT_K: u16 = 0x25;
-const JMP_JA: u16 = 0x05;
-const RET_K: u16 = 0x06;
+use super::bpf::{insn, JMP_JA, JMP_JEQ_K, JMP_JGT_K, RET_K};
 
 /// A jump in the tree to the rules, which follow it: its offset is only known once the whole
 /// tree is laid out.
@@ -63,12 +58,9 @@ fn subtree(sorted: &[u32], allow: u32) -> Option<Vec<sock_filter>> {
     Some(out)
 }
 
-fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
-    sock_filter { code, jt, jf, k }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::bpf::LD_W_ABS;
     use super::super::eval::{run, Call};
     use super::*;
 
@@ -77,7 +69,7 @@ mod tests {
 
     /// Runs `tree` followed by "return FALL_THROUGH", with the number `nr` in the accumulator.
     fn decide(tree: &[sock_filter], nr: u32) -> u32 {
-        let mut program = vec![insn(0x20, 0, 0, 0)]; // BPF_LD|BPF_W|BPF_ABS: the number
+        let mut program = vec![insn(LD_W_ABS, 0, 0, 0)]; // the number
         program.extend_from_slice(tree);
         program.push(insn(RET_K, 0, 0, FALL_THROUGH));
         run(&program, &Call::nr(nr))

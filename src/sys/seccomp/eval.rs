@@ -3,6 +3,8 @@
 
 use seccompiler::sock_filter;
 
+use super::bpf::{ALU_AND_K, JMP_JA, JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, JMP_JSET_K, LD_W_ABS, RET_K};
+
 /// The fields of `struct seccomp_data` a filter may load.
 pub struct Call {
     pub nr: u32,
@@ -40,7 +42,7 @@ impl Call {
 
 #[cfg(target_arch = "x86_64")]
 pub fn native_arch() -> u32 {
-    0xc000_003e // AUDIT_ARCH_X86_64
+    0xc000_003e // AUDIT_ARCH_X86_64 (linux/audit.h; the libc crate lacks it)
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -57,14 +59,14 @@ pub fn run(program: &[sock_filter], call: &Call) -> u32 {
         pc += 1;
         let jump = |taken: bool| if taken { i.jt as usize } else { i.jf as usize };
         match i.code {
-            0x20 => a = call.word(i.k),       // BPF_LD|BPF_W|BPF_ABS
-            0x54 => a &= i.k,                 // BPF_ALU|BPF_AND|BPF_K
-            0x05 => pc += i.k as usize,       // BPF_JMP|BPF_JA
-            0x15 => pc += jump(a == i.k),     // BPF_JMP|BPF_JEQ|BPF_K
-            0x25 => pc += jump(a > i.k),      // BPF_JMP|BPF_JGT|BPF_K
-            0x35 => pc += jump(a >= i.k),     // BPF_JMP|BPF_JGE|BPF_K
-            0x45 => pc += jump(a & i.k != 0), // BPF_JMP|BPF_JSET|BPF_K
-            0x06 => return i.k,               // BPF_RET|BPF_K
+            LD_W_ABS => a = call.word(i.k),
+            ALU_AND_K => a &= i.k,
+            JMP_JA => pc += i.k as usize,
+            JMP_JEQ_K => pc += jump(a == i.k),
+            JMP_JGT_K => pc += jump(a > i.k),
+            JMP_JGE_K => pc += jump(a >= i.k),
+            JMP_JSET_K => pc += jump(a & i.k != 0),
+            RET_K => return i.k,
             other => panic!("opcode {other:#x} at {}", pc - 1),
         }
     }

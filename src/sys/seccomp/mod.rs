@@ -29,8 +29,13 @@
 use std::collections::BTreeMap;
 
 mod allow_tree;
+mod bpf;
 #[cfg(test)]
 mod eval;
+
+#[cfg(target_arch = "x86_64")]
+use bpf::JMP_JSET_K;
+use bpf::{insn, JMP_JEQ_K, LD_W_ABS, RET_K};
 
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -142,22 +147,11 @@ fn error(e: seccompiler::BackendError) -> String {
     format!("failed to build the seccomp filter: {e}")
 }
 
-// Classic BPF's opcodes (linux/bpf_common.h) for the refusals ahead of seccompiler's rules:
-// BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JSET|BPF_K, BPF_RET|BPF_K.
-const LD_W_ABS: u16 = 0x20;
-const JMP_JEQ_K: u16 = 0x15;
-#[cfg(target_arch = "x86_64")]
-const JMP_JSET_K: u16 = 0x45;
-const RET_K: u16 = 0x06;
 /// Where `seccomp_data` holds the call's number.
 const NR_OFFSET: u32 = 0;
 /// Instructions seccompiler's program starts with: load the arch, jump over the kill if it is
 /// ours, kill.
 const ARCH_CHECK: usize = 3;
-
-fn insn(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
-    sock_filter { code, jt, jf, k }
-}
 
 fn errno(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | e as u32
