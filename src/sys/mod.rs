@@ -41,12 +41,32 @@ pub fn exit_now(code: i32) -> ! {
 /// Marks every fd from `first` upwards close-on-exec, so nothing the launcher holds leaks into
 /// the app (close_range(2), CLOSE_RANGE_CLOEXEC, Linux 5.11).
 pub fn cloexec_from(first: u32) -> io::Result<()> {
-    // SAFETY: close_range only changes fd flags of this process; no memory is passed.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    close_range_from(first, libc::CLOSE_RANGE_CLOEXEC)
+}
+
+/// Closes every fd from `first` upwards (close_range(2)). Only where nothing still owns one of
+/// them (a spare launcher between jobs): an owner would later close a number reused since.
+pub fn close_from(first: u32) -> io::Result<()> {
+    close_range_from(first, 0)
+}
+
+fn close_range_from(first: u32, flags: std::ffi::c_uint) -> io::Result<()> {
+    // SAFETY: close_range only closes or flags fds of this process; no memory is passed. Callers
+    // (above) state when closing is sound for the fds' owners.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether this process has one thread (its `Threads:` line in /proc/self/status): only then may
+/// it fork and go on running Rust code in the child.
+pub fn is_single_threaded() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| status.lines().find_map(|l| l.strip_prefix("Threads:")).map(|n| n.trim() == "1"))
+        .unwrap_or(false)
 }
 
 /// Restores default dispositions for every catchable signal and unblocks them all. Rust's runtime

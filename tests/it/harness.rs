@@ -331,6 +331,17 @@ impl TestDaemon {
 
     /// The pids of this daemon's launchers (exec'd as `vrd init`, or forked by its spawner).
     pub fn launchers(&self) -> Vec<i32> {
+        self.helpers_named("vrd-init")
+    }
+
+    /// The pids of this daemon's spare launchers (foreground launchers waiting for the next
+    /// start; `spare` in the spawner).
+    pub fn spares(&self) -> Vec<i32> {
+        self.helpers_named("vrd-spare")
+    }
+
+    /// This daemon's processes called `comm` (their command line names its dir).
+    fn helpers_named(&self, name: &str) -> Vec<i32> {
         let dir = self.dir.path().to_string_lossy().to_string();
         let mut pids = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -338,7 +349,7 @@ impl TestDaemon {
             let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if comm.trim() == "vrd-init" && cmdline.contains(&dir) {
+            if comm.trim() == name && cmdline.contains(&dir) {
                 pids.push(pid);
             }
         }
@@ -424,7 +435,7 @@ impl Drop for TestDaemon {
         let _ = self.child.wait();
         // Supervised launchers outlive vrd by design; this daemon's are ended here, and their
         // containers die with them (parent-death signal).
-        for pid in self.launchers() {
+        for pid in self.launchers().into_iter().chain(self.spares()) {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }

@@ -112,6 +112,51 @@ fn the_exit_code_is_the_apps() {
     assert_eq!(text(&out), ("out\n".to_string(), "err\n".to_string()));
 }
 
+/// Waits until this daemon has exactly one spare launcher; returns its pid.
+fn the_spare(d: &TestDaemon) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let [pid] = d.spares()[..] {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no single spare launcher: {:?}", d.spares());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_foreground_launcher_is_reused_and_starts_each_container_clean() {
+    require_root!("a_foreground_launcher_is_reused_and_starts_each_container_clean");
+    let d = TestDaemon::start();
+    // Its own pid (a new pid namespace each time) and open fds (nothing of the last run).
+    let file = d.write("p.yaml", &proc_yaml("again", 0, "cmd: echo pid $$; ls /proc/self/fd | wc -l"));
+    let file = file.to_str().unwrap();
+    assert!(d.run_vr(&["runner", "setup", file]).status.success());
+    let first = d.run_vr(&["runner", "run", file]);
+    assert!(first.status.success(), "{:?}", text(&first));
+    let spare = the_spare(&d);
+    // output() returned, so the spare let go of the first caller's pipes; the second caller's
+    // output reaches the second caller.
+    let second = d.run_vr(&["runner", "run", file]);
+    assert!(second.status.success(), "{:?}", text(&second));
+    let (one, two) = (text(&first).0, text(&second).0);
+    assert!(one.starts_with("pid 1\n"), "{one:?}");
+    assert_eq!(one, two, "the second container saw another pid or other fds");
+    assert_eq!(the_spare(&d), spare, "the spare ran the second start and waits again");
+    // A stop signal to a waiting spare ends it; the next start forks a launcher.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(spare), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{spare}/comm")).exists()
+        && std::fs::read_to_string(format!("/proc/{spare}/comm")).is_ok_and(|c| c.trim() == "vrd-spare")
+    {
+        assert!(std::time::Instant::now() < deadline, "the spare ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let third = d.run_vr(&["runner", "run", file]);
+    assert!(third.status.success() && text(&third).0 == one, "{:?}", text(&third));
+    assert_ne!(the_spare(&d), spare);
+}
+
 #[test]
 fn a_client_killed_mid_run_stops_its_container_and_frees_the_proc() {
     require_root!("a_client_killed_mid_run_stops_its_container_and_frees_the_proc");

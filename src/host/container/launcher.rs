@@ -375,7 +375,7 @@ fn supervise(
 /// Points the launcher's future children back at its own pid namespace. After unshare(NEWPID)
 /// the kernel refuses to make threads (EINVAL), since a thread must share its process's pid
 /// namespace; the container is forked, so the launcher needs the new one no more.
-fn leave_child_pid_namespace() -> Result<(), String> {
+pub(super) fn leave_child_pid_namespace() -> Result<(), String> {
     let own =
         File::open("/proc/self/ns/pid").map_err(|e| format!("failed to open /proc/self/ns/pid: {e}"))?;
     nix::sched::setns(own, CloneFlags::CLONE_NEWPID)

@@ -9,4 +9,5 @@ pub mod mounts;
 pub mod overlay;
 pub mod passwd;
 pub mod plan;
+pub mod spare;
 pub mod spawner;

@@ -23,12 +23,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 
 use super::launcher::{new_session, run_plan, run_plan_reporting, take_stdio};
 use super::plan::{ExitStatus, SETUP_FAILED_CODE};
+use super::spare::{self, Job, Spares};
 use crate::sys;
 use crate::sys::fdstream::{recv_with_fds, send_with_fds};
 
@@ -59,22 +62,47 @@ pub fn main(socket: &Path) -> i32 {
         eprintln!("vrd spawner: failed to ignore SIGCHLD: {e}");
         return 1;
     }
-    for conn in listener.incoming().flatten() {
-        if let Err(e) = serve(&listener, conn) {
-            eprintln!("vrd spawner: {e}");
+    let mut spares = Spares::default();
+    loop {
+        match wait_for_caller(&listener, &spares) {
+            Ok(Some(conn)) => {
+                if let Err(e) = serve(&listener, conn, socket, &mut spares) {
+                    eprintln!("vrd spawner: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("vrd spawner: {e}"),
         }
+        spares.expire(Instant::now());
     }
-    0
+}
+
+/// The next connection to the spawner, or `None` when a spare's idle time ran out first.
+fn wait_for_caller(listener: &UnixListener, spares: &Spares) -> Result<Option<UnixStream>, String> {
+    let timeout = match spares.next_expiry(Instant::now()) {
+        None => PollTimeout::NONE,
+        Some(left) => {
+            PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+        }
+    };
+    let mut polls = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    match poll(&mut polls, timeout) {
+        Ok(0) | Err(nix::errno::Errno::EINTR) => Ok(None),
+        Ok(_) => listener.accept().map(|(conn, _)| Some(conn)).map_err(|e| format!("failed to accept: {e}")),
+        Err(e) => Err(format!("failed to wait for callers: {e}")),
+    }
 }
 
 /// One request: what to start, and the stdio an attached launcher gets.
 enum Request {
     Detach(PathBuf),
     Attach(PathBuf, [OwnedFd; 3]),
+    /// An attached launcher whose job is done, offering itself for the next one (`spare`).
+    Offer,
 }
 
-/// Reads one request line and the fds sent with it.
-fn read_request(conn: &UnixStream) -> Result<Option<Request>, String> {
+/// Reads one line (without its newline and surrounding space) and the fds sent with it.
+pub(super) fn read_line_with_fds(conn: &UnixStream) -> Result<(String, Vec<OwnedFd>), String> {
     let mut buf = vec![0u8; MAX_REQUEST];
     let (mut len, mut fds) = (0, Vec::new());
     while !buf[..len].contains(&b'\n') && len < buf.len() {
@@ -86,10 +114,17 @@ fn read_request(conn: &UnixStream) -> Result<Option<Request>, String> {
         }
         len += n;
     }
-    let line = String::from_utf8_lossy(&buf[..len]);
-    let line = line.trim();
+    Ok((String::from_utf8_lossy(&buf[..len]).trim().to_string(), fds))
+}
+
+/// Reads one request line and the fds sent with it.
+fn read_request(conn: &UnixStream) -> Result<Option<Request>, String> {
+    let (line, fds) = read_line_with_fds(conn)?;
     if line.is_empty() {
         return Ok(None); // A caller checking that the spawner is up.
+    }
+    if line == spare::OFFER {
+        return Ok(Some(Request::Offer));
     }
     match line.split_once(' ') {
         Some(("detach", plan)) => Ok(Some(Request::Detach(PathBuf::from(plan)))),
@@ -102,34 +137,62 @@ fn read_request(conn: &UnixStream) -> Result<Option<Request>, String> {
     }
 }
 
-fn serve(listener: &UnixListener, conn: UnixStream) -> Result<(), String> {
+fn serve(
+    listener: &UnixListener,
+    conn: UnixStream,
+    socket: &Path,
+    spares: &mut Spares,
+) -> Result<(), String> {
     match read_request(&conn)? {
         None => Ok(()),
-        Some(Request::Attach(plan, stdio)) => fork_attached(listener, conn, &plan, stdio),
-        Some(Request::Detach(plan)) => fork_detached(listener, conn, &plan),
+        Some(Request::Offer) => {
+            spares.offer(conn, Instant::now());
+            Ok(())
+        }
+        Some(Request::Attach(plan, stdio)) => match spares.hand_over(Job { plan, stdio, conn }) {
+            Ok(()) => Ok(()),
+            Err(job) => fork_attached(listener, spares, job, socket),
+        },
+        Some(Request::Detach(plan)) => fork_detached(listener, spares, conn, &plan),
+    }
+}
+
+/// In a launcher just forked: closes the spawner's own fds (its socket, its spares' connections),
+/// so the launcher holds nothing of the spawner's.
+fn close_spawner_fds(listener: &UnixListener, spares: &Spares) {
+    let _ = nix::unistd::close(listener.as_raw_fd());
+    for fd in spares.raw_fds() {
+        let _ = nix::unistd::close(fd);
     }
 }
 
 /// Forks the attached launcher once: it is the spawner's child, reaped by the kernel when it ends
 /// (the spawner ignores SIGCHLD), and reparented to init should vrd and the spawner go first.
-fn fork_attached(
-    listener: &UnixListener,
-    conn: UnixStream,
-    plan: &Path,
-    stdio: [OwnedFd; 3],
-) -> Result<(), String> {
+/// When its job is done it offers itself as a spare (`spare`), and runs jobs until it is let go.
+fn fork_attached(listener: &UnixListener, spares: &Spares, job: Job, socket: &Path) -> Result<(), String> {
     match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
         ForkResult::Parent { .. } => Ok(()),
         ForkResult::Child => {
-            // The launcher keeps nothing of the spawner's: not its socket.
-            let _ = nix::unistd::close(listener.as_raw_fd());
-            sys::exit_now(run_attached(plan, stdio, conn))
+            close_spawner_fds(listener, spares);
+            let mut job = job;
+            loop {
+                let code = run_attached(&job.plan, job.stdio, job.conn);
+                match spare::wait_for_job(socket) {
+                    Some(next) => job = next,
+                    None => sys::exit_now(code),
+                }
+            }
         }
     }
 }
 
 /// Forks twice for a supervised launcher, so that its parent is init from the start.
-fn fork_detached(listener: &UnixListener, conn: UnixStream, plan: &Path) -> Result<(), String> {
+fn fork_detached(
+    listener: &UnixListener,
+    spares: &Spares,
+    conn: UnixStream,
+    plan: &Path,
+) -> Result<(), String> {
     match sys::fork_single_threaded().map_err(|e| format!("failed to fork: {e}"))? {
         ForkResult::Parent { child } => {
             drop(conn);
@@ -139,21 +202,23 @@ fn fork_detached(listener: &UnixListener, conn: UnixStream, plan: &Path) -> Resu
                 Err(e) => Err(format!("failed to wait for a child: {e}")),
             }
         }
-        ForkResult::Child => sys::exit_now(fork_launcher(listener, conn, plan)),
+        ForkResult::Child => {
+            close_spawner_fds(listener, spares);
+            sys::exit_now(fork_launcher(conn, plan))
+        }
     }
 }
 
 /// In the intermediate child: forks the launcher, tells the caller its pid, and exits so the
 /// launcher is reparented to init.
-fn fork_launcher(listener: &UnixListener, mut conn: UnixStream, plan: &Path) -> i32 {
+fn fork_launcher(mut conn: UnixStream, plan: &Path) -> i32 {
     match sys::fork_single_threaded() {
         Ok(ForkResult::Parent { child }) => {
             let _ = writeln!(conn, "{child}");
             0
         }
         Ok(ForkResult::Child) => {
-            // The launcher keeps nothing of the spawner's: not its socket, not the request.
-            let _ = nix::unistd::close(listener.as_raw_fd());
+            // The launcher keeps nothing of the request.
             drop(conn);
             if new_session().is_err() {
                 return SETUP_FAILED_CODE;
@@ -170,7 +235,7 @@ fn fork_launcher(listener: &UnixListener, mut conn: UnixStream, plan: &Path) -> 
 /// The attached launcher: the caller's stdio, its own session, its pid and then its outcome on
 /// the connection.
 fn run_attached(plan: &Path, stdio: [OwnedFd; 3], mut conn: UnixStream) -> i32 {
-    if let Err(e) = nix::unistd::setsid().map_err(|e| e.to_string()).and_then(|_| take_stdio(stdio)) {
+    if let Err(e) = own_session().and_then(|_| take_stdio(stdio)) {
         let _ = writeln!(conn, "error: failed to take the caller's terminal: {e}");
         return SETUP_FAILED_CODE;
     }
@@ -183,6 +248,16 @@ fn run_attached(plan: &Path, stdio: [OwnedFd; 3], mut conn: UnixStream) -> i32 {
         return SETUP_FAILED_CODE;
     }
     run_plan_reporting(plan, &mut conn)
+}
+
+/// Puts the launcher in a session of its own; a spare already leads the one it made for its
+/// first job (setsid would fail).
+fn own_session() -> Result<(), String> {
+    let me = nix::unistd::getpid();
+    if nix::unistd::getsid(None).is_ok_and(|sid| sid == me) {
+        return Ok(());
+    }
+    nix::unistd::setsid().map(drop).map_err(|e| e.to_string())
 }
 
 /// Asks the spawner at `socket` to start the detached launcher of `plan`; returns its pid.
