@@ -17,6 +17,10 @@
 //!   connection: it writes its pid as the first line and, when the
 //!   container has ended and its cgroup is gone, the [`ExitStatus`] as a JSON line. vrd answers
 //!   its caller on that line, without waiting for the launcher's exit or reading status.json.
+//!   Then it offers itself for the next `attach` (see [`super::spare`]).
+//! - `spare`, from an attached launcher whose job is done: the spawner keeps the connection and
+//!   sends the next `attach PLAN` and its fds (plus the caller's connection) on it, instead of
+//!   forking; closing it lets the spare exit.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
