@@ -77,7 +77,7 @@ pub fn run_plan(plan_path: &Path) -> i32 {
 }
 
 /// [`run_plan`], telling the caller waiting on `report` how the container ended (a JSON line)
-/// as soon as its cgroup is gone, before writing status.json.
+/// as soon as its cgroup is gone (and writes status.json only if that line could not be sent).
 pub fn run_plan_reporting(plan_path: &Path, report: &mut UnixStream) -> i32 {
     run_plan_with(plan_path, Some(report))
 }
@@ -119,13 +119,18 @@ fn run_plan_with(plan_path: &Path, report: Option<&mut UnixStream>) -> i32 {
             error: Some(message),
         },
     };
-    if let Some(conn) = report {
-        // A caller that went away has nothing left to hear; status.json still records it.
-        let _ = serde_json::to_string(&status).map(|line| writeln!(conn, "{line}"));
-    }
+    // A caller that heard the outcome has it; status.json is for one that went away, and for
+    // the launchers nobody waits on. (Replacing the file would also make ext4 flush it to disk,
+    // auto_da_alloc: block I/O on every foreground run for a record nobody reads.)
+    let heard = report.is_some_and(|conn| {
+        serde_json::to_string(&status).is_ok_and(|line| super::spawner::write_line(conn, line).is_ok())
+    });
     // Only now the container's mounts go (see `hold_mount_namespace`).
     drop(mount_ns);
     super::overlay::remove_stale_work(&plan.rootfs);
+    if heard {
+        return status.code;
+    }
     match write_status(&plan.status_path, &status) {
         // A caller that heard the outcome may remove its dir at once (a build's or a shell's
         // temporary one): nothing is left to record it in, and nothing is lost.

@@ -218,7 +218,7 @@ fn fork_detached(
 fn fork_launcher(mut conn: UnixStream, plan: &Path) -> i32 {
     match sys::fork_single_threaded() {
         Ok(ForkResult::Parent { child }) => {
-            let _ = writeln!(conn, "{child}");
+            let _ = write_line(&mut conn, child);
             0
         }
         Ok(ForkResult::Child) => {
@@ -230,7 +230,7 @@ fn fork_launcher(mut conn: UnixStream, plan: &Path) -> i32 {
             sys::exit_now(run_plan(plan))
         }
         Err(e) => {
-            let _ = writeln!(conn, "error: failed to fork the launcher: {e}");
+            let _ = write_line(&mut conn, format_args!("error: failed to fork the launcher: {e}"));
             1
         }
     }
@@ -240,18 +240,24 @@ fn fork_launcher(mut conn: UnixStream, plan: &Path) -> i32 {
 /// the connection.
 fn run_attached(plan: &Path, stdio: [OwnedFd; 3], mut conn: UnixStream) -> i32 {
     if let Err(e) = own_session().and_then(|_| take_stdio(stdio)) {
-        let _ = writeln!(conn, "error: failed to take the caller's terminal: {e}");
+        let _ = write_line(&mut conn, format_args!("error: failed to take the caller's terminal: {e}"));
         return SETUP_FAILED_CODE;
     }
     // Before the caller learns the pid, and so may signal it.
     if let Err(e) = super::launcher::hold_forwarded_signals() {
-        let _ = writeln!(conn, "error: {e}");
+        let _ = write_line(&mut conn, format_args!("error: {e}"));
         return SETUP_FAILED_CODE;
     }
-    if writeln!(conn, "{}", std::process::id()).is_err() {
+    if write_line(&mut conn, std::process::id()).is_err() {
         return SETUP_FAILED_CODE;
     }
     run_plan_reporting(plan, &mut conn)
+}
+
+/// Writes `line` and its newline in one write: the reader wakes once, for a whole line (a
+/// `writeln!` on an unbuffered socket writes the pieces one by one).
+pub(super) fn write_line(conn: &mut UnixStream, line: impl std::fmt::Display) -> io::Result<()> {
+    conn.write_all(format!("{line}\n").as_bytes())
 }
 
 /// Puts the launcher in a session of its own; a spare already leads the one it made for its
@@ -268,7 +274,8 @@ fn own_session() -> Result<(), String> {
 pub fn request(socket: &Path, plan: &Path) -> Result<i32, String> {
     let mut conn = UnixStream::connect(socket)
         .map_err(|e| format!("failed to reach the spawner at {}: {e}", socket.display()))?;
-    writeln!(conn, "detach {}", plan.display()).map_err(|e| format!("failed to ask the spawner: {e}"))?;
+    write_line(&mut conn, format_args!("detach {}", plan.display()))
+        .map_err(|e| format!("failed to ask the spawner: {e}"))?;
     let mut answer = String::new();
     BufReader::new(&conn)
         .read_line(&mut answer)
