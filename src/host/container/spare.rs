@@ -102,6 +102,9 @@ pub fn wait_for_job(socket: &Path) -> Option<Job> {
         return None;
     }
     clear_last_job().ok()?;
+    // The default seccomp program, compiled while nothing waits: every container forked from here
+    // inherits it instead of compiling it on its way to exec (0.055 ms; ~6 kB of this heap).
+    let _ = sys::seccomp::default_filter();
     // Signals stay blocked (as for a job); read here, one sent to a waiting spare ends it.
     let blocked = super::launcher::hold_forwarded_signals().ok()?;
     let signals = SignalFd::with_flags(&blocked, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).ok()?;

@@ -12,8 +12,7 @@ pub const JMP_JA: u16 = 0x05;
 pub const JMP_JEQ_K: u16 = 0x15;
 /// BPF_JMP|BPF_JGT|BPF_K.
 pub const JMP_JGT_K: u16 = 0x25;
-/// BPF_JMP|BPF_JGE|BPF_K (seccompiler's argument checks).
-#[cfg(test)]
+/// BPF_JMP|BPF_JGE|BPF_K.
 pub const JMP_JGE_K: u16 = 0x35;
 /// BPF_JMP|BPF_JSET|BPF_K.
 #[cfg(any(test, target_arch = "x86_64"))]

@@ -28,10 +28,10 @@
 
 use std::collections::BTreeMap;
 
-mod allow_tree;
 mod bpf;
 #[cfg(test)]
 mod eval;
+mod tree;
 
 #[cfg(target_arch = "x86_64")]
 use bpf::JMP_JSET_K;
@@ -187,16 +187,16 @@ fn other_personality() -> Result<Vec<SeccompRule>, String> {
     Ok(vec![SeccompRule::new(conditions).map_err(error)?])
 }
 
-/// The rules for each refused call (seccompiler's map: call number to its rules).
-fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
-        REFUSED.iter().map(|(_, nr)| (*nr, Vec::new())).collect();
-    rules.insert(libc::SYS_clone, any_flag(NAMESPACE_FLAGS)?);
-    rules.insert(libc::SYS_personality, other_personality()?);
-    Ok(rules)
+/// The rules of the calls refused for some arguments only (seccompiler's map: call number to its
+/// rules); the ones refused whatever the arguments are the tree's.
+fn argument_rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    Ok(BTreeMap::from([
+        (libc::SYS_clone, any_flag(NAMESPACE_FLAGS)?),
+        (libc::SYS_personality, other_personality()?),
+    ]))
 }
 
-/// The refused calls EPERM (seccompiler's rules); everything else is allowed.
+/// The calls the rules match EPERM (seccompiler's program); everything else is allowed.
 fn refused(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, String> {
     let filter =
         SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch())
@@ -204,11 +204,18 @@ fn refused(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, String>
     filter.try_into().map_err(|e: seccompiler::BackendError| error(e))
 }
 
-/// The whole program: seccompiler's architecture check, our refusals, the tree that allows
-/// every call without a rule at once (`allow_tree`), seccompiler's rules. Their jumps are all
-/// forward and relative, so what follows the check may grow in front.
+/// The tree ahead of the rules: [`REFUSED`] EPERM, the `ruled` calls on to the rules.
+fn tree(ruled: &[u32]) -> Option<Vec<sock_filter>> {
+    let refused: Vec<u32> = REFUSED.iter().map(|(_, nr)| *nr as u32).collect();
+    tree::decision_tree(&refused, ruled, errno(libc::EPERM), libc::SECCOMP_RET_ALLOW)
+}
+
+/// The whole program: seccompiler's architecture check, our refusals, the tree that refuses the
+/// [`REFUSED`] calls and allows every call without a rule at once (`tree`), seccompiler's rules
+/// for `clone` and `personality`. Their jumps are all forward and relative, so what follows the
+/// check may grow in front.
 fn program() -> Result<BpfProgram, String> {
-    let rules = rules()?;
+    let rules = argument_rules()?;
     let ruled: Vec<u32> = rules.keys().map(|nr| *nr as u32).collect();
     let mut program = refused(rules)?;
     let checks_arch = program.get(..ARCH_CHECK).is_some_and(|check| {
@@ -220,14 +227,14 @@ fn program() -> Result<BpfProgram, String> {
         return Err("seccompiler's program no longer starts with its architecture check: vr's own refusals have no place to go".into());
     }
     let mut ahead = ahead_of_rules();
-    // Without the tree (more rules than 8-bit jumps can span) the program is only slower to install.
-    ahead.extend(allow_tree::allow_tree(&ruled, libc::SECCOMP_RET_ALLOW).unwrap_or_default());
+    ahead.extend(tree(&ruled).ok_or("the seccomp filter's refusals outgrew one tree of 8-bit jumps")?);
     program.splice(ARCH_CHECK..ARCH_CHECK, ahead);
     Ok(program)
 }
 
-/// The program, compiled once per process; install it with [`install`]. (Compiled in the spawner
-/// ahead of time it would save each start 0.055 ms, but cost every launcher ~6 kB of private
+/// The program, compiled once per process; install it with [`install`]. A spare launcher compiles
+/// it while it waits, so the containers it forks inherit it. (Compiled in the spawner ahead of
+/// time it would save every start 0.055 ms, but cost every supervised launcher ~6 kB of private
 /// heap, copied on its first writes there.)
 pub fn default_filter() -> Result<&'static BpfProgram, String> {
     static FILTER: std::sync::OnceLock<Result<BpfProgram, String>> = std::sync::OnceLock::new();
@@ -251,24 +258,29 @@ mod tests {
     #[test]
     fn one_small_program_with_our_refusals_after_the_arch_check() {
         let program = default_filter().unwrap();
-        // BPF_MAXINSNS is 4096; small, since the kernel checks and compiles it at every start.
-        assert!(program.len() < 1024, "{}", program.len());
+        // BPF_MAXINSNS is 4096; small, since the kernel checks and compiles it at every start
+        // (203 instructions when written; 603 with a tree over single numbers and seccompiler's
+        // chain for every refused call).
+        assert!(program.len() < 256, "{}", program.len());
         let ours = ahead_of_rules();
         assert_eq!(&program[ARCH_CHECK..ARCH_CHECK + ours.len()], &ours[..]);
         assert!(ours.contains(&insn(RET_K, 0, 0, errno(libc::ENOSYS))));
         #[cfg(target_arch = "x86_64")]
         assert!(ours.contains(&insn(JMP_JSET_K, 0, 1, X32)));
         // The tree follows, then the rules' own load of the number, as seccompiler emitted it.
-        let ruled: Vec<u32> = rules().unwrap().keys().map(|nr| *nr as u32).collect();
-        let tree = allow_tree::allow_tree(&ruled, libc::SECCOMP_RET_ALLOW).expect("the rules fit one tree");
+        let ruled: Vec<u32> = argument_rules().unwrap().keys().map(|nr| *nr as u32).collect();
+        let tree = tree(&ruled).expect("the refusals fit one tree");
         let rules_start = ARCH_CHECK + ours.len() + tree.len();
         assert_eq!(&program[ARCH_CHECK + ours.len()..rules_start], &tree[..]);
         assert_eq!(program[rules_start], insn(LD_W_ABS, 0, 0, NR_OFFSET));
     }
 
-    /// The program as it was before the tree: arch check, our refusals, seccompiler's rules.
+    /// The program as it was before the tree: arch check, our refusals, seccompiler's rules for
+    /// every refused call.
     fn without_tree() -> BpfProgram {
-        let mut program = refused(rules().unwrap()).unwrap();
+        let mut rules = argument_rules().unwrap();
+        rules.extend(REFUSED.iter().map(|(_, nr)| (*nr, Vec::new())));
+        let mut program = refused(rules).unwrap();
         program.splice(ARCH_CHECK..ARCH_CHECK, ahead_of_rules());
         program
     }

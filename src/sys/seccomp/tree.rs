@@ -1,33 +1,52 @@
-//! A search tree over the call numbers the rules name, ahead of seccompiler's rules: every other
-//! number returns ALLOW within a few comparisons, and the named ones go on to the rules.
+//! A search tree over the call numbers the filter treats specially, ahead of seccompiler's rules:
+//! a call refused whatever its arguments is refused in the tree, a call whose arguments decide
+//! (`clone`, `personality`) goes on to the rules, and every other number is allowed, each within
+//! a few comparisons.
 //!
-//! Why: when a filter is installed the kernel runs it for every call number of the architecture
-//! (about 460) to find the ones it always allows (seccomp's action cache; those later skip the
-//! filter), under the task's signal lock. seccompiler emits one linear chain, so each allowed
-//! number walked the whole chain, ~130 steps: about 0.2 ms of every container start. Through the
-//! tree an allowed number takes at most three steps per level (six levels for 64 numbers).
+//! Why: the kernel checks, translates and JIT-compiles the whole program at every container
+//! start, and then runs it for every call number of the architecture (about 460) to find the
+//! ones it always allows (seccomp's action cache), under the task's signal lock. seccompiler
+//! emits one linear chain, four or more instructions per refused call, that each allowed number
+//! walks: ~0.2 ms of every start. The tree works on runs of neighbouring numbers with one answer
+//! (the mount calls, the module calls, the io_uring calls...), so it is about 3 instructions per
+//! run, and a number takes at most three per level.
 //!
-//! The tree decides nothing the rules do not: it only lets through the numbers that have no rule,
-//! which seccompiler's program also allows (its default action), and hands every ruled number to
-//! the rules unchanged. `tests` checks that the two programs answer alike for every number.
+//! `super::tests` checks that the program with the tree answers every probe as seccompiler's
+//! program with every refusal among its rules does.
 
 use seccompiler::sock_filter;
 
-use super::bpf::{insn, JMP_JA, JMP_JEQ_K, JMP_JGT_K, RET_K};
+use super::bpf::{insn, JMP_JA, JMP_JGE_K, JMP_JGT_K, RET_K};
 
 /// A jump in the tree to the rules, which follow it: its offset is only known once the whole
 /// tree is laid out.
 const TO_RULES: u32 = u32::MAX;
 
-/// The tree for the call numbers in `ruled` (any order, repeats allowed), for a program whose
-/// accumulator holds the call's number when the tree starts: a ruled number falls through to the
-/// instruction right after the tree, any other returns `allow`. `None` when a subtree is too big
-/// for classic BPF's 8-bit conditional jumps (over ~170 ruled numbers): the rules alone then.
-pub fn allow_tree(ruled: &[u32], allow: u32) -> Option<Vec<sock_filter>> {
-    let mut numbers = ruled.to_vec();
-    numbers.sort_unstable();
-    numbers.dedup();
-    let mut tree = subtree(&numbers, allow)?;
+/// What the tree does with a number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Answer {
+    /// Return this action (the refusal).
+    Return(u32),
+    /// Go on to the rules, which follow the tree.
+    Rules,
+}
+
+/// Neighbouring numbers with one answer: `first..=last`.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    first: u32,
+    last: u32,
+    answer: Answer,
+}
+
+/// The tree for a program whose accumulator holds the call's number when the tree starts: the
+/// numbers in `refused` return `refuse`, those in `ruled` fall through to the instruction right
+/// after the tree (the rules), any other returns `allow`. A number in both lists goes to the
+/// rules. `None` when a subtree is too big for classic BPF's 8-bit conditional jumps (about 80
+/// runs).
+pub fn decision_tree(refused: &[u32], ruled: &[u32], refuse: u32, allow: u32) -> Option<Vec<sock_filter>> {
+    let runs = runs(refused, ruled, refuse);
+    let mut tree = subtree(&runs, allow)?;
     let len = tree.len();
     for (at, insn) in tree.iter_mut().enumerate() {
         if insn.code == JMP_JA && insn.k == TO_RULES {
@@ -38,21 +57,46 @@ pub fn allow_tree(ruled: &[u32], allow: u32) -> Option<Vec<sock_filter>> {
     Some(tree)
 }
 
-/// Preorder: at the middle number `v`, "is it v?" (then on to the rules), "is it above v?" (then
-/// the right half), else the left half; an empty half allows.
-fn subtree(sorted: &[u32], allow: u32) -> Option<Vec<sock_filter>> {
-    if sorted.is_empty() {
+/// The numbers of both lists, sorted, as runs of neighbours with one answer.
+fn runs(refused: &[u32], ruled: &[u32], refuse: u32) -> Vec<Run> {
+    let mut numbers: Vec<(u32, Answer)> = refused
+        .iter()
+        .filter(|nr| !ruled.contains(nr))
+        .map(|nr| (*nr, Answer::Return(refuse)))
+        .chain(ruled.iter().map(|nr| (*nr, Answer::Rules)))
+        .collect();
+    numbers.sort_unstable_by_key(|(nr, _)| *nr);
+    numbers.dedup_by_key(|(nr, _)| *nr);
+    let mut runs: Vec<Run> = Vec::new();
+    for (nr, answer) in numbers {
+        match runs.last_mut() {
+            Some(run) if run.answer == answer && run.last.checked_add(1) == Some(nr) => run.last = nr,
+            _ => runs.push(Run { first: nr, last: nr, answer }),
+        }
+    }
+    runs
+}
+
+/// Preorder: at the middle run, "above its last?" (then the right half), "at or above its
+/// first?" (then its answer), else the left half; an empty half allows.
+fn subtree(runs: &[Run], allow: u32) -> Option<Vec<sock_filter>> {
+    if runs.is_empty() {
         return Some(vec![insn(RET_K, 0, 0, allow)]);
     }
-    let middle = sorted.len() / 2;
-    let v = sorted[middle];
-    let left = subtree(&sorted[..middle], allow)?;
-    let right = subtree(&sorted[middle + 1..], allow)?;
-    let over_left = u8::try_from(left.len()).ok()?;
+    let middle = runs.len() / 2;
+    let run = runs[middle];
+    let left = subtree(&runs[..middle], allow)?;
+    let right = subtree(&runs[middle + 1..], allow)?;
+    // Over the run's own check and answer, then the left half.
+    let over_left = u8::try_from(left.len() + 2).ok()?;
+    let answer = match run.answer {
+        Answer::Return(action) => insn(RET_K, 0, 0, action),
+        Answer::Rules => insn(JMP_JA, 0, 0, TO_RULES),
+    };
     let mut out = Vec::with_capacity(3 + left.len() + right.len());
-    out.push(insn(JMP_JEQ_K, 0, 1, v));
-    out.push(insn(JMP_JA, 0, 0, TO_RULES));
-    out.push(insn(JMP_JGT_K, over_left, 0, v));
+    out.push(insn(JMP_JGT_K, over_left, 0, run.last));
+    out.push(insn(JMP_JGE_K, 0, 1, run.first));
+    out.push(answer);
     out.extend(left);
     out.extend(right);
     Some(out)
@@ -65,6 +109,7 @@ mod tests {
     use super::*;
 
     const ALLOW: u32 = 0x7fff_0000;
+    const REFUSE: u32 = 0x0005_0001;
     const FALL_THROUGH: u32 = 1;
 
     /// Runs `tree` followed by "return FALL_THROUGH", with the number `nr` in the accumulator.
@@ -76,26 +121,43 @@ mod tests {
     }
 
     #[test]
-    fn ruled_numbers_go_on_to_the_rules_and_all_others_are_allowed() {
-        for ruled in [vec![], vec![7], vec![3, 1, 2, 3], (0..64).map(|n| n * 5 + 1).collect::<Vec<_>>()] {
-            let tree = allow_tree(&ruled, ALLOW).unwrap();
+    fn refused_numbers_are_refused_ruled_ones_go_on_and_all_others_are_allowed() {
+        let spread: Vec<u32> = (0..40).map(|n| n * 5 + 1).collect();
+        let cases: [(Vec<u32>, Vec<u32>); 5] = [
+            (vec![], vec![]),
+            (vec![7], vec![]),
+            (vec![3, 1, 2, 3, 9], vec![4, 10]),
+            (vec![0, 1, 2, 5, 6, 7, 8], vec![3, 6]),
+            (spread.clone(), spread.iter().map(|n| n + 2).collect()),
+        ];
+        for (refused, ruled) in cases {
+            let tree = decision_tree(&refused, &ruled, REFUSE, ALLOW).unwrap();
             for nr in 0..400 {
-                let want = if ruled.contains(&nr) { FALL_THROUGH } else { ALLOW };
-                assert_eq!(decide(&tree, nr), want, "nr {nr} with {} ruled", ruled.len());
+                let want = if ruled.contains(&nr) {
+                    FALL_THROUGH
+                } else if refused.contains(&nr) {
+                    REFUSE
+                } else {
+                    ALLOW
+                };
+                assert_eq!(decide(&tree, nr), want, "nr {nr}, refused {refused:?}, ruled {ruled:?}");
             }
             assert_eq!(decide(&tree, u32::MAX), ALLOW);
         }
     }
 
     #[test]
-    fn the_tree_is_three_instructions_per_number_and_one_per_gap() {
-        let ruled: Vec<u32> = (0..64).map(|n| n * 7).collect();
-        assert_eq!(allow_tree(&ruled, ALLOW).unwrap().len(), 3 * 64 + 65);
+    fn neighbours_with_one_answer_cost_one_node() {
+        // Four runs: 10..=19 refused, 20 ruled, 21..=29 refused, 40 refused.
+        let refused: Vec<u32> = (10..30).chain([40]).collect();
+        let tree = decision_tree(&refused, &[20], REFUSE, ALLOW).unwrap();
+        assert_eq!(tree.len(), 3 * 4 + 5);
+        assert_eq!(decide(&tree, u32::MAX), ALLOW);
     }
 
     #[test]
     fn a_tree_too_big_for_8_bit_jumps_is_refused() {
-        let ruled: Vec<u32> = (0..400).collect();
-        assert!(allow_tree(&ruled, ALLOW).is_none());
+        let refused: Vec<u32> = (0..400).map(|n| n * 2).collect();
+        assert!(decision_tree(&refused, &[], REFUSE, ALLOW).is_none());
     }
 }
