@@ -234,7 +234,7 @@ rev="at $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 names=("vrd: vr runner run" "vrd: vrd init --plan" "crun run" "runc run" "floor: unshare+chroot")
 includes=(
-  "the \`vr\` client starts, takes the flock on proc.yaml and POSTs \`runner.run\` over the Unix socket (one HTTP/1.1 JSON-RPC request; its stdin, stdout and stderr ride on the request with SCM_RIGHTS); vrd plans, rewrites launch.json only if it changed, and asks its spawner to fork the launcher with the caller's stdio; the launcher does everything in the next line except its own exec, and reports the exit status on the spawner connection, which vrd answers with"
+  "the \`vr\` client starts, takes the flock on proc.yaml and POSTs \`runner.run\` over the Unix socket (one HTTP/1.1 JSON-RPC request; its stdin, stdout and stderr ride on the request with SCM_RIGHTS); vrd plans, rewrites launch.json only if it changed, and asks its spawner for a launcher with the caller's stdio (back to back, the spare launcher of the previous run, waiting with its pages in place; else a fork); the launcher does everything in the next line except its own exec, and reports the exit status on the spawner connection, which vrd answers with (status.json is written only by the standalone launcher)"
   "the launcher alone, exec'd on the launch.json the daemon left: new pid namespace, fork; the child enters the proc's kept mount namespace (its volatile overlay root, meta + image lowers, pivoted into and the read-only /sys mounted on the first run) and unshares a private copy with uts/ipc namespaces, then mounts /proc, tmpfs /dev with devices, devpts, shm, mqueue, masks, 2 read-only binds (/etc/resolv.conf, /etc/hosts), sets the hostname, while the launcher makes the cgroup in the 5 v1 hierarchies vr uses (pids.max set) and attaches it; cgroup namespace, capabilities, no_new_privs, exec \`/bin/true\` directly (proc.sh's environment, no shell), output copied to the log, wait, OOM counter read, empty cgroup removed, status.json written"
   "default \`crun spec\` (pid/net/ipc/uts/mount namespaces, 7 mounts, no overlay, rootfs is the unpacked image), \`linux.cgroupsPath\` under the same cgroup parent, foreground \`run\` (the container is deleted when it exits), private \`--root\` state dir"
   "the same bundle config with runc, foreground \`run\` (deleted on exit unless --keep), private \`--root\` state dir"
@@ -259,13 +259,14 @@ flr=$(ms "floor: unshare+chroot" median)
 echo
 echo "| ratio of medians | value | target | met |"
 echo "|---|---|---|---|"
-r=$(ratio "$vrd" "$crun"); echo "| vrd / crun | $r | ≤ 0.6 | $(met "$r" 0.6) |"
+# Issue 12: with the seccomp filter every container gets, at most half of crun (issue 1 asked 0.6).
+r=$(ratio "$vrd" "$crun"); echo "| vrd / crun | $r | ≤ 0.5 | $(met "$r" 0.5) |"
 r=$(ratio "$vrd" "$runc"); echo "| vrd / runc | $r | – | – |"
 r=$(ratio "$vrd" "$flr"); echo "| vrd / floor | $r | ≤ 2.5 | $(met "$r" 2.5) |"
 r=$(ratio "$init" "$crun"); echo "| vrd init alone / crun | $r | – | – |"
 r=$(ratio "$init" "$flr"); echo "| vrd init alone / floor | $r | – | – |"
 echo
-echo "vr runner run minus vrd init alone: $(fmt "$(awk -v a="$vrd" -v b="$init" 'BEGIN { print a - b }')") ms of $(fmt "$vrd") ms (difference of the medians): the client, the RPC and the daemon, less the exec and post-report cleanup the standalone launcher pays and the spawner-forked one does not."
+echo "vr runner run minus vrd init alone: $(fmt "$(awk -v a="$vrd" -v b="$init" 'BEGIN { print a - b }')") ms of $(fmt "$vrd") ms (difference of the medians): the client, the RPC and the daemon, less the exec, start-up and post-report cleanup the standalone launcher pays and the spawner's does not."
 echo
 echo "What each command includes:"
 for i in "${!names[@]}"; do echo "- **${names[$i]}**: ${includes[$i]}."; done

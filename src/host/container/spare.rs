@@ -5,8 +5,8 @@
 //! copies no page tables of file-backed memory) and copies every page of the spawner's heap and
 //! stack it writes. About 120 page faults, a quarter of a millisecond on a VM, before it can fork
 //! the container; a launcher that has run a container has all of that in place. A spare costs
-//! its private pages (~200 kB) while it waits; it waits at most [`SPARE_IDLE`], and the spawner
-//! keeps at most [`MAX_SPARES`].
+//! its private pages while it waits (460 kB measured, most of it the heap the jobs grew); it
+//! waits at most [`SPARE_IDLE`], and the spawner keeps at most [`MAX_SPARES`].
 //!
 //! Who may do what: only the spawner sends a spare work, on the connection the spare opened to
 //! the spawner's socket (mode 0600, root's). A spare holds nothing of its last job: its stdio is
