@@ -9,16 +9,20 @@
 # directory, so the committed corpora change only on purpose (docs/fuzzing.md).
 set -eu
 cd "$(dirname "$0")"
+# No sanitizer: the project forbids unsafe code, and without ASan the build and the runs are about
+# twice as fast. The timed run (CI's smoke run over the corpora) is a dev build: it compiles in 3.5
+# minutes against 8 for release, and its 10 s still replay every corpus and make 10^3-10^5
+# executions per target. The long runs (--runs) are release, with the overflow checks and debug
+# assertions the dev build has anyway.
 limit="-max_total_time=${1:-20}"
 only=""
+flags="--dev --sanitizer none"
 if [ "${1:-}" = "--runs" ]; then
     [ -n "${2:-}" ] || { echo "usage: fuzz/run.sh --runs N [TARGET]" >&2; exit 2; }
     limit="-runs=$2"
     only=${3:-}
+    flags="--release --debug-assertions --sanitizer none"
 fi
-# Release with overflow checks and debug assertions; no sanitizer: the project forbids unsafe code,
-# and without ASan the build and the runs are about twice as fast.
-flags="--release --debug-assertions --sanitizer none"
 if [ -n "${CARGO_TARGET_DIR:-}" ]; then
     flags="$flags --target-dir $CARGO_TARGET_DIR/fuzz"
 fi
