@@ -17,7 +17,6 @@
 //! Only the spawner ends a spare's wait (by closing the connection, or with work), so a request
 //! can never reach a spare that has just given up.
 
-use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -64,7 +63,7 @@ impl Spares {
     /// Hands `job` to a spare; gives it back when none took it (none waiting, or every one
     /// waiting had died), for the caller to fork a launcher.
     pub fn hand_over(&mut self, job: Job) -> Result<(), Job> {
-        let line = format!("attach {}\n", job.plan.display());
+        let line = super::spawner::attach_line(&job.plan);
         while let Some((spare, _)) = self.waiting.pop() {
             let [a, b, c] = &job.stdio;
             let fds = [a.as_fd(), b.as_fd(), c.as_fd(), job.conn.as_fd()];
@@ -112,7 +111,7 @@ pub fn wait_for_job(socket: &Path) -> Option<Job> {
     drain(&signals);
     let _ = nix::sys::prctl::set_name(c"vrd-spare");
     let mut conn = UnixStream::connect(socket).ok()?;
-    conn.write_all(format!("{OFFER}\n").as_bytes()).ok()?;
+    super::spawner::write_line(&mut conn, OFFER).ok()?;
     let mut polls =
         [PollFd::new(conn.as_fd(), PollFlags::POLLIN), PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
     loop {
@@ -159,7 +158,7 @@ fn clear_last_job() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     use super::*;
 

@@ -283,13 +283,19 @@ pub fn request(socket: &Path, plan: &Path) -> Result<i32, String> {
     answer.trim().parse().map_err(|_| format!("the spawner could not start the launcher: {}", answer.trim()))
 }
 
+/// The request for an attached launcher of `plan`, as vrd sends it to the spawner and the spawner
+/// to a spare.
+pub(super) fn attach_line(plan: &Path) -> String {
+    format!("attach {}\n", plan.display())
+}
+
 /// Asks the spawner at `socket` to start the launcher of `plan` with `stdio` (stdin, stdout,
 /// stderr; the launcher gets copies). Returns the connection on which the launcher will answer
 /// its pid ([`parse_pid`]) and then its report ([`parse_report`]), without waiting for either.
 pub fn send_attached(socket: &Path, plan: &Path, stdio: [BorrowedFd<'_>; 3]) -> Result<UnixStream, String> {
     let conn = UnixStream::connect(socket)
         .map_err(|e| format!("failed to reach the spawner at {}: {e}", socket.display()))?;
-    let line = format!("attach {}\n", plan.display());
+    let line = attach_line(plan);
     let sent = send_with_fds(conn.as_fd(), line.as_bytes(), &stdio)
         .map_err(|e| format!("failed to ask the spawner: {e}"))?;
     if sent != line.len() {
